@@ -1,0 +1,75 @@
+// backward.c — reverse-mode autodiff over the graph (vkp_graph_backward).
+#include <stdlib.h>
+
+#include "graph_internal.h"
+#include "vkp_ops.h"
+
+void vkp_grad_accumulate(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  if (!t || !grad || !t->requires_grad) return;
+  if (!vkp_tensor_same_shape(t, grad)) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "backward: gradient for '%s' has the wrong shape", t->name);
+    return;
+  }
+  t->grad = t->grad ? vkp_add(g, t->grad, grad) : grad;
+}
+
+// Collects the nodes reachable from `loss` in topological order (sources first).
+static vkp_status collect(vkp_tensor *loss, vkp_ptr_list *out) {
+  vkp_ptr_list stack = {0};
+  vkp_status st = VKP_OK;
+  // Mark with a visit flag kept in last_use (reset afterwards): 1 = on stack/visited.
+  loss->last_use = 1;
+  st = vkp_list_push(&stack, loss);
+  while (st == VKP_OK && stack.n) {
+    vkp_tensor *t = stack.v[stack.n - 1];
+    bool pushed = false;
+    for (int i = 0; i < t->nsrc && !pushed; i++)
+      if (t->src[i]->last_use != 1) {
+        t->src[i]->last_use = 1;
+        st = vkp_list_push(&stack, t->src[i]);
+        pushed = true;
+      }
+    if (pushed) continue;
+    stack.n--;
+    st = vkp_list_push(out, t);
+  }
+  free(stack.v);
+  return st;
+}
+
+vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const *params, int n, vkp_tensor **grads) {
+  if (g->err.status != VKP_OK) return g->err.status;
+  if (!loss) return vkp_graph_fail(g, VKP_ERR_INVALID, "backward: loss is NULL");
+  if (vkp_tensor_numel(loss) != 1)
+    return vkp_graph_fail(g, VKP_ERR_SHAPE, "backward: loss '%s' is not a scalar", loss->name);
+  vkp_ptr_list topo = {0};
+  if (collect(loss, &topo) != VKP_OK) return vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
+  for (int32_t i = 0; i < topo.n; i++) {
+    topo.v[i]->last_use = -1;
+    topo.v[i]->requires_grad = false;
+    topo.v[i]->grad = NULL;
+  }
+  for (int i = 0; i < n; i++)
+    if (params[i]) params[i]->requires_grad = true, params[i]->grad = NULL;
+  for (int32_t i = 0; i < topo.n; i++) {   // propagate trainability forward
+    vkp_tensor *t = topo.v[i];
+    for (int s = 0; s < t->nsrc && !t->requires_grad; s++) t->requires_grad = t->src[s]->requires_grad;
+  }
+  if (loss->requires_grad) {
+    loss->grad = vkp_loss_seed(g, loss);
+    for (int32_t i = topo.n - 1; i >= 0; i--) {
+      vkp_tensor *t = topo.v[i];
+      if (!t->op || !t->grad || !t->requires_grad) continue;
+      if (!t->op->backward) {
+        vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "backward: op '%s' (%s) is not differentiable", t->op->name,
+                       t->name);
+        break;
+      }
+      t->op->backward(g, t, t->grad);
+    }
+  }
+  for (int i = 0; i < n; i++) grads[i] = params[i] ? params[i]->grad : NULL;
+  for (int32_t i = 0; i < topo.n; i++) topo.v[i]->grad = NULL;
+  free(topo.v);
+  return g->err.status;
+}

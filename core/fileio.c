@@ -1,0 +1,213 @@
+// fileio.c — whole-file reads and atomic whole-file writes (temp file, fsync, rename, fsync dir).
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "vkp_fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// Writes all n bytes, retrying on EINTR and short writes. Returns 0 or -1 with errno set.
+static int write_full(int fd, const unsigned char *p, size_t n) {
+  while (n > 0) {
+    size_t chunk = n > (1u << 30) ? (1u << 30) : n;
+    ssize_t w = write(fd, p, chunk);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (w == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+// A random 32-bit value for temp-file names; collisions are handled by O_EXCL and a retry.
+static uint32_t tmp_name_random(unsigned attempt) {
+  uint32_t r;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r) return r;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint32_t)ts.tv_nsec ^ ((uint32_t)getpid() << 16) ^ (attempt * 2654435761u);
+}
+
+// Copies the directory part of path ("." when there is none) into a new string.
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return strdup(".");
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  char *d = malloc(n + 1);
+  if (!d) return NULL;
+  memcpy(d, path, n);
+  d[n] = '\0';
+  return d;
+}
+
+vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, const size_t *sizes,
+                                 int nchunks, vkp_error *err) {
+  if (!path || !path[0]) return vkp_error_set(err, VKP_ERR_INVALID, "atomic write: empty path");
+  if (nchunks < 0 || (nchunks > 0 && (!chunks || !sizes)))
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: atomic write: bad chunk list", path);
+  for (int i = 0; i < nchunks; i++) {
+    if (!chunks[i] && sizes[i] > 0)
+      return vkp_error_set(err, VKP_ERR_INVALID, "%s: atomic write: chunk %d is NULL", path, i);
+  }
+
+  vkp_status st = VKP_OK;
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + sizeof ".tmp.XXXXXXXX");
+  if (!tmp) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+
+  int fd = -1;
+  for (unsigned attempt = 0; attempt < 32 && fd < 0; attempt++) {
+    snprintf(tmp, plen + sizeof ".tmp.XXXXXXXX", "%s.tmp.%08x", path,
+             (unsigned)tmp_name_random(attempt));
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST && errno != EINTR) break;
+  }
+  if (fd < 0) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot create temporary file: %s", path,
+                       strerror(errno));
+    goto free_tmp_name;
+  }
+
+  // Keep the permissions of the file being replaced (best effort).
+  struct stat old;
+  if (stat(path, &old) == 0 && S_ISREG(old.st_mode)) (void)fchmod(fd, old.st_mode & 07777);
+
+  for (int i = 0; i < nchunks; i++) {
+    if (sizes[i] == 0) continue;
+    if (write_full(fd, chunks[i], sizes[i]) != 0) {
+      st = vkp_error_set(err, VKP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+      goto close_tmp;
+    }
+  }
+  if (fsync(fd) != 0) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
+    goto close_tmp;
+  }
+  int rc = close(fd);
+  fd = -1;
+  if (rc != 0) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    goto unlink_tmp;
+  }
+  if (rename(tmp, path) != 0) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename temporary file into place: %s", path,
+                       strerror(errno));
+    goto unlink_tmp;
+  }
+
+  // The new file is in place; make the rename durable. Filesystems that cannot sync a directory
+  // (EINVAL, ENOTSUP) are accepted; an I/O error is reported, although the file is replaced.
+  char *dir = dir_of(path);
+  if (dir) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      if (fsync(dfd) != 0 && errno == EIO)
+        st = vkp_error_set(err, VKP_ERR_IO, "%s: written, but syncing directory %s failed: %s",
+                           path, dir, strerror(errno));
+      close(dfd);
+    }
+    free(dir);
+  }
+  free(tmp);
+  return st;
+
+close_tmp:
+  close(fd);
+unlink_tmp:
+  unlink(tmp);
+free_tmp_name:
+  free(tmp);
+  return st;
+}
+
+vkp_status vkp_file_read_all(const char *path, size_t max_bytes, char **out, size_t *len,
+                             vkp_error *err) {
+  if (out) *out = NULL;
+  if (len) *len = 0;
+  if (!path || !out || !len)
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: read: bad arguments", path ? path : "(null)");
+
+  vkp_status st = VKP_OK;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    goto close_fd;
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: is a directory", path);
+    goto close_fd;
+  }
+  if (S_ISREG(sb.st_mode) && (uintmax_t)sb.st_size > max_bytes) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: file size %jd exceeds the limit of %zu bytes",
+                       path, (intmax_t)sb.st_size, max_bytes);
+    goto close_fd;
+  }
+
+  // Regular files: one allocation of the right size (plus one byte to detect growth).
+  size_t cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : 4096;
+  if (cap > max_bytes + 1 && max_bytes < SIZE_MAX) cap = max_bytes + 1;
+  if (cap == 0) cap = 1;
+  char *buf = malloc(cap + 1);
+  if (!buf) {
+    st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory reading file", path);
+    goto close_fd;
+  }
+  size_t n = 0;
+  for (;;) {
+    if (n == cap) {
+      if (n > max_bytes) break;
+      size_t ncap = cap < SIZE_MAX / 2 ? cap * 2 : SIZE_MAX - 1;
+      if (max_bytes < SIZE_MAX && ncap > max_bytes + 1) ncap = max_bytes + 1;
+      char *nb = realloc(buf, ncap + 1);
+      if (!nb) {
+        st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory reading file", path);
+        goto free_buf;
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      st = vkp_error_set(err, VKP_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+      goto free_buf;
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  if (n > max_bytes) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: file exceeds the limit of %zu bytes", path,
+                       max_bytes);
+    goto free_buf;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  close(fd);
+  return VKP_OK;
+
+free_buf:
+  free(buf);
+close_fd:
+  close(fd);
+  return st;
+}

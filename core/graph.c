@@ -1,0 +1,343 @@
+// graph.c — graph and tensor creation, views, roots, build errors.
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_internal.h"
+
+vkp_status vkp_list_push(vkp_ptr_list *l, vkp_tensor *t) {
+  if (l->n == l->cap) {
+    int32_t cap = l->cap ? l->cap * 2 : 64;
+    vkp_tensor **v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) return VKP_ERR_OOM;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = t;
+  return VKP_OK;
+}
+
+vkp_status vkp_graph_new(vkp_ctx *ctx, vkp_graph **out) {
+  vkp_graph *g = calloc(1, sizeof *g);
+  if (!g) return vkp_error_set(&ctx->err, VKP_ERR_OOM, "out of host memory");
+  g->ctx = ctx;
+  g->chunk_used = VKP_TENSOR_CHUNK;
+  *out = g;
+  return VKP_OK;
+}
+
+void vkp_graph_free(vkp_graph *g) {
+  if (!g) return;
+  if (g->cmd) vkFreeCommandBuffers(g->ctx->device, g->ctx->cmd_pool, 1, &g->cmd);
+  vkp_buffer_free(g->arena);
+  vkp_buffer_free(g->scalars);
+  free(g->order.v);
+  free(g->roots.v);
+  free(g->query_node);
+  for (vkp_tensor_chunk *c = g->chunks, *next; c; c = next) {
+    next = c->next;
+    free(c);
+  }
+  free(g);
+}
+
+vkp_ctx *vkp_graph_ctx(vkp_graph *g) { return g->ctx; }
+vkp_status vkp_graph_status(const vkp_graph *g) { return g->err.status; }
+const char *vkp_graph_error(const vkp_graph *g) { return g->err.msg; }
+
+vkp_status vkp_graph_fail(vkp_graph *g, vkp_status status, const char *fmt, ...) {
+  if (g->err.status == VKP_OK) {
+    va_list ap;
+    va_start(ap, fmt);
+    vkp_error_setv(&g->err, status, fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
+static vkp_tensor *tensor_alloc(vkp_graph *g) {
+  if (g->compiled) {
+    vkp_graph_fail(g, VKP_ERR_INVALID, "graph is already compiled: build a new graph");
+    return NULL;
+  }
+  if (g->chunk_used == VKP_TENSOR_CHUNK) {
+    vkp_tensor_chunk *c = calloc(1, sizeof *c);
+    if (!c) {
+      vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
+      return NULL;
+    }
+    c->next = g->chunks;
+    g->chunks = c;
+    g->chunk_used = 0;
+  }
+  vkp_tensor *t = &g->chunks->t[g->chunk_used++];
+  t->graph = g;
+  t->id = g->next_id++;
+  t->order = -1;
+  return t;
+}
+
+void vkp_strides_contiguous(int ndim, const int64_t *shape, int64_t *stride) {
+  int64_t s = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    stride[i] = s;
+    s *= shape[i];
+  }
+}
+
+static bool set_shape(vkp_graph *g, vkp_tensor *t, int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > VKP_MAX_DIMS) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "tensor '%s': %d dims (at most %d)", t->name, ndim, VKP_MAX_DIMS);
+    return false;
+  }
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] <= 0 || shape[i] > (1ll << 31) || n > (1ll << 40) / shape[i]) {
+      vkp_graph_fail(g, VKP_ERR_SHAPE, "tensor '%s': dim %d has invalid size %lld", t->name, i,
+                     (long long)shape[i]);
+      return false;
+    }
+    n *= shape[i];
+    t->shape[i] = shape[i];
+  }
+  if (n > (int64_t)UINT32_MAX) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "tensor '%s': %lld elements exceed the 2^32 kernel index range", t->name,
+                   (long long)n);
+    return false;
+  }
+  t->ndim = ndim;
+  vkp_strides_contiguous(ndim, t->shape, t->stride);
+  return true;
+}
+
+static vkp_tensor *leaf_new(vkp_graph *g, const char *name, vkp_dtype dtype, int ndim, const int64_t *shape,
+                            vkp_tensor_kind kind) {
+  vkp_tensor *t = tensor_alloc(g);
+  if (!t) return NULL;
+  snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+  t->dtype = dtype;
+  t->kind = kind;
+  return set_shape(g, t, ndim, shape) ? t : NULL;
+}
+
+vkp_tensor *vkp_tensor_input(vkp_graph *g, const char *name, vkp_dtype dtype, int ndim, const int64_t *shape) {
+  vkp_tensor *t = leaf_new(g, name, dtype, ndim, shape, VKP_TENSOR_INPUT);
+  if (t) t->keep = true;
+  return t;
+}
+
+vkp_tensor *vkp_tensor_external(vkp_graph *g, const char *name, vkp_buffer *buf, uint64_t byte_offset,
+                                vkp_dtype dtype, int ndim, const int64_t *shape) {
+  vkp_tensor *t = leaf_new(g, name, dtype, ndim, shape, VKP_TENSOR_EXTERNAL);
+  if (!t) return NULL;
+  if (!buf || byte_offset + vkp_tensor_nbytes(t) > vkp_buffer_size(buf)) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "tensor '%s': %llu bytes at offset %llu do not fit its buffer", t->name,
+                   (unsigned long long)vkp_tensor_nbytes(t), (unsigned long long)byte_offset);
+    return NULL;
+  }
+  t->buffer = buf;
+  t->buffer_offset = byte_offset;
+  return t;
+}
+
+vkp_tensor *vkp_tensor_set_name(vkp_tensor *t, const char *fmt, ...) {
+  if (!t) return NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->name, sizeof t->name, fmt, ap);
+  va_end(ap);
+  return t;
+}
+
+int64_t vkp_tensor_numel(const vkp_tensor *t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+  return n;
+}
+
+uint64_t vkp_tensor_nbytes(const vkp_tensor *t) { return (uint64_t)vkp_tensor_numel(t) * vkp_dtype_size(t->dtype); }
+
+bool vkp_tensor_is_contiguous(const vkp_tensor *t) {
+  int64_t s = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] != 1 && t->stride[i] != s) return false;
+    s *= t->shape[i];
+  }
+  return true;
+}
+
+bool vkp_tensor_same_shape(const vkp_tensor *a, const vkp_tensor *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != b->shape[i]) return false;
+  return true;
+}
+
+void vkp_shape4(const vkp_tensor *t, int32_t shape[4], int32_t stride[4]) {
+  int pad = 4 - t->ndim;
+  for (int i = 0; i < 4; i++) {
+    shape[i] = i < pad ? 1 : (int32_t)t->shape[i - pad];
+    stride[i] = i < pad ? 0 : (int32_t)t->stride[i - pad];
+  }
+}
+
+bool vkp_any_null(vkp_tensor *const *ts, int n) {
+  for (int i = 0; i < n; i++)
+    if (!ts[i]) return true;
+  return false;
+}
+
+vkp_tensor *vkp_node_new(vkp_graph *g, const vkp_op_def *op, vkp_dtype dtype, int ndim, const int64_t *shape,
+                         vkp_tensor *const *srcs, int nsrc) {
+  if (vkp_any_null(srcs, nsrc)) return NULL;
+  vkp_tensor *t = tensor_alloc(g);
+  if (!t) return NULL;
+  snprintf(t->name, sizeof t->name, "%s", op->name);
+  t->dtype = dtype;
+  t->op = op;
+  t->nsrc = nsrc;
+  for (int i = 0; i < nsrc; i++) {
+    t->src[i] = srcs[i];
+    if (srcs[i]->requires_grad) t->requires_grad = true;
+  }
+  return set_shape(g, t, ndim, shape) ? t : NULL;
+}
+
+// ---- views ----------------------------------------------------------------------------------
+
+static void view_backward(vkp_graph *g, vkp_tensor *node, vkp_tensor *grad);
+static vkp_status view_record(vkp_recorder *rec, const vkp_tensor *node) {
+  (void)rec;
+  (void)node;
+  return VKP_OK;   // views execute nothing
+}
+
+// params.i[0]: view kind; reshape keeps nothing else, permute stores perm in i[1..4],
+// slice stores dim, start in i[1], i[2].
+enum { VIEW_RESHAPE, VIEW_PERMUTE, VIEW_SLICE };
+const vkp_op_def vkp_op_view = {"view", view_record, view_backward};
+
+static vkp_tensor *view_new(vkp_graph *g, vkp_tensor *src, int kind) {
+  vkp_tensor *v = vkp_node_new(g, &vkp_op_view, src->dtype, src->ndim, src->shape, &src, 1);
+  if (!v) return NULL;
+  v->view_src = src->view_src ? src->view_src : src;
+  v->params.i[0] = kind;
+  memcpy(v->stride, src->stride, sizeof v->stride);
+  v->offset = src->offset;
+  v->buffer = src->buffer;
+  v->buffer_offset = src->buffer_offset;
+  return v;
+}
+
+vkp_tensor *vkp_reshape(vkp_graph *g, vkp_tensor *t, int ndim, const int64_t *shape) {
+  if (!t) return NULL;
+  if (!vkp_tensor_is_contiguous(t)) t = vkp_contiguous(g, t);
+  if (!t) return NULL;
+  int64_t s[VKP_MAX_DIMS], known = 1;
+  int infer = -1;
+  if (ndim < 1 || ndim > VKP_MAX_DIMS) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "reshape of '%s': %d dims", t->name, ndim);
+    return NULL;
+  }
+  for (int i = 0; i < ndim; i++) {
+    s[i] = shape[i];
+    if (s[i] == -1 && infer < 0) infer = i;
+    else known *= s[i];
+  }
+  if (infer >= 0 && known > 0) s[infer] = vkp_tensor_numel(t) / known;
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= s[i];
+  if (n != vkp_tensor_numel(t)) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "reshape of '%s': %lld elements into a shape of %lld", t->name,
+                   (long long)vkp_tensor_numel(t), (long long)n);
+    return NULL;
+  }
+  vkp_tensor *v = view_new(g, t, VIEW_RESHAPE);
+  if (!v) return NULL;
+  v->ndim = ndim;
+  for (int i = 0; i < ndim; i++) v->shape[i] = s[i];
+  vkp_strides_contiguous(ndim, v->shape, v->stride);
+  return v;
+}
+
+vkp_tensor *vkp_permute(vkp_graph *g, vkp_tensor *t, const int *perm) {
+  if (!t) return NULL;
+  int seen = 0;
+  for (int i = 0; i < t->ndim; i++) {
+    if (perm[i] < 0 || perm[i] >= t->ndim || (seen & (1 << perm[i]))) {
+      vkp_graph_fail(g, VKP_ERR_SHAPE, "permute of '%s': invalid permutation", t->name);
+      return NULL;
+    }
+    seen |= 1 << perm[i];
+  }
+  vkp_tensor *v = view_new(g, t, VIEW_PERMUTE);
+  if (!v) return NULL;
+  for (int i = 0; i < t->ndim; i++) {
+    v->shape[i] = t->shape[perm[i]];
+    v->stride[i] = t->stride[perm[i]];
+    v->params.i[1 + i] = perm[i];
+  }
+  return v;
+}
+
+vkp_tensor *vkp_transpose(vkp_graph *g, vkp_tensor *t, int d0, int d1) {
+  if (!t) return NULL;
+  int perm[VKP_MAX_DIMS] = {0, 1, 2, 3};
+  if (d0 < 0) d0 += t->ndim;
+  if (d1 < 0) d1 += t->ndim;
+  if (d0 < 0 || d1 < 0 || d0 >= t->ndim || d1 >= t->ndim) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "transpose of '%s': dims out of range", t->name);
+    return NULL;
+  }
+  perm[d0] = d1;
+  perm[d1] = d0;
+  return vkp_permute(g, t, perm);
+}
+
+vkp_tensor *vkp_slice(vkp_graph *g, vkp_tensor *t, int dim, int64_t start, int64_t len) {
+  if (!t) return NULL;
+  if (dim < 0) dim += t->ndim;
+  if (dim < 0 || dim >= t->ndim || start < 0 || len <= 0 || start + len > t->shape[dim]) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "slice of '%s': [%lld, +%lld) on dim %d out of range", t->name,
+                   (long long)start, (long long)len, dim);
+    return NULL;
+  }
+  vkp_tensor *v = view_new(g, t, VIEW_SLICE);
+  if (!v) return NULL;
+  v->shape[dim] = len;
+  v->offset += start * t->stride[dim];
+  v->params.i[1] = dim;
+  v->params.i[2] = (int32_t)start;
+  return v;
+}
+
+vkp_tensor *vkp_pad_slice_grad(vkp_graph *g, vkp_tensor *grad, const vkp_tensor *full, int dim, int64_t start);
+
+static void view_backward(vkp_graph *g, vkp_tensor *node, vkp_tensor *grad) {
+  vkp_tensor *src = node->src[0];
+  switch (node->params.i[0]) {
+    case VIEW_RESHAPE:
+      vkp_grad_accumulate(g, src, vkp_reshape(g, grad, src->ndim, src->shape));
+      break;
+    case VIEW_PERMUTE: {
+      int inv[VKP_MAX_DIMS];
+      for (int i = 0; i < node->ndim; i++) inv[node->params.i[1 + i]] = i;
+      vkp_grad_accumulate(g, src, vkp_contiguous(g, vkp_permute(g, grad, inv)));
+      break;
+    }
+    default:
+      vkp_grad_accumulate(g, src, vkp_pad_slice_grad(g, grad, src, node->params.i[1], node->params.i[2]));
+  }
+}
+
+void vkp_graph_output(vkp_graph *g, vkp_tensor *t) {
+  if (!t) return;
+  t->keep = true;
+  vkp_graph_expand(g, t);
+}
+
+void vkp_graph_expand(vkp_graph *g, vkp_tensor *t) {
+  if (!t) return;
+  if (vkp_list_push(&g->roots, t) != VKP_OK) vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
+}

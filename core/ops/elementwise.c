@@ -1,0 +1,228 @@
+// elementwise.c — broadcasting binary ops, pointwise unary maps, fill, in-place accumulate.
+#include <string.h>
+
+#include "../vkp_op.h"
+#include "../vkp_ops.h"
+#include "../../shaders/push/elementwise.h"
+
+// ---- binary ---------------------------------------------------------------------------------
+
+static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_elementwise pc = {0};
+  pc.a = vkp_rec_addr(rec, t->src[0]);
+  pc.b = vkp_rec_addr(rec, t->src[1]);
+  pc.dst = vkp_rec_addr(rec, t);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.op = (uint32_t)t->params.i[0];
+  int32_t dummy[4];
+  vkp_shape4(t, pc.shape, dummy);
+  // Broadcast strides: right-align each input against the output, 0 where the input has size 1.
+  for (int s = 0; s < 2; s++) {
+    const vkp_tensor *x = t->src[s];
+    int32_t *st = s == 0 ? pc.a_stride : pc.b_stride;
+    int pad = 4 - x->ndim;
+    for (int d = 0; d < 4; d++) {
+      int64_t size = d < pad ? 1 : x->shape[d - pad];
+      st[d] = size == 1 ? 0 : (int32_t)x->stride[d - pad];
+    }
+  }
+  return vkp_rec_dispatch_1d(rec, "binary", &pc, sizeof pc, pc.n, 256);
+}
+
+static void binary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
+static const vkp_op_def op_binary = {"binary", binary_record, binary_backward};
+
+static vkp_tensor *binary(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int op) {
+  if (!a || !b) return NULL;
+  static const char *names[] = {"add", "sub", "mul", "div"};
+  if (a->dtype != VKP_DTYPE_F32) a = vkp_cast_f32(g, a);
+  if (b->dtype != VKP_DTYPE_F32) b = vkp_cast_f32(g, b);
+  if (!a || !b) return NULL;
+  int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+  int64_t shape[VKP_MAX_DIMS];
+  for (int d = 0; d < nd; d++) {
+    int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
+    int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+    if (sa != sb && sa != 1 && sb != 1) {
+      vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: shapes of '%s' and '%s' do not broadcast (dim %d: %lld vs %lld)",
+                     names[op], a->name, b->name, d, (long long)sa, (long long)sb);
+      return NULL;
+    }
+    shape[d] = sa > sb ? sa : sb;
+  }
+  vkp_tensor *srcs[2] = {a, b};
+  vkp_tensor *t = vkp_node_new(g, &op_binary, VKP_DTYPE_F32, nd, shape, srcs, 2);
+  if (t) {
+    t->params.i[0] = op;
+    strcpy(t->name, names[op]);
+  }
+  return t;
+}
+
+vkp_tensor *vkp_add(vkp_graph *g, vkp_tensor *a, vkp_tensor *b) { return binary(g, a, b, VKP_EW_ADD); }
+vkp_tensor *vkp_sub(vkp_graph *g, vkp_tensor *a, vkp_tensor *b) { return binary(g, a, b, VKP_EW_SUB); }
+vkp_tensor *vkp_mul(vkp_graph *g, vkp_tensor *a, vkp_tensor *b) { return binary(g, a, b, VKP_EW_MUL); }
+vkp_tensor *vkp_div(vkp_graph *g, vkp_tensor *a, vkp_tensor *b) { return binary(g, a, b, VKP_EW_DIV); }
+
+// Gradient flowing to a broadcast input is summed back to the input's shape.
+static void give(vkp_graph *g, vkp_tensor *x, vkp_tensor *grad) {
+  if (!x->requires_grad) return;
+  vkp_grad_accumulate(g, x, vkp_sum_to(g, grad, x->ndim, x->shape));
+}
+
+static void binary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  vkp_tensor *a = t->src[0], *b = t->src[1];
+  switch (t->params.i[0]) {
+    case VKP_EW_ADD:
+      give(g, a, grad);
+      give(g, b, grad);
+      break;
+    case VKP_EW_SUB:
+      give(g, a, grad);
+      if (b->requires_grad) give(g, b, vkp_scale(g, grad, -1.0f));
+      break;
+    case VKP_EW_MUL:
+      if (a->requires_grad) give(g, a, vkp_mul(g, grad, b));
+      if (b->requires_grad) give(g, b, vkp_mul(g, grad, a));
+      break;
+    default:   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -t/b
+      if (a->requires_grad) give(g, a, vkp_div(g, grad, b));
+      if (b->requires_grad) give(g, b, vkp_scale(g, vkp_div(g, vkp_mul(g, grad, t), b), -1.0f));
+  }
+}
+
+// ---- unary ----------------------------------------------------------------------------------
+// params: i[0] op, f[1] alpha, f[2] beta
+
+static vkp_status unary_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_elementwise pc = {0};
+  pc.a = vkp_rec_addr(rec, t->src[0]);
+  pc.b = t->nsrc > 1 ? vkp_rec_addr(rec, t->src[1]) : pc.a;
+  pc.dst = vkp_rec_addr(rec, t);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.op = (uint32_t)t->params.i[0];
+  pc.alpha = t->params.f[1];
+  pc.beta = t->params.f[2];
+  return vkp_rec_dispatch_1d(rec, "unary", &pc, sizeof pc, pc.n, 256);
+}
+
+static void unary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
+static const vkp_op_def op_unary = {"unary", unary_record, unary_backward};
+static const vkp_op_def op_unary_grad = {"unary_grad", unary_record, NULL};
+
+static vkp_tensor *unary(vkp_graph *g, vkp_tensor *a, int op, float alpha, float beta, const char *name) {
+  if (!a) return NULL;
+  a = vkp_contiguous(g, a->dtype == VKP_DTYPE_F32 ? a : vkp_cast_f32(g, a));
+  vkp_tensor *t = vkp_node_new(g, &op_unary, VKP_DTYPE_F32, a ? a->ndim : 0, a ? a->shape : NULL, &a, 1);
+  if (!t) return NULL;
+  t->params.i[0] = op;
+  t->params.f[1] = alpha;
+  t->params.f[2] = beta;
+  strcpy(t->name, name);
+  return t;
+}
+
+static void unary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  vkp_tensor *srcs[2] = {t->src[0], vkp_contiguous(g, grad)};
+  vkp_tensor *d = vkp_node_new(g, &op_unary_grad, VKP_DTYPE_F32, t->ndim, t->shape, srcs, 2);
+  if (!d) return;
+  d->params = t->params;
+  d->params.i[0] += VKP_EW_BACKWARD;
+  vkp_grad_accumulate(g, t->src[0], d);
+}
+
+vkp_tensor *vkp_scale(vkp_graph *g, vkp_tensor *a, float alpha) { return unary(g, a, VKP_EW_SCALE, alpha, 0, "scale"); }
+vkp_tensor *vkp_affine(vkp_graph *g, vkp_tensor *a, float alpha, float beta) {
+  return unary(g, a, VKP_EW_SCALE, alpha, beta, "affine");
+}
+vkp_tensor *vkp_gelu(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_GELU_ERF, 0, 0, "gelu"); }
+vkp_tensor *vkp_gelu_tanh(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_GELU_TANH, 0, 0, "gelu_tanh"); }
+vkp_tensor *vkp_silu(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_SILU, 0, 0, "silu"); }
+vkp_tensor *vkp_relu(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_RELU, 0, 0, "relu"); }
+vkp_tensor *vkp_sigmoid(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_SIGMOID, 0, 0, "sigmoid"); }
+vkp_tensor *vkp_tanh(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_TANH, 0, 0, "tanh"); }
+vkp_tensor *vkp_exp(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_EXP, 0, 0, "exp"); }
+vkp_tensor *vkp_log(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_LOG, 0, 0, "log"); }
+vkp_tensor *vkp_sqr(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_SQR, 0, 0, "sqr"); }
+vkp_tensor *vkp_sqrt(vkp_graph *g, vkp_tensor *a) { return unary(g, a, VKP_EW_SQRT, 0, 0, "sqrt"); }
+
+// ---- fill, loss seed ------------------------------------------------------------------------
+
+static vkp_status fill_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_elementwise pc = {0};
+  pc.dst = vkp_rec_addr(rec, t);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.alpha = t->params.f[0];
+  pc.op = (uint32_t)t->params.i[1];   // 1: take the value from vkp_step_scalars.loss_scale
+  pc.a = vkp_rec_scalars_addr(rec);
+  return vkp_rec_dispatch_1d(rec, "fill", &pc, sizeof pc, pc.n, 256);
+}
+static const vkp_op_def op_fill = {"fill", fill_record, NULL};
+
+vkp_tensor *vkp_fill(vkp_graph *g, vkp_dtype dtype, int ndim, const int64_t *shape, float value) {
+  if (dtype != VKP_DTYPE_F32) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "fill: only f32");
+    return NULL;
+  }
+  vkp_tensor *t = vkp_node_new(g, &op_fill, dtype, ndim, shape, NULL, 0);
+  if (t) t->params.f[0] = value;
+  return t;
+}
+
+vkp_tensor *vkp_loss_seed(vkp_graph *g, vkp_tensor *loss) {
+  if (!loss) return NULL;
+  vkp_tensor *t = vkp_fill(g, VKP_DTYPE_F32, loss->ndim, loss->shape, 1.0f);
+  if (t) {
+    t->params.i[1] = 1;
+    strcpy(t->name, "loss_seed");
+  }
+  return t;
+}
+
+// ---- in-place accumulate / assign into external tensors ------------------------------------
+
+static vkp_status accumulate_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_elementwise pc = {0};
+  pc.a = vkp_rec_addr(rec, t->src[1]);
+  pc.dst = vkp_rec_addr(rec, t->src[0]);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.op = VKP_EW_ACCUM;
+  return vkp_rec_dispatch_1d(rec, "binary", &pc, sizeof pc, pc.n, 256);
+}
+static const vkp_op_def op_accumulate = {"accumulate", accumulate_record, NULL};
+
+static vkp_status assign_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_elementwise pc = {0};
+  pc.a = vkp_rec_addr(rec, t->src[1]);
+  pc.dst = vkp_rec_addr(rec, t->src[0]);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  int32_t shape[4];
+  vkp_shape4(t->src[1], shape, pc.a_stride);
+  vkp_shape4(t->src[0], pc.shape, pc.b_stride);
+  return vkp_rec_dispatch_1d(rec, "copy", &pc, sizeof pc, pc.n, 256);
+}
+static const vkp_op_def op_assign = {"assign", assign_record, NULL};
+
+static vkp_tensor *inplace(vkp_graph *g, const vkp_op_def *op, vkp_tensor *dst, vkp_tensor *src) {
+  if (!dst || !src) return NULL;
+  vkp_tensor *base = dst->view_src ? dst->view_src : dst;
+  if (base->kind != VKP_TENSOR_EXTERNAL || !vkp_tensor_same_shape(dst, src) || dst->dtype != src->dtype ||
+      (op == &op_accumulate && (!vkp_tensor_is_contiguous(dst) || dst->dtype != VKP_DTYPE_F32))) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' must be an external f32 tensor of the same shape as '%s'", op->name,
+                   dst->name, src->name);
+    return NULL;
+  }
+  if (op == &op_accumulate) src = vkp_contiguous(g, src);
+  vkp_tensor *srcs[2] = {dst, src};
+  vkp_tensor *t = vkp_node_new(g, op, dst->dtype, dst->ndim, dst->shape, srcs, 2);
+  if (!t) return NULL;
+  t->view_src = base;   // writes into dst's storage
+  t->offset = dst->offset;
+  t->buffer = dst->buffer;
+  t->buffer_offset = dst->buffer_offset;
+  memcpy(t->stride, dst->stride, sizeof t->stride);
+  return t;
+}
+
+vkp_tensor *vkp_accumulate(vkp_graph *g, vkp_tensor *dst, vkp_tensor *src) { return inplace(g, &op_accumulate, dst, src); }
+vkp_tensor *vkp_assign(vkp_graph *g, vkp_tensor *dst, vkp_tensor *src) { return inplace(g, &op_assign, dst, src); }

@@ -1,0 +1,147 @@
+// vkp_graph.h — tensors and the compute graph: build once, compile, replay every step.
+//
+// Lifecycle:
+//   vkp_graph *g; vkp_graph_new(ctx, &g);
+//   x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 2, (int64_t[]){B, C});      // uploaded per run
+//   w = vkp_tensor_external(g, "w", weight_buffer, 0, VKP_DTYPE_F32, 2, ...); // persistent
+//   y = vkp_matmul(g, x, w, false, true); ... loss = ...;
+//   vkp_graph_output(g, loss);                    // kept, readable after a run
+//   vkp_graph_backward(g, loss, params, n, grads) // gradient nodes for trainable tensors only
+//   vkp_graph_compile(g);                         // order, plan memory, record one command buffer
+//   loop: vkp_graph_set_input(g, x, data, bytes); vkp_graph_run(g); vkp_graph_read(g, loss, ...);
+//
+// Builder functions never abort: on a shape or argument error they record the first error on the
+// graph and return NULL; every builder passes NULL through, and vkp_graph_compile returns the
+// recorded error. Tensors are owned by their graph and freed with it.
+#ifndef VKP_GRAPH_H
+#define VKP_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vkp_device.h"
+#include "vkp_dtype.h"
+
+#define VKP_MAX_DIMS 4
+#define VKP_MAX_SRC 8
+#define VKP_OP_PARAM_BYTES 64
+#define VKP_NAME_MAX 96
+
+typedef struct vkp_graph vkp_graph;
+typedef struct vkp_tensor vkp_tensor;
+typedef struct vkp_op_def vkp_op_def;
+
+typedef enum vkp_tensor_kind {
+  VKP_TENSOR_INTERMEDIATE = 0,  // produced by an op; memory planned by the compiler
+  VKP_TENSOR_INPUT,             // written by the host before each run
+  VKP_TENSOR_EXTERNAL,          // a persistent vkp_buffer (weights, gradients, optimizer state)
+} vkp_tensor_kind;
+
+// Read-only for users; written by graph builders.
+struct vkp_tensor {
+  vkp_dtype dtype;
+  int ndim;
+  int64_t shape[VKP_MAX_DIMS];   // row-major: shape[ndim-1] varies fastest
+  int64_t stride[VKP_MAX_DIMS];  // in elements
+  int64_t offset;                // elements from the start of the storage (views)
+  vkp_tensor_kind kind;
+  const vkp_op_def *op;          // NULL for leaves (inputs, externals)
+  vkp_tensor *src[VKP_MAX_SRC];
+  int nsrc;
+  union {
+    uint8_t bytes[VKP_OP_PARAM_BYTES];
+    int32_t i[VKP_OP_PARAM_BYTES / 4];
+    float f[VKP_OP_PARAM_BYTES / 4];
+  } params;                      // op parameters
+  vkp_tensor *view_src;          // storage owner when this tensor is a view or writes in place
+  vkp_buffer *buffer;            // external storage (not owned)
+  uint64_t buffer_offset;        // bytes into buffer
+  bool requires_grad;
+  bool keep;                     // graph output: never reused, readable after a run
+  vkp_tensor *grad;              // gradient during vkp_graph_backward
+  char name[VKP_NAME_MAX];
+  vkp_graph *graph;
+  int32_t id;
+  // compiler state
+  int32_t order;                 // position in execution order (-1 = not scheduled)
+  int32_t last_use;
+  uint64_t arena_offset;         // bytes into the graph arena (intermediates, inputs)
+};
+
+// Per-step values kept in a small device buffer, so a recorded graph replays unchanged.
+typedef struct vkp_step_scalars {
+  float lr;             // learning rate for this step
+  float step;           // optimizer step count t (1-based, for bias correction)
+  uint32_t seed;        // dropout / noise seed for this step
+  uint32_t apply_update;// 1: optimizer nodes update parameters; 0: accumulate gradients only
+  float loss_scale;     // multiplies the seed gradient of the loss (1 by default)
+  float pad[11];
+} vkp_step_scalars;
+
+vkp_status vkp_graph_new(vkp_ctx *ctx, vkp_graph **out);
+void vkp_graph_free(vkp_graph *g);
+vkp_ctx *vkp_graph_ctx(vkp_graph *g);
+// First error recorded while building (VKP_OK if none) and its message.
+vkp_status vkp_graph_status(const vkp_graph *g);
+const char *vkp_graph_error(const vkp_graph *g);
+// Records an error on the graph (first one wins); returns status.
+vkp_status vkp_graph_fail(vkp_graph *g, vkp_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+// Leaves.
+vkp_tensor *vkp_tensor_input(vkp_graph *g, const char *name, vkp_dtype dtype, int ndim, const int64_t *shape);
+vkp_tensor *vkp_tensor_external(vkp_graph *g, const char *name, vkp_buffer *buf, uint64_t byte_offset,
+                                vkp_dtype dtype, int ndim, const int64_t *shape);
+vkp_tensor *vkp_tensor_set_name(vkp_tensor *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int64_t vkp_tensor_numel(const vkp_tensor *t);
+uint64_t vkp_tensor_nbytes(const vkp_tensor *t);
+bool vkp_tensor_is_contiguous(const vkp_tensor *t);
+bool vkp_tensor_same_shape(const vkp_tensor *a, const vkp_tensor *b);
+
+// Views (no copy; share storage with their source).
+vkp_tensor *vkp_reshape(vkp_graph *g, vkp_tensor *t, int ndim, const int64_t *shape);  // -1 infers one dim
+vkp_tensor *vkp_permute(vkp_graph *g, vkp_tensor *t, const int *perm);                 // out dim i = in dim perm[i]
+vkp_tensor *vkp_transpose(vkp_graph *g, vkp_tensor *t, int d0, int d1);
+vkp_tensor *vkp_slice(vkp_graph *g, vkp_tensor *t, int dim, int64_t start, int64_t len);
+// Copies.
+vkp_tensor *vkp_contiguous(vkp_graph *g, vkp_tensor *t);   // returns t itself when already contiguous
+vkp_tensor *vkp_concat(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int dim);
+
+// Roots: outputs are kept and readable; expanded tensors are computed for their side effects (in
+// expansion order: in-place updates of external tensors run after everything expanded before).
+void vkp_graph_output(vkp_graph *g, vkp_tensor *t);
+void vkp_graph_expand(vkp_graph *g, vkp_tensor *t);
+
+// Appends gradient nodes of `loss` (a scalar) for each of params[0..n) (marked trainable) and
+// returns them in grads[i] (NULL when loss does not depend on params[i]). Nothing is created for
+// tensors that are not on a path from a trainable tensor to the loss. The seed gradient is
+// vkp_step_scalars.loss_scale.
+vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const *params, int n, vkp_tensor **grads);
+
+vkp_status vkp_graph_compile(vkp_graph *g);
+vkp_status vkp_graph_set_input(vkp_graph *g, vkp_tensor *t, const void *data, uint64_t bytes);
+vkp_status vkp_graph_set_scalars(vkp_graph *g, const vkp_step_scalars *s);
+vkp_status vkp_graph_run(vkp_graph *g);
+// Reads a kept output, an input, or an external tensor (must be contiguous) after a run.
+vkp_status vkp_graph_read(vkp_graph *g, const vkp_tensor *t, void *data, uint64_t bytes);
+
+// Statistics of a compiled graph.
+typedef struct vkp_graph_stats {
+  uint32_t nodes;            // ops executed per run
+  uint32_t dispatches;       // compute dispatches recorded
+  uint64_t arena_bytes;      // planned device memory for intermediates + inputs (peak)
+  uint64_t unplanned_bytes;  // what the intermediates would need without reuse
+} vkp_graph_stats;
+vkp_graph_stats vkp_graph_get_stats(const vkp_graph *g);
+
+// Per-op device time of the last run (requires a context created with profiling).
+typedef struct vkp_op_time {
+  const char *op;
+  uint32_t count;
+  double ms;
+} vkp_op_time;
+// Fills up to cap entries sorted by time; returns the number of distinct ops.
+uint32_t vkp_graph_profile(const vkp_graph *g, vkp_op_time *out, uint32_t cap);
+
+#endif
