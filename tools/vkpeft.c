@@ -1,0 +1,48 @@
+// vkpeft.c — the command-line program: dispatches to subcommands.
+#include <stdio.h>
+#include <string.h>
+
+#include "vkp_status.h"
+#include "vkpeft_cli.h"
+
+typedef struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *help;
+} command;
+
+static const command commands[] = {
+    {"devices", cmd_devices, "list Vulkan devices and the features vkpeft uses"},
+    {"bench", cmd_bench, "benchmarks (matmul, dispatch overhead, transformer block)"},
+};
+
+int vkp_cli_fail(const char *cmd, int status, const char *message) {
+  fprintf(stderr, "vkpeft %s: %s\n", cmd, message);
+  switch (status) {
+    case VKP_ERR_INVALID:
+    case VKP_ERR_IO:
+    case VKP_ERR_FORMAT:
+    case VKP_ERR_SHAPE:
+    case VKP_ERR_NOT_FOUND: return VKP_EXIT_BAD_INPUT;
+    default: return VKP_EXIT_FAIL;
+  }
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: vkpeft <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+  fprintf(f, "\nenvironment: VKPEFT_DEVICE (index or name substring), VKPEFT_VALIDATION=1\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? VKP_EXIT_BAD_INPUT : VKP_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "vkpeft: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return VKP_EXIT_BAD_INPUT;
+}
