@@ -13,9 +13,9 @@ static const struct {
   const char *name;
   size_t size;
 } dtype_info[VKP_DTYPE_COUNT] = {
-    [VKP_DTYPE_F32] = {"F32", 4}, [VKP_DTYPE_F16] = {"F16", 2}, [VKP_DTYPE_BF16] = {"BF16", 2},
-    [VKP_DTYPE_I32] = {"I32", 4}, [VKP_DTYPE_F64] = {"F64", 8}, [VKP_DTYPE_I64] = {"I64", 8},
-    [VKP_DTYPE_I16] = {"I16", 2}, [VKP_DTYPE_I8] = {"I8", 1},   [VKP_DTYPE_U8] = {"U8", 1},
+    [VKP_DTYPE_F32] = {"F32", 4},   [VKP_DTYPE_F16] = {"F16", 2}, [VKP_DTYPE_BF16] = {"BF16", 2},
+    [VKP_DTYPE_I32] = {"I32", 4},   [VKP_DTYPE_F64] = {"F64", 8}, [VKP_DTYPE_I64] = {"I64", 8},
+    [VKP_DTYPE_I16] = {"I16", 2},   [VKP_DTYPE_I8] = {"I8", 1},   [VKP_DTYPE_U8] = {"U8", 1},
     [VKP_DTYPE_BOOL] = {"BOOL", 1},
 };
 
@@ -68,8 +68,8 @@ uint16_t vkp_f32_to_f16(float f) {
   uint32_t mant = x & 0x7fffffu;
 
   if (exp == 0xffu) {
-    if (mant == 0) return sign | 0x7c00u;                          // infinity
-    return (uint16_t)(sign | 0x7e00u | (mant >> 13));              // quiet NaN, top payload kept
+    if (mant == 0) return sign | 0x7c00u;              // infinity
+    return (uint16_t)(sign | 0x7e00u | (mant >> 13));  // quiet NaN, top payload kept
   }
   if (exp >= 127u + 16u) return sign | 0x7c00u;  // |f| >= 65536: overflow
   if (exp >= 127u - 14u) {

@@ -31,7 +31,7 @@
 // holds exactly (< 2^53 — 8 PiB, far beyond any real file).
 #define ST_MAX_JSON_INT 9007199254740992.0
 
-// ---- small helpers -----------------------------------------------------------------------------
+// ---- small helpers ------------------------------------------------------------------------------
 
 // A printable, bounded copy of an untrusted string for messages: control bytes become '?', long
 // strings are cut (at a UTF-8 character boundary) and end in "...".
@@ -128,7 +128,7 @@ size_t vkp_st_tensor_numel(const vkp_st_tensor *t) {
   return n;
 }
 
-// ---- name index (open addressing over an array of vkp_st_tensor) -------------------------------
+// ---- name index (open addressing over an array of vkp_st_tensor) --------------------------------
 
 typedef struct name_index {
   uint32_t *slots;  // tensor index + 1; 0 = empty
@@ -170,17 +170,17 @@ static const vkp_st_tensor *index_find(const name_index *ix, const vkp_st_tensor
   return NULL;
 }
 
-// ---- reader ------------------------------------------------------------------------------------
+// ---- reader -------------------------------------------------------------------------------------
 
 struct vkp_safetensors {
-  char *path;               // owned copy
-  unsigned char *map;       // owned read-only mapping of the whole file
+  char *path;          // owned copy
+  unsigned char *map;  // owned read-only mapping of the whole file
   size_t map_size;
-  vkp_st_tensor *tensors;   // (count) in header order; names point into `strings`
+  vkp_st_tensor *tensors;  // (count) in header order; names point into `strings`
   size_t count;
-  const char **meta;        // (nmeta, 2): key, value pointers into `strings`
+  const char **meta;  // (nmeta, 2): key, value pointers into `strings`
   size_t nmeta;
-  char *strings;            // owned arena for names and metadata
+  char *strings;  // owned arena for names and metadata
   name_index index;
 };
 
@@ -204,10 +204,12 @@ static const char *json_brief(const cJSON *v, char *buf, size_t cap) {
     show_buf sb;
     snprintf(buf, cap, "\"%s\"", show(v->valuestring, &sb));
   } else {
-    snprintf(buf, cap, "%s", cJSON_IsArray(v) ? "an array" : cJSON_IsObject(v) ? "an object"
-                             : cJSON_IsBool(v)  ? "a boolean"
-                             : cJSON_IsNull(v)  ? "null"
-                                                : "invalid");
+    snprintf(buf, cap, "%s",
+             cJSON_IsArray(v)    ? "an array"
+             : cJSON_IsObject(v) ? "an object"
+             : cJSON_IsBool(v)   ? "a boolean"
+             : cJSON_IsNull(v)   ? "null"
+                                 : "invalid");
   }
   return buf;
 }
@@ -259,8 +261,9 @@ static vkp_status parse_entry(const char *path, const cJSON *e, uint64_t data_si
     show_buf db;
     for (int i = 0; unsupported_dtypes[i]; i++) {
       if (strcmp(fdtype->valuestring, unsupported_dtypes[i]) == 0)
-        return vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: tensor '%s': dtype '%s' is not supported",
-                             path, name, unsupported_dtypes[i]);
+        return vkp_error_set(err, VKP_ERR_UNSUPPORTED,
+                             "%s: tensor '%s': dtype '%s' is not supported", path, name,
+                             unsupported_dtypes[i]);
     }
     return vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
                          show(fdtype->valuestring, &db));
@@ -280,9 +283,10 @@ static vkp_status parse_entry(const char *path, const cJSON *e, uint64_t data_si
     uint64_t v;
     const char *why = json_uint(d, &v);
     if (why)
-      return vkp_error_set(err, VKP_ERR_FORMAT,
-                           "%s: tensor '%s': shape[%d] = %s %s (dims must be non-negative integers)",
-                           path, name, k, json_brief(d, vb, sizeof vb), why);
+      return vkp_error_set(
+          err, VKP_ERR_FORMAT,
+          "%s: tensor '%s': shape[%d] = %s %s (dims must be non-negative integers)", path, name, k,
+          json_brief(d, vb, sizeof vb), why);
     t->shape[k] = (int64_t)v;
   }
   char shb[256];
@@ -300,7 +304,8 @@ static vkp_status parse_entry(const char *path, const cJSON *e, uint64_t data_si
   // data_offsets
   if (!cJSON_IsArray(foffs) || cJSON_GetArraySize(foffs) != 2)
     return vkp_error_set(err, VKP_ERR_FORMAT,
-                         "%s: tensor '%s': data_offsets must be an array of 2 integers", path, name);
+                         "%s: tensor '%s': data_offsets must be an array of 2 integers", path,
+                         name);
   uint64_t off[2];
   k = 0;
   for (const cJSON *d = foffs->child; d; d = d->next, k++) {
@@ -321,11 +326,12 @@ static vkp_status parse_entry(const char *path, const cJSON *e, uint64_t data_si
                          "] end beyond the data buffer of %" PRIu64 " bytes (file truncated?)",
                          path, name, off[0], off[1], data_size);
   if (off[1] - off[0] != (uint64_t)t->nbytes)
-    return vkp_error_set(err, VKP_ERR_FORMAT,
-                         "%s: tensor '%s': shape %s of %s needs %zu bytes but data_offsets [%" PRIu64
-                         ", %" PRIu64 "] span %" PRIu64,
-                         path, name, fmt_shape(shb, sizeof shb, t->shape, ndim),
-                         vkp_dtype_name(t->dtype), t->nbytes, off[0], off[1], off[1] - off[0]);
+    return vkp_error_set(
+        err, VKP_ERR_FORMAT,
+        "%s: tensor '%s': shape %s of %s needs %zu bytes but data_offsets [%" PRIu64 ", %" PRIu64
+        "] span %" PRIu64,
+        path, name, fmt_shape(shb, sizeof shb, t->shape, ndim), vkp_dtype_name(t->dtype), t->nbytes,
+        off[0], off[1], off[1] - off[0]);
   r->begin = off[0];
   r->end = off[1];
   return VKP_OK;
@@ -436,9 +442,8 @@ static vkp_status parse_header(vkp_safetensors *st, const char *hdr, size_t n, u
         if (!cJSON_IsString(m)) {
           char vb[64];
           show_buf kb;
-          s = vkp_error_set(err, VKP_ERR_FORMAT,
-                            "%s: __metadata__ '%s': value is %s, not a string", path,
-                            show(m->string, &kb), json_brief(m, vb, sizeof vb));
+          s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: __metadata__ '%s': value is %s, not a string",
+                            path, show(m->string, &kb), json_brief(m, vb, sizeof vb));
           goto free_json;
         }
         strbytes += strlen(m->string) + strlen(m->valuestring) + 2;
@@ -536,7 +541,8 @@ vkp_status vkp_safetensors_open(const char *path, vkp_safetensors **out, vkp_err
     return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
   }
 
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not hang; it is rejected below as not a regular file.
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     s = vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     goto free_st;
@@ -581,7 +587,8 @@ vkp_status vkp_safetensors_open(const char *path, vkp_safetensors **out, vkp_err
   }
   if (hlen > size - 8) {
     s = vkp_error_set(err, VKP_ERR_FORMAT,
-                      "%s: header length %" PRIu64 " exceeds the %zu bytes after the length field "
+                      "%s: header length %" PRIu64
+                      " exceeds the %zu bytes after the length field "
                       "(file truncated?)",
                       path, hlen, size - 8);
     goto free_st;
@@ -689,12 +696,12 @@ vkp_status vkp_safetensors_read_f32(const vkp_safetensors *st, const char *name,
   return VKP_OK;
 }
 
-// ---- writer ------------------------------------------------------------------------------------
+// ---- writer -------------------------------------------------------------------------------------
 
 struct vkp_safetensors_writer {
   vkp_st_tensor *t;  // (n) in insertion order; name and data are owned (malloc) copies
   size_t n, cap;
-  char **meta;       // (nmeta, 2): owned key, value copies
+  char **meta;  // (nmeta, 2): owned key, value copies
   size_t nmeta, meta_cap;
   name_index index;
 };
@@ -810,7 +817,7 @@ oom:
 vkp_status vkp_safetensors_writer_add(vkp_safetensors_writer *w, const char *name, vkp_dtype dtype,
                                       int ndim, const int64_t *shape, const void *data,
                                       vkp_error *err) {
-  size_t nbytes;
+  size_t nbytes = 0;
   VKP_TRY(writer_check(w, name, dtype, ndim, shape, &nbytes, err));
   show_buf nb;
   if (!data && nbytes > 0)
@@ -832,7 +839,7 @@ vkp_status vkp_safetensors_writer_add_f32(vkp_safetensors_writer *w, const char 
     return vkp_error_set(err, VKP_ERR_INVALID,
                          "safetensors writer: tensor '%s': store dtype %s is not F32, F16 or BF16",
                          show(name, &nb), vkp_dtype_name(store_dtype));
-  size_t nbytes;
+  size_t nbytes = 0;
   VKP_TRY(writer_check(w, name, store_dtype, ndim, shape, &nbytes, err));
   if (!data && nbytes > 0)
     return vkp_error_set(err, VKP_ERR_INVALID, "safetensors writer: tensor '%s': data is NULL",
@@ -848,7 +855,8 @@ vkp_status vkp_safetensors_writer_add_f32(vkp_safetensors_writer *w, const char 
 vkp_status vkp_safetensors_writer_set_metadata(vkp_safetensors_writer *w, const char *key,
                                                const char *value, vkp_error *err) {
   if (!w || !key || !value)
-    return vkp_error_set(err, VKP_ERR_INVALID, "safetensors writer: metadata key and value required");
+    return vkp_error_set(err, VKP_ERR_INVALID,
+                         "safetensors writer: metadata key and value required");
   show_buf kb;
   if (!utf8_valid(key) || !utf8_valid(value))
     return vkp_error_set(err, VKP_ERR_INVALID, "safetensors writer: metadata '%s' is not UTF-8",
@@ -986,8 +994,8 @@ vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *pa
   }
   if (b.n > VKP_ST_MAX_HEADER) {
     s = vkp_error_set(err, VKP_ERR_INVALID,
-                      "%s: header would be %zu bytes, over the %u-byte limit of readers", path,
-                      b.n, VKP_ST_MAX_HEADER);
+                      "%s: header would be %zu bytes, over the %u-byte limit of readers", path, b.n,
+                      VKP_ST_MAX_HEADER);
     goto free_chunks;
   }
 

@@ -22,7 +22,7 @@
 #define VKP_ST_MAX_DIMS 8
 #define VKP_ST_MAX_HEADER 100000000u  // header length cap, as in the reference implementation
 
-// ---- reader ----------------------------------------------------------------------------------
+// ---- reader -------------------------------------------------------------------------------------
 
 // An open safetensors file: the mapping and the parsed header. Immutable after open, so it may be
 // read from several threads at once. The file is mapped read-only and privately; if another
@@ -30,13 +30,13 @@
 typedef struct vkp_safetensors vkp_safetensors;
 
 typedef struct vkp_st_tensor {
-  const char *name;              // owned by the vkp_safetensors
+  const char *name;  // owned by the vkp_safetensors
   vkp_dtype dtype;
-  int ndim;                      // 0 for a scalar
+  int ndim;                        // 0 for a scalar
   int64_t shape[VKP_ST_MAX_DIMS];  // (shape[0], ..., shape[ndim-1]); unused dims are 0
-  const void *data;              // points into the mapping; little-endian; aligned only as the
-                                 // file is (vkp writers align the data buffer to 8 bytes)
-  size_t nbytes;                 // product(shape) * vkp_dtype_size(dtype)
+  const void *data;                // points into the mapping; little-endian; aligned only as the
+                                   // file is (vkp writers align the data buffer to 8 bytes)
+  size_t nbytes;                   // product(shape) * vkp_dtype_size(dtype)
 } vkp_st_tensor;
 
 // Opens and validates `path`. On success *out owns the mapping (free with vkp_safetensors_free).
@@ -69,7 +69,7 @@ size_t vkp_st_tensor_numel(const vkp_st_tensor *t);
 vkp_status vkp_safetensors_read_f32(const vkp_safetensors *st, const char *name, float *dst,
                                     size_t n, vkp_error *err);
 
-// ---- writer ----------------------------------------------------------------------------------
+// ---- writer -------------------------------------------------------------------------------------
 
 // Accumulates tensors (copies) and metadata, then writes them in one atomic save. Tensors are
 // written in insertion order; the header lists "__metadata__" first, then tensors in insertion
@@ -96,7 +96,6 @@ vkp_status vkp_safetensors_writer_set_metadata(vkp_safetensors_writer *w, const 
                                                const char *value, vkp_error *err);
 // Writes the file atomically (see vkp_file_write_atomic): an existing file at `path` stays
 // intact on any failure. The writer is unchanged and may be saved again.
-vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *path,
-                                       vkp_error *err);
+vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *path, vkp_error *err);
 
 #endif

@@ -27,7 +27,7 @@ static uint32_t bits_of(float f) {
   return u;
 }
 
-// ---- dtype table -----------------------------------------------------------------------------
+// ---- dtype table --------------------------------------------------------------------------------
 
 static void test_dtype_table(void **state) {
   (void)state;
@@ -59,7 +59,7 @@ static void test_dtype_table(void **state) {
   assert_non_null(vkp_dtype_name(VKP_DTYPE_COUNT));
 }
 
-// ---- f16 known patterns ------------------------------------------------------------------------
+// ---- f16 known patterns -------------------------------------------------------------------------
 
 typedef struct {
   uint32_t f32;  // input bits
@@ -156,7 +156,7 @@ static void test_f16_to_f32_known(void **state) {
   assert_true(vkp_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
 }
 
-// ---- bf16 known patterns -----------------------------------------------------------------------
+// ---- bf16 known patterns ------------------------------------------------------------------------
 
 static void test_bf16_known(void **state) {
   (void)state;
@@ -209,7 +209,7 @@ static void test_bf16_known(void **state) {
   assert_true(isnan(vkp_bf16_to_f32(0x7fc0)));
 }
 
-// ---- exhaustive round trips ------------------------------------------------------------------
+// ---- exhaustive round trips ---------------------------------------------------------------------
 
 // The value of an f16 bit pattern computed straight from the format definition.
 static double f16_value_ref(uint16_t h) {
@@ -254,7 +254,7 @@ static void test_bf16_exhaustive(void **state) {
   }
 }
 
-// ---- swept comparison against a reference rounding ---------------------------------------------
+// ---- swept comparison against a reference rounding ----------------------------------------------
 
 // Rounds x to a binary format with `p` significant bits, minimum normal exponent emin and largest
 // finite value maxf, to nearest even, in exact double arithmetic. Returns +-inf on overflow.
@@ -284,7 +284,10 @@ static void check_against_ref(float f) {
     fail_msg("bf16(%a = 0x%08x) = %a, want %a", (double)f, bits_of(f), (double)got_bf, want_bf);
 #if defined(__FLT16_MAX__)
   // The compiler's own conversion (F16C or libgcc, round to nearest even) must agree bit for bit.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
   _Float16 c = (_Float16)f;
+#pragma GCC diagnostic pop
   uint16_t cbits;
   memcpy(&cbits, &c, sizeof cbits);
   if (cbits != vkp_f32_to_f16(f))
@@ -319,7 +322,7 @@ static void test_rounding_sweep(void **state) {
   }
 }
 
-// ---- bulk conversions ------------------------------------------------------------------------
+// ---- bulk conversions ---------------------------------------------------------------------------
 
 static void test_convert_to_f32(void **state) {
   (void)state;
