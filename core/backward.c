@@ -53,6 +53,7 @@ vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const 
     if (params[i]) params[i]->requires_grad = true, params[i]->grad = NULL;
   for (int32_t i = 0; i < topo.n; i++) {   // propagate trainability forward
     vkp_tensor *t = topo.v[i];
+    if (t->stop_grad) continue;
     for (int s = 0; s < t->nsrc && !t->requires_grad; s++) t->requires_grad = t->src[s]->requires_grad;
   }
   if (loss->requires_grad) {

@@ -215,7 +215,7 @@ static vkp_status view_record(vkp_recorder *rec, const vkp_tensor *node) {
 
 // params.i[0]: view kind; reshape keeps nothing else, permute stores perm in i[1..4],
 // slice stores dim, start in i[1], i[2].
-enum { VIEW_RESHAPE, VIEW_PERMUTE, VIEW_SLICE };
+enum { VIEW_RESHAPE, VIEW_PERMUTE, VIEW_SLICE, VIEW_DETACH };
 const vkp_op_def vkp_op_view = {"view", view_record, view_backward};
 
 static vkp_tensor *view_new(vkp_graph *g, vkp_tensor *src, int kind) {
@@ -314,9 +314,18 @@ vkp_tensor *vkp_slice(vkp_graph *g, vkp_tensor *t, int dim, int64_t start, int64
 
 vkp_tensor *vkp_pad_slice_grad(vkp_graph *g, vkp_tensor *grad, const vkp_tensor *full, int dim, int64_t start);
 
+vkp_tensor *vkp_detach(vkp_graph *g, vkp_tensor *t) {
+  if (!t) return NULL;
+  vkp_tensor *v = view_new(g, t, VIEW_DETACH);
+  if (v) v->requires_grad = false, v->stop_grad = true;
+  return v;
+}
+
 static void view_backward(vkp_graph *g, vkp_tensor *node, vkp_tensor *grad) {
   vkp_tensor *src = node->src[0];
   switch (node->params.i[0]) {
+    case VIEW_DETACH:
+      break;
     case VIEW_RESHAPE:
       vkp_grad_accumulate(g, src, vkp_reshape(g, grad, src->ndim, src->shape));
       break;

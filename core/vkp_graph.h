@@ -57,6 +57,7 @@ struct vkp_tensor {
   vkp_buffer *buffer;            // external storage (not owned)
   uint64_t buffer_offset;        // bytes into buffer
   bool requires_grad;
+  bool stop_grad;                // vkp_detach: gradients stop here
   bool keep;                     // graph output: never reused, readable after a run
   vkp_tensor *grad;              // gradient during vkp_graph_backward
   char name[VKP_NAME_MAX];
@@ -104,6 +105,8 @@ vkp_tensor *vkp_reshape(vkp_graph *g, vkp_tensor *t, int ndim, const int64_t *sh
 vkp_tensor *vkp_permute(vkp_graph *g, vkp_tensor *t, const int *perm);                 // out dim i = in dim perm[i]
 vkp_tensor *vkp_transpose(vkp_graph *g, vkp_tensor *t, int d0, int d1);
 vkp_tensor *vkp_slice(vkp_graph *g, vkp_tensor *t, int dim, int64_t start, int64_t len);
+// Same values, no gradient flows back through it (torch's .detach()).
+vkp_tensor *vkp_detach(vkp_graph *g, vkp_tensor *t);
 // Copies.
 vkp_tensor *vkp_contiguous(vkp_graph *g, vkp_tensor *t);   // returns t itself when already contiguous
 vkp_tensor *vkp_concat(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int dim);

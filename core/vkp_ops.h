@@ -80,6 +80,9 @@ vkp_tensor *vkp_dropout(vkp_graph *g, vkp_tensor *x, float p, uint32_t salt);
 // downscale_freq_shift): t (N) f32 -> (N, dim).
 vkp_tensor *vkp_timestep_embedding(vkp_graph *g, vkp_tensor *t, int dim, bool flip_sin_to_cos,
                                    float downscale_freq_shift, float max_period);
+// base + scatter of `values` at the unique flat element indices `index` (I32), for masked
+// (sparse) tuning; gradients flow to values (gather) and base.
+vkp_tensor *vkp_sparse_add(vkp_graph *g, vkp_tensor *base, vkp_tensor *values, vkp_tensor *index);
 // Converts to f32 (from f16/bf16/f32).
 vkp_tensor *vkp_cast_f32(vkp_graph *g, vkp_tensor *x);
 

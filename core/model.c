@@ -1,0 +1,312 @@
+// model.c — parameter store and module registry.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vkp_model.h"
+#include "vkp_safetensors.h"
+
+vkp_status vkp_model_new(vkp_ctx *ctx, vkp_model **out) {
+  vkp_model *m = calloc(1, sizeof *m);
+  if (!m) return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_OOM, "out of host memory");
+  m->ctx = ctx;
+  *out = m;
+  return VKP_OK;
+}
+
+void vkp_peft_free_all(vkp_model *m);   // peft.c
+
+void vkp_model_free(vkp_model *m) {
+  if (!m) return;
+  vkp_peft_free_all(m);
+  for (int i = 0; i < m->nparams; i++) {
+    vkp_buffer_free(m->params[i]->buf);
+    free(m->params[i]->name);
+    free(m->params[i]);
+  }
+  for (int i = 0; i < m->nmodules; i++) {
+    free(m->modules[i]->name);
+    free(m->modules[i]->alias);
+    free(m->modules[i]);
+  }
+  free(m->params);
+  free(m->modules);
+  free(m);
+}
+
+static vkp_status fail(vkp_model *m, vkp_status st, const char *fmt, const char *a, const char *b) {
+  vkp_error_set(&m->err, st, fmt, a, b);
+  return vkp_error_set(vkp_ctx_err(m->ctx), st, "%s", m->err.msg);
+}
+
+int64_t vkp_param_numel(const vkp_param *p) {
+  int64_t n = 1;
+  for (int i = 0; i < p->ndim; i++) n *= p->shape[i];
+  return n;
+}
+
+vkp_param *vkp_model_find_param(const vkp_model *m, const char *name) {
+  for (int i = m->nparams - 1; i >= 0; i--)
+    if (strcmp(m->params[i]->name, name) == 0) return m->params[i];
+  return NULL;
+}
+
+vkp_status vkp_model_add_param(vkp_model *m, const char *name, vkp_dtype dtype, int ndim, const int64_t *shape,
+                               vkp_param **out) {
+  *out = NULL;
+  if (vkp_model_find_param(m, name)) return fail(m, VKP_ERR_INVALID, "parameter '%s' exists already%s", name, "");
+  if (ndim < 1 || ndim > VKP_MAX_DIMS) return fail(m, VKP_ERR_SHAPE, "parameter '%s': bad rank%s", name, "");
+  if (m->nparams == m->params_cap) {
+    int cap = m->params_cap ? m->params_cap * 2 : 64;
+    vkp_param **p = realloc(m->params, (size_t)cap * sizeof *p);
+    if (!p) return fail(m, VKP_ERR_OOM, "out of host memory%s%s", "", "");
+    m->params = p;
+    m->params_cap = cap;
+  }
+  vkp_param *p = calloc(1, sizeof *p);
+  if (!p || !(p->name = strdup(name))) {
+    free(p);
+    return fail(m, VKP_ERR_OOM, "out of host memory%s%s", "", "");
+  }
+  p->ndim = ndim;
+  for (int i = 0; i < ndim; i++) p->shape[i] = shape[i];
+  p->dtype = dtype;
+  vkp_status st = vkp_buffer_new(m->ctx, (uint64_t)vkp_param_numel(p) * vkp_dtype_size(dtype), &p->buf);
+  if (st != VKP_OK) {
+    free(p->name);
+    free(p);
+    return st;
+  }
+  m->params[m->nparams++] = p;
+  *out = p;
+  return VKP_OK;
+}
+
+vkp_status vkp_param_write_f32(vkp_model *m, vkp_param *p, const float *data) {
+  (void)m;
+  size_t n = (size_t)vkp_param_numel(p);
+  if (p->dtype == VKP_DTYPE_F32) return vkp_buffer_write(p->buf, 0, data, n * 4);
+  size_t bytes = n * vkp_dtype_size(p->dtype);
+  void *tmp = malloc(bytes);
+  if (!tmp) return VKP_ERR_OOM;
+  vkp_convert_from_f32(p->dtype, data, tmp, n);
+  vkp_status st = vkp_buffer_write(p->buf, 0, tmp, bytes);
+  free(tmp);
+  return st;
+}
+
+vkp_status vkp_param_read_f32(vkp_model *m, const vkp_param *p, float *data) {
+  (void)m;
+  size_t n = (size_t)vkp_param_numel(p);
+  if (p->dtype == VKP_DTYPE_F32) return vkp_buffer_read(p->buf, 0, data, n * 4);
+  size_t bytes = n * vkp_dtype_size(p->dtype);
+  void *tmp = malloc(bytes);
+  if (!tmp) return VKP_ERR_OOM;
+  vkp_status st = vkp_buffer_read(p->buf, 0, tmp, bytes);
+  if (st == VKP_OK) vkp_convert_to_f32(p->dtype, tmp, data, n);
+  free(tmp);
+  return st;
+}
+
+vkp_module *vkp_model_find_module(const vkp_model *m, const char *name) {
+  for (int i = 0; i < m->nmodules; i++) {
+    vkp_module *mod = m->modules[i];
+    if (strcmp(mod->name, name) == 0 || (mod->alias && strcmp(mod->alias, name) == 0)) return mod;
+  }
+  return NULL;
+}
+
+vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *alias, vkp_module_kind kind, int layer,
+                                 int wdim, const int64_t *wshape, int64_t bias_len) {
+  if (vkp_model_find_module(m, name)) {
+    fail(m, VKP_ERR_INVALID, "module '%s' exists already%s", name, "");
+    return NULL;
+  }
+  if (m->nmodules == m->modules_cap) {
+    int cap = m->modules_cap ? m->modules_cap * 2 : 64;
+    vkp_module **p = realloc(m->modules, (size_t)cap * sizeof *p);
+    if (!p) return NULL;
+    m->modules = p;
+    m->modules_cap = cap;
+  }
+  vkp_module *mod = calloc(1, sizeof *mod);
+  if (!mod) return NULL;
+  mod->name = strdup(name);
+  mod->alias = alias ? strdup(alias) : NULL;
+  mod->kind = kind;
+  mod->layer = layer;
+  char pname[512];
+  if (wdim > 0) {
+    snprintf(pname, sizeof pname, "%s.weight", name);
+    if (vkp_model_add_param(m, pname, VKP_DTYPE_F32, wdim, wshape, &mod->weight) != VKP_OK) goto free_module;
+    mod->weight->module = mod;
+    if (kind == VKP_MODULE_LINEAR && wdim == 2) mod->out = wshape[0], mod->in = wshape[1];
+    if (kind == VKP_MODULE_CONV2D && wdim == 4) mod->out = wshape[0], mod->in = wshape[1], mod->kh = (int)wshape[2],
+                                                mod->kw = (int)wshape[3];
+    if (kind == VKP_MODULE_EMBEDDING && wdim == 2) mod->in = wshape[0], mod->out = wshape[1];
+    if (kind == VKP_MODULE_LAYER_NORM || kind == VKP_MODULE_GROUP_NORM) mod->in = mod->out = wshape[0];
+  }
+  if (bias_len > 0) {
+    snprintf(pname, sizeof pname, "%s.bias", name);
+    if (vkp_model_add_param(m, pname, VKP_DTYPE_F32, 1, &bias_len, &mod->bias) != VKP_OK) goto free_module;
+    mod->bias->module = mod;
+  }
+  m->modules[m->nmodules++] = mod;
+  return mod;
+free_module:
+  free(mod->name);
+  free(mod->alias);
+  free(mod);
+  return NULL;
+}
+
+vkp_status vkp_param_fill(vkp_model *m, vkp_param *p, float value) {
+  size_t n = (size_t)vkp_param_numel(p);
+  float *v = malloc(n * sizeof *v);
+  if (!v) return VKP_ERR_OOM;
+  for (size_t i = 0; i < n; i++) v[i] = value;
+  vkp_status st = vkp_param_write_f32(m, p, v);
+  free(v);
+  return st;
+}
+
+vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed) {
+  size_t n = (size_t)vkp_param_numel(p);
+  float *v = malloc(n * sizeof *v);
+  if (!v) return VKP_ERR_OOM;
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  for (const char *c = p->name; *c; c++) s = (s ^ (uint8_t)*c) * 0x100000001B3ull;   // per-name stream
+  for (size_t i = 0; i < n; i += 2) {
+    double u[2];
+    for (int k = 0; k < 2; k++) {
+      s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
+      u[k] = ((double)((s * 0x2545F4914F6CDD1Dull) >> 11) + 0.5) / 9007199254740992.0;
+    }
+    double r = sqrt(-2 * log(u[0]));
+    v[i] = (float)(std * r * cos(6.283185307179586 * u[1]));
+    if (i + 1 < n) v[i + 1] = (float)(std * r * sin(6.283185307179586 * u[1]));
+  }
+  vkp_status st = vkp_param_write_f32(m, p, v);
+  free(v);
+  return st;
+}
+
+vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char *prefix, vkp_load_report *report,
+                                      vkp_name_fn on_name, void *user) {
+  vkp_load_report rep = {0};
+  vkp_safetensors *st = NULL;
+  vkp_status s = vkp_safetensors_open(path, &st, &m->err);
+  if (s != VKP_OK) return vkp_error_set(vkp_ctx_err(m->ctx), s, "%s", m->err.msg);
+  size_t plen = prefix ? strlen(prefix) : 0;
+  bool *loaded = calloc((size_t)m->nparams + 1, 1);
+  float *tmp = NULL;
+  size_t tmp_cap = 0;
+  for (size_t i = 0; i < vkp_safetensors_count(st) && s == VKP_OK; i++) {
+    const vkp_st_tensor *t = vkp_safetensors_at(st, i);
+    const char *name = t->name;
+    if (plen && strncmp(name, prefix, plen) == 0) name += plen;
+    vkp_param *p = vkp_model_find_param(m, name);
+    if (!p) {
+      rep.unused++;
+      if (on_name) on_name(user, "unused", t->name);
+      continue;
+    }
+    bool same = (size_t)vkp_param_numel(p) == vkp_st_tensor_numel(t);
+    if (same && t->ndim == p->ndim)
+      for (int d = 0; d < p->ndim; d++) same = same && t->shape[d] == p->shape[d];
+    if (!same) {
+      char ps[128], ts[128];
+      int o = snprintf(ps, sizeof ps, "[");
+      for (int d = 0; d < p->ndim; d++) o += snprintf(ps + o, sizeof ps - (size_t)o, d ? ",%lld" : "%lld", (long long)p->shape[d]);
+      snprintf(ps + o, sizeof ps - (size_t)o, "]");
+      o = snprintf(ts, sizeof ts, "[");
+      for (int d = 0; d < t->ndim; d++) o += snprintf(ts + o, sizeof ts - (size_t)o, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+      snprintf(ts + o, sizeof ts - (size_t)o, "]");
+      s = vkp_error_set(vkp_ctx_err(m->ctx), VKP_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model expects %s", path,
+                        t->name, ts, ps);
+      break;
+    }
+    size_t n = vkp_st_tensor_numel(t);
+    if (n > tmp_cap) {
+      free(tmp);
+      tmp = malloc(n * sizeof *tmp);
+      tmp_cap = tmp ? n : 0;
+      if (!tmp) {
+        s = vkp_error_set(vkp_ctx_err(m->ctx), VKP_ERR_OOM, "out of host memory");
+        break;
+      }
+    }
+    vkp_convert_to_f32(t->dtype, t->data, tmp, n);
+    s = vkp_param_write_f32(m, p, tmp);
+    for (int k = 0; k < m->nparams; k++)
+      if (m->params[k] == p) loaded[k] = true;
+    rep.loaded++;
+  }
+  for (int k = 0; k < m->nparams && s == VKP_OK; k++)
+    if (!loaded[k] && !m->params[k]->adapter) {
+      rep.missing++;
+      if (on_name) on_name(user, "missing", m->params[k]->name);
+    }
+  free(tmp);
+  free(loaded);
+  vkp_safetensors_free(st);
+  if (report) *report = rep;
+  return s;
+}
+
+vkp_status vkp_model_save_safetensors(vkp_model *m, const char *path, vkp_param_filter filter, void *user,
+                                      const char *const *metadata_kv, int n_metadata) {
+  vkp_safetensors_writer *w = NULL;
+  vkp_status s = vkp_safetensors_writer_new(&w, &m->err);
+  for (int i = 0; i < n_metadata && s == VKP_OK; i++)
+    s = vkp_safetensors_writer_set_metadata(w, metadata_kv[2 * i], metadata_kv[2 * i + 1], &m->err);
+  for (int i = 0; i < m->nparams && s == VKP_OK; i++) {
+    vkp_param *p = m->params[i];
+    if (filter && !filter(p, user)) continue;
+    float *v = malloc((size_t)vkp_param_numel(p) * sizeof *v);
+    if (!v) {
+      s = vkp_error_set(&m->err, VKP_ERR_OOM, "out of host memory");
+      break;
+    }
+    s = vkp_param_read_f32(m, p, v);
+    if (s == VKP_OK) s = vkp_safetensors_writer_add_f32(w, p->name, VKP_DTYPE_F32, p->ndim, p->shape, v, &m->err);
+    free(v);
+  }
+  if (s == VKP_OK) s = vkp_safetensors_writer_save(w, path, &m->err);
+  vkp_safetensors_writer_free(w);
+  if (s != VKP_OK) vkp_error_set(vkp_ctx_err(m->ctx), s, "%s", m->err.msg);
+  return s;
+}
+
+void vkp_model_begin_graph(vkp_model *m, vkp_graph *g) {
+  m->graph = g;
+  for (int i = 0; i < m->nparams; i++) m->params[i]->t = NULL;
+}
+
+vkp_tensor *vkp_param_tensor(vkp_model *m, vkp_param *p) {
+  if (!p) return NULL;
+  if (!p->t) p->t = vkp_tensor_external(m->graph, p->name, p->buf, 0, p->dtype, p->ndim, p->shape);
+  return p->t;
+}
+
+int64_t vkp_model_count_params(const vkp_model *m, bool trainable_only) {
+  int64_t n = 0;
+  for (int i = 0; i < m->nparams; i++)
+    if (!trainable_only || m->params[i]->trainable) n += vkp_param_numel(m->params[i]);
+  return n;
+}
+
+int vkp_model_trainable(const vkp_model *m, vkp_param ***out) {
+  int n = 0;
+  *out = calloc((size_t)m->nparams + 1, sizeof **out);
+  if (!*out) return 0;
+  for (int i = 0; i < m->nparams; i++)
+    if (m->params[i]->trainable) (*out)[n++] = m->params[i];
+  return n;
+}
+
+void vkp_model_set_trainable(vkp_model *m, bool trainable) {
+  for (int i = 0; i < m->nparams; i++)
+    if (!m->params[i]->adapter) m->params[i]->trainable = trainable;
+}

@@ -1,0 +1,173 @@
+// peft_io.c — HF PEFT adapter folders: adapter_config.json + adapter_model.safetensors.
+//
+// Keys follow peft's saved layout: "base_model.model.<module>.<suffix>" with the module in the
+// model's alias spelling when it has one (transformers 5 / current peft), e.g.
+// "base_model.model.vit.layers.0.attention.q_proj.lora_A.weight"; trainable base parameters
+// (modules_to_save, BitFit, LN tuning, full) as "base_model.model.<parameter name>". Loading also
+// accepts the checkpoint (transformers 4) spelling of every module.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "peft_internal.h"
+#include "vkp_fileio.h"
+#include "vkp_safetensors.h"
+
+#define PREFIX "base_model.model."
+
+static void slot_key(const vkp_adapter_slot *s, int i, bool alias, char *out, size_t cap) {
+  const vkp_module *mod = s->module;
+  snprintf(out, cap, PREFIX "%s.%s", alias && mod->alias ? mod->alias : mod->name, vkp_slot_suffix(s, i));
+}
+
+static bool saved_is_module_to_save(const vkp_adapter *a, const vkp_param *p) {
+  (void)a;
+  return p->module != NULL;
+}
+
+vkp_status vkp_peft_save(vkp_model *m, const vkp_adapter *a, const char *dir) {
+  vkp_error *err = vkp_ctx_err(m->ctx);
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create directory (%s)", dir, strerror(errno));
+  vkp_safetensors_writer *w = NULL;
+  vkp_status st = vkp_safetensors_writer_new(&w, err);
+  if (!st) st = vkp_safetensors_writer_set_metadata(w, "format", "pt", err);
+  char key[600];
+  for (int i = 0; i < a->nslots && !st; i++) {
+    const vkp_adapter_slot *s = a->slots[i];
+    for (int k = 0; k < s->np && !st; k++) {
+      vkp_param *p = s->p[k];
+      float *v = malloc((size_t)vkp_param_numel(p) * sizeof *v);
+      if (!v) return VKP_ERR_OOM;
+      slot_key(s, k, true, key, sizeof key);
+      st = vkp_param_read_f32(m, p, v);
+      if (!st) st = vkp_safetensors_writer_add_f32(w, key, p->dtype == VKP_DTYPE_I32 ? VKP_DTYPE_I32 : VKP_DTYPE_F32, p->ndim, p->shape, v, err);
+      free(v);
+    }
+  }
+  vkp_param *extra[2] = {a->vera_A, a->vera_B};
+  const char *extra_names[2] = {"base_model.vera_A", "base_model.vera_B"};
+  for (int i = 0; i < a->nsaved + 2 && !st; i++) {
+    vkp_param *p = i < a->nsaved ? a->saved[i] : extra[i - a->nsaved];
+    if (!p) continue;
+    if (i < a->nsaved) snprintf(key, sizeof key, PREFIX "%s", p->name);
+    else snprintf(key, sizeof key, "%s", extra_names[i - a->nsaved]);
+    float *v = malloc((size_t)vkp_param_numel(p) * sizeof *v);
+    if (!v) return VKP_ERR_OOM;
+    st = vkp_param_read_f32(m, p, v);
+    if (!st) st = vkp_safetensors_writer_add_f32(w, key, VKP_DTYPE_F32, p->ndim, p->shape, v, err);
+    free(v);
+  }
+  char path[1024];
+  snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+  if (!st) st = vkp_safetensors_writer_save(w, path, err);
+  vkp_safetensors_writer_free(w);
+  if (st) return st;
+  cJSON *j = vkp_peft_config_to_json(&a->cfg);
+  char *text = j ? cJSON_Print(j) : NULL;
+  cJSON_Delete(j);
+  if (!text) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+  const void *chunks[1] = {text};
+  size_t sizes[1] = {strlen(text)};
+  st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
+  free(text);
+  return st;
+}
+
+static vkp_param *find_key(vkp_model *m, const vkp_adapter *a, const char *key) {
+  char want[600];
+  for (int i = 0; i < a->nslots; i++)
+    for (int k = 0; k < a->slots[i]->np; k++)
+      for (int alias = 0; alias < 2; alias++) {
+        slot_key(a->slots[i], k, alias, want, sizeof want);
+        if (!strcmp(want, key)) return a->slots[i]->p[k];
+      }
+  if (!strcmp(key, "base_model.vera_A")) return a->vera_A;
+  if (!strcmp(key, "base_model.vera_B")) return a->vera_B;
+  if (!strncmp(key, PREFIX, strlen(PREFIX))) {
+    const char *name = key + strlen(PREFIX);
+    for (int i = 0; i < a->nsaved; i++)
+      if (!strcmp(a->saved[i]->name, name)) return a->saved[i];
+    // A module_to_save written in the other spelling: match through the module alias.
+    for (int i = 0; i < a->nsaved; i++) {
+      const vkp_param *p = a->saved[i];
+      if (!saved_is_module_to_save(a, p) || !p->module->alias) continue;
+      const char *leaf = strrchr(p->name, '.');
+      snprintf(want, sizeof want, "%s%s", p->module->alias, leaf ? leaf : "");
+      if (!strcmp(want, name)) return a->saved[i];
+    }
+  }
+  (void)m;
+  return NULL;
+}
+
+vkp_status vkp_peft_load(vkp_model *m, const char *dir, vkp_adapter **out) {
+  vkp_error *err = vkp_ctx_err(m->ctx);
+  *out = NULL;
+  char path[1024], st_path[1024];
+  snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+  snprintf(st_path, sizeof st_path, "%s/adapter_model.safetensors", dir);
+  char *text = NULL;
+  size_t len = 0;
+  VKP_TRY(vkp_file_read_all(path, 1 << 20, &text, &len, err));
+  cJSON *json = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!json) return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not valid JSON", path);
+  vkp_peft_config cfg;
+  vkp_status st = vkp_peft_config_from_json(json, path, &cfg, err);
+  cJSON_Delete(json);
+  if (st) return st;
+  vkp_safetensors *sf = NULL;
+  st = vkp_safetensors_open(st_path, &sf, err);
+  vkp_adapter *a = NULL;
+  if (!st) st = vkp_peft_attach(m, &cfg, 0, &a);
+  if (st && a == NULL && sf) {
+    char msg[VKP_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    vkp_error_set(err, st, "%s: %s", dir, msg);
+  }
+  vkp_peft_config_clear(&cfg);
+  int loaded = 0;
+  for (size_t i = 0; sf && !st && i < vkp_safetensors_count(sf); i++) {
+    const vkp_st_tensor *t = vkp_safetensors_at(sf, i);
+    vkp_param *p = find_key(m, a, t->name);
+    if (!p) {
+      st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: tensor '%s' does not belong to any module of the model this adapter targets", st_path, t->name);
+      break;
+    }
+    bool same = t->ndim == p->ndim || vkp_st_tensor_numel(t) == (size_t)vkp_param_numel(p);
+    for (int d = 0; same && d < p->ndim && t->ndim == p->ndim; d++) same = t->shape[d] == p->shape[d];
+    if (!same || vkp_st_tensor_numel(t) != (size_t)vkp_param_numel(p)) {
+      st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: tensor '%s' has %zu elements, the model's '%s' needs %lld", st_path,
+                         t->name, vkp_st_tensor_numel(t), p->name, (long long)vkp_param_numel(p));
+      break;
+    }
+    size_t n = vkp_st_tensor_numel(t);
+    float *v = malloc(n * sizeof *v);
+    if (!v) {
+      st = VKP_ERR_OOM;
+      break;
+    }
+    vkp_convert_to_f32(t->dtype, t->data, v, n);
+    if (p->dtype == VKP_DTYPE_I32) {   // indices: store exactly
+      int32_t *iv = (int32_t *)v;
+      for (size_t k = 0; k < n; k++) iv[k] = (int32_t)v[k];
+      st = vkp_buffer_write(p->buf, 0, iv, n * 4);
+    } else {
+      st = vkp_param_write_f32(m, p, v);
+    }
+    free(v);
+    loaded++;
+  }
+  // Every adapter parameter must come from the file.
+  int expected = a ? (a->vera_A ? 2 : 0) + a->nsaved : 0;
+  for (int i = 0; a && i < a->nslots; i++) expected += a->slots[i]->np;
+  if (!st && loaded != expected)
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: %d of the adapter's %d tensors are present", st_path, loaded, expected);
+  vkp_safetensors_free(sf);
+  if (st) return st;   // a partially attached adapter stays listed but is reported as failed
+  *out = a;
+  return VKP_OK;
+}

@@ -1,0 +1,113 @@
+// vkp_model.h — parameters and the module tree that models are written against.
+//
+// A vkp_model owns named parameters (persistent device buffers, loaded from / saved to
+// safetensors by checkpoint name) and a registry of modules (linear, conv2d, norms, embedding,
+// attention, blocks). Model code registers its modules once, then builds graphs through the layer
+// calls in vkp_nn.h, which is where the PEFT layer (vkp_peft.h) hooks in. core knows nothing of any
+// particular model: vision/vlm/diffusion supply the module names.
+#ifndef VKP_MODEL_H
+#define VKP_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vkp_graph.h"
+
+typedef struct vkp_peft vkp_peft;
+typedef struct vkp_adapter_slot vkp_adapter_slot;
+
+typedef enum vkp_module_kind {
+  VKP_MODULE_LINEAR = 0,
+  VKP_MODULE_CONV2D,
+  VKP_MODULE_LAYER_NORM,
+  VKP_MODULE_GROUP_NORM,
+  VKP_MODULE_EMBEDDING,
+  VKP_MODULE_ATTENTION,   // an attention block (prefix tuning target)
+  VKP_MODULE_BLOCK,       // a transformer block (bottleneck / parallel adapters, prompts)
+  VKP_MODULE_OTHER,
+} vkp_module_kind;
+
+typedef struct vkp_param {
+  char *name;                    // checkpoint name, e.g. "vit.encoder.layer.0.output.dense.weight" (owned)
+  int ndim;
+  int64_t shape[VKP_MAX_DIMS];
+  vkp_dtype dtype;               // storage dtype: f32, or f16/bf16 for frozen weights
+  vkp_buffer *buf;               // device storage (owned)
+  bool trainable;
+  bool adapter;                  // created by the PEFT layer (saved in adapter files)
+  struct vkp_module *module;     // module it belongs to (NULL for free parameters)
+  vkp_tensor *t;                 // its tensor in the graph being built (see vkp_model_begin_graph)
+} vkp_param;
+
+typedef struct vkp_module {
+  char *name;                    // checkpoint name ("vit.encoder.layer.0.attention.attention.query") (owned)
+  char *alias;                   // second spelling (transformers 5: "vit.layers.0.attention.q_proj"), or NULL
+  vkp_module_kind kind;
+  int layer;                     // block index (layers_to_transform); -1 if none
+  int64_t in, out;               // linear: features; conv: channels; norm/embedding: dims
+  int kh, kw;                    // conv kernel
+  bool feedforward;              // (IA)^3: scale this module's input, not its output
+  vkp_param *weight, *bias;      // may be NULL
+  vkp_adapter_slot *slots;       // PEFT adapters attached here (list, owned by the PEFT layer)
+} vkp_module;
+
+typedef struct vkp_model {
+  vkp_ctx *ctx;
+  vkp_param **params;
+  int nparams, params_cap;
+  vkp_module **modules;
+  int nmodules, modules_cap;
+  vkp_peft *peft;                // adapters attached to this model (NULL = none)
+  bool training;                 // dropout active
+  vkp_graph *graph;              // graph being built (vkp_model_begin_graph)
+  vkp_error err;
+} vkp_model;
+
+vkp_status vkp_model_new(vkp_ctx *ctx, vkp_model **out);
+void vkp_model_free(vkp_model *m);
+
+// Creates a zero-filled parameter. Fails on a duplicate name.
+vkp_status vkp_model_add_param(vkp_model *m, const char *name, vkp_dtype dtype, int ndim, const int64_t *shape,
+                               vkp_param **out);
+vkp_param *vkp_model_find_param(const vkp_model *m, const char *name);
+vkp_status vkp_param_write_f32(vkp_model *m, vkp_param *p, const float *data);   // converts to p->dtype
+vkp_status vkp_param_read_f32(vkp_model *m, const vkp_param *p, float *data);
+int64_t vkp_param_numel(const vkp_param *p);
+
+// Registers a module; weight/bias are created as "<name>.weight" / "<name>.bias" with the given
+// shapes (bias_len 0 = no bias). Returns the module.
+vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *alias, vkp_module_kind kind, int layer,
+                                 int wdim, const int64_t *wshape, int64_t bias_len);
+vkp_module *vkp_model_find_module(const vkp_model *m, const char *name);   // by name or alias
+
+// Random initialisation: normal(0, std) for weights, zeros for biases, ones for norm weights.
+vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed);
+vkp_status vkp_param_fill(vkp_model *m, vkp_param *p, float value);
+
+// Loads every tensor of a safetensors file whose name (after stripping `prefix`, may be NULL)
+// matches a parameter; checks shapes (a mismatch is an error naming file, tensor and shapes).
+// Reports names in the file that matched nothing (unused) and parameters not loaded (missing)
+// through the counts and, if non-NULL, a callback.
+typedef struct vkp_load_report {
+  int loaded, unused, missing;
+} vkp_load_report;
+typedef void (*vkp_name_fn)(void *user, const char *kind, const char *name);
+vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char *prefix, vkp_load_report *report,
+                                      vkp_name_fn on_name, void *user);
+// Saves parameters (all, or those accepted by `filter`) as f32 safetensors (atomic write).
+typedef bool (*vkp_param_filter)(const vkp_param *p, void *user);
+vkp_status vkp_model_save_safetensors(vkp_model *m, const char *path, vkp_param_filter filter, void *user,
+                                      const char *const *metadata_kv, int n_metadata);
+
+// Graph building: resets every parameter's tensor so it is created in `g` on first use.
+void vkp_model_begin_graph(vkp_model *m, vkp_graph *g);
+// The parameter as a tensor of the current graph (an external tensor over its buffer).
+vkp_tensor *vkp_param_tensor(vkp_model *m, vkp_param *p);
+
+// Trainable parameters: counts and list (caller frees the array).
+int64_t vkp_model_count_params(const vkp_model *m, bool trainable_only);
+int vkp_model_trainable(const vkp_model *m, vkp_param ***out);
+// Marks all parameters frozen (PEFT starts from a frozen base), or trainable (full fine-tuning).
+void vkp_model_set_trainable(vkp_model *m, bool trainable);
+
+#endif

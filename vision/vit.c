@@ -1,0 +1,368 @@
+// vit.c — ViT for image classification (transformers' ViTForImageClassification).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <errno.h>
+
+#include <cjson/cJSON.h>
+
+#include "vkp_fileio.h"
+#include "vkp_safetensors.h"
+#include "vkp_vit.h"
+
+void vkp_vit_config_default(vkp_vit_config *c) {
+  memset(c, 0, sizeof *c);
+  c->image_size = 224;
+  c->patch_size = 16;
+  c->num_channels = 3;
+  c->hidden_size = 768;
+  c->num_hidden_layers = 12;
+  c->num_attention_heads = 12;
+  c->intermediate_size = 3072;
+  c->layer_norm_eps = 1e-12f;
+  c->qkv_bias = true;
+  c->num_labels = 2;
+}
+
+static vkp_status int_key(const cJSON *j, const char *key, const char *path, int lo, int hi, int *out, vkp_error *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+  if (!v) return VKP_OK;
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be an integer in [%d, %d]", path, key, lo, hi);
+  *out = (int)v->valuedouble;
+  return VKP_OK;
+}
+
+vkp_status vkp_vit_config_load(const char *path, vkp_vit_config *c, vkp_error *err) {
+  char *text = NULL;
+  size_t len = 0;
+  VKP_TRY(vkp_file_read_all(path, 16 << 20, &text, &len, err));
+  cJSON *j = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!j || !cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a JSON object", path);
+  }
+  vkp_vit_config_default(c);
+  vkp_status st = VKP_OK;
+  const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+  if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "vit")))
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'model_type' is %s, expected \"vit\"", path,
+                       cJSON_IsString(mt) ? mt->valuestring : "not a string");
+  if (!st) st = int_key(j, "image_size", path, 1, 8192, &c->image_size, err);
+  if (!st) st = int_key(j, "patch_size", path, 1, 1024, &c->patch_size, err);
+  if (!st) st = int_key(j, "num_channels", path, 1, 64, &c->num_channels, err);
+  if (!st) st = int_key(j, "hidden_size", path, 1, 16384, &c->hidden_size, err);
+  if (!st) st = int_key(j, "num_hidden_layers", path, 0, VKP_VIT_MAX_LAYERS, &c->num_hidden_layers, err);
+  if (!st) st = int_key(j, "num_attention_heads", path, 1, 1024, &c->num_attention_heads, err);
+  if (!st) st = int_key(j, "intermediate_size", path, 1, 65536, &c->intermediate_size, err);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
+  if (!st && v) {
+    if (!cJSON_IsNumber(v) || v->valuedouble <= 0) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'layer_norm_eps' must be a positive number", path);
+    else c->layer_norm_eps = (float)v->valuedouble;
+  }
+  v = cJSON_GetObjectItemCaseSensitive(j, "qkv_bias");
+  if (!st && v) {
+    if (!cJSON_IsBool(v)) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'qkv_bias' must be true or false", path);
+    else c->qkv_bias = cJSON_IsTrue(v);
+  }
+  v = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
+  if (!st && v) {
+    if (!cJSON_IsString(v)) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'hidden_act' must be a string", path);
+    else if (!strcmp(v->valuestring, "gelu")) c->gelu_tanh = false;
+    else if (!strcmp(v->valuestring, "gelu_new") || !strcmp(v->valuestring, "gelu_pytorch_tanh")) c->gelu_tanh = true;
+    else st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: key 'hidden_act': '%s' is not supported (gelu, gelu_new)", path, v->valuestring);
+  }
+  const cJSON *labels = cJSON_GetObjectItemCaseSensitive(j, "id2label");
+  int nl = labels && cJSON_IsObject(labels) ? cJSON_GetArraySize(labels) : 0;
+  if (!st) st = int_key(j, "num_labels", path, 1, 256, &nl, err);
+  c->num_labels = nl ? nl : 2;
+  if (!st && c->num_labels > 256) st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: more than 256 labels", path);
+  for (int i = 0; !st && i < c->num_labels; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "%d", i);
+    const cJSON *l = labels ? cJSON_GetObjectItemCaseSensitive(labels, k) : NULL;
+    snprintf(c->labels[i], sizeof c->labels[i], "%s", l && cJSON_IsString(l) ? l->valuestring : k);
+    if (!l) snprintf(c->labels[i], sizeof c->labels[i], "LABEL_%d", i);
+  }
+  if (!st && c->hidden_size % c->num_attention_heads)
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: hidden_size %d is not divisible by num_attention_heads %d", path, c->hidden_size, c->num_attention_heads);
+  if (!st && c->image_size % c->patch_size)
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: image_size %d is not divisible by patch_size %d", path, c->image_size, c->patch_size);
+  cJSON_Delete(j);
+  return st;
+}
+
+vkp_status vkp_vit_config_save(const vkp_vit_config *c, const char *path, vkp_error *err) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
+  cJSON_AddItemToArray(arch, cJSON_CreateString("ViTForImageClassification"));
+  cJSON_AddStringToObject(j, "model_type", "vit");
+  cJSON_AddNumberToObject(j, "image_size", c->image_size);
+  cJSON_AddNumberToObject(j, "patch_size", c->patch_size);
+  cJSON_AddNumberToObject(j, "num_channels", c->num_channels);
+  cJSON_AddNumberToObject(j, "hidden_size", c->hidden_size);
+  cJSON_AddNumberToObject(j, "num_hidden_layers", c->num_hidden_layers);
+  cJSON_AddNumberToObject(j, "num_attention_heads", c->num_attention_heads);
+  cJSON_AddNumberToObject(j, "intermediate_size", c->intermediate_size);
+  cJSON_AddNumberToObject(j, "layer_norm_eps", c->layer_norm_eps);
+  cJSON_AddBoolToObject(j, "qkv_bias", c->qkv_bias);
+  cJSON_AddStringToObject(j, "hidden_act", c->gelu_tanh ? "gelu_new" : "gelu");
+  cJSON_AddNumberToObject(j, "hidden_dropout_prob", 0.0);
+  cJSON_AddNumberToObject(j, "attention_probs_dropout_prob", 0.0);
+  cJSON_AddNumberToObject(j, "initializer_range", 0.02);
+  cJSON *id2 = cJSON_AddObjectToObject(j, "id2label"), *l2i = cJSON_AddObjectToObject(j, "label2id");
+  for (int i = 0; i < c->num_labels; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "%d", i);
+    cJSON_AddStringToObject(id2, k, c->labels[i]);
+    cJSON_AddNumberToObject(l2i, c->labels[i], i);
+  }
+  char *text = cJSON_Print(j);
+  cJSON_Delete(j);
+  if (!text) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  const void *chunks[1] = {text};
+  size_t sizes[1] = {strlen(text)};
+  vkp_status st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
+  free(text);
+  return st;
+}
+
+static vkp_module *linear(vkp_model *m, const char *name, const char *alias, int layer, int64_t out, int64_t in, bool bias) {
+  int64_t shape[2] = {out, in};
+  return vkp_model_add_module(m, name, alias, VKP_MODULE_LINEAR, layer, 2, shape, bias ? out : 0);
+}
+
+static vkp_module *norm(vkp_model *m, const char *name, const char *alias, int layer, int64_t c) {
+  return vkp_model_add_module(m, name, alias, VKP_MODULE_LAYER_NORM, layer, 1, &c, c);
+}
+
+static vkp_status init_weights(vkp_vit *v, uint64_t seed) {
+  vkp_model *m = v->model;
+  for (int i = 0; i < m->nparams; i++) {
+    vkp_param *p = m->params[i];
+    const vkp_module *mod = p->module;
+    bool is_bias = p == (mod ? mod->bias : NULL);
+    if (mod && mod->kind == VKP_MODULE_LAYER_NORM) VKP_TRY(vkp_param_fill(m, p, is_bias ? 0.0f : 1.0f));
+    else if (is_bias) VKP_TRY(vkp_param_fill(m, p, 0.0f));
+    else VKP_TRY(vkp_param_init_normal(m, p, 0.02f, seed));
+  }
+  return VKP_OK;
+}
+
+vkp_status vkp_vit_new(vkp_ctx *ctx, const vkp_vit_config *cfg, uint64_t seed, vkp_vit **out) {
+  *out = NULL;
+  vkp_vit *v = calloc(1, sizeof *v);
+  if (!v) return VKP_ERR_OOM;
+  v->cfg = *cfg;
+  vkp_status st = vkp_model_new(ctx, &v->model);
+  if (st) {
+    free(v);
+    return st;
+  }
+  vkp_model *m = v->model;
+  int64_t C = cfg->hidden_size, I = cfg->intermediate_size, grid = cfg->image_size / cfg->patch_size;
+  int64_t pshape[4] = {C, cfg->num_channels, cfg->patch_size, cfg->patch_size};
+  v->patch = vkp_model_add_module(m, "vit.embeddings.patch_embeddings.projection", NULL, VKP_MODULE_CONV2D, -1, 4, pshape, C);
+  st = v->patch ? VKP_OK : VKP_ERR_OOM;
+  if (!st) st = vkp_model_add_param(m, "vit.embeddings.cls_token", VKP_DTYPE_F32, 3, (int64_t[]){1, 1, C}, &v->cls_token);
+  if (!st) st = vkp_model_add_param(m, "vit.embeddings.position_embeddings", VKP_DTYPE_F32, 3, (int64_t[]){1, grid * grid + 1, C}, &v->pos_embed);
+  for (int l = 0; l < cfg->num_hidden_layers && !st; l++) {
+    vkp_vit_layer *L = &v->layers[l];
+    char n[256], a[256];
+#define NAMES(hub, alias) (snprintf(n, sizeof n, "vit.encoder.layer.%d%s", l, hub), snprintf(a, sizeof a, "vit.layers.%d%s", l, alias))
+    NAMES("", "");
+    L->block = vkp_model_add_module(m, n, a, VKP_MODULE_BLOCK, l, 0, NULL, 0);
+    NAMES(".attention", ".attention");
+    L->attention = vkp_model_add_module(m, n, a, VKP_MODULE_ATTENTION, l, 0, NULL, 0);
+    NAMES(".layernorm_before", ".layernorm_before");
+    L->ln_before = norm(m, n, a, l, C);
+    NAMES(".attention.attention.query", ".attention.q_proj");
+    L->query = linear(m, n, a, l, C, C, cfg->qkv_bias);
+    NAMES(".attention.attention.key", ".attention.k_proj");
+    L->key = linear(m, n, a, l, C, C, cfg->qkv_bias);
+    NAMES(".attention.attention.value", ".attention.v_proj");
+    L->value = linear(m, n, a, l, C, C, cfg->qkv_bias);
+    NAMES(".attention.output.dense", ".attention.o_proj");
+    L->attn_out = linear(m, n, a, l, C, C, true);
+    NAMES(".layernorm_after", ".layernorm_after");
+    L->ln_after = norm(m, n, a, l, C);
+    NAMES(".intermediate.dense", ".mlp.fc1");
+    L->fc1 = linear(m, n, a, l, I, C, true);
+    NAMES(".output.dense", ".mlp.fc2");
+    L->fc2 = linear(m, n, a, l, C, I, true);
+#undef NAMES
+    if (!L->block || !L->attention || !L->ln_before || !L->query || !L->key || !L->value || !L->attn_out || !L->ln_after ||
+        !L->fc1 || !L->fc2)
+      st = VKP_ERR_OOM;
+    else
+      L->block->in = L->block->out = L->attention->in = L->attention->out = C;
+  }
+  if (!st) {
+    v->final_ln = norm(m, "vit.layernorm", NULL, -1, C);
+    v->classifier = linear(m, "classifier", NULL, -1, cfg->num_labels, C, true);
+    if (!v->final_ln || !v->classifier) st = VKP_ERR_OOM;
+  }
+  if (!st) st = init_weights(v, seed);
+  if (st) {
+    vkp_vit_free(v);
+    return st;
+  }
+  *out = v;
+  return VKP_OK;
+}
+
+void vkp_vit_free(vkp_vit *v) {
+  if (!v) return;
+  vkp_model_free(v->model);
+  free(v);
+}
+
+// Bicubic (a = -0.75, align_corners=False, as torch.nn.functional.interpolate) resampling of a
+// (g0 x g0) grid of C-vectors to (g1 x g1).
+static double cubic(double x) {
+  const double a = -0.75;
+  x = fabs(x);
+  if (x <= 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+  return 0;
+}
+
+static void resample_grid(const float *src, int g0, float *dst, int g1, int C) {
+  double scale = (double)g0 / g1;
+  for (int y = 0; y < g1; y++)
+    for (int x = 0; x < g1; x++) {
+      double sy = (y + 0.5) * scale - 0.5, sx = (x + 0.5) * scale - 0.5;
+      int iy = (int)floor(sy), ix = (int)floor(sx);
+      for (int c = 0; c < C; c++) {
+        double acc = 0;
+        for (int dy = -1; dy <= 2; dy++)
+          for (int dx = -1; dx <= 2; dx++) {
+            int yy = iy + dy < 0 ? 0 : iy + dy >= g0 ? g0 - 1 : iy + dy;
+            int xx = ix + dx < 0 ? 0 : ix + dx >= g0 ? g0 - 1 : ix + dx;
+            acc += cubic(sy - (iy + dy)) * cubic(sx - (ix + dx)) * src[(yy * g0 + xx) * C + c];
+          }
+        dst[(y * g1 + x) * C + c] = (float)acc;
+      }
+    }
+}
+
+vkp_status vkp_vit_load(vkp_ctx *ctx, const char *dir, int image_size, vkp_vit **out, vkp_error *err) {
+  *out = NULL;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  vkp_vit_config cfg;
+  VKP_TRY(vkp_vit_config_load(path, &cfg, err));
+  int ckpt_size = cfg.image_size;
+  if (image_size > 0 && image_size % cfg.patch_size)
+    return vkp_error_set(err, VKP_ERR_INVALID, "image size %d is not divisible by the patch size %d", image_size, cfg.patch_size);
+  if (image_size > 0) cfg.image_size = image_size;
+  vkp_vit *v;
+  VKP_TRY(vkp_vit_new(ctx, &cfg, 0, &v));
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  vkp_load_report rep;
+  vkp_status st = VKP_OK;
+  if (ckpt_size != cfg.image_size) {
+    // Load everything but the position embeddings, then interpolate those.
+    vkp_safetensors *sf = NULL;
+    st = vkp_safetensors_open(path, &sf, err);
+    const vkp_st_tensor *t = sf ? vkp_safetensors_find(sf, "vit.embeddings.position_embeddings") : NULL;
+    int g0 = ckpt_size / cfg.patch_size, g1 = cfg.image_size / cfg.patch_size, C = cfg.hidden_size;
+    if (!st && (!t || vkp_st_tensor_numel(t) != (size_t)(g0 * g0 + 1) * C))
+      st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: position_embeddings missing or not (1, %d, %d)", path, g0 * g0 + 1, C);
+    if (!st) {
+      float *src = malloc(vkp_st_tensor_numel(t) * sizeof *src), *dst = malloc((size_t)(g1 * g1 + 1) * C * sizeof *dst);
+      if (!src || !dst) st = VKP_ERR_OOM;
+      else {
+        vkp_convert_to_f32(t->dtype, t->data, src, vkp_st_tensor_numel(t));
+        memcpy(dst, src, (size_t)C * sizeof *dst);   // CLS position
+        resample_grid(src + C, g0, dst + C, g1, C);
+        // Rename temporarily so the loader skips it; then write the interpolated values.
+        st = vkp_param_write_f32(v->model, v->pos_embed, dst);
+      }
+      free(src);
+      free(dst);
+    }
+    vkp_safetensors_free(sf);
+    char *saved = v->pos_embed->name;
+    v->pos_embed->name = "vit.embeddings.position_embeddings#interpolated";
+    if (!st) st = vkp_model_load_safetensors(v->model, path, NULL, &rep, NULL, NULL);
+    v->pos_embed->name = saved;
+    if (!st) rep.unused--, rep.missing--;
+  } else {
+    st = vkp_model_load_safetensors(v->model, path, NULL, &rep, NULL, NULL);
+  }
+  if (st) {
+    vkp_error_set(err, st, "%s", vkp_ctx_error(ctx));
+    vkp_vit_free(v);
+    return st;
+  }
+  if (rep.missing > 0) {
+    vkp_error_set(err, VKP_ERR_FORMAT, "%s: %d model parameters are missing from the checkpoint", path, rep.missing);
+    vkp_vit_free(v);
+    return VKP_ERR_FORMAT;
+  }
+  if (rep.unused > 0) fprintf(stderr, "vkpeft: %s: %d tensors in the checkpoint are not used by ViTForImageClassification\n", path, rep.unused);
+  *out = v;
+  return VKP_OK;
+}
+
+static bool base_only(const vkp_param *p, void *user) {
+  (void)user;
+  return !p->adapter;
+}
+
+vkp_status vkp_vit_save(vkp_vit *v, const char *dir, vkp_error *err) {
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create directory (%s)", dir, strerror(errno));
+  char path[1024];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  const char *meta[2] = {"format", "pt"};
+  vkp_status st = vkp_model_save_safetensors(v->model, path, base_only, NULL, meta, 1);
+  if (st) return vkp_error_set(err, st, "%s", vkp_ctx_error(v->model->ctx));
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  return vkp_vit_config_save(&v->cfg, path, err);
+}
+
+vkp_status vkp_vit_forward(vkp_vit *v, vkp_graph *g, vkp_tensor *pixel_values, vkp_vit_outputs *out) {
+  vkp_model *m = v->model;
+  const vkp_vit_config *c = &v->cfg;
+  memset(out, 0, sizeof *out);
+  vkp_model_begin_graph(m, g);
+  if (!pixel_values || pixel_values->ndim != 4 || pixel_values->shape[1] != c->num_channels ||
+      pixel_values->shape[2] != c->image_size || pixel_values->shape[3] != c->image_size)
+    return vkp_graph_fail(g, VKP_ERR_SHAPE, "vit: pixel_values must be (B, %d, %d, %d)", c->num_channels, c->image_size, c->image_size);
+  int64_t B = pixel_values->shape[0], C = c->hidden_size, H = c->num_attention_heads, D = C / H;
+  int64_t grid = c->image_size / c->patch_size, N = grid * grid, T = N + 1;
+  // Embeddings: patches (B, C, g, g) -> (B, N, C), CLS in front, plus positions.
+  vkp_tensor *x = vkp_nn_conv2d(m, v->patch, pixel_values, c->patch_size, 0);
+  x = vkp_transpose(g, vkp_reshape(g, x, 3, (int64_t[]){B, C, N}), 1, 2);
+  vkp_tensor *cls = vkp_add(g, vkp_fill(g, VKP_DTYPE_F32, 3, (int64_t[]){B, 1, C}, 0.0f), vkp_param_tensor(m, v->cls_token));
+  x = vkp_concat(g, cls, vkp_contiguous(g, x), 1);
+  x = vkp_add(g, x, vkp_param_tensor(m, v->pos_embed));
+  out->hidden[0] = x;
+  for (int l = 0; l < c->num_hidden_layers; l++) {
+    vkp_vit_layer *L = &v->layers[l];
+    x = vkp_nn_prompts(m, L->block, x, 1);
+    if (x) T = x->shape[1];
+    vkp_tensor *h = vkp_nn_layer_norm(m, L->ln_before, x, c->layer_norm_eps);
+    vkp_tensor *q = vkp_permute(g, vkp_reshape(g, vkp_nn_linear(m, L->query, h), 4, (int64_t[]){B, T, H, D}), (int[]){0, 2, 1, 3});
+    vkp_tensor *k = vkp_permute(g, vkp_reshape(g, vkp_nn_linear(m, L->key, h), 4, (int64_t[]){B, T, H, D}), (int[]){0, 2, 1, 3});
+    vkp_tensor *vv = vkp_permute(g, vkp_reshape(g, vkp_nn_linear(m, L->value, h), 4, (int64_t[]){B, T, H, D}), (int[]){0, 2, 1, 3});
+    vkp_tensor *a = vkp_nn_attention(m, L->attention, q, k, vv, NULL, false);
+    a = vkp_reshape(g, vkp_permute(g, a, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
+    a = vkp_nn_block_adapter(m, L->block, VKP_NN_AFTER_ATTN, vkp_nn_linear(m, L->attn_out, a), NULL);
+    x = vkp_add(g, x, a);
+    h = vkp_nn_layer_norm(m, L->ln_after, x, c->layer_norm_eps);
+    vkp_tensor *f = vkp_nn_linear(m, L->fc1, h);
+    f = vkp_nn_linear(m, L->fc2, c->gelu_tanh ? vkp_gelu_tanh(g, f) : vkp_gelu(g, f));
+    f = vkp_nn_block_adapter(m, L->block, VKP_NN_AFTER_MLP, f, h);
+    x = vkp_add(g, x, f);
+    out->hidden[l + 1] = x;
+  }
+  x = vkp_nn_layer_norm(m, v->final_ln, x, c->layer_norm_eps);
+  vkp_tensor *first = x ? vkp_reshape(g, vkp_contiguous(g, vkp_slice(g, x, 1, 0, 1)), 2, (int64_t[]){B, C}) : NULL;
+  out->logits = vkp_nn_linear(m, v->classifier, first);
+  return vkp_graph_status(g);
+}
