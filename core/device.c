@@ -415,7 +415,7 @@ vkp_status vkp_ctx_new(const vkp_ctx_options *opts, vkp_ctx **out, vkp_error *er
   }
   free(pds);
   if (st == VKP_OK) st = choose_memory_types(ctx);
-  if (st == VKP_OK && opts->profiling) st = create_query_pool(ctx);
+  if (st == VKP_OK && (opts->profiling || env_flag("VKPEFT_PROFILE"))) st = create_query_pool(ctx);
   if (st == VKP_OK) st = vkp_pipeline_cache_open(ctx, opts->cache_dir);
   if (st != VKP_OK) {
     vkp_error_set(err, st, "%s", ctx->err.msg);

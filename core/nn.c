@@ -34,9 +34,9 @@ vkp_tensor *vkp_slot_delta_weight(vkp_model *m, vkp_adapter_slot *s) {
       break;
     }
     case VKP_PEFT_LOKR: {
-      vkp_tensor *w1 = P(m, s->p[0]), *w2 = P(m, s->p[1]);
+      vkp_tensor *w1 = P(m, s->p[0]), *w2 = P(m, s->p[1]);   // conv: w2 (c, in_n, kh, kw) as (c, in_n*kh*kw)
       if (!w1 || !w2) return NULL;
-      int64_t a = w1->shape[0], b = w1->shape[1], c = w2->shape[0], e = w2->shape[1];
+      int64_t a = w1->shape[0], b = w1->shape[1], c = w2->shape[0], e = vkp_tensor_numel(w2) / c;
       vkp_tensor *k = vkp_mul(g, vkp_reshape(g, w1, 4, (int64_t[]){a, 1, b, 1}), vkp_reshape(g, w2, 4, (int64_t[]){1, c, 1, e}));
       d = vkp_reshape(g, k, 2, (int64_t[]){a * c, b * e});
       break;

@@ -229,14 +229,16 @@ static vkp_status create_slot_params(vkp_model *m, vkp_adapter_slot *s, uint64_t
     }
     case VKP_PEFT_LOKR: {
       s->scaling = c->alpha / (float)r;   // peft: alpha / r, also when w1 and w2 are full matrices
+      // As peft: the input channels are factorised (not Cin*kh*kw); conv: lokr_w2 is
+      // (out_n, in_n, kh, kw) and ΔW = kron(w1, w2) over (Cout, Cin*kh*kw).
       int64_t in_m, in_n, out_m, out_n;
-      factorize(in * k, c->decompose_factor, &in_m, &in_n);
+      factorize(in, c->decompose_factor, &in_m, &in_n);
       factorize(out, c->decompose_factor, &out_m, &out_n);
-      int64_t w1[2] = {out_m, in_m}, w2[2] = {out_n, in_n};
+      int64_t w1[2] = {out_m, in_m}, w2[4] = {out_n, in_n, mod->kh, mod->kw};
       VKP_TRY(new_param(m, s, 2, w1));
-      VKP_TRY(new_param(m, s, 2, w2));
+      VKP_TRY(new_param(m, s, conv ? 4 : 2, w2));
       VKP_TRY(init_uniform(m, s->p[0], 1.0f / sqrtf((float)in_m), seed));
-      if (!c->init_weights) VKP_TRY(init_uniform(m, s->p[1], 1.0f / sqrtf((float)in_n), seed + 1));
+      if (!c->init_weights) VKP_TRY(init_uniform(m, s->p[1], 1.0f / sqrtf((float)(in_n * k)), seed + 1));
       return VKP_OK;
     }
     case VKP_PEFT_IA3: {
@@ -476,21 +478,51 @@ vkp_status vkp_peft_attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t se
     else m->peft->adapters = v, m->peft->cap = cap;
   }
   if (st) {
-    // Detach partially created slots from their modules (parameters stay allocated but unused).
-    for (int i = 0; i < a->nslots; i++) {
-      vkp_module *mod = a->slots[i]->module;
-      for (vkp_adapter_slot **pp = &mod->slots; *pp; pp = &(*pp)->next)
-        if (*pp == a->slots[i]) {
-          *pp = a->slots[i]->next;
-          break;
-        }
-    }
-    adapter_free(a);
+    vkp_peft_discard(m, a);   // unlinks partially created slots and frees their parameters
     return st;
   }
   m->peft->adapters[m->peft->n++] = a;
   *out = a;
   return VKP_OK;
+}
+
+void vkp_peft_discard(vkp_model *m, vkp_adapter *a) {
+  if (!a) return;
+  for (int i = 0; i < a->nslots; i++)   // unlink its slots from their modules
+    for (vkp_adapter_slot **pp = &a->slots[i]->module->slots; *pp; pp = &(*pp)->next)
+      if (*pp == a->slots[i]) {
+        *pp = a->slots[i]->next;
+        break;
+      }
+  int keep = 0;   // free the parameters it created
+  for (int i = 0; i < m->nparams; i++) {
+    vkp_param *p = m->params[i];
+    bool own = p == a->vera_A || p == a->vera_B;
+    for (int s = 0; !own && s < a->nslots; s++)
+      for (int k = 0; !own && k < a->slots[s]->np; k++) own = a->slots[s]->p[k] == p;
+    if (!own) {
+      m->params[keep++] = p;
+      continue;
+    }
+    vkp_buffer_free(p->buf);
+    free(p->name);
+    free(p);
+  }
+  m->nparams = keep;
+  for (int i = 0; i < a->nsaved; i++) {   // base parameters it unfroze, unless another adapter trains them
+    bool other = false;
+    for (int k = 0; m->peft && k < m->peft->n && !other; k++)
+      for (int j = 0; m->peft->adapters[k] != a && j < m->peft->adapters[k]->nsaved && !other; j++)
+        other = m->peft->adapters[k]->saved[j] == a->saved[i];
+    if (!other) a->saved[i]->trainable = false;
+  }
+  for (int i = 0; m->peft && i < m->peft->n; i++)
+    if (m->peft->adapters[i] == a) {
+      memmove(&m->peft->adapters[i], &m->peft->adapters[i + 1], (size_t)(m->peft->n - i - 1) * sizeof a);
+      m->peft->n--;
+      break;
+    }
+  adapter_free(a);
 }
 
 void vkp_peft_free_all(vkp_model *m) {

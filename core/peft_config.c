@@ -130,7 +130,7 @@ static vkp_status get_bool(const cJSON *v, const char *where, const char *key, b
 
 static vkp_status get_int(const cJSON *v, const char *where, const char *key, int lo, int hi, int *out,
                           vkp_error *err) {
-  double d;
+  double d = 0;
   VKP_TRY(get_number(v, where, key, &d, err));
   if (d != floor(d) || d < lo || d > hi) {
     char why[96];

@@ -50,5 +50,8 @@ const char *vkp_module_file_name(const vkp_module *mod);
 bool vkp_slot_active(const vkp_adapter_slot *s);
 // Effective multiplier of a slot's delta: method scaling x user scale.
 float vkp_slot_scale(const vkp_adapter_slot *s);
+// Removes an adapter from the model: unlinks its slots, frees the parameters it created,
+// re-freezes the base parameters it unfroze (unless another adapter trains them) and frees it.
+void vkp_peft_discard(vkp_model *m, vkp_adapter *a);
 
 #endif

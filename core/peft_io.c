@@ -41,8 +41,13 @@ vkp_status vkp_peft_save(vkp_model *m, const vkp_adapter *a, const char *dir) {
       float *v = malloc((size_t)vkp_param_numel(p) * sizeof *v);
       if (!v) return VKP_ERR_OOM;
       slot_key(s, k, true, key, sizeof key);
-      st = vkp_param_read_f32(m, p, v);
-      if (!st) st = vkp_safetensors_writer_add_f32(w, key, p->dtype == VKP_DTYPE_I32 ? VKP_DTYPE_I32 : VKP_DTYPE_F32, p->ndim, p->shape, v, err);
+      if (p->dtype == VKP_DTYPE_I32) {   // indices (masked tuning): stored exactly, as I32
+        st = vkp_buffer_read(p->buf, 0, v, (uint64_t)vkp_param_numel(p) * 4);
+        if (!st) st = vkp_safetensors_writer_add(w, key, VKP_DTYPE_I32, p->ndim, p->shape, v, err);
+      } else {
+        st = vkp_param_read_f32(m, p, v);
+        if (!st) st = vkp_safetensors_writer_add_f32(w, key, VKP_DTYPE_F32, p->ndim, p->shape, v, err);
+      }
       free(v);
     }
   }
@@ -129,8 +134,13 @@ vkp_status vkp_peft_load(vkp_model *m, const char *dir, vkp_adapter **out) {
     vkp_error_set(err, st, "%s: %s", dir, msg);
   }
   vkp_peft_config_clear(&cfg);
-  int loaded = 0;
-  for (size_t i = 0; sf && !st && i < vkp_safetensors_count(sf); i++) {
+  // Pass 1: every tensor must belong to the adapter, fit its parameter, and appear once; every
+  // adapter parameter must be present. Nothing is written before all of it holds, and a failed
+  // load removes the adapter again, so the model is left as it was.
+  size_t count = sf && !st ? vkp_safetensors_count(sf) : 0;
+  vkp_param **dst = calloc(count + 1, sizeof *dst);
+  if (!dst && !st) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  for (size_t i = 0; !st && i < count; i++) {
     const vkp_st_tensor *t = vkp_safetensors_at(sf, i);
     vkp_param *p = find_key(m, a, t->name);
     if (!p) {
@@ -144,30 +154,56 @@ vkp_status vkp_peft_load(vkp_model *m, const char *dir, vkp_adapter **out) {
                          t->name, vkp_st_tensor_numel(t), p->name, (long long)vkp_param_numel(p));
       break;
     }
+    for (size_t k = 0; k < i; k++)
+      if (dst[k] == p) {
+        st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensors '%s' and '%s' are the same parameter (both spellings)",
+                           st_path, vkp_safetensors_at(sf, k)->name, t->name);
+        break;
+      }
+    if (!st && p->dtype == VKP_DTYPE_I32) {   // indices into the module's weight: must be in range
+      if (t->dtype != VKP_DTYPE_I32) {
+        st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s' must be I32, not %s", st_path, t->name, vkp_dtype_name(t->dtype));
+        break;
+      }
+      int64_t lim = p->module && p->module->weight ? vkp_param_numel(p->module->weight) : 0;
+      for (size_t k = 0; k < vkp_st_tensor_numel(t) && !st; k++) {
+        int32_t ix;
+        memcpy(&ix, (const char *)t->data + 4 * k, 4);
+        if (ix < 0 || ix >= lim)
+          st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s': index %d at [%zu] is outside the weight (%lld elements)",
+                             st_path, t->name, (int)ix, k, (long long)lim);
+      }
+    }
+    dst[i] = p;
+  }
+  int expected = a ? (a->vera_A ? 2 : 0) + a->nsaved : 0;
+  for (int i = 0; a && i < a->nslots; i++) expected += a->slots[i]->np;
+  if (!st && count != (size_t)expected)
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: %zu of the adapter's %d tensors are present", st_path, count, expected);
+  // Pass 2: write.
+  for (size_t i = 0; !st && i < count; i++) {
+    const vkp_st_tensor *t = vkp_safetensors_at(sf, i);
+    vkp_param *p = dst[i];
     size_t n = vkp_st_tensor_numel(t);
+    if (p->dtype == VKP_DTYPE_I32) {   // indices: exact copy (checked above)
+      st = vkp_buffer_write(p->buf, 0, t->data, n * 4);
+      continue;
+    }
     float *v = malloc(n * sizeof *v);
     if (!v) {
-      st = VKP_ERR_OOM;
+      st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
       break;
     }
     vkp_convert_to_f32(t->dtype, t->data, v, n);
-    if (p->dtype == VKP_DTYPE_I32) {   // indices: store exactly
-      int32_t *iv = (int32_t *)v;
-      for (size_t k = 0; k < n; k++) iv[k] = (int32_t)v[k];
-      st = vkp_buffer_write(p->buf, 0, iv, n * 4);
-    } else {
-      st = vkp_param_write_f32(m, p, v);
-    }
+    st = vkp_param_write_f32(m, p, v);
     free(v);
-    loaded++;
   }
-  // Every adapter parameter must come from the file.
-  int expected = a ? (a->vera_A ? 2 : 0) + a->nsaved : 0;
-  for (int i = 0; a && i < a->nslots; i++) expected += a->slots[i]->np;
-  if (!st && loaded != expected)
-    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: %d of the adapter's %d tensors are present", st_path, loaded, expected);
+  free(dst);
   vkp_safetensors_free(sf);
-  if (st) return st;   // a partially attached adapter stays listed but is reported as failed
+  if (st) {
+    if (a) vkp_peft_discard(m, a);
+    return st;
+  }
   *out = a;
   return VKP_OK;
 }

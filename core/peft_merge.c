@@ -46,7 +46,7 @@ static double *slot_delta(vkp_model *m, const vkp_adapter_slot *s, int64_t out, 
       break;
     }
     case VKP_PEFT_LOKR: {
-      int64_t a = s->p[0]->shape[0], b = s->p[0]->shape[1], cc = s->p[1]->shape[0], e = s->p[1]->shape[1];
+      int64_t a = s->p[0]->shape[0], b = s->p[0]->shape[1], cc = s->p[1]->shape[0], e = vkp_param_numel(s->p[1]) / cc;
       ok = (p0 = read_param(m, s->p[0])) && (p1 = read_param(m, s->p[1]));
       for (int64_t i = 0; ok && i < a; i++)
         for (int64_t j = 0; j < b; j++)

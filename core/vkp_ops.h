@@ -59,6 +59,7 @@ vkp_tensor *vkp_log_softmax(vkp_graph *g, vkp_tensor *x);  // last axis
 
 // ---- losses (core/ops/loss.c) ---------------------------------------------------------------
 // logits (N, C), labels (N) int32; mean over rows whose label is not ignore_index (-100); -> [1].
+// Any other label outside [0, C) is ignored the same way; no counted row gives loss 0, gradient 0.
 vkp_tensor *vkp_cross_entropy(vkp_graph *g, vkp_tensor *logits, vkp_tensor *labels);
 vkp_tensor *vkp_mse(vkp_graph *g, vkp_tensor *pred, vkp_tensor *target);   // mean -> [1]
 

@@ -13,6 +13,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"devices", cmd_devices, "list Vulkan devices and the features vkpeft uses"},
+    {"train", cmd_train, "fine-tune an image classifier (ViT) with PEFT methods"},
     {"bench", cmd_bench, "benchmarks (matmul, dispatch overhead, transformer block)"},
 };
 

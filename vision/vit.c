@@ -249,23 +249,45 @@ static void resample_grid(const float *src, int g0, float *dst, int g1, int C) {
     }
 }
 
-vkp_status vkp_vit_load(vkp_ctx *ctx, const char *dir, int image_size, vkp_vit **out, vkp_error *err) {
+// Loads the checkpoint into v, except the parameters in `skip` (handled by the caller).
+static vkp_status load_except(vkp_vit *v, const char *path, vkp_param **skip, int nskip, vkp_load_report *rep) {
+  char *names[4];
+  for (int i = 0; i < nskip; i++) names[i] = skip[i]->name, skip[i]->name = "#not-loaded";
+  vkp_status st = vkp_model_load_safetensors(v->model, path, NULL, rep, NULL, NULL);
+  for (int i = 0; i < nskip; i++) skip[i]->name = names[i];
+  rep->missing -= nskip;   // expected: the caller fills them
+  return st;
+}
+
+vkp_status vkp_vit_load_labels(vkp_ctx *ctx, const char *dir, int image_size, int num_labels, vkp_vit **out,
+                               vkp_error *err) {
   *out = NULL;
   char path[1024];
   snprintf(path, sizeof path, "%s/config.json", dir);
   vkp_vit_config cfg;
   VKP_TRY(vkp_vit_config_load(path, &cfg, err));
-  int ckpt_size = cfg.image_size;
+  int ckpt_size = cfg.image_size, ckpt_labels = cfg.num_labels;
   if (image_size > 0 && image_size % cfg.patch_size)
     return vkp_error_set(err, VKP_ERR_INVALID, "image size %d is not divisible by the patch size %d", image_size, cfg.patch_size);
   if (image_size > 0) cfg.image_size = image_size;
+  if (num_labels > 0) cfg.num_labels = num_labels;
   vkp_vit *v;
   VKP_TRY(vkp_vit_new(ctx, &cfg, 0, &v));
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  vkp_load_report rep;
-  vkp_status st = VKP_OK;
-  if (ckpt_size != cfg.image_size) {
-    // Load everything but the position embeddings, then interpolate those.
+  vkp_param *skip[3];
+  int nskip = 0;
+  if (ckpt_labels != cfg.num_labels) {   // a new head for a new label set (initialised like transformers)
+    skip[nskip++] = v->classifier->weight;
+    skip[nskip++] = v->classifier->bias;
+    fprintf(stderr, "vkpeft: %s: new classifier with %d labels (the checkpoint has %d)\n", dir, cfg.num_labels, ckpt_labels);
+  }
+  if (ckpt_size != cfg.image_size) skip[nskip++] = v->pos_embed;
+  vkp_load_report rep = {0};
+  vkp_status st = load_except(v, path, skip, nskip, &rep);
+  if (!st && ckpt_labels != cfg.num_labels) rep.unused -= 2;
+  if (!st && ckpt_size != cfg.image_size) {
+    // Interpolate the checkpoint's position embeddings to the new grid.
+    rep.unused--;
     vkp_safetensors *sf = NULL;
     st = vkp_safetensors_open(path, &sf, err);
     const vkp_st_tensor *t = sf ? vkp_safetensors_find(sf, "vit.embeddings.position_embeddings") : NULL;
@@ -277,36 +299,30 @@ vkp_status vkp_vit_load(vkp_ctx *ctx, const char *dir, int image_size, vkp_vit *
       if (!src || !dst) st = VKP_ERR_OOM;
       else {
         vkp_convert_to_f32(t->dtype, t->data, src, vkp_st_tensor_numel(t));
-        memcpy(dst, src, (size_t)C * sizeof *dst);   // CLS position
+        memcpy(dst, src, (size_t)C * sizeof *dst);   // the CLS position
         resample_grid(src + C, g0, dst + C, g1, C);
-        // Rename temporarily so the loader skips it; then write the interpolated values.
         st = vkp_param_write_f32(v->model, v->pos_embed, dst);
       }
       free(src);
       free(dst);
     }
     vkp_safetensors_free(sf);
-    char *saved = v->pos_embed->name;
-    v->pos_embed->name = "vit.embeddings.position_embeddings#interpolated";
-    if (!st) st = vkp_model_load_safetensors(v->model, path, NULL, &rep, NULL, NULL);
-    v->pos_embed->name = saved;
-    if (!st) rep.unused--, rep.missing--;
-  } else {
-    st = vkp_model_load_safetensors(v->model, path, NULL, &rep, NULL, NULL);
-  }
-  if (st) {
+  } else if (st) {
     vkp_error_set(err, st, "%s", vkp_ctx_error(ctx));
+  }
+  if (!st && rep.missing > 0)
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: %d model parameters are missing from the checkpoint", path, rep.missing);
+  if (st) {
     vkp_vit_free(v);
     return st;
-  }
-  if (rep.missing > 0) {
-    vkp_error_set(err, VKP_ERR_FORMAT, "%s: %d model parameters are missing from the checkpoint", path, rep.missing);
-    vkp_vit_free(v);
-    return VKP_ERR_FORMAT;
   }
   if (rep.unused > 0) fprintf(stderr, "vkpeft: %s: %d tensors in the checkpoint are not used by ViTForImageClassification\n", path, rep.unused);
   *out = v;
   return VKP_OK;
+}
+
+vkp_status vkp_vit_load(vkp_ctx *ctx, const char *dir, int image_size, vkp_vit **out, vkp_error *err) {
+  return vkp_vit_load_labels(ctx, dir, image_size, 0, out, err);
 }
 
 static bool base_only(const vkp_param *p, void *user) {

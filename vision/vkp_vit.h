@@ -44,6 +44,10 @@ vkp_status vkp_vit_new(vkp_ctx *ctx, const vkp_vit_config *cfg, uint64_t seed, v
 // grid size are interpolated (bicubic, as transformers' interpolate_pos_encoding) to `image_size`
 // if image_size > 0 and differs from the checkpoint's.
 vkp_status vkp_vit_load(vkp_ctx *ctx, const char *dir, int image_size, vkp_vit **out, vkp_error *err);
+// Same, with a classifier for `num_labels` classes (0 = the checkpoint's): when it differs, the
+// head is newly initialised (the usual start of fine-tuning on a new label set).
+vkp_status vkp_vit_load_labels(vkp_ctx *ctx, const char *dir, int image_size, int num_labels, vkp_vit **out,
+                               vkp_error *err);
 // Saves config.json + model.safetensors (base parameters only).
 vkp_status vkp_vit_save(vkp_vit *v, const char *dir, vkp_error *err);
 void vkp_vit_free(vkp_vit *v);

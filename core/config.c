@@ -1,0 +1,146 @@
+// config.c — JSON run configs merged onto a defaults document with type checks.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vkp_config.h"
+#include "vkp_fileio.h"
+
+static const char *type_name(const cJSON *v) {
+  if (cJSON_IsNumber(v)) return "a number";
+  if (cJSON_IsString(v)) return "a string";
+  if (cJSON_IsBool(v)) return "true or false";
+  if (cJSON_IsArray(v)) return "a list";
+  if (cJSON_IsObject(v)) return "an object";
+  return "null";
+}
+
+static bool compatible(const cJSON *def, const cJSON *v) {
+  if (cJSON_IsNull(def)) return cJSON_IsNull(v) || cJSON_IsString(v);
+  if (cJSON_IsBool(def)) return cJSON_IsBool(v);
+  if (cJSON_IsString(def)) return cJSON_IsString(v) || cJSON_IsNull(v);
+  return (def->type & 0xff) == (v->type & 0xff);
+}
+
+static vkp_status merge(cJSON *base, const cJSON *user, const char *where, char *path, size_t plen, vkp_error *err) {
+  const cJSON *u;
+  cJSON_ArrayForEach(u, user) {
+    size_t n = strlen(path);
+    snprintf(path + n, plen - n, "%s%s", n ? "." : "", u->string);
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(base, u->string);
+    if (!d) return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown key '%s'", where, path);
+    if (!compatible(d, u))
+      return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be %s, not %s", where, path, type_name(d), type_name(u));
+    if (cJSON_IsObject(d) && d->child) {
+      VKP_TRY(merge(d, u, where, path, plen, err));
+    } else {
+      cJSON *copy = cJSON_Duplicate(u, true);
+      if (!copy) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+      cJSON_ReplaceItemInObjectCaseSensitive(base, u->string, copy);
+    }
+    path[n] = '\0';
+  }
+  return VKP_OK;
+}
+
+vkp_status vkp_config_merge(cJSON *base, const cJSON *user, const char *where, vkp_error *err) {
+  if (!cJSON_IsObject(user)) return vkp_error_set(err, VKP_ERR_FORMAT, "%s: the config must be a JSON object", where);
+  char path[512] = "";
+  return merge(base, user, where, path, sizeof path, err);
+}
+
+vkp_status vkp_config_apply_set(cJSON *base, const char *assignment, vkp_error *err) {
+  const char *eq = strchr(assignment, '=');
+  if (!eq || eq == assignment) return vkp_error_set(err, VKP_ERR_INVALID, "--set '%s': expected key=value", assignment);
+  char key[256];
+  size_t kl = (size_t)(eq - assignment);
+  if (kl >= sizeof key) return vkp_error_set(err, VKP_ERR_INVALID, "--set: key too long");
+  memcpy(key, assignment, kl);
+  key[kl] = '\0';
+  cJSON *value = cJSON_Parse(eq + 1);
+  if (!value) value = cJSON_CreateString(eq + 1);
+  // Build {"a": {"b": value}} and merge it, so the same checks apply.
+  cJSON *doc = cJSON_CreateObject(), *cur = doc;
+  char *save = NULL, *tok = strtok_r(key, ".", &save);
+  while (tok) {
+    char *next = strtok_r(NULL, ".", &save);
+    if (next) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddItemToObject(cur, tok, o);
+      cur = o;
+    } else {
+      cJSON_AddItemToObject(cur, tok, value);
+      value = NULL;
+    }
+    tok = next;
+  }
+  cJSON_Delete(value);
+  vkp_status st = vkp_config_merge(base, doc, "--set", err);
+  cJSON_Delete(doc);
+  return st;
+}
+
+vkp_status vkp_config_resolve(const char *defaults_json, const char *user_path, const char *const *sets, int nsets,
+                              cJSON **out, vkp_error *err) {
+  *out = NULL;
+  cJSON *base = cJSON_Parse(defaults_json);
+  if (!base) return vkp_error_set(err, VKP_ERR_INVALID, "internal: defaults are not valid JSON");
+  vkp_status st = VKP_OK;
+  if (user_path) {
+    char *text = NULL;
+    size_t len = 0;
+    st = vkp_file_read_all(user_path, 16 << 20, &text, &len, err);
+    if (!st) {
+      cJSON *user = cJSON_ParseWithLength(text, len);
+      if (!user) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", user_path,
+                                    (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0));
+      else st = vkp_config_merge(base, user, user_path, err);
+      cJSON_Delete(user);
+    }
+    free(text);
+  }
+  for (int i = 0; i < nsets && !st; i++) st = vkp_config_apply_set(base, sets[i], err);
+  if (st) {
+    cJSON_Delete(base);
+    return st;
+  }
+  *out = base;
+  return VKP_OK;
+}
+
+const cJSON *vkp_config_get(const cJSON *c, const char *path) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", path);
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ".", &save); tok && c; tok = strtok_r(NULL, ".", &save))
+    c = cJSON_GetObjectItemCaseSensitive(c, tok);
+  return c;
+}
+
+double vkp_config_number(const cJSON *c, const char *path) {
+  const cJSON *v = vkp_config_get(c, path);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+vkp_status vkp_config_real(const cJSON *c, const char *path, double lo, double hi, double *out, vkp_error *err) {
+  const cJSON *v = vkp_config_get(c, path);
+  if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key '%s' must be a number in [%g, %g]", path, lo, hi);
+  *out = v->valuedouble;
+  return VKP_OK;
+}
+
+vkp_status vkp_config_int(const cJSON *c, const char *path, long lo, long hi, long *out, vkp_error *err) {
+  const cJSON *v = vkp_config_get(c, path);
+  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble || v->valuedouble < lo || v->valuedouble > hi)
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key '%s' must be an integer in [%ld, %ld]", path, lo, hi);
+  *out = (long)v->valuedouble;
+  return VKP_OK;
+}
+
+const char *vkp_config_string(const cJSON *c, const char *path) {
+  const cJSON *v = vkp_config_get(c, path);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+bool vkp_config_bool(const cJSON *c, const char *path) { return cJSON_IsTrue(vkp_config_get(c, path)); }

@@ -1,0 +1,199 @@
+// attention.c — fused scaled-dot-product attention (flash-attention style), forward and backward.
+//
+// Forward (attention_fwd.comp): one workgroup per (block of query rows, head, batch) with an online
+// softmax over key blocks; the (Tq, Tk) score matrix is never stored. Besides O it writes the
+// per-row logsumexp into an auxiliary tensor `lse` (B, H, Tq): a node with no dispatches of its
+// own, listed as a source of O so the memory planner gives it storage before O runs and keeps it
+// until the backward kernels (its other readers) are done.
+// Backward: delta = rowsum(dO * O) (attention_delta.comp), then dQ per query block
+// (attention_dq.comp) and dK, dV per key block (attention_dkv.comp), both recomputing
+// P = exp(scale * q.k + mask - lse) instead of reading a stored matrix.
+//
+// q, k, v are read through their strides (last dim contiguous), so the usual permuted view
+// (B, T, H, D) -> (B, H, T, D) costs no copy. Causal masking follows PyTorch's
+// scaled_dot_product_attention(is_causal=True): query i sees keys j <= i (top-left aligned, also
+// when Tq != Tk). A row whose keys are all masked outputs zeros (PyTorch gives NaN) and gets zero
+// gradients. The mask is not differentiated.
+#include <math.h>
+#include <string.h>
+
+#include "../vkp_op.h"
+#include "../vkp_ops.h"
+#include "../../shaders/push/attention.h"
+
+#define ATTN_DMAX 128   // DMAX of the shaders
+#define FWD_ROWS 16     // R of attention_fwd.comp
+#define DQ_ROWS 8       // R of attention_dq.comp
+#define DKV_ROWS 16     // R of attention_dkv.comp
+
+// params: f[0] scale, i[1] flags (VKP_ATTN_*)
+// node srcs: q, k, v, lse, [mask]
+
+static void strides3(const vkp_tensor *t, int32_t s[3]) {
+  for (int d = 0; d < 3; d++) s[d] = (int32_t)t->stride[d];
+}
+
+// Push constants common to every kernel of the family, for node `t` whose srcs are q, k, v.
+static void fill_pc(vkp_recorder *rec, const vkp_tensor *q, const vkp_tensor *k, const vkp_tensor *v,
+                    const vkp_tensor *mask, const vkp_tensor *params, vkp_pc_attention *pc) {
+  memset(pc, 0, sizeof *pc);
+  pc->q = vkp_rec_addr(rec, q);
+  pc->k = vkp_rec_addr(rec, k);
+  pc->v = vkp_rec_addr(rec, v);
+  pc->mask = mask ? vkp_rec_addr(rec, mask) : 0;
+  strides3(q, pc->q_stride);
+  strides3(k, pc->k_stride);
+  strides3(v, pc->v_stride);
+  pc->H = (int32_t)q->shape[1];
+  pc->Tq = (int32_t)q->shape[2];
+  pc->Tk = (int32_t)k->shape[2];
+  pc->D = (int32_t)q->shape[3];
+  pc->scale = params->params.f[0];
+  pc->flags = (uint32_t)params->params.i[1];
+}
+
+static uint32_t blocks(int64_t n, int64_t per) { return (uint32_t)((n + per - 1) / per); }
+
+// ---- auxiliary storage ----------------------------------------------------------------------
+
+static vkp_status aux_record(vkp_recorder *rec, const vkp_tensor *t) {
+  (void)rec, (void)t;
+  return VKP_OK;   // storage only: written by the node that lists it as a source
+}
+static const vkp_op_def op_attention_lse = {"attention_lse", aux_record, NULL};
+
+// ---- backward kernels -----------------------------------------------------------------------
+
+// delta node: srcs O, dO -> (B, H, Tq)
+static vkp_status delta_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_attention pc = {0};
+  pc.q = vkp_rec_addr(rec, t->src[0]);
+  pc.dout = vkp_rec_addr(rec, t->src[1]);
+  pc.delta = vkp_rec_addr(rec, t);
+  pc.D = (int32_t)t->src[0]->shape[3];
+  int64_t rows = vkp_tensor_numel(t);
+  pc.Tk = (int32_t)rows;
+  return vkp_rec_dispatch_1d(rec, "attention_delta", &pc, sizeof pc, (uint64_t)rows, 64);
+}
+static const vkp_op_def op_attention_delta = {"attention_delta", delta_record, NULL};
+
+// dq node: srcs q, k, v, lse, dO, delta, [mask] -> (B, H, Tq, D)
+// dkv node: same srcs -> (2, B*H, Tk, D)
+static vkp_status grad_record(vkp_recorder *rec, const vkp_tensor *t, bool dq) {
+  const vkp_tensor *q = t->src[0], *k = t->src[1];
+  vkp_pc_attention pc;
+  fill_pc(rec, q, k, t->src[2], t->nsrc > 6 ? t->src[6] : NULL, t, &pc);
+  pc.lse = vkp_rec_addr(rec, t->src[3]);
+  pc.dout = vkp_rec_addr(rec, t->src[4]);
+  pc.delta = vkp_rec_addr(rec, t->src[5]);
+  pc.dst = vkp_rec_addr(rec, t);
+  uint32_t gx = dq ? blocks(q->shape[2], DQ_ROWS) : blocks(k->shape[2], DKV_ROWS);
+  return vkp_rec_dispatch(rec, dq ? "attention_dq" : "attention_dkv", &pc, sizeof pc, gx, (uint32_t)q->shape[1],
+                          (uint32_t)q->shape[0]);
+}
+static vkp_status dq_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, true); }
+static vkp_status dkv_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, false); }
+static const vkp_op_def op_attention_dq = {"attention_dq", dq_record, NULL};
+static const vkp_op_def op_attention_dkv = {"attention_dkv", dkv_record, NULL};
+
+// ---- forward --------------------------------------------------------------------------------
+
+static vkp_status fwd_record(vkp_recorder *rec, const vkp_tensor *t) {
+  const vkp_tensor *q = t->src[0];
+  vkp_pc_attention pc;
+  fill_pc(rec, q, t->src[1], t->src[2], t->nsrc > 4 ? t->src[4] : NULL, t, &pc);
+  pc.lse = vkp_rec_addr(rec, t->src[3]);
+  pc.dst = vkp_rec_addr(rec, t);
+  if (q->shape[3] <= 64)
+    return vkp_rec_dispatch(rec, "attention_fwd_d64", &pc, sizeof pc, blocks(q->shape[2], 64), (uint32_t)q->shape[1],
+                            (uint32_t)q->shape[0]);
+  return vkp_rec_dispatch(rec, "attention_fwd", &pc, sizeof pc, blocks(q->shape[2], FWD_ROWS),
+                          (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
+}
+
+static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  vkp_tensor *q = t->src[0], *k = t->src[1], *v = t->src[2], *lse = t->src[3];
+  vkp_tensor *mask = t->nsrc > 4 ? t->src[4] : NULL;
+  vkp_tensor *dout = vkp_contiguous(g, grad);
+  vkp_tensor *dsrc[2] = {t, dout};
+  vkp_tensor *delta = vkp_node_new(g, &op_attention_delta, VKP_DTYPE_F32, 3, lse->shape, dsrc, 2);
+  vkp_tensor *srcs[7] = {q, k, v, lse, dout, delta, mask};
+  int nsrc = mask ? 7 : 6;
+  if (q->requires_grad) {
+    vkp_tensor *dq = vkp_node_new(g, &op_attention_dq, VKP_DTYPE_F32, 4, q->shape, srcs, nsrc);
+    if (dq) dq->params = t->params;
+    vkp_grad_accumulate(g, q, dq);
+  }
+  if (k->requires_grad || v->requires_grad) {
+    int64_t B = q->shape[0], H = q->shape[1], Tk = k->shape[2], D = k->shape[3];
+    int64_t shape[4] = {2, B * H, Tk, D};
+    vkp_tensor *dkv = vkp_node_new(g, &op_attention_dkv, VKP_DTYPE_F32, 4, shape, srcs, nsrc);
+    if (!dkv) return;
+    dkv->params = t->params;
+    if (k->requires_grad) vkp_grad_accumulate(g, k, vkp_reshape(g, vkp_slice(g, dkv, 0, 0, 1), 4, k->shape));
+    if (v->requires_grad) vkp_grad_accumulate(g, v, vkp_reshape(g, vkp_slice(g, dkv, 0, 1, 1), 4, v->shape));
+  }
+}
+static const vkp_op_def op_attention = {"attention", fwd_record, fwd_backward};
+
+// f16/bf16 and views whose last dim is strided become contiguous f32.
+static vkp_tensor *prepare(vkp_graph *g, vkp_tensor *t) {
+  t = vkp_cast_f32(g, t);
+  if (t && t->shape[3] != 1 && t->stride[3] != 1) t = vkp_contiguous(g, t);
+  return t;
+}
+
+vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor *v, vkp_tensor *mask, bool causal,
+                          float scale) {
+  if (!q || !k || !v) return NULL;
+  if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "attention: q '%s', k '%s' and v '%s' must be 4-D (B, H, T, D)", q->name, k->name,
+                   v->name);
+    return NULL;
+  }
+  if (!vkp_tensor_same_shape(k, v) || k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] ||
+      k->shape[3] != q->shape[3]) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE,
+                   "attention: k '%s' (%lld,%lld,%lld,%lld) and v '%s' must be (B, H, Tk, D) for q '%s' "
+                   "(%lld,%lld,%lld,%lld)",
+                   k->name, (long long)k->shape[0], (long long)k->shape[1], (long long)k->shape[2],
+                   (long long)k->shape[3], v->name, q->name, (long long)q->shape[0], (long long)q->shape[1],
+                   (long long)q->shape[2], (long long)q->shape[3]);
+    return NULL;
+  }
+  int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2], D = q->shape[3];
+  if (D > ATTN_DMAX) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: head dim %lld of '%s' exceeds %d", (long long)D, q->name,
+                   ATTN_DMAX);
+    return NULL;
+  }
+  if (B > 65535 || H > 65535) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: batch %lld x heads %lld of '%s' exceed 65535", (long long)B,
+                   (long long)H, q->name);
+    return NULL;
+  }
+  uint32_t flags = causal ? VKP_ATTN_CAUSAL : 0u;
+  if (mask) {
+    bool ok = mask->ndim == 4 && (mask->shape[0] == B || mask->shape[0] == 1) && mask->shape[1] == 1 &&
+              (mask->shape[2] == 1 || mask->shape[2] == Tq) && mask->shape[3] == Tk;
+    if (!ok) {
+      vkp_graph_fail(g, VKP_ERR_SHAPE, "attention: mask '%s' must be (%lld or 1, 1, 1 or %lld, %lld)", mask->name,
+                     (long long)B, (long long)Tq, (long long)Tk);
+      return NULL;
+    }
+    if (mask->shape[2] == Tq && Tq > 1) flags |= VKP_ATTN_MASK_ROWS;
+    if (mask->shape[0] == 1 && B > 1) flags |= VKP_ATTN_MASK_BCAST;
+    mask = vkp_contiguous(g, vkp_cast_f32(g, mask));
+  }
+  q = prepare(g, q);
+  k = prepare(g, k);
+  v = prepare(g, v);
+  int64_t lse_shape[3] = {B, H, Tq};
+  vkp_tensor *lse = vkp_node_new(g, &op_attention_lse, VKP_DTYPE_F32, 3, lse_shape, NULL, 0);
+  vkp_tensor *srcs[5] = {q, k, v, lse, mask};
+  vkp_tensor *t = vkp_node_new(g, &op_attention, VKP_DTYPE_F32, 4, (int64_t[]){B, H, Tq, D}, srcs, mask ? 5 : 4);
+  if (!t) return NULL;
+  t->params.f[0] = scale != 0.0f ? scale : 1.0f / sqrtf((float)D);
+  t->params.i[1] = (int32_t)flags;
+  return t;
+}

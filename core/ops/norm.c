@@ -1,0 +1,280 @@
+// norm.c — layer norm and group norm, forward and backward.
+//
+// Both normalise contiguous rows and then apply a per-channel affine: layer norm's rows are the
+// last dim (one channel per element), group norm's rows are the (sample, group) blocks of
+// C/G channels x HW elements. One forward kernel (group_norm.comp) and one dx kernel
+// (group_norm_backward.comp) serve both; the weight/bias gradients differ in shape of reduction:
+// a column sum over rows for layer norm (layer_norm_dwdb.comp: partial sums over row chunks, then
+// a sum of the partials), a per-channel sum over (N, HW) for group norm (group_norm_dwdb.comp).
+//
+// Second output (the saved statistics). The forward dispatch writes y and, for backward, each
+// row's (mean - x[row, 0], rstd) (the shift keeps rows with |mean| >> std exact; see
+// group_norm.comp). A graph node has one output, so the statistics live in companion tensors:
+//   stats  an "aux" node (records nothing) of shape (rows, 2), made a source of y: the planner
+//          reserves its storage before y runs, and never lets y alias it;
+//   y      the op node; its one dispatch writes y and stats;
+//   ready  (made by backward) a view of stats whose source is y (records nothing): readers of the
+//          statistics read `ready`, so they are scheduled after y, and they keep the small stats
+//          tensor alive, not y.
+// An aux node also provides scratch space to a node with several dispatches (layer_norm_dwdb's
+// partial sums): it lives from just before that node to its end.
+#include <math.h>
+#include <string.h>
+
+#include "../vkp_op.h"
+#include "../vkp_ops.h"
+#include "../../shaders/push/norm.h"
+
+// params: i[0] flags (VKP_NORM_HAS_*), f[1] eps, i[2] kind, i[3] groups
+enum { KIND_LAYER = 0, KIND_GROUP = 1 };
+
+// ---- aux outputs ----------------------------------------------------------------------------
+
+static vkp_status noop_record(vkp_recorder *rec, const vkp_tensor *t) {
+  (void)rec, (void)t;
+  return VKP_OK;
+}
+static const vkp_op_def op_aux = {"norm_aux", noop_record, NULL};
+static const vkp_op_def op_ready = {"norm_stats", noop_record, NULL};
+
+// Storage written by another node's dispatch; `after` orders it (a source of the aux node).
+static vkp_tensor *aux_new(vkp_graph *g, int64_t n, vkp_tensor *after) {
+  return vkp_node_new(g, &op_aux, VKP_DTYPE_F32, 1, &n, &after, 1);
+}
+
+// A view of `aux` (written by `producer`) that depends on the producer.
+static vkp_tensor *aux_ready(vkp_graph *g, vkp_tensor *aux, vkp_tensor *producer) {
+  vkp_tensor *v = vkp_node_new(g, &op_ready, VKP_DTYPE_F32, aux->ndim, aux->shape, &producer, 1);
+  if (v) v->view_src = aux;   // offset 0, contiguous strides, arena storage of aux
+  return v;
+}
+
+// ---- geometry -------------------------------------------------------------------------------
+
+static void geometry(const vkp_tensor *x, int kind, int groups, vkp_pc_norm *pc) {
+  if (kind == KIND_LAYER) {
+    uint32_t d = (uint32_t)x->shape[x->ndim - 1];
+    pc->rows = (uint32_t)(vkp_tensor_numel(x) / d);
+    pc->len = pc->cpg = pc->channels = d;
+    pc->hw = pc->groups = 1;
+    pc->batch = pc->rows;
+  } else {
+    uint32_t n = (uint32_t)x->shape[0], c = (uint32_t)x->shape[1];
+    uint32_t hw = (uint32_t)(vkp_tensor_numel(x) / ((int64_t)n * c));
+    pc->batch = n;
+    pc->channels = c;
+    pc->groups = (uint32_t)groups;
+    pc->cpg = c / (uint32_t)groups;
+    pc->hw = hw;
+    pc->rows = n * (uint32_t)groups;
+    pc->len = pc->cpg * hw;
+  }
+}
+
+static void geometry_of(const vkp_tensor *t, const vkp_tensor *x, vkp_pc_norm *pc) {
+  geometry(x, t->params.i[2], t->params.i[3], pc);
+  pc->flags = (uint32_t)t->params.i[0];
+  pc->eps = t->params.f[1];
+}
+
+// Row kernels (group_norm.comp, group_norm_backward.comp): a row takes one subgroup, or one
+// workgroup when wide (VKP_NORM_WIDE). Barriers are expensive on lavapipe: layer norm forward on
+// (12608, 384) took 241 ms with a workgroup per row and 7 ms with a subgroup per row, and
+// subgroup rows still won at 64K elements (21 vs 26 ms). GPUs want a workgroup once a row is
+// long. On a CPU, rows from 64K elements go wide anyway to keep each invocation's loops short
+// (Mesa 22's lavapipe stops loops after 65,535 iterations). Narrow rows are ROW_WG / subgroup-size
+// per workgroup; the kernels loop over rows, so a wrong guess of the subgroup size costs speed,
+// never results.
+#define ROW_WG 128u
+
+static bool wide_rows(vkp_recorder *rec, uint32_t len) {
+  return len >= 65536u || (vkp_ctx_info(vkp_rec_ctx(rec))->type != VKP_DEVICE_CPU && len >= 2048u);
+}
+
+static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_norm *pc) {
+  bool wide = wide_rows(rec, pc->len);
+  if (wide) pc->flags |= VKP_NORM_WIDE;
+  uint32_t sg = vkp_ctx_info(vkp_rec_ctx(rec))->subgroup_size;
+  uint32_t per = wide || sg == 0 || sg >= ROW_WG ? 1 : ROW_WG / sg;
+  return vkp_rec_dispatch_1d(rec, shader, pc, sizeof *pc, pc->rows, per);
+}
+
+// ---- forward --------------------------------------------------------------------------------
+// srcs: x, [weight], [bias], stats (aux)
+
+static vkp_status norm_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_norm pc = {0};
+  geometry_of(t, t->src[0], &pc);
+  int k = 1;
+  pc.x = vkp_rec_addr(rec, t->src[0]);
+  if (pc.flags & VKP_NORM_HAS_W) pc.w = vkp_rec_addr(rec, t->src[k++]);
+  if (pc.flags & VKP_NORM_HAS_B) pc.b = vkp_rec_addr(rec, t->src[k++]);
+  pc.stats = vkp_rec_addr(rec, t->src[k]);
+  pc.dst = vkp_rec_addr(rec, t);
+  return dispatch_rows(rec, "group_norm", &pc);
+}
+
+// ---- backward -------------------------------------------------------------------------------
+// dx node srcs: x, [weight], ready stats, dy. dwdb node srcs: x, ready stats, dy, [scratch].
+
+static vkp_status dx_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_norm pc = {0};
+  geometry_of(t, t->src[0], &pc);
+  int k = 1;
+  pc.x = vkp_rec_addr(rec, t->src[0]);
+  if (pc.flags & VKP_NORM_HAS_W) pc.w = vkp_rec_addr(rec, t->src[k++]);
+  pc.stats = vkp_rec_addr(rec, t->src[k++]);
+  pc.dy = vkp_rec_addr(rec, t->src[k]);
+  pc.dst = vkp_rec_addr(rec, t);
+  return dispatch_rows(rec, "group_norm_backward", &pc);
+}
+static const vkp_op_def op_norm_dx = {"norm_backward", dx_record, NULL};
+
+// Layer norm: rows per partial sum, so that at most ~1024 partials exist and every lane loops
+// over at most max(32, rows/1024) rows.
+static uint32_t ln_chunk(uint32_t rows) {
+  uint32_t c = (rows + 1023) / 1024;
+  return c < 32 ? 32 : c;
+}
+
+static vkp_status dwdb_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_norm pc = {0};
+  geometry_of(t, t->src[0], &pc);
+  pc.x = vkp_rec_addr(rec, t->src[0]);
+  pc.stats = vkp_rec_addr(rec, t->src[1]);
+  pc.dy = vkp_rec_addr(rec, t->src[2]);
+  pc.dst = vkp_rec_addr(rec, t);
+  if (t->params.i[2] == KIND_GROUP) return vkp_rec_dispatch_1d(rec, "group_norm_dwdb", &pc, sizeof pc, pc.channels, 1);
+  pc.scratch = vkp_rec_addr(rec, t->src[3]);
+  pc.chunk = ln_chunk(pc.rows);
+  pc.chunks = (pc.rows + pc.chunk - 1) / pc.chunk;
+  pc.mode = 0;
+  VKP_TRY(vkp_rec_dispatch(rec, "layer_norm_dwdb", &pc, sizeof pc, (pc.channels + 63) / 64, pc.chunks, 1));
+  pc.mode = 1;
+  return vkp_rec_dispatch_1d(rec, "layer_norm_dwdb", &pc, sizeof pc, 2ull * pc.channels, 64);
+}
+static const vkp_op_def op_norm_dwdb = {"norm_dwdb", dwdb_record, NULL};
+
+static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  int flags = t->params.i[0], k = 1;
+  vkp_tensor *x = t->src[0];
+  vkp_tensor *w = flags & VKP_NORM_HAS_W ? t->src[k++] : NULL;
+  vkp_tensor *b = flags & VKP_NORM_HAS_B ? t->src[k++] : NULL;
+  vkp_tensor *stats = aux_ready(g, t->src[k], t);
+  vkp_tensor *dy = vkp_contiguous(g, grad);
+  if (!stats || !dy) return;
+  if (x->requires_grad) {
+    vkp_tensor *srcs[4] = {x, w, stats, dy};
+    int n = 4;
+    if (!w) srcs[1] = stats, srcs[2] = dy, n = 3;
+    vkp_tensor *dx = vkp_node_new(g, &op_norm_dx, VKP_DTYPE_F32, x->ndim, x->shape, srcs, n);
+    if (dx) {
+      dx->params = t->params;
+      dx->params.i[0] = flags & (int)VKP_NORM_HAS_W;
+    }
+    vkp_grad_accumulate(g, x, dx);
+  }
+  bool need_w = w && w->requires_grad, need_b = b && b->requires_grad;
+  if (!need_w && !need_b) return;
+  vkp_pc_norm pc = {0};
+  geometry(x, t->params.i[2], t->params.i[3], &pc);
+  vkp_tensor *srcs[4] = {x, stats, dy, NULL};
+  int n = 3;
+  if (t->params.i[2] == KIND_LAYER) {   // scratch for the partial sums
+    uint32_t chunk = ln_chunk(pc.rows), chunks = (pc.rows + chunk - 1) / chunk;
+    srcs[n++] = aux_new(g, 2ll * chunks * pc.channels, dy);
+  }
+  int64_t shape[2] = {2, pc.channels};
+  vkp_tensor *d = vkp_node_new(g, &op_norm_dwdb, VKP_DTYPE_F32, 2, shape, srcs, n);
+  if (!d) return;
+  d->params = t->params;
+  d->params.i[0] = 0;
+  int64_t c = pc.channels;
+  if (need_w) vkp_grad_accumulate(g, w, vkp_reshape(g, vkp_slice(g, d, 0, 0, 1), 1, &c));
+  if (need_b) vkp_grad_accumulate(g, b, vkp_reshape(g, vkp_slice(g, d, 0, 1, 1), 1, &c));
+}
+
+static const vkp_op_def op_layer_norm = {"layer_norm", norm_record, norm_backward};
+static const vkp_op_def op_group_norm = {"group_norm", norm_record, norm_backward};
+
+// ---- builders -------------------------------------------------------------------------------
+
+// f32 and contiguous (f16/bf16 converted); NULL stays NULL.
+static vkp_tensor *prep(vkp_graph *g, vkp_tensor *t) { return t ? vkp_contiguous(g, vkp_cast_f32(g, t)) : NULL; }
+
+static bool check_affine(vkp_graph *g, const char *op, const vkp_tensor *p, const char *what, int64_t n) {
+  if (!p) return true;
+  if (p->ndim != 1 || p->shape[0] != n || (p->dtype != VKP_DTYPE_F32 && p->dtype != VKP_DTYPE_F16 &&
+                                            p->dtype != VKP_DTYPE_BF16)) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: %s '%s' must be a float tensor of shape (%lld)", op, what, p->name,
+                   (long long)n);
+    return false;
+  }
+  return true;
+}
+
+static bool check_x(vkp_graph *g, const char *op, const vkp_tensor *x, float eps) {
+  if (x->dtype != VKP_DTYPE_F32 && x->dtype != VKP_DTYPE_F16 && x->dtype != VKP_DTYPE_BF16) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' has dtype %s (float expected)", op, x->name, vkp_dtype_name(x->dtype));
+    return false;
+  }
+  if (!(eps >= 0.0f) || isinf(eps)) {
+    vkp_graph_fail(g, VKP_ERR_INVALID, "%s: eps %g for '%s' must be finite and >= 0", op, (double)eps, x->name);
+    return false;
+  }
+  return true;
+}
+
+static vkp_tensor *norm_node(vkp_graph *g, const vkp_op_def *op, int kind, int groups, vkp_tensor *x,
+                             vkp_tensor *weight, vkp_tensor *bias, float eps, int64_t rows) {
+  x = prep(g, x);
+  weight = prep(g, weight);
+  bias = prep(g, bias);
+  if (vkp_graph_status(g) != VKP_OK || !x) return NULL;
+  vkp_tensor *srcs[4];
+  int n = 0, flags = 0;
+  srcs[n++] = x;
+  if (weight) srcs[n++] = weight, flags |= (int)VKP_NORM_HAS_W;
+  if (bias) srcs[n++] = bias, flags |= (int)VKP_NORM_HAS_B;
+  srcs[n++] = aux_new(g, 2 * rows, x);
+  vkp_tensor *t = vkp_node_new(g, op, VKP_DTYPE_F32, x->ndim, x->shape, srcs, n);
+  if (!t) return NULL;
+  t->params.i[0] = flags;
+  t->params.f[1] = eps;
+  t->params.i[2] = kind;
+  t->params.i[3] = groups;
+  return t;
+}
+
+vkp_tensor *vkp_layer_norm(vkp_graph *g, vkp_tensor *x, vkp_tensor *weight, vkp_tensor *bias, float eps) {
+  // weight and bias may be NULL by choice; a NULL from a failed builder shows in the graph status.
+  if (!x || vkp_graph_status(g) != VKP_OK) return NULL;
+  if (!check_x(g, "layer_norm", x, eps)) return NULL;
+  if (x->ndim < 1) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "layer_norm: '%s' has no dims", x->name);
+    return NULL;
+  }
+  int64_t d = x->shape[x->ndim - 1];
+  if (!check_affine(g, "layer_norm", weight, "weight", d) || !check_affine(g, "layer_norm", bias, "bias", d))
+    return NULL;
+  return norm_node(g, &op_layer_norm, KIND_LAYER, 1, x, weight, bias, eps, vkp_tensor_numel(x) / d);
+}
+
+vkp_tensor *vkp_group_norm(vkp_graph *g, vkp_tensor *x, int groups, vkp_tensor *weight, vkp_tensor *bias,
+                           float eps) {
+  if (!x || vkp_graph_status(g) != VKP_OK) return NULL;
+  if (!check_x(g, "group_norm", x, eps)) return NULL;
+  if (x->ndim < 2) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "group_norm: '%s' must be (N, C, ...) with at least 2 dims", x->name);
+    return NULL;
+  }
+  int64_t c = x->shape[1];
+  if (groups <= 0 || c % groups != 0) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "group_norm: %d groups do not divide the %lld channels of '%s'", groups,
+                   (long long)c, x->name);
+    return NULL;
+  }
+  if (!check_affine(g, "group_norm", weight, "weight", c) || !check_affine(g, "group_norm", bias, "bias", c))
+    return NULL;
+  return norm_node(g, &op_group_norm, KIND_GROUP, groups, x, weight, bias, eps, x->shape[0] * groups);
+}

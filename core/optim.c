@@ -1,0 +1,616 @@
+// optim.c — parameter sets and the optimizer object: gradient/state buffers, the per-graph
+// multi-tensor tables, the host step counter, and state save/load (safetensors).
+// The device work is in core/ops/optim_ops.c and shaders/{grad_norm*,adamw,sgd}.comp.
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vkp_ops.h"
+#include "vkp_optim.h"
+#include "vkp_safetensors.h"
+#include "../shaders/push/optim.h"
+
+// From core/ops/optim_ops.c.
+vkp_tensor *vkp_optim_append_nodes(vkp_graph *g, uint64_t table, uint64_t chunks, uint32_t n_chunks,
+                                   uint64_t hparams, int kind, vkp_tensor **norm_out);
+
+// ---- parameter sets ---------------------------------------------------------------------------
+
+typedef struct param_entry {
+  vkp_param_info info;
+  char *name;   // info.name points here
+  bool owned;   // info.buffer created by the set
+} param_entry;
+
+struct vkp_param_set {
+  vkp_ctx *ctx;
+  param_entry **v;   // pointers, so vkp_param_set_get results stay valid as the set grows
+  int n, cap;
+};
+
+vkp_status vkp_param_set_new(vkp_ctx *ctx, vkp_param_set **out) {
+  *out = calloc(1, sizeof **out);
+  if (!*out) return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_OOM, "out of host memory");
+  (*out)->ctx = ctx;
+  return VKP_OK;
+}
+
+void vkp_param_set_free(vkp_param_set *ps) {
+  if (!ps) return;
+  for (int i = 0; i < ps->n; i++) {
+    if (ps->v[i]->owned) vkp_buffer_free(ps->v[i]->info.buffer);
+    free(ps->v[i]->name);
+    free(ps->v[i]);
+  }
+  free(ps->v);
+  free(ps);
+}
+
+static int64_t shape_numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) n *= shape[d];
+  return n;
+}
+
+// Dims in (0, 2^31], at most 2^32 elements (the kernels' index range); *numel gets the count.
+static vkp_status check_shape(vkp_error *err, const char *name, int ndim, const int64_t *shape, int64_t *numel) {
+  if (ndim < 0 || ndim > VKP_MAX_DIMS) return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': %d dims", name, ndim);
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] <= 0 || shape[d] > (1ll << 31))
+      return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': dim %d has invalid size %lld", name, d,
+                           (long long)shape[d]);
+    if (n > (int64_t)UINT32_MAX / shape[d])
+      return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': more than 2^32 - 1 elements", name);
+    n *= shape[d];
+  }
+  *numel = n;
+  return VKP_OK;
+}
+
+vkp_status vkp_param_set_add(vkp_param_set *ps, const char *name, vkp_buffer *buf, uint64_t byte_offset,
+                             vkp_dtype dtype, int ndim, const int64_t *shape, bool trainable, int *index) {
+  vkp_error *err = vkp_ctx_err(ps->ctx);
+  if (!name || !*name) return vkp_error_set(err, VKP_ERR_INVALID, "param set: empty parameter name");
+  if (vkp_param_set_find(ps, name) >= 0)
+    return vkp_error_set(err, VKP_ERR_INVALID, "param set: duplicate parameter '%s'", name);
+  int64_t numel;
+  VKP_TRY(check_shape(err, name, ndim, shape, &numel));
+  if ((unsigned)dtype >= VKP_DTYPE_COUNT) return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': bad dtype", name);
+  if (trainable && dtype != VKP_DTYPE_F32)
+    return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': trainable parameters must be f32 (is %s)", name,
+                         vkp_dtype_name(dtype));
+  uint64_t bytes = (uint64_t)numel * vkp_dtype_size(dtype);
+  if (!buf || byte_offset > vkp_buffer_size(buf) || bytes > vkp_buffer_size(buf) - byte_offset)
+    return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': %llu bytes at offset %llu do not fit its buffer", name,
+                         (unsigned long long)bytes, (unsigned long long)byte_offset);
+  if (ps->n == ps->cap) {
+    int cap = ps->cap ? ps->cap * 2 : 32;
+    param_entry **v = realloc(ps->v, (size_t)cap * sizeof *v);
+    if (!v) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+    ps->v = v;
+    ps->cap = cap;
+  }
+  param_entry *e = calloc(1, sizeof *e);
+  char *copy = strdup(name);
+  if (!e || !copy) {
+    free(e);
+    free(copy);
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  }
+  e->name = copy;
+  e->info = (vkp_param_info){.name = copy, .ndim = ndim, .dtype = dtype, .buffer = buf,
+                             .byte_offset = byte_offset, .trainable = trainable};
+  for (int d = 0; d < ndim; d++) e->info.shape[d] = shape[d];
+  ps->v[ps->n] = e;
+  if (index) *index = ps->n;
+  ps->n++;
+  return VKP_OK;
+}
+
+vkp_status vkp_param_set_create(vkp_param_set *ps, const char *name, int ndim, const int64_t *shape, bool trainable,
+                                const float *init, int *index) {
+  int64_t n;
+  VKP_TRY(check_shape(vkp_ctx_err(ps->ctx), name ? name : "", ndim, shape, &n));
+  vkp_buffer *buf;
+  VKP_TRY(vkp_buffer_new(ps->ctx, (uint64_t)n * 4, &buf));
+  vkp_status st = init ? vkp_buffer_write(buf, 0, init, (uint64_t)n * 4) : VKP_OK;
+  int i = -1;
+  if (st == VKP_OK) st = vkp_param_set_add(ps, name, buf, 0, VKP_DTYPE_F32, ndim, shape, trainable, &i);
+  if (st != VKP_OK) {
+    vkp_buffer_free(buf);
+    return st;
+  }
+  ps->v[i]->owned = true;
+  if (index) *index = i;
+  return VKP_OK;
+}
+
+int vkp_param_set_count(const vkp_param_set *ps) { return ps->n; }
+
+const vkp_param_info *vkp_param_set_get(const vkp_param_set *ps, int i) {
+  return i >= 0 && i < ps->n ? &ps->v[i]->info : NULL;
+}
+
+int vkp_param_set_find(const vkp_param_set *ps, const char *name) {
+  for (int i = 0; i < ps->n; i++)
+    if (strcmp(ps->v[i]->name, name) == 0) return i;
+  return -1;
+}
+
+vkp_tensor *vkp_param_set_tensor(vkp_param_set *ps, vkp_graph *g, int i) {
+  const vkp_param_info *p = vkp_param_set_get(ps, i);
+  if (!p) {
+    vkp_graph_fail(g, VKP_ERR_INVALID, "param set: no parameter %d (%d in the set)", i, ps->n);
+    return NULL;
+  }
+  return vkp_tensor_external(g, p->name, p->buffer, p->byte_offset, p->dtype, p->ndim, p->shape);
+}
+
+static vkp_status param_io(vkp_param_set *ps, int i, float *data, int64_t n, bool write) {
+  const vkp_param_info *p = vkp_param_set_get(ps, i);
+  vkp_error *err = vkp_ctx_err(ps->ctx);
+  if (!p) return vkp_error_set(err, VKP_ERR_INVALID, "param set: no parameter %d", i);
+  if (p->dtype != VKP_DTYPE_F32 || n != shape_numel(p->ndim, p->shape))
+    return vkp_error_set(err, VKP_ERR_SHAPE, "param '%s': %lld f32 values given, it holds %lld %s", p->name,
+                         (long long)n, (long long)shape_numel(p->ndim, p->shape), vkp_dtype_name(p->dtype));
+  return write ? vkp_buffer_write(p->buffer, p->byte_offset, data, (uint64_t)n * 4)
+               : vkp_buffer_read(p->buffer, p->byte_offset, data, (uint64_t)n * 4);
+}
+
+vkp_status vkp_param_set_write(vkp_param_set *ps, int i, const float *data, int64_t n) {
+  return param_io(ps, i, (float *)data, n, true);
+}
+vkp_status vkp_param_set_read(vkp_param_set *ps, int i, float *data, int64_t n) {
+  return param_io(ps, i, data, n, false);
+}
+
+// ---- configuration ----------------------------------------------------------------------------
+
+vkp_optim_config vkp_adamw_config(double weight_decay) {
+  return (vkp_optim_config){
+      .kind = VKP_OPTIM_ADAMW, .weight_decay = weight_decay, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+}
+
+vkp_optim_config vkp_sgd_config(double momentum, bool nesterov, double weight_decay) {
+  return (vkp_optim_config){
+      .kind = VKP_OPTIM_SGD, .weight_decay = weight_decay, .momentum = momentum, .nesterov = nesterov};
+}
+
+const char *vkp_optim_kind_name(vkp_optim_kind k) { return k == VKP_OPTIM_SGD ? "sgd" : "adamw"; }
+
+vkp_status vkp_optim_kind_parse(const char *name, vkp_optim_kind *out) {
+  if (name && strcmp(name, "adamw") == 0) *out = VKP_OPTIM_ADAMW;
+  else if (name && strcmp(name, "sgd") == 0) *out = VKP_OPTIM_SGD;
+  else return VKP_ERR_INVALID;
+  return VKP_OK;
+}
+
+// The checks torch.optim makes in its constructors.
+static vkp_status check_config(vkp_error *err, const vkp_optim_config *c) {
+  if (c->kind != VKP_OPTIM_ADAMW && c->kind != VKP_OPTIM_SGD)
+    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: unknown kind %d", (int)c->kind);
+  if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
+    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: invalid weight_decay %g", c->weight_decay);
+  if (!(c->max_grad_norm >= 0) || !isfinite(c->max_grad_norm))
+    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: invalid max_grad_norm %g", c->max_grad_norm);
+  if (c->kind == VKP_OPTIM_ADAMW) {
+    if (!(c->beta1 >= 0 && c->beta1 < 1))
+      return vkp_error_set(err, VKP_ERR_INVALID, "adamw: invalid beta1 %g", c->beta1);
+    if (!(c->beta2 >= 0 && c->beta2 < 1))
+      return vkp_error_set(err, VKP_ERR_INVALID, "adamw: invalid beta2 %g", c->beta2);
+    if (!(c->eps >= 0) || !isfinite(c->eps))
+      return vkp_error_set(err, VKP_ERR_INVALID, "adamw: invalid eps %g", c->eps);
+  } else {
+    if (!(c->momentum >= 0) || !isfinite(c->momentum))
+      return vkp_error_set(err, VKP_ERR_INVALID, "sgd: invalid momentum %g", c->momentum);
+    if (!isfinite(c->dampening)) return vkp_error_set(err, VKP_ERR_INVALID, "sgd: invalid dampening %g", c->dampening);
+    if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
+      return vkp_error_set(err, VKP_ERR_INVALID, "sgd: nesterov momentum requires a momentum and zero dampening");
+  }
+  return VKP_OK;
+}
+
+// ---- the optimizer ----------------------------------------------------------------------------
+
+struct vkp_optimizer {
+  vkp_ctx *ctx;
+  vkp_param_set *ps;
+  int n;                     // parameters of ps at creation
+  vkp_optim_config cfg;
+  vkp_buffer **grad;         // (n) accumulated gradients; NULL for frozen parameters (owned)
+  vkp_buffer **state[2];     // (n) AdamW m, v / SGD momentum, NULL (owned)
+  vkp_buffer *hparams;       // vkp_optim_hparams (owned)
+  vkp_buffer **tables;       // one per vkp_optimizer_append: entries + chunks (owned)
+  int ntables, tables_cap;
+  int64_t steps;
+};
+
+static vkp_status write_hparams(vkp_optimizer *opt) {
+  const vkp_optim_config *c = &opt->cfg;
+  vkp_optim_hparams h = {0};
+  h.beta1 = (float)c->beta1;
+  h.beta2 = (float)c->beta2;
+  h.one_minus_beta1 = (float)(1.0 - c->beta1);
+  h.one_minus_beta2 = (float)(1.0 - c->beta2);
+  // log(0) = -inf: beta 0 means no bias correction needed (1 - 0^t = 1); -1e30 gives exactly 1.
+  h.log_beta1 = c->beta1 > 0 ? (float)log(c->beta1) : -1e30f;
+  h.log_beta2 = c->beta2 > 0 ? (float)log(c->beta2) : -1e30f;
+  h.eps = (float)c->eps;
+  h.weight_decay = (float)c->weight_decay;
+  h.momentum = (float)c->momentum;
+  h.dampening = (float)c->dampening;
+  h.nesterov = c->nesterov ? 1u : 0u;
+  h.max_grad_norm = (float)c->max_grad_norm;
+  return vkp_buffer_write(opt->hparams, 0, &h, sizeof h);
+}
+
+vkp_status vkp_optimizer_new(vkp_param_set *ps, const vkp_optim_config *cfg, vkp_optimizer **out) {
+  vkp_ctx *ctx = ps->ctx;
+  *out = NULL;
+  VKP_TRY(check_config(vkp_ctx_err(ctx), cfg));
+  vkp_optimizer *opt = calloc(1, sizeof *opt);
+  if (!opt) return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_OOM, "out of host memory");
+  opt->ctx = ctx;
+  opt->ps = ps;
+  opt->n = ps->n;
+  opt->cfg = *cfg;
+  size_t n = (size_t)(opt->n ? opt->n : 1);
+  opt->grad = calloc(n, sizeof *opt->grad);
+  opt->state[0] = calloc(n, sizeof *opt->state[0]);
+  opt->state[1] = calloc(n, sizeof *opt->state[1]);
+  vkp_status st = VKP_OK;
+  if (!opt->grad || !opt->state[0] || !opt->state[1])
+    st = vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_OOM, "out of host memory");
+  if (st == VKP_OK) st = vkp_buffer_new(ctx, sizeof(vkp_optim_hparams), &opt->hparams);
+  if (st == VKP_OK) st = write_hparams(opt);
+  int nstate = cfg->kind == VKP_OPTIM_ADAMW ? 2 : 1;
+  for (int i = 0; i < opt->n && st == VKP_OK; i++) {
+    const vkp_param_info *p = &ps->v[i]->info;
+    if (!p->trainable) continue;
+    uint64_t bytes = (uint64_t)shape_numel(p->ndim, p->shape) * 4;
+    st = vkp_buffer_new(ctx, bytes, &opt->grad[i]);   // zeroed on creation
+    for (int s = 0; s < nstate && st == VKP_OK; s++) st = vkp_buffer_new(ctx, bytes, &opt->state[s][i]);
+  }
+  if (st != VKP_OK) {
+    vkp_optimizer_free(opt);
+    return st;
+  }
+  *out = opt;
+  return VKP_OK;
+}
+
+void vkp_optimizer_free(vkp_optimizer *opt) {
+  if (!opt) return;
+  for (int i = 0; i < opt->n; i++) {
+    if (opt->grad) vkp_buffer_free(opt->grad[i]);
+    for (int s = 0; s < 2; s++)
+      if (opt->state[s]) vkp_buffer_free(opt->state[s][i]);
+  }
+  for (int i = 0; i < opt->ntables; i++) vkp_buffer_free(opt->tables[i]);
+  free(opt->tables);
+  free(opt->grad);
+  free(opt->state[0]);
+  free(opt->state[1]);
+  vkp_buffer_free(opt->hparams);
+  free(opt);
+}
+
+const vkp_optim_config *vkp_optimizer_config(const vkp_optimizer *opt) { return &opt->cfg; }
+
+vkp_status vkp_optimizer_set_config(vkp_optimizer *opt, const vkp_optim_config *cfg) {
+  vkp_error *err = vkp_ctx_err(opt->ctx);
+  if (cfg->kind != opt->cfg.kind)
+    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: cannot change kind from %s to %s",
+                         vkp_optim_kind_name(opt->cfg.kind), vkp_optim_kind_name(cfg->kind));
+  VKP_TRY(check_config(err, cfg));
+  opt->cfg = *cfg;
+  return write_hparams(opt);
+}
+
+int64_t vkp_optimizer_steps(const vkp_optimizer *opt) { return opt->steps; }
+void vkp_optimizer_set_steps(vkp_optimizer *opt, int64_t steps) { opt->steps = steps; }
+
+void vkp_optimizer_prepare_step(vkp_optimizer *opt, float lr, bool apply_update, vkp_step_scalars *s) {
+  s->lr = lr;
+  s->step = (float)(opt->steps + 1);
+  s->apply_update = apply_update ? 1u : 0u;
+  if (apply_update) opt->steps++;
+}
+
+vkp_status vkp_optimizer_zero_grad(vkp_optimizer *opt) {
+  for (int i = 0; i < opt->n; i++)
+    if (opt->grad[i]) VKP_TRY(vkp_buffer_fill_zero(opt->grad[i]));
+  return VKP_OK;
+}
+
+vkp_buffer *vkp_optimizer_grad(const vkp_optimizer *opt, int i) { return i >= 0 && i < opt->n ? opt->grad[i] : NULL; }
+
+vkp_buffer *vkp_optimizer_state(const vkp_optimizer *opt, int i, int which) {
+  return i >= 0 && i < opt->n && (which == 0 || which == 1) ? opt->state[which][i] : NULL;
+}
+
+// ---- graph nodes ------------------------------------------------------------------------------
+
+vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *const *grads) {
+  if (vkp_graph_status(g) != VKP_OK) return NULL;
+  if (vkp_graph_ctx(g) != opt->ctx) {
+    vkp_graph_fail(g, VKP_ERR_INVALID, "optimizer: the graph belongs to another device context");
+    return NULL;
+  }
+  // 1. Accumulate gradients into the persistent buffers; collect the active parameters.
+  int *active = calloc((size_t)(opt->n ? opt->n : 1), sizeof *active);
+  if (!active) {
+    vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
+    return NULL;
+  }
+  int nactive = 0;
+  uint64_t nchunks = 0;
+  for (int i = 0; i < opt->n && grads; i++) {
+    const vkp_param_info *p = &opt->ps->v[i]->info;
+    vkp_tensor *gr = grads[i];
+    if (!gr || !opt->grad[i]) continue;
+    bool same = gr->ndim == p->ndim;
+    for (int d = 0; same && d < p->ndim; d++) same = gr->shape[d] == p->shape[d];
+    if (!same || gr->dtype != VKP_DTYPE_F32) {
+      vkp_graph_fail(g, VKP_ERR_SHAPE, "optimizer: gradient '%s' does not match parameter '%s' (shape or dtype)",
+                     gr->name, p->name);
+      free(active);
+      return NULL;
+    }
+    vkp_tensor *gbuf = vkp_tensor_external(g, p->name, opt->grad[i], 0, VKP_DTYPE_F32, p->ndim, p->shape);
+    vkp_tensor_set_name(gbuf, "%s.grad", p->name);
+    vkp_graph_expand(g, vkp_accumulate(g, gbuf, gr));
+    active[nactive++] = i;
+    nchunks += ((uint64_t)shape_numel(p->ndim, p->shape) + VKP_OPTIM_CHUNK - 1) / VKP_OPTIM_CHUNK;
+  }
+  if (vkp_graph_status(g) != VKP_OK) {
+    free(active);
+    return NULL;
+  }
+  if (nactive == 0) {   // nothing to update: the norm of no gradients is 0
+    free(active);
+    vkp_tensor *zero = vkp_tensor_set_name(vkp_fill(g, VKP_DTYPE_F32, 1, (int64_t[]){1}, 0.0f), "grad_norm");
+    vkp_graph_output(g, zero);
+    return zero;
+  }
+  if (nchunks > UINT32_MAX / 2) {
+    free(active);
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "optimizer: %llu chunks are too many", (unsigned long long)nchunks);
+    return NULL;
+  }
+  // 2. The table for this graph: entries of the active parameters, then the chunk list.
+  uint64_t entries_bytes = (uint64_t)nactive * sizeof(vkp_optim_entry);
+  uint64_t bytes = entries_bytes + nchunks * 8;
+  uint8_t *host = calloc(1, bytes);
+  vkp_buffer *table = NULL;
+  if (opt->ntables == opt->tables_cap) {
+    int cap = opt->tables_cap ? opt->tables_cap * 2 : 8;
+    vkp_buffer **t = realloc(opt->tables, (size_t)cap * sizeof *t);
+    if (t) opt->tables = t, opt->tables_cap = cap;
+  }
+  if (!host || opt->ntables == opt->tables_cap) {
+    free(host);
+    free(active);
+    vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
+    return NULL;
+  }
+  vkp_optim_entry *ent = (vkp_optim_entry *)host;
+  uint32_t *chunk = (uint32_t *)(host + entries_bytes);
+  uint64_t c = 0;
+  for (int k = 0; k < nactive; k++) {
+    int i = active[k];
+    const vkp_param_info *p = &opt->ps->v[i]->info;
+    uint32_t n = (uint32_t)shape_numel(p->ndim, p->shape);
+    ent[k] = (vkp_optim_entry){.p = vkp_buffer_address(p->buffer) + p->byte_offset,
+                               .g = vkp_buffer_address(opt->grad[i]),
+                               .s1 = vkp_buffer_address(opt->state[0][i]),
+                               .s2 = opt->state[1][i] ? vkp_buffer_address(opt->state[1][i]) : 0,
+                               .n = n};
+    for (uint64_t start = 0; start < n; start += VKP_OPTIM_CHUNK, c++) {
+      chunk[2 * c] = (uint32_t)k;
+      chunk[2 * c + 1] = (uint32_t)start;
+    }
+  }
+  free(active);
+  vkp_status st = vkp_buffer_new(opt->ctx, bytes, &table);
+  if (st == VKP_OK) st = vkp_buffer_write(table, 0, host, bytes);
+  free(host);
+  if (st != VKP_OK) {
+    vkp_buffer_free(table);
+    vkp_graph_fail(g, st, "optimizer: %s", vkp_ctx_error(opt->ctx));
+    return NULL;
+  }
+  opt->tables[opt->ntables++] = table;
+  // 3. Norm and update, after every accumulation (roots run in expansion order).
+  uint64_t base = vkp_buffer_address(table);
+  vkp_tensor *norm = NULL;
+  vkp_tensor *upd = vkp_optim_append_nodes(g, base, base + entries_bytes, (uint32_t)nchunks,
+                                           vkp_buffer_address(opt->hparams), opt->cfg.kind == VKP_OPTIM_SGD,
+                                           &norm);
+  if (!upd) return NULL;
+  vkp_graph_output(g, norm);
+  vkp_graph_expand(g, upd);
+  return norm;
+}
+
+// ---- save / load ------------------------------------------------------------------------------
+
+static const char *state_suffix(const vkp_optimizer *opt, int which) {
+  if (opt->cfg.kind == VKP_OPTIM_SGD) return which == 0 ? "momentum_buffer" : NULL;
+  return which == 0 ? "exp_avg" : "exp_avg_sq";
+}
+
+typedef struct meta_field {
+  const char *key;
+  double *value;
+} meta_field;
+
+static int config_fields(vkp_optim_config *c, meta_field *f) {
+  int n = 0;
+  f[n++] = (meta_field){"weight_decay", &c->weight_decay};
+  f[n++] = (meta_field){"max_grad_norm", &c->max_grad_norm};
+  if (c->kind == VKP_OPTIM_ADAMW) {
+    f[n++] = (meta_field){"beta1", &c->beta1};
+    f[n++] = (meta_field){"beta2", &c->beta2};
+    f[n++] = (meta_field){"eps", &c->eps};
+  } else {
+    f[n++] = (meta_field){"momentum", &c->momentum};
+    f[n++] = (meta_field){"dampening", &c->dampening};
+  }
+  return n;
+}
+
+vkp_status vkp_optimizer_save(vkp_optimizer *opt, const char *path) {
+  vkp_error *err = vkp_ctx_err(opt->ctx);
+  vkp_safetensors_writer *w = NULL;
+  VKP_TRY(vkp_safetensors_writer_new(&w, err));
+  vkp_status st = VKP_OK;
+  char key[VKP_NAME_MAX + 64], val[64];
+  vkp_optim_config cfg = opt->cfg;
+  meta_field f[8];
+  int nf = config_fields(&cfg, f);
+  st = vkp_safetensors_writer_set_metadata(w, "format", "vkpeft-optimizer", err);
+  if (st == VKP_OK) st = vkp_safetensors_writer_set_metadata(w, "optimizer", vkp_optim_kind_name(cfg.kind), err);
+  snprintf(val, sizeof val, "%lld", (long long)opt->steps);
+  if (st == VKP_OK) st = vkp_safetensors_writer_set_metadata(w, "step", val, err);
+  for (int k = 0; k < nf && st == VKP_OK; k++) {
+    snprintf(val, sizeof val, "%.17g", *f[k].value);   // round-trips a double exactly
+    st = vkp_safetensors_writer_set_metadata(w, f[k].key, val, err);
+  }
+  if (st == VKP_OK && cfg.kind == VKP_OPTIM_SGD)
+    st = vkp_safetensors_writer_set_metadata(w, "nesterov", cfg.nesterov ? "true" : "false", err);
+  float *host = NULL;
+  for (int i = 0; i < opt->n && st == VKP_OK; i++) {
+    const vkp_param_info *p = &opt->ps->v[i]->info;
+    if (!opt->grad[i]) continue;
+    int64_t n = shape_numel(p->ndim, p->shape);
+    float *h = realloc(host, (size_t)n * 4);
+    if (!h) {
+      st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+      break;
+    }
+    host = h;
+    for (int s = 0; s < 2 && st == VKP_OK; s++) {
+      if (!state_suffix(opt, s)) continue;
+      st = vkp_buffer_read(opt->state[s][i], 0, host, (uint64_t)n * 4);
+      snprintf(key, sizeof key, "%s.%s", p->name, state_suffix(opt, s));
+      if (st == VKP_OK) st = vkp_safetensors_writer_add(w, key, VKP_DTYPE_F32, p->ndim, p->shape, host, err);
+    }
+  }
+  free(host);
+  if (st == VKP_OK) st = vkp_safetensors_writer_save(w, path, err);
+  vkp_safetensors_writer_free(w);
+  return st;
+}
+
+static vkp_status parse_double(vkp_error *err, const vkp_safetensors *st, const char *key, double *out) {
+  const char *v = vkp_safetensors_metadata(st, key);
+  if (!v)
+    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: optimizer metadata '%s' is missing", vkp_safetensors_path(st), key);
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (end == v || *end || errno)
+    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: optimizer metadata '%s' = '%s' is not a number",
+                         vkp_safetensors_path(st), key, v);
+  *out = d;
+  return VKP_OK;
+}
+
+vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
+  vkp_error *err = vkp_ctx_err(opt->ctx);
+  vkp_safetensors *st = NULL;
+  VKP_TRY(vkp_safetensors_open(path, &st, err));
+  vkp_status s = VKP_OK;
+  const char *fmt = vkp_safetensors_metadata(st, "format");
+  const char *kind = vkp_safetensors_metadata(st, "optimizer");
+  vkp_optim_kind k;
+  vkp_optim_config cfg = {0};
+  double step = 0;
+  if (!fmt || strcmp(fmt, "vkpeft-optimizer") != 0) {
+    s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a vkpeft optimizer state (metadata 'format')", path);
+  } else if (!kind || vkp_optim_kind_parse(kind, &k) != VKP_OK) {
+    s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: metadata 'optimizer' = '%s' is not adamw or sgd", path,
+                      kind ? kind : "(missing)");
+  } else if (k != opt->cfg.kind) {
+    s = vkp_error_set(err, VKP_ERR_INVALID, "%s: holds %s state but the optimizer is %s", path, kind,
+                      vkp_optim_kind_name(opt->cfg.kind));
+  } else {
+    cfg.kind = k;
+    meta_field f[8];
+    int nf = config_fields(&cfg, f);
+    s = parse_double(err, st, "step", &step);
+    if (s == VKP_OK && !(step >= 0 && step <= 9e15 && step == floor(step)))
+      s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: invalid step %g", path, step);
+    for (int i = 0; i < nf && s == VKP_OK; i++) s = parse_double(err, st, f[i].key, f[i].value);
+    if (s == VKP_OK && k == VKP_OPTIM_SGD) {
+      const char *nv = vkp_safetensors_metadata(st, "nesterov");
+      if (!nv || (strcmp(nv, "true") != 0 && strcmp(nv, "false") != 0))
+        s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: metadata 'nesterov' must be true or false", path);
+      else cfg.nesterov = strcmp(nv, "true") == 0;
+    }
+    if (s == VKP_OK && check_config(err, &cfg) != VKP_OK) {
+      char why[VKP_ERROR_MSG_MAX];
+      snprintf(why, sizeof why, "%s", err->msg);
+      s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: %s", path, why);
+    }
+  }
+  // Every trainable parameter needs its state tensors, of its shape; nothing else may be there.
+  char key[VKP_NAME_MAX + 64];
+  size_t expected = 0;
+  for (int i = 0; i < opt->n && s == VKP_OK; i++) {
+    const vkp_param_info *p = &opt->ps->v[i]->info;
+    if (!opt->grad[i]) continue;
+    for (int w = 0; w < 2 && s == VKP_OK; w++) {
+      if (!state_suffix(opt, w)) continue;
+      snprintf(key, sizeof key, "%s.%s", p->name, state_suffix(opt, w));
+      const vkp_st_tensor *t = vkp_safetensors_find(st, key);
+      expected++;
+      bool same = t && t->ndim == p->ndim;
+      for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+      if (!t) s = vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no state '%s' for parameter '%s'", path, key, p->name);
+      else if (!same || t->dtype != VKP_DTYPE_F32)
+        s = vkp_error_set(err, VKP_ERR_SHAPE, "%s: state '%s' has another shape or dtype than parameter '%s'", path,
+                          key, p->name);
+    }
+  }
+  if (s == VKP_OK && vkp_safetensors_count(st) != expected) {
+    for (size_t j = 0; j < vkp_safetensors_count(st); j++) {   // name one tensor nobody asked for
+      const char *name = vkp_safetensors_at(st, j)->name;
+      bool known = false;
+      for (int i = 0; i < opt->n && !known; i++) {
+        if (!opt->grad[i]) continue;
+        for (int w = 0; w < 2 && !known; w++) {
+          if (!state_suffix(opt, w)) continue;
+          snprintf(key, sizeof key, "%s.%s", opt->ps->v[i]->name, state_suffix(opt, w));
+          known = strcmp(key, name) == 0;
+        }
+      }
+      if (!known) {
+        s = vkp_error_set(err, VKP_ERR_INVALID, "%s: state '%s' belongs to no trainable parameter of this optimizer",
+                          path, name);
+        break;
+      }
+    }
+  }
+  // Apply.
+  for (int i = 0; i < opt->n && s == VKP_OK; i++) {
+    if (!opt->grad[i]) continue;
+    for (int w = 0; w < 2 && s == VKP_OK; w++) {
+      if (!state_suffix(opt, w)) continue;
+      snprintf(key, sizeof key, "%s.%s", opt->ps->v[i]->name, state_suffix(opt, w));
+      const vkp_st_tensor *t = vkp_safetensors_find(st, key);
+      s = vkp_buffer_write(opt->state[w][i], 0, t->data, t->nbytes);
+    }
+  }
+  if (s == VKP_OK) {
+    opt->cfg = cfg;
+    opt->steps = (int64_t)step;
+    s = write_hparams(opt);
+  }
+  vkp_safetensors_free(st);
+  return s;
+}

@@ -1,0 +1,286 @@
+// decode.c — decodes a list of image files (PNG, JPEG, BMP, ... via stb_image) into a dataset,
+// in parallel: a first pass reads every header (size, channels) so the pixel buffer is allocated
+// once, a second decodes each image straight into its place.
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stb/stb_image.h>
+
+#include "data_internal.h"
+#include "vkp_data.h"
+
+typedef struct file_state {
+  int w, h, comp;       // from the header
+  vkp_status st;        // VKP_OK, VKP_ERR_IO or VKP_ERR_FORMAT
+  int err_no;           // errno of an open failure
+  const char *reason;   // stb_image's reason (static string)
+  int keep;             // still in the dataset
+} file_state;
+
+typedef struct decode_job {
+  char **paths;
+  file_state *fs;
+  size_t *order;        // phase 2: kept file -> its position in paths
+  vkp_dataset *ds;      // phase 2 target
+  const vkp_data_load_opts *opts;
+  int fixed_w, fixed_h; // load-time resize target (0: native)
+  atomic_size_t next;
+  size_t n;
+  int phase;
+} decode_job;
+
+// RGBA -> `channels` (1, 3, 4) with the alpha mode (files without alpha come with alpha 255).
+static void convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_alpha_mode mode,
+                         uint8_t *out) {
+  for (size_t p = 0; p < npix; p++) {
+    const uint8_t *s = rgba + 4 * p;
+    if (channels == 4) {
+      memcpy(out + 4 * p, s, 4);
+      continue;
+    }
+    unsigned a = s[3], v[3] = {s[0], s[1], s[2]};
+    if (a != 255 && mode != VKP_ALPHA_DROP)
+      for (int k = 0; k < 3; k++)
+        v[k] = mode == VKP_ALPHA_WHITE ? (v[k] * a + 255u * (255u - a) + 127u) / 255u
+                                       : (v[k] * a + 127u) / 255u;
+    if (channels == 3) {
+      out[3 * p] = (uint8_t)v[0];
+      out[3 * p + 1] = (uint8_t)v[1];
+      out[3 * p + 2] = (uint8_t)v[2];
+    } else {
+      out[p] = (uint8_t)((77u * v[0] + 150u * v[1] + 29u * v[2] + 128u) >> 8);
+    }
+  }
+}
+
+static void decode_one(decode_job *j, size_t k) {
+  if (j->phase == 1) {
+    file_state *f = &j->fs[k];
+    FILE *fp = fopen(j->paths[k], "rb");
+    if (!fp) {
+      f->st = VKP_ERR_IO;
+      f->err_no = errno;
+      return;
+    }
+    if (!stbi_info_from_file(fp, &f->w, &f->h, &f->comp) || f->w <= 0 || f->h <= 0) {
+      f->st = VKP_ERR_FORMAT;
+      f->reason = stbi_failure_reason();
+    }
+    fclose(fp);
+    return;
+  }
+  size_t i = j->order[k];
+  file_state *f = &j->fs[i];
+  vkp_dataset *ds = j->ds;
+  FILE *fp = fopen(j->paths[i], "rb");
+  if (!fp) {
+    f->st = VKP_ERR_IO;
+    f->err_no = errno;
+    return;
+  }
+  int w = 0, h = 0, comp = 0;
+  uint8_t *rgba = stbi_load_from_file(fp, &w, &h, &comp, 4);
+  fclose(fp);
+  if (!rgba) {
+    f->st = VKP_ERR_FORMAT;
+    f->reason = stbi_failure_reason();
+    return;
+  }
+  if (w != f->w || h != f->h) {
+    f->st = VKP_ERR_FORMAT;
+    f->reason = "size differs from the header";
+    stbi_image_free(rgba);
+    return;
+  }
+  int C = ds->channels;
+  uint8_t *dst = ds->pixels + ds->offsets[k];
+  size_t npix = (size_t)w * (size_t)h;
+  if (!j->fixed_w || (w == j->fixed_w && h == j->fixed_h)) {
+    convert_rgba(rgba, npix, C, j->opts->alpha, dst);
+  } else {
+    uint8_t *conv = malloc(npix * (size_t)C);
+    float *tmp = malloc((size_t)j->fixed_w * (size_t)h * (size_t)C * sizeof *tmp);
+    if (!conv || !tmp) {
+      f->st = VKP_ERR_OOM;
+      f->reason = "out of memory";
+    } else {
+      convert_rgba(rgba, npix, C, j->opts->alpha, conv);
+      vkp_data_resize_u8_(conv, w, h, C, dst, j->fixed_w, j->fixed_h, tmp);
+    }
+    free(conv);
+    free(tmp);
+  }
+  stbi_image_free(rgba);
+}
+
+static void *decode_worker(void *arg) {
+  decode_job *j = arg;
+  stbi_set_flip_vertically_on_load_thread(0);  // whatever another part of the program chose
+  for (;;) {
+    size_t k = atomic_fetch_add(&j->next, 1);
+    if (k >= j->n) break;
+    decode_one(j, k);
+  }
+  return NULL;
+}
+
+static void run_parallel(decode_job *j, size_t n, int phase) {
+  j->n = n;
+  j->phase = phase;
+  atomic_store(&j->next, 0);
+  int nt = vkp_data_thread_count_(j->opts->n_threads, n);
+  pthread_t th[64];
+  if (nt > 64) nt = 64;
+  int started = 0;
+  for (int t = 1; t < nt; t++) {
+    if (pthread_create(&th[started], NULL, decode_worker, j) != 0) break;
+    started++;
+  }
+  decode_worker(j);  // the calling thread works too (and alone if no thread could start)
+  for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+}
+
+static vkp_status file_error(const char *path, const file_state *f, vkp_error *err) {
+  if (f->st == VKP_ERR_IO)
+    return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(f->err_no));
+  if (f->st == VKP_ERR_OOM) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+  return vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt or unsupported image (stb_image: %s)",
+                       path, f->reason ? f->reason : "unknown error");
+}
+
+// Handles failed files after a phase: fail on the first (in list order) unless skip_bad.
+static vkp_status check_failures(decode_job *j, size_t n_paths, vkp_error *err) {
+  for (size_t i = 0; i < n_paths; i++) {
+    file_state *f = &j->fs[i];
+    if (!f->keep || f->st == VKP_OK) continue;
+    if (!j->opts->skip_bad || f->st == VKP_ERR_OOM) return file_error(j->paths[i], f, err);
+    vkp_error e;
+    file_error(j->paths[i], f, &e);
+    vkp_data_warn_(j->opts, "skipping %s", e.msg);
+    f->keep = 0;
+  }
+  return VKP_OK;
+}
+
+vkp_status vkp_data_decode_files_(const char *what, char **paths, const int32_t *labels, size_t n,
+                                  char **names, int n_classes, const vkp_data_load_opts *opts,
+                                  vkp_dataset **out, vkp_error *err) {
+  static const vkp_data_load_opts defaults = {0};
+  if (!opts) opts = &defaults;
+  vkp_status st = VKP_OK;
+  vkp_dataset *ds = NULL;
+  file_state *fs = calloc(n ? n : 1, sizeof *fs);
+  size_t *order = calloc(n ? n : 1, sizeof *order);
+  decode_job j = {.paths = paths, .fs = fs, .order = order, .opts = opts};
+  if (!fs || !order) {
+    st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", what);
+    goto done;
+  }
+  if (opts->channels != 0 && opts->channels != 1 && opts->channels != 3 && opts->channels != 4) {
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: channels %d (want 0, 1, 3 or 4)", what,
+                       opts->channels);
+    goto done;
+  }
+  if ((opts->width > 0) != (opts->height > 0) || opts->width < 0 || opts->height < 0) {
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: load size %dx%d (set both or neither)", what,
+                       opts->width, opts->height);
+    goto done;
+  }
+  if (n == 0) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: no images", what);
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) fs[i].keep = 1;
+
+  // Phase 1: headers.
+  run_parallel(&j, n, 1);
+  if ((st = check_failures(&j, n, err)) != VKP_OK) goto done;
+  int any_colour = 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fs[i].keep) {
+      any_colour |= fs[i].comp >= 3;
+      order[kept++] = i;
+    }
+  if (kept == 0) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: no readable images", what);
+    goto done;
+  }
+  int C = opts->channels ? opts->channels : any_colour ? 3 : 1;
+  j.fixed_w = opts->width;
+  j.fixed_h = opts->height;
+  size_t total = 0;
+  for (size_t k = 0; k < kept; k++) {
+    file_state *f = &fs[order[k]];
+    size_t w = (size_t)(j.fixed_w ? j.fixed_w : f->w), h = (size_t)(j.fixed_h ? j.fixed_h : f->h);
+    size_t b = w * h * (size_t)C;
+    if (b / (size_t)C / w != h || total + b < total) {
+      st = vkp_error_set(err, VKP_ERR_OOM, "%s: images too large", what);
+      goto done;
+    }
+    total += b;
+  }
+  if (!(ds = vkp_data_alloc_(what, kept, total, 0, 1))) {
+    st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory for %zu bytes of pixels", what, total);
+    goto done;
+  }
+  ds->channels = C;
+  size_t off = 0;
+  for (size_t k = 0; k < kept; k++) {
+    file_state *f = &fs[order[k]];
+    ds->widths[k] = j.fixed_w ? j.fixed_w : f->w;
+    ds->heights[k] = j.fixed_h ? j.fixed_h : f->h;
+    ds->offsets[k] = off;
+    ds->labels[k] = labels[order[k]];
+    off += (size_t)ds->widths[k] * (size_t)ds->heights[k] * (size_t)C;
+  }
+
+  // Phase 2: pixels.
+  j.ds = ds;
+  run_parallel(&j, kept, 2);
+  if ((st = check_failures(&j, n, err)) != VKP_OK) goto done;
+  // Compact out images that failed in phase 2 (skip_bad only).
+  size_t m = 0, dst_off = 0;
+  for (size_t k = 0; k < kept; k++) {
+    size_t i = order[k];
+    if (!fs[i].keep) continue;
+    size_t b = (size_t)ds->widths[k] * (size_t)ds->heights[k] * (size_t)C;
+    memmove(ds->pixels + dst_off, ds->pixels + ds->offsets[k], b);
+    ds->widths[m] = ds->widths[k];
+    ds->heights[m] = ds->heights[k];
+    ds->labels[m] = ds->labels[k];
+    ds->offsets[m] = dst_off;
+    ds->paths[m] = paths[i];
+    paths[i] = NULL;  // now owned by ds
+    dst_off += b;
+    m++;
+  }
+  ds->count = m;
+  if (m == 0) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: no readable images", what);
+    goto done;
+  }
+  ds->width = ds->widths[0];
+  ds->height = ds->heights[0];
+  for (size_t k = 1; k < m; k++)
+    if (ds->widths[k] != ds->width || ds->heights[k] != ds->height) {
+      ds->width = ds->height = 0;
+      break;
+    }
+  ds->n_classes = n_classes;
+  ds->class_names = names;
+  names = NULL;
+  *out = ds;
+  ds = NULL;
+done:
+  vkp_dataset_free(ds);
+  vkp_data_free_strings_(names, (size_t)(n_classes > 0 ? n_classes : 0));
+  vkp_data_free_strings_(paths, n);
+  free(fs);
+  free(order);
+  return st;
+}

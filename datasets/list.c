@@ -1,0 +1,447 @@
+// list.c — CSV / JSONL lists of (image path, label).
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cJSON.h>
+
+#include "data_internal.h"
+#include "vkp_data.h"
+
+#define LIST_MAX_BYTES (1u << 30)
+
+typedef struct row {
+  char *path;    // as written in the list
+  char *label;   // label text (an integer label is written in decimal)
+  int is_int;    // label is a non-negative integer
+  long long id;  // its value when is_int
+  int line;
+} row;
+
+typedef struct rows {
+  row *v;
+  size_t n, cap;
+} rows;
+
+static void rows_free(rows *r) {
+  for (size_t i = 0; i < r->n; i++) {
+    free(r->v[i].path);
+    free(r->v[i].label);
+  }
+  free(r->v);
+}
+
+static int parse_uint(const char *s, long long *out) {
+  if (!*s) return 0;
+  long long v = 0;
+  for (const char *p = s; *p; p++) {
+    if (!isdigit((unsigned char)*p)) return 0;
+    v = v * 10 + (*p - '0');
+    if (v > (1 << 30)) return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+// Takes path and label (frees them on failure).
+static vkp_status rows_push(rows *r, char *path, char *label, int line, const char *file,
+                            vkp_error *err) {
+  if (!path || !label) goto oom;
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? 2 * r->cap : 256;
+    row *v = realloc(r->v, cap * sizeof *v);
+    if (!v) goto oom;
+    r->v = v;
+    r->cap = cap;
+  }
+  row *w = &r->v[r->n++];
+  *w = (row){path, label, 0, 0, line};
+  w->is_int = parse_uint(label, &w->id);
+  return VKP_OK;
+oom:
+  free(path);
+  free(label);
+  return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
+}
+
+static vkp_status read_file(const char *path, char **out, size_t *len, vkp_error *err) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (n < cap) break;
+    if (cap >= LIST_MAX_BYTES) {
+      free(buf);
+      fclose(f);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s: list larger than %u bytes", path,
+                           LIST_MAX_BYTES);
+    }
+    char *nb = realloc(buf, 2 * cap + 1);
+    if (!nb) free(buf);
+    buf = nb;
+    cap *= 2;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (!buf) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+  if (bad) {
+    free(buf);
+    return vkp_error_set(err, VKP_ERR_IO, "%s: read error", path);
+  }
+  buf[n] = '\0';
+  if (strlen(buf) != n) {
+    free(buf);
+    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: NUL byte in a text list", path);
+  }
+  *out = buf;
+  *len = n;
+  return VKP_OK;
+}
+
+// ---- CSV (RFC 4180) -------------------------------------------------------------------------------
+
+#define CSV_MAX_FIELDS 64
+
+typedef struct csv {
+  const char *p, *end;
+  int line;
+} csv;
+
+// Parses one record into fields (new strings). Returns the field count, 0 at end of input, -1 on
+// a syntax error (message in err), -2 on OOM; on errors no field is left allocated.
+static int csv_record(csv *c, char **fields, int *first_line, const char *file, vkp_error *err) {
+  // Skip blank lines.
+  while (c->p < c->end && (*c->p == '\n' || *c->p == '\r')) {
+    if (*c->p == '\n') c->line++;
+    c->p++;
+  }
+  if (c->p >= c->end) return 0;
+  *first_line = c->line;
+  int nf = 0, rc = -2;
+  char *f = NULL;
+  for (;;) {
+    // One field.
+    size_t cap = 64, n = 0;
+    if (!(f = malloc(cap))) goto fail;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t')) c->p++;
+    if (c->p < c->end && *c->p == '"') {
+      c->p++;
+      for (;;) {
+        if (c->p >= c->end) {
+          vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: unterminated quoted field", file,
+                        *first_line);
+          rc = -1;
+          goto fail;
+        }
+        char ch = *c->p++;
+        if (ch == '"') {
+          if (c->p < c->end && *c->p == '"') c->p++;
+          else break;
+        }
+        if (ch == '\n') c->line++;
+        if (n + 1 >= cap) {
+          char *g = realloc(f, cap *= 2);
+          if (!g) goto fail;
+          f = g;
+        }
+        f[n++] = ch;
+      }
+      while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r')) c->p++;
+      if (c->p < c->end && *c->p != ',' && *c->p != '\n') {
+        vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after a closing quote", file, c->line);
+        rc = -1;
+        goto fail;
+      }
+    } else {
+      while (c->p < c->end && *c->p != ',' && *c->p != '\n') {
+        if (n + 1 >= cap) {
+          char *g = realloc(f, cap *= 2);
+          if (!g) goto fail;
+          f = g;
+        }
+        f[n++] = *c->p++;
+      }
+      while (n && (f[n - 1] == ' ' || f[n - 1] == '\t' || f[n - 1] == '\r')) n--;
+    }
+    f[n] = '\0';
+    if (nf == CSV_MAX_FIELDS) {
+      vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: more than %d fields", file, *first_line,
+                    CSV_MAX_FIELDS);
+      rc = -1;
+      goto fail;
+    }
+    fields[nf++] = f;
+    f = NULL;
+    if (c->p < c->end && *c->p == ',') {
+      c->p++;
+      continue;
+    }
+    if (c->p < c->end && *c->p == '\n') {
+      c->p++;
+      c->line++;
+    }
+    return nf;
+  }
+fail:
+  free(f);
+  for (int k = 0; k < nf; k++) free(fields[k]);
+  return rc;
+}
+
+static int name_in(const char *s, const char *const *set) {
+  for (; *set; set++)
+    if (strcasecmp(s, *set) == 0) return 1;
+  return 0;
+}
+
+static const char *const PATH_KEYS[] = {"path", "file", "file_name", "filename", "image", NULL};
+static const char *const LABEL_KEYS[] = {"label", "class", "target", NULL};
+
+static vkp_status parse_csv(const char *file, const char *text, size_t len, rows *out,
+                            vkp_error *err) {
+  csv c = {text, text + len, 1};
+  if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
+      (unsigned char)text[2] == 0xBF)
+    c.p += 3;  // UTF-8 byte-order mark
+  char *f[CSV_MAX_FIELDS];
+  int path_col = 0, label_col = 1, first = 1;
+  for (;;) {
+    int line = 0;
+    int nf = csv_record(&c, f, &line, file, err);
+    if (nf == 0) return VKP_OK;
+    if (nf == -1) return VKP_ERR_FORMAT;
+    if (nf == -2) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
+    vkp_status st = VKP_OK;
+    if (first) {
+      first = 0;
+      int pc = -1, lc = -1;
+      for (int k = 0; k < nf; k++) {
+        if (pc < 0 && name_in(f[k], PATH_KEYS)) pc = k;
+        else if (lc < 0 && name_in(f[k], LABEL_KEYS)) lc = k;
+      }
+      if (pc >= 0 && lc >= 0) {  // a header row
+        path_col = pc;
+        label_col = lc;
+        for (int k = 0; k < nf; k++) free(f[k]);
+        continue;
+      }
+    }
+    int need = (path_col > label_col ? path_col : label_col) + 1;
+    if (nf < need) {
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: %d field%s, want path,label", file, line, nf,
+                         nf == 1 ? "" : "s");
+    } else if (!f[path_col][0] || !f[label_col][0]) {
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: empty %s", file, line,
+                         f[path_col][0] ? "label" : "path");
+    } else {
+      st = rows_push(out, f[path_col], f[label_col], line, file, err);
+      f[path_col] = f[label_col] = NULL;
+    }
+    for (int k = 0; k < nf; k++) free(f[k]);
+    if (st != VKP_OK) return st;
+  }
+}
+
+// ---- JSONL --------------------------------------------------------------------------------------
+
+static const cJSON *get_any(const cJSON *o, const char *const *keys) {
+  for (; *keys; keys++) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, *keys);
+    if (v) return v;
+  }
+  return NULL;
+}
+
+static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *out, vkp_error *err) {
+  char *p = text, *end = text + len;
+  if (len >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+      (unsigned char)p[2] == 0xBF)
+    p += 3;
+  for (int line = 1; p < end; line++) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    char *e = nl ? nl : end;
+    size_t n = (size_t)(e - p);
+    char *s = p;
+    p = nl ? nl + 1 : end;
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    while (n && isspace((unsigned char)*s)) s++, n--;
+    if (!n) continue;
+    const char *parse_end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(s, n, &parse_end, 0);
+    if (!o || !cJSON_IsObject(o)) {
+      cJSON_Delete(o);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: not a JSON object", file, line);
+    }
+    if (parse_end && parse_end < s + n) {
+      cJSON_Delete(o);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after the JSON object", file, line);
+    }
+    const cJSON *jp = get_any(o, PATH_KEYS), *jl = get_any(o, LABEL_KEYS);
+    vkp_status st = VKP_OK;
+    char num[32];
+    if (!cJSON_IsString(jp) || !jp->valuestring[0]) {
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: no \"path\" string", file, line);
+    } else if (cJSON_IsString(jl) && jl->valuestring[0]) {
+      st = rows_push(out, vkp_data_strdup_(jp->valuestring), vkp_data_strdup_(jl->valuestring),
+                     line, file, err);
+      if (st == VKP_OK) out->v[out->n - 1].is_int = 0;  // a string label is always a name
+    } else if (cJSON_IsNumber(jl) && jl->valuedouble >= 0 && jl->valuedouble <= (1 << 30) &&
+               jl->valuedouble == (double)(long long)jl->valuedouble) {
+      snprintf(num, sizeof num, "%lld", (long long)jl->valuedouble);
+      st = rows_push(out, vkp_data_strdup_(jp->valuestring), vkp_data_strdup_(num), line, file,
+                     err);
+    } else {
+      st = vkp_error_set(err, VKP_ERR_FORMAT,
+                         "%s:%d: \"label\" must be a class name or a non-negative integer", file,
+                         line);
+    }
+    cJSON_Delete(o);
+    if (st != VKP_OK) return st;
+  }
+  return VKP_OK;
+}
+
+// ---- labels -> class ids ------------------------------------------------------------------------
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts *opts,
+                             int32_t *ids, char ***names_out, int *n_out, vkp_error *err) {
+  char **names = NULL;
+  int K = 0;
+  if (opts->class_names) {
+    K = opts->n_class_names;
+    if (K < 1) return vkp_error_set(err, VKP_ERR_INVALID, "%s: empty class list", file);
+    if (!(names = calloc((size_t)K, sizeof *names))) goto oom;
+    for (int c = 0; c < K; c++)
+      if (!(names[c] = vkp_data_strdup_(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
+    for (size_t i = 0; i < r->n; i++) {
+      int id = -1;
+      for (int c = 0; c < K && id < 0; c++)
+        if (strcmp(names[c], r->v[i].label) == 0) id = c;
+      if (id < 0 && r->v[i].is_int && r->v[i].id < K) id = (int)r->v[i].id;
+      if (id < 0) {
+        vkp_data_free_strings_(names, (size_t)K);
+        return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: label '%s' is not one of the %d classes",
+                             file, r->v[i].line, r->v[i].label, K);
+      }
+      ids[i] = id;
+    }
+  } else {
+    int all_int = 1;
+    long long maxid = -1;
+    for (size_t i = 0; i < r->n; i++) {
+      all_int &= r->v[i].is_int;
+      if (r->v[i].is_int && r->v[i].id > maxid) maxid = r->v[i].id;
+    }
+    if (all_int) {
+      if (maxid >= (1 << 20))
+        return vkp_error_set(err, VKP_ERR_FORMAT, "%s: label %lld is too large for a class id", file,
+                             maxid);
+      K = (int)maxid + 1;
+      if (!(names = vkp_data_numbered_names_(K))) goto oom;
+      for (size_t i = 0; i < r->n; i++) ids[i] = (int32_t)r->v[i].id;
+    } else {
+      char **sorted = malloc(r->n * sizeof *sorted);
+      if (!sorted) goto oom;
+      for (size_t i = 0; i < r->n; i++) sorted[i] = r->v[i].label;
+      qsort(sorted, r->n, sizeof *sorted, cmp_str);
+      size_t u = 0;
+      for (size_t i = 0; i < r->n; i++)
+        if (u == 0 || strcmp(sorted[u - 1], sorted[i]) != 0) sorted[u++] = sorted[i];
+      if (u > (1 << 20)) {
+        free(sorted);
+        return vkp_error_set(err, VKP_ERR_FORMAT, "%s: %zu distinct labels", file, u);
+      }
+      K = (int)u;
+      names = calloc(u, sizeof *names);
+      if (!names) {
+        free(sorted);
+        goto oom;
+      }
+      for (size_t c = 0; c < u; c++)
+        if (!(names[c] = vkp_data_strdup_(sorted[c]))) {
+          free(sorted);
+          goto oom;
+        }
+      for (size_t i = 0; i < r->n; i++) {
+        char *key = r->v[i].label;
+        char **hit = bsearch(&key, sorted, u, sizeof *sorted, cmp_str);
+        ids[i] = (int32_t)(hit - sorted);
+      }
+      free(sorted);
+    }
+  }
+  *names_out = names;
+  *n_out = K;
+  return VKP_OK;
+oom:
+  vkp_data_free_strings_(names, (size_t)K);
+  return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
+vkp_status vkp_data_load_list(const char *list_path, const vkp_data_load_opts *opts,
+                              vkp_dataset **out, vkp_error *err) {
+  static const vkp_data_load_opts defaults = {0};
+  if (!out) return vkp_error_set(err, VKP_ERR_INVALID, "vkp_data_load_list: out is NULL");
+  *out = NULL;
+  if (!list_path) return vkp_error_set(err, VKP_ERR_INVALID, "vkp_data_load_list: path is NULL");
+  if (!opts) opts = &defaults;
+  char *text = NULL, **paths = NULL, **names = NULL;
+  size_t len = 0;
+  rows r = {0};
+  int32_t *ids = NULL;
+  int K = 0;
+  vkp_status st = read_file(list_path, &text, &len, err);
+  if (st != VKP_OK) return st;
+  const char *q = text;
+  while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') q++;
+  if ((unsigned char)q[0] == 0xEF && (unsigned char)q[1] == 0xBB && (unsigned char)q[2] == 0xBF) q += 3;
+  int jsonl = ends_with(list_path, ".jsonl") || ends_with(list_path, ".ndjson") ||
+              ends_with(list_path, ".json") || *q == '{';
+  st = jsonl ? parse_jsonl(list_path, text, len, &r, err) : parse_csv(list_path, text, len, &r, err);
+  if (st != VKP_OK) goto done;
+  if (r.n == 0) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: no entries", list_path);
+    goto done;
+  }
+  if (!(ids = malloc(r.n * sizeof *ids)) || !(paths = calloc(r.n, sizeof *paths))) goto oom;
+  if ((st = assign_ids(list_path, &r, opts, ids, &names, &K, err)) != VKP_OK) goto done;
+  // Paths relative to the list's folder.
+  const char *slash = strrchr(list_path, '/');
+  size_t dirlen = slash ? (size_t)(slash - list_path) + 1 : 0;
+  for (size_t i = 0; i < r.n; i++) {
+    const char *p = r.v[i].path;
+    size_t pl = strlen(p), pre = p[0] == '/' ? 0 : dirlen;
+    if (!(paths[i] = malloc(pre + pl + 1))) goto oom;
+    memcpy(paths[i], list_path, pre);
+    memcpy(paths[i] + pre, p, pl + 1);
+  }
+  st = vkp_data_decode_files_(list_path, paths, ids, r.n, names, K, opts, out, err);
+  paths = NULL;  // taken over
+  names = NULL;
+  goto done;
+oom:
+  st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", list_path);
+done:
+  vkp_data_free_strings_(paths, r.n);
+  vkp_data_free_strings_(names, (size_t)K);
+  free(ids);
+  rows_free(&r);
+  free(text);
+  return st;
+}

@@ -1,0 +1,37 @@
+// Push constants of the matmul family (matmul_*.comp): C[z] (+)= op(A[z]) · op(B[z]) (+ bias).
+#include "vkp_push.h"
+
+// Logical shapes: op(A) is (M, K), op(B) is (K, N), C is (M, N). Strides are in elements and
+// describe the logical (transposed) operands, so a transposed view costs nothing:
+//   op(A)[m][k] = a[m * a_ms + k * a_ks],  op(B)[k][n] = b[k * b_ks + n * b_ns],
+//   C[m][n] = c[m * c_ms + n].
+// Batches: workgroup z indexes the flattened batch (z = i0 * batch1 + i1); each operand moves by
+// i0 * x_bs[0] + i1 * x_bs[1] (0 on broadcast dims).
+// A 16-bit b is read as packed 32-bit words: element e lives in word (b_off + e) >> 1, so b holds
+// the 4-byte-aligned address below element 0 and b_off (0 or 1) the element offset from it.
+VKP_PUSH(vkp_pc_matmul) {
+  VKP_PTR(F32Buf) a;
+  VKP_PTR(F32Buf) b;       // f32, or f16/bf16 read as U32Buf
+  VKP_PTR(F32Buf) c;
+  VKP_PTR(F32Buf) bias;    // (N), used when flags & VKP_MM_BIAS
+  uint32_t M, N, K;
+  uint32_t flags;          // VKP_MM_* below
+  int32_t a_ms, a_ks;
+  int32_t b_ks, b_ns;
+  int32_t c_ms;
+  uint32_t batch1;         // size of the inner batch dim (>= 1)
+  int32_t a_bs[2];
+  int32_t b_bs[2];
+  int32_t c_bs[2];
+  uint32_t b_off;
+  uint32_t tile_m, tile_n;  // outputs per workgroup (register-blocked kernels)
+  uint32_t pad;
+} VKP_PUSH_END(vkp_pc_matmul);
+VKP_PUSH_CHECK(vkp_pc_matmul, 112)
+
+#define VKP_MM_B_F32 0u
+#define VKP_MM_B_F16 1u
+#define VKP_MM_B_BF16 2u
+#define VKP_MM_B_DTYPE_MASK 3u
+#define VKP_MM_BIAS 4u           // add bias[n]
+#define VKP_MM_ACCUMULATE 8u     // C += result (split-K: later K chunks add to earlier ones)

@@ -1,0 +1,192 @@
+// test_attention.c — fused attention (vkp_attention): forward vs a float64 softmax(QK^T*s + M)V
+// reference, and dQ, dK, dV vs finite differences; masks, causal, Tq != Tk, strided (permuted)
+// inputs, odd head sizes, a longer sequence, and the fully masked row convention (zeros).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vkp_test.h"
+
+typedef struct attn_case {
+  const char *name;
+  int B, H, Tq, Tk, D;
+  bool causal;
+  int mask;            // 0 none, 1 (B,1,1,Tk), 2 (B,1,Tq,Tk), 3 (1,1,1,Tk)
+  bool bthd;           // inputs stored (B, T, H, D) and permuted to (B, H, T, D) in the graph
+  float scale;         // 0 = 1/sqrt(D)
+  const float *mask_data;
+} attn_case;
+
+static size_t idx(const attn_case *c, int b, int h, int t, int T, int d) {
+  return c->bthd ? (((size_t)b * T + t) * c->H + h) * c->D + d : (((size_t)b * c->H + h) * T + t) * c->D + d;
+}
+
+static vkp_tensor *build_attn(vkp_graph *g, vkp_tensor **in, void *user) {
+  attn_case *c = user;
+  vkp_tensor *q = in[0], *k = in[1], *v = in[2];
+  if (c->bthd) {
+    int perm[4] = {0, 2, 1, 3};
+    q = vkp_permute(g, q, perm);
+    k = vkp_permute(g, k, perm);
+    v = vkp_permute(g, v, perm);
+  }
+  return vkp_attention(g, q, k, v, c->mask ? in[3] : NULL, c->causal, c->scale);
+}
+
+static void ref_attn(const double *const *in, double *out, void *user) {
+  attn_case *c = user;
+  double scale = c->scale != 0 ? c->scale : 1.0 / sqrt((double)c->D);
+  double *s = malloc((size_t)c->Tk * sizeof *s);
+  for (int b = 0; b < c->B; b++)
+    for (int h = 0; h < c->H; h++)
+      for (int i = 0; i < c->Tq; i++) {
+        double m = -INFINITY;
+        for (int j = 0; j < c->Tk; j++) {
+          double dot = 0;
+          for (int d = 0; d < c->D; d++) dot += in[0][idx(c, b, h, i, c->Tq, d)] * in[1][idx(c, b, h, j, c->Tk, d)];
+          s[j] = dot * scale;
+          if (c->mask == 1) s[j] += in[3][(size_t)b * c->Tk + j];
+          if (c->mask == 2) s[j] += in[3][((size_t)b * c->Tq + i) * c->Tk + j];
+          if (c->mask == 3) s[j] += in[3][j];
+          if (c->causal && j > i) s[j] = -INFINITY;
+          if (s[j] > m) m = s[j];
+        }
+        double l = 0;
+        for (int j = 0; j < c->Tk; j++) l += s[j] = m == -INFINITY ? 0 : exp(s[j] - m);
+        double *o = out + (((size_t)b * c->H + h) * c->Tq + i) * c->D;
+        for (int d = 0; d < c->D; d++) {
+          double acc = 0;
+          for (int j = 0; j < c->Tk; j++) acc += s[j] * in[2][idx(c, b, h, j, c->Tk, d)];
+          o[d] = l > 0 ? acc / l : 0;
+        }
+      }
+  free(s);
+}
+
+static void run_attn(attn_case *ac, int fd_samples, uint64_t seed) {
+  vkp_op_check c = {.name = ac->name, .n_inputs = ac->mask ? 4 : 3, .build = build_attn, .ref = ref_attn,
+                    .user = ac, .fwd_rtol = 1e-4, .fwd_atol = 2e-6, .grad_rtol = 2e-3, .grad_atol = 1e-4,
+                    .fd_samples = fd_samples, .seed = seed};
+  int64_t qs[4] = {ac->B, ac->H, ac->Tq, ac->D}, ks[4] = {ac->B, ac->H, ac->Tk, ac->D};
+  if (ac->bthd) {
+    qs[1] = ac->Tq, qs[2] = ac->H;
+    ks[1] = ac->Tk, ks[2] = ac->H;
+  }
+  c.in[0] = (vkp_check_input){.ndim = 4, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};
+  memcpy(c.in[0].shape, qs, sizeof qs);
+  for (int i = 1; i < 3; i++) {
+    c.in[i] = (vkp_check_input){.ndim = 4, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};
+    memcpy(c.in[i].shape, ks, sizeof ks);
+  }
+  if (ac->mask) {
+    int64_t ms[4] = {ac->mask == 3 ? 1 : ac->B, 1, ac->mask == 2 ? ac->Tq : 1, ac->Tk};
+    c.in[3] = (vkp_check_input){.ndim = 4, .dtype = VKP_DTYPE_F32, .lo = -2, .hi = 2, .data = ac->mask_data};
+    memcpy(c.in[3].shape, ms, sizeof ms);
+  }
+  vkp_op_check_run(&c);
+}
+
+static void test_attention_plain(void **state) {
+  (void)state;
+  attn_case c = {.name = "attention B2 H3 T17 D16", .B = 2, .H = 3, .Tq = 17, .Tk = 17, .D = 16};
+  run_attn(&c, 64, 1);
+  attn_case s = {.name = "attention scale 0.3, D 7", .B = 1, .H = 2, .Tq = 19, .Tk = 19, .D = 7, .scale = 0.3f};
+  run_attn(&s, 48, 2);
+}
+
+static void test_attention_causal(void **state) {
+  (void)state;
+  attn_case c = {.name = "attention causal B2 H3 T17 D16", .B = 2, .H = 3, .Tq = 17, .Tk = 17, .D = 16,
+                 .causal = true};
+  run_attn(&c, 64, 3);
+  // PyTorch's is_causal with Tq != Tk: query i sees keys j <= i (top-left aligned).
+  attn_case wide = {.name = "attention causal Tq 5 < Tk 21", .B = 1, .H = 2, .Tq = 5, .Tk = 21, .D = 16,
+                    .causal = true};
+  run_attn(&wide, 48, 4);
+  attn_case tall = {.name = "attention causal Tq 37 > Tk 9", .B = 1, .H = 2, .Tq = 37, .Tk = 9, .D = 12,
+                    .causal = true};
+  run_attn(&tall, 48, 5);
+}
+
+static void test_attention_masks(void **state) {
+  (void)state;
+  // Padding mask (B,1,1,Tk): batch 0 keeps every key, batch 1 drops the last 5.
+  float pad[2 * 17];
+  for (int j = 0; j < 17; j++) pad[j] = 0, pad[17 + j] = j >= 12 ? -INFINITY : 0;
+  attn_case p = {.name = "attention padding mask", .B = 2, .H = 3, .Tq = 17, .Tk = 17, .D = 16, .mask = 1,
+                 .mask_data = pad};
+  run_attn(&p, 64, 6);
+  // Additive per-row mask (B,1,Tq,Tk) with random values, Tq != Tk, combined with causal.
+  attn_case r = {.name = "attention row mask Tq 9 Tk 23 causal", .B = 2, .H = 2, .Tq = 9, .Tk = 23, .D = 16,
+                 .mask = 2, .causal = true};
+  run_attn(&r, 48, 7);
+  attn_case r2 = {.name = "attention row mask Tq 23 Tk 9", .B = 2, .H = 2, .Tq = 23, .Tk = 9, .D = 20, .mask = 2};
+  run_attn(&r2, 48, 8);
+  // One mask (1,1,1,Tk) shared by every batch.
+  attn_case sh = {.name = "attention shared mask", .B = 3, .H = 2, .Tq = 11, .Tk = 13, .D = 8, .mask = 3};
+  run_attn(&sh, 48, 9);
+}
+
+static void test_attention_fully_masked(void **state) {
+  (void)state;
+  // Batch 1 masks every key: its rows give zeros (not NaN) and zero gradients.
+  float m[2 * 10];
+  for (int j = 0; j < 10; j++) m[j] = j % 3 == 0 ? -INFINITY : 0, m[10 + j] = -INFINITY;
+  attn_case c = {.name = "attention fully masked rows", .B = 2, .H = 2, .Tq = 6, .Tk = 10, .D = 8, .mask = 1,
+                 .mask_data = m};
+  run_attn(&c, 96, 10);
+}
+
+static void test_attention_strided(void **state) {
+  (void)state;
+  // q, k, v stored (B, T, H, D) and permuted: read through strides, gradients mapped back.
+  attn_case c = {.name = "attention permuted (B,T,H,D) inputs, D 18", .B = 2, .H = 3, .Tq = 17, .Tk = 17, .D = 18,
+                 .causal = true, .bthd = true};
+  run_attn(&c, 64, 11);
+}
+
+static void test_attention_long(void **state) {
+  (void)state;
+  attn_case c = {.name = "attention T200 D64", .B = 1, .H = 2, .Tq = 200, .Tk = 200, .D = 64};
+  run_attn(&c, 6, 12);
+  attn_case d = {.name = "attention D128 causal", .B = 1, .H = 1, .Tq = 70, .Tk = 70, .D = 128, .causal = true};
+  run_attn(&d, 8, 13);
+}
+
+static void test_attention_errors(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *q = vkp_tensor_input(g, "q", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 5, 8});
+  vkp_tensor *k = vkp_tensor_input(g, "k", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 6, 8});
+  vkp_tensor *v = vkp_tensor_input(g, "v", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 7, 8});
+  assert_null(vkp_attention(g, q, k, v, NULL, false, 0));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  vkp_graph_free(g);
+
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  q = vkp_tensor_input(g, "q", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 5, 8});
+  k = vkp_tensor_input(g, "k", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 6, 8});
+  vkp_tensor *m = vkp_tensor_input(g, "pad_mask", VKP_DTYPE_F32, 4, (int64_t[]){1, 1, 1, 5});   // Tk is 6
+  assert_null(vkp_attention(g, q, k, k, m, false, 0));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  assert_non_null(strstr(vkp_graph_error(g), "'pad_mask'"));
+  vkp_graph_free(g);
+
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  q = vkp_tensor_input(g, "q", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 5, 160});
+  assert_null(vkp_attention(g, q, q, q, NULL, false, 0));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_UNSUPPORTED);
+  vkp_graph_free(g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_attention_plain),   cmocka_unit_test(test_attention_causal),
+      cmocka_unit_test(test_attention_masks),   cmocka_unit_test(test_attention_fully_masked),
+      cmocka_unit_test(test_attention_strided), cmocka_unit_test(test_attention_long),
+      cmocka_unit_test(test_attention_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
+}

@@ -1,0 +1,166 @@
+// test_conv.c — im2col / col2im and conv2d (im2col + matmul + bias): forward vs float64 direct
+// convolution, gradients of x, w and bias vs finite differences.
+#include <string.h>
+
+#include "vkp_test.h"
+
+vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, int padding);   // core/ops/conv.c
+
+typedef struct conv_case {
+  const char *name;
+  int N, Cin, H, W, Cout, KH, KW, stride, pad;
+  bool bias;
+} conv_case;
+
+static int out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
+
+// ---- im2col alone ---------------------------------------------------------------------------
+
+static vkp_tensor *build_im2col(vkp_graph *g, vkp_tensor **in, void *user) {
+  conv_case *c = user;
+  return vkp_im2col(g, in[0], c->KH, c->KW, c->stride, c->pad);
+}
+
+static void ref_im2col(const double *const *in, double *out, void *user) {
+  conv_case *c = user;
+  int OH = out_size(c->H, c->KH, c->stride, c->pad), OW = out_size(c->W, c->KW, c->stride, c->pad);
+  size_t o = 0;
+  for (int n = 0; n < c->N; n++)
+    for (int ci = 0; ci < c->Cin; ci++)
+      for (int kh = 0; kh < c->KH; kh++)
+        for (int kw = 0; kw < c->KW; kw++)
+          for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+              int ih = oh * c->stride - c->pad + kh, iw = ow * c->stride - c->pad + kw;
+              bool inside = ih >= 0 && ih < c->H && iw >= 0 && iw < c->W;
+              out[o++] = inside ? in[0][((n * c->Cin + ci) * c->H + ih) * c->W + iw] : 0.0;
+            }
+}
+
+static void test_im2col(void **state) {
+  (void)state;
+  conv_case cases[] = {
+      {"im2col 3x2 s2 p1", 2, 3, 7, 6, 0, 3, 2, 2, 1, false},
+      {"im2col 3x3 s1 p1", 1, 2, 5, 9, 0, 3, 3, 1, 1, false},
+      {"im2col 4x4 s4 (patches)", 2, 3, 8, 12, 0, 4, 4, 4, 0, false},
+      {"im2col 5x5 s1 p3 (pad > k/2)", 1, 2, 4, 3, 0, 5, 5, 1, 3, false},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    conv_case *cc = &cases[k];
+    vkp_op_check c = {.name = cc->name, .n_inputs = 1, .build = build_im2col, .ref = ref_im2col, .user = cc,
+                      .fwd_rtol = 0, .fwd_atol = 0, .grad_rtol = 1e-4, .grad_atol = 1e-5, .fd_samples = 200,
+                      .seed = 10 + k};
+    c.in[0] = (vkp_check_input){.ndim = 4, .shape = {cc->N, cc->Cin, cc->H, cc->W}, .dtype = VKP_DTYPE_F32,
+                                .trainable = true, .lo = -1, .hi = 1};
+    vkp_op_check_run(&c);
+  }
+}
+
+// ---- conv2d ---------------------------------------------------------------------------------
+
+static vkp_tensor *build_conv(vkp_graph *g, vkp_tensor **in, void *user) {
+  conv_case *c = user;
+  return vkp_conv2d(g, in[0], in[1], c->bias ? in[2] : NULL, c->stride, c->pad);
+}
+
+static void ref_conv(const double *const *in, double *out, void *user) {
+  conv_case *c = user;
+  int OH = out_size(c->H, c->KH, c->stride, c->pad), OW = out_size(c->W, c->KW, c->stride, c->pad);
+  const double *x = in[0], *w = in[1];
+  size_t o = 0;
+  for (int n = 0; n < c->N; n++)
+    for (int co = 0; co < c->Cout; co++)
+      for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+          double s = c->bias ? in[2][co] : 0.0;
+          for (int ci = 0; ci < c->Cin; ci++)
+            for (int kh = 0; kh < c->KH; kh++) {
+              int ih = oh * c->stride - c->pad + kh;
+              if (ih < 0 || ih >= c->H) continue;
+              for (int kw = 0; kw < c->KW; kw++) {
+                int iw = ow * c->stride - c->pad + kw;
+                if (iw < 0 || iw >= c->W) continue;
+                s += x[((n * c->Cin + ci) * c->H + ih) * c->W + iw] * w[((co * c->Cin + ci) * c->KH + kh) * c->KW + kw];
+              }
+            }
+          out[o++] = s;
+        }
+}
+
+static void run_conv(conv_case *cc, uint64_t seed) {
+  // f32 sums of up to Cin*KH*KW = 192 products of values in [-1, 1]: |error| ~ 1e-6.
+  vkp_op_check c = {.name = cc->name, .n_inputs = cc->bias ? 3 : 2, .build = build_conv, .ref = ref_conv,
+                    .user = cc, .fwd_rtol = 1e-5, .fwd_atol = 2e-5, .grad_rtol = 1e-3, .grad_atol = 1e-4,
+                    .seed = seed};
+  c.in[0] = (vkp_check_input){.ndim = 4, .shape = {cc->N, cc->Cin, cc->H, cc->W}, .dtype = VKP_DTYPE_F32,
+                              .trainable = true, .lo = -1, .hi = 1};
+  c.in[1] = (vkp_check_input){.ndim = 4, .shape = {cc->Cout, cc->Cin, cc->KH, cc->KW}, .dtype = VKP_DTYPE_F32,
+                              .trainable = true, .lo = -1, .hi = 1};
+  c.in[2] = (vkp_check_input){.ndim = 1, .shape = {cc->Cout}, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1,
+                              .hi = 1};
+  vkp_op_check_run(&c);
+}
+
+static void test_conv_3x3(void **state) {
+  (void)state;
+  conv_case c = {"conv 3x3 pad 1 (2,5,9,11)->7", 2, 5, 9, 11, 7, 3, 3, 1, 1, true};
+  run_conv(&c, 1);
+  conv_case nb = {"conv 3x3 pad 0, no bias (2,3,6,7)->5", 2, 3, 6, 7, 5, 3, 3, 1, 0, false};
+  run_conv(&nb, 2);
+}
+
+static void test_conv_stride2(void **state) {
+  (void)state;
+  conv_case c = {"conv 3x3 stride 2 pad 1 (2,4,9,10)->6", 2, 4, 9, 10, 6, 3, 3, 2, 1, true};
+  run_conv(&c, 3);
+}
+
+static void test_conv_1x1(void **state) {
+  (void)state;
+  conv_case c = {"conv 1x1 (2,6,7,5)->4", 2, 6, 7, 5, 4, 1, 1, 1, 0, true};   // im2col skipped
+  run_conv(&c, 4);
+  conv_case s2 = {"conv 1x1 stride 2 (2,3,7,6)->5", 2, 3, 7, 6, 5, 1, 1, 2, 0, false};   // through im2col
+  run_conv(&s2, 5);
+}
+
+static void test_conv_patch_embed(void **state) {
+  (void)state;
+  conv_case c = {"conv 8x8 stride 8 patch embedding (2,3,32,32)->16", 2, 3, 32, 32, 16, 8, 8, 8, 0, true};
+  run_conv(&c, 6);
+}
+
+static void test_conv_errors(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 4, (int64_t[]){1, 3, 8, 8});
+  vkp_tensor *w = vkp_tensor_input(g, "w", VKP_DTYPE_F32, 4, (int64_t[]){4, 2, 3, 3});
+  assert_null(vkp_conv2d(g, x, w, NULL, 1, 1));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  assert_non_null(strstr(vkp_graph_error(g), "'w'"));
+  vkp_graph_free(g);
+
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 4, (int64_t[]){1, 3, 4, 4});
+  w = vkp_tensor_input(g, "w", VKP_DTYPE_F32, 4, (int64_t[]){4, 3, 7, 7});   // larger than the image
+  assert_null(vkp_conv2d(g, x, w, NULL, 1, 1));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  vkp_graph_free(g);
+
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 4, (int64_t[]){1, 3, 4, 4});
+  w = vkp_tensor_input(g, "w", VKP_DTYPE_F32, 4, (int64_t[]){4, 3, 3, 3});
+  vkp_tensor *b = vkp_tensor_input(g, "b", VKP_DTYPE_F32, 1, (int64_t[]){3});   // wrong length
+  assert_null(vkp_conv2d(g, x, w, b, 1, 1));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  vkp_graph_free(g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_im2col),       cmocka_unit_test(test_conv_3x3),         cmocka_unit_test(test_conv_stride2),
+      cmocka_unit_test(test_conv_1x1),     cmocka_unit_test(test_conv_patch_embed), cmocka_unit_test(test_conv_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
+}

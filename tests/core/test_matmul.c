@@ -1,0 +1,370 @@
+// test_matmul.c — vkp_matmul / vkp_linear: forward vs a float64 reference, gradients vs finite
+// differences of that reference, for every layout (NN, NT, TN, TT), batch broadcasting, views
+// (transposes and slices fed without copies), odd and tile-straddling sizes (they exercise both
+// the register-blocked kernels and the generic one), split K (K above one dispatch's chunk),
+// f16/bf16 weights, and the builders' error paths.
+//
+// Tolerances (f32 accumulation against an exact reference, inputs in [-1, 1]): forward
+// |err| <= 1e-6 + 2e-7 * K + 1e-5 * |want| (rounding of a length-K dot product grows at most
+// ~K * eps * |partial sums| and typically ~sqrt(K) * that); gradients reduce over N (dA) or over
+// the rows (dB, bias), so the same form with that length. The finite differences of the
+// bilinear float64 reference are exact up to rounding.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vkp_dtype.h"
+#include "vkp_test.h"
+
+// ---- reference ------------------------------------------------------------------------------
+
+// How the reference reads an operand from its stored data (before the trans flag applies).
+typedef struct mm_view {
+  int ndim;
+  int64_t shape[4];
+  int64_t stride[4];   // 0 = contiguous strides filled in by view_init
+  int64_t off;
+} mm_view;
+
+enum { BUILD_FLAGS, BUILD_TVIEW, BUILD_SLICE_A, BUILD_LINEAR, BUILD_LINEAR_NOBIAS };
+
+typedef struct mm_case {
+  const char *name;
+  int build;
+  bool ta, tb;
+  int a_nd, b_nd;
+  int64_t a_shape[4], b_shape[4];   // stored input shapes
+  int64_t slice_off, slice_len;     // BUILD_SLICE_A: a's last dim [off, off + len)
+  // derived by case_init
+  mm_view av, bv;                   // reference views (BUILD_SLICE_A: a's slice; others: = stored)
+  int out_nd;
+  int64_t out_shape[4], M, N, K;
+} mm_case;
+
+// A table entry: every field up to the derived ones (slice fields 0 unless given).
+#define CASE(name, build, ta, tb, and_, bnd, as, bs) \
+  { name, build, ta, tb, and_, bnd, as, bs, 0, 0, {0}, {0}, 0, {0}, 0, 0, 0 }
+
+static void view_init(mm_view *v, int nd, const int64_t *shape) {
+  v->ndim = nd;
+  memcpy(v->shape, shape, (size_t)nd * sizeof *shape);
+  int64_t s = 1;
+  for (int d = nd - 1; d >= 0; d--) v->stride[d] = s, s *= shape[d];
+  v->off = 0;
+}
+
+// Element (i, j) of the view's matrix for output batch (b0, b1) (right-aligned, broadcast).
+static double view_at(const double *x, const mm_view *v, int64_t b0, int64_t b1, int64_t i, int64_t j) {
+  int nd = v->ndim;
+  int64_t o = v->off + i * v->stride[nd - 2] + j * v->stride[nd - 1];
+  if (nd >= 3 && v->shape[nd - 3] != 1) o += b1 * v->stride[nd - 3];
+  if (nd >= 4 && v->shape[nd - 4] != 1) o += b0 * v->stride[nd - 4];
+  return x[o];
+}
+
+static void case_init(mm_case *c) {
+  if (c->build != BUILD_SLICE_A) view_init(&c->av, c->a_nd, c->a_shape);
+  else {
+    c->av = (mm_view){.ndim = c->a_nd, .off = c->slice_off};
+    memcpy(c->av.shape, c->a_shape, sizeof c->a_shape);
+    c->av.shape[c->a_nd - 1] = c->slice_len;
+    int64_t s = 1;
+    for (int d = c->a_nd - 1; d >= 0; d--) c->av.stride[d] = s, s *= c->a_shape[d];
+  }
+  view_init(&c->bv, c->b_nd, c->b_shape);
+  const mm_view *a = &c->av, *b = &c->bv;
+  c->M = a->shape[a->ndim - (c->ta ? 1 : 2)];
+  c->K = a->shape[a->ndim - (c->ta ? 2 : 1)];
+  c->N = b->shape[b->ndim - (c->tb ? 2 : 1)];
+  int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+  c->out_nd = nd;
+  for (int d = 0; d < nd - 2; d++) {
+    int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
+    int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+    c->out_shape[d] = sa > sb ? sa : sb;
+  }
+  c->out_shape[nd - 2] = c->M;
+  c->out_shape[nd - 1] = c->N;
+}
+
+static void ref_matmul(const double *const *in, double *out, void *user) {
+  const mm_case *c = user;
+  int nd = c->out_nd;
+  int64_t B0 = nd >= 4 ? c->out_shape[nd - 4] : 1, B1 = nd >= 3 ? c->out_shape[nd - 3] : 1;
+  bool bias = c->build == BUILD_LINEAR;
+  int64_t o = 0;
+  for (int64_t b0 = 0; b0 < B0; b0++)
+    for (int64_t b1 = 0; b1 < B1; b1++)
+      for (int64_t m = 0; m < c->M; m++)
+        for (int64_t n = 0; n < c->N; n++) {
+          double s = bias ? in[2][n] : 0;
+          for (int64_t k = 0; k < c->K; k++) {
+            double x = c->ta ? view_at(in[0], &c->av, b0, b1, k, m) : view_at(in[0], &c->av, b0, b1, m, k);
+            double y = c->tb ? view_at(in[1], &c->bv, b0, b1, n, k) : view_at(in[1], &c->bv, b0, b1, k, n);
+            s += x * y;
+          }
+          out[o++] = s;
+        }
+}
+
+static vkp_tensor *build_matmul(vkp_graph *g, vkp_tensor **in, void *user) {
+  const mm_case *c = user;
+  switch (c->build) {
+    case BUILD_TVIEW:   // the transposes as views, the flags off: no copy may be needed
+      return vkp_matmul(g, c->ta ? vkp_transpose(g, in[0], -1, -2) : in[0],
+                        c->tb ? vkp_transpose(g, in[1], -1, -2) : in[1], false, false);
+    case BUILD_SLICE_A:
+      return vkp_matmul(g, vkp_slice(g, in[0], -1, c->slice_off, c->slice_len), in[1], c->ta, c->tb);
+    case BUILD_LINEAR: return vkp_linear(g, in[0], in[1], in[2]);
+    case BUILD_LINEAR_NOBIAS: return vkp_linear(g, in[0], in[1], NULL);
+    default: return vkp_matmul(g, in[0], in[1], c->ta, c->tb);
+  }
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static void run_case(mm_case *c, uint64_t seed) {
+  case_init(c);
+  bool bias = c->build == BUILD_LINEAR;
+  int64_t red = max64(c->K, max64(c->N, c->M));   // longest reduction among forward and gradients
+  if (c->out_nd > 2) red *= c->out_shape[0] * (c->out_nd > 3 ? c->out_shape[1] : 1);   // dB over batches
+  vkp_op_check chk = {.name = c->name, .n_inputs = bias ? 3 : 2, .build = build_matmul, .ref = ref_matmul,
+                      .user = c, .fwd_rtol = 1e-5, .fwd_atol = 1e-6 + 2e-7 * (double)c->K, .grad_rtol = 1e-4,
+                      .grad_atol = 1e-5 + 2e-7 * (double)red, .fd_samples = 24, .fd_step = 1e-2, .seed = seed};
+  chk.in[0] = (vkp_check_input){.ndim = c->a_nd, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};
+  chk.in[1] = (vkp_check_input){.ndim = c->b_nd, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};
+  memcpy(chk.in[0].shape, c->a_shape, sizeof c->a_shape);
+  memcpy(chk.in[1].shape, c->b_shape, sizeof c->b_shape);
+  if (bias) chk.in[2] = (vkp_check_input){.ndim = 1, .shape = {c->N}, .dtype = VKP_DTYPE_F32, .trainable = true,
+                                          .lo = -1, .hi = 1};
+  vkp_op_check_run(&chk);
+}
+
+#define SH(...) {__VA_ARGS__}
+
+// ---- layouts and sizes ----------------------------------------------------------------------
+
+static void test_layouts(void **state) {
+  (void)state;
+  mm_case cases[] = {
+      // name, build, ta, tb, a_nd, b_nd, a_shape, b_shape
+      CASE("1x1x1", BUILD_FLAGS, false, false, 2, 2, SH(1, 1), SH(1, 1)),
+      CASE("nn 7x13x5 (generic)", BUILD_FLAGS, false, false, 2, 2, SH(7, 5), SH(5, 13)),
+      CASE("nn 65x33x129 (generic)", BUILD_FLAGS, false, false, 2, 2, SH(65, 129), SH(129, 33)),
+      CASE("nn 65x34x130 (tiled, edges)", BUILD_FLAGS, false, false, 2, 2, SH(65, 130), SH(130, 34)),
+      CASE("nt 33x66x258", BUILD_FLAGS, false, true, 2, 2, SH(33, 258), SH(66, 258)),
+      CASE("nt 9x5x7 (generic)", BUILD_FLAGS, false, true, 2, 2, SH(9, 7), SH(5, 7)),
+      CASE("tn 66x18x70", BUILD_FLAGS, true, false, 2, 2, SH(70, 66), SH(70, 18)),
+      CASE("tn 5x6x3 (generic)", BUILD_FLAGS, true, false, 2, 2, SH(3, 5), SH(3, 6)),
+      CASE("tt 20x12x30", BUILD_FLAGS, true, true, 2, 2, SH(30, 20), SH(12, 30)),
+      CASE("nn 2x2x2 (one partial tile)", BUILD_FLAGS, false, false, 2, 2, SH(2, 2), SH(2, 2)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 10 + i);
+}
+
+// ---- batches, broadcasting, views -----------------------------------------------------------
+
+static void test_batched(void **state) {
+  (void)state;
+  mm_case cases[] = {
+      // shared 2-D b: batch folds into rows; dB folds the batch into K
+      CASE("3x(50x64 @ 64x192)", BUILD_FLAGS, false, false, 3, 2, SH(3, 50, 64), SH(64, 192)),
+      CASE("3x(50x64 @ 64x191) generic", BUILD_FLAGS, false, false, 3, 2, SH(3, 50, 64), SH(64, 191)),
+      CASE("shared b, transposed", BUILD_FLAGS, false, true, 3, 2, SH(2, 7, 12), SH(10, 12)),
+      // per-batch b, broadcast over the leading dim: dB summed back
+      CASE("4-D, b broadcast", BUILD_FLAGS, false, false, 4, 3, SH(2, 3, 10, 12), SH(3, 12, 6)),
+      // a broadcast (2-D a with batched b): dA summed over the batch
+      CASE("a broadcast", BUILD_FLAGS, false, false, 2, 3, SH(6, 8), SH(4, 8, 10)),
+      // attention-like products
+      CASE("q k^T", BUILD_FLAGS, false, true, 4, 4, SH(2, 2, 9, 8), SH(2, 2, 11, 8)),
+      CASE("p v", BUILD_FLAGS, false, false, 4, 4, SH(2, 2, 9, 11), SH(2, 2, 11, 8)),
+      CASE("batched tn", BUILD_FLAGS, true, false, 3, 3, SH(2, 14, 6), SH(2, 14, 4)),
+      // transposes as strided views (no flags)
+      CASE("view a^T b", BUILD_TVIEW, true, false, 2, 2, SH(40, 24), SH(40, 18)),
+      CASE("view a b^T", BUILD_TVIEW, false, true, 3, 3, SH(2, 16, 20), SH(2, 10, 20)),
+      CASE("view a^T b^T", BUILD_TVIEW, true, true, 2, 2, SH(9, 6), SH(4, 9)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 100 + i);
+
+  // Row-strided slices (e.g. q out of a fused qkv projection): even offset and row stride keep
+  // the tiled kernel, an odd offset falls back to the generic one.
+  mm_case slices[] = {
+      {.name = "slice even", .build = BUILD_SLICE_A, .a_nd = 2, .b_nd = 2, .a_shape = {21, 96}, .b_shape = {32, 14},
+       .slice_off = 32, .slice_len = 32},
+      {.name = "slice odd", .build = BUILD_SLICE_A, .tb = true, .a_nd = 2, .b_nd = 2, .a_shape = {21, 96},
+       .b_shape = {14, 32}, .slice_off = 33, .slice_len = 32},
+  };
+  for (size_t i = 0; i < sizeof slices / sizeof *slices; i++) run_case(&slices[i], 200 + i);
+}
+
+// ---- linear ---------------------------------------------------------------------------------
+
+static void test_linear(void **state) {
+  (void)state;
+  mm_case cases[] = {
+      CASE("linear + bias", BUILD_LINEAR, false, true, 3, 2, SH(4, 6, 20), SH(30, 20)),
+      CASE("linear + bias (odd)", BUILD_LINEAR, false, true, 2, 2, SH(5, 7), SH(3, 7)),
+      CASE("linear", BUILD_LINEAR_NOBIAS, false, true, 2, 2, SH(17, 64), SH(48, 64)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 300 + i);
+}
+
+// ---- split K and M: more than one dispatch --------------------------------------------------
+
+static void test_split(void **state) {
+  (void)state;
+  mm_case cases[] = {
+      // K above the 16384 chunk: the second dispatch accumulates (tiled and generic kernels)
+      CASE("split K tiled", BUILD_FLAGS, false, false, 2, 2, SH(3, 16400), SH(16400, 4)),
+      CASE("split K generic", BUILD_FLAGS, false, true, 2, 2, SH(2, 16391), SH(3, 16391)),
+      // M above 65535 workgroups of the generic kernel's 8 rows
+      CASE("split M", BUILD_FLAGS, false, false, 2, 2, SH(65535 * 8 + 5, 3), SH(3, 1)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 400 + i);
+}
+
+// ---- 16-bit weights -------------------------------------------------------------------------
+// b stored as f16/bf16 (frozen): forward of matmul (NN/NT, tiled and generic) and linear, plus
+// the gradient of x through the 16-bit weight, against float64 products of the rounded values.
+
+typedef struct w16_case {
+  const char *name;
+  vkp_dtype dt;
+  bool tb, linear;
+  int64_t M, N, K;
+} w16_case;
+
+static void check_w16(const w16_case *c, uint64_t seed) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_rng rng = vkp_rng_new(seed);
+  int64_t M = c->M, N = c->N, K = c->K;
+  size_t na = (size_t)(M * K), nb = (size_t)(K * N), nc = (size_t)(M * N);
+  float *x = malloc(na * 4), *w = malloc(nb * 4), *bias = malloc((size_t)N * 4), *gw = malloc(nc * 4);
+  float *got = malloc(nc * 4), *gx = malloc(na * 4);
+  double *want = malloc(nc * 8), *want_gx = malloc(na * 8);
+  uint16_t *w16 = malloc(nb * 2 + 2);
+  vkp_rng_fill(&rng, x, na, -1, 1);
+  vkp_rng_fill(&rng, w, nb, -1, 1);
+  vkp_rng_fill(&rng, bias, (size_t)N, -1, 1);
+  vkp_rng_fill(&rng, gw, nc, -1, 1);
+  vkp_convert_from_f32(c->dt, w, w16, nb);
+  vkp_convert_to_f32(c->dt, w16, w, nb);   // the reference uses the rounded weights
+  // b (K, N), or (N, K) when tb: element (k, n) of op(b)
+#define WB(k, n) ((double)w[c->tb ? (n) * K + (k) : (k) * N + (n)])
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double s = c->linear ? bias[n] : 0;
+      for (int64_t k = 0; k < K; k++) s += (double)x[m * K + k] * WB(k, n);
+      want[m * N + n] = s;
+    }
+  // L = sum(out * gw): dL/dx = gw · op(b)^T
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t k = 0; k < K; k++) {
+      double s = 0;
+      for (int64_t n = 0; n < N; n++) s += (double)gw[m * N + n] * WB(k, n);
+      want_gx[m * K + k] = s;
+    }
+#undef WB
+
+  vkp_buffer *bx, *bw, *bbias;
+  VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, na * 4, &bx));
+  VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, nb * 2 + 4, &bw));
+  VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, (uint64_t)N * 4, &bbias));
+  VKP_ASSERT_OK(ctx, vkp_buffer_write(bx, 0, x, na * 4));
+  VKP_ASSERT_OK(ctx, vkp_buffer_write(bw, 0, w16, nb * 2));
+  VKP_ASSERT_OK(ctx, vkp_buffer_write(bbias, 0, bias, (uint64_t)N * 4));
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  int64_t bshape[2] = {c->tb ? N : K, c->tb ? K : N};
+  vkp_tensor *tx = vkp_tensor_external(g, "x", bx, 0, VKP_DTYPE_F32, 2, (int64_t[]){M, K});
+  vkp_tensor *tw = vkp_tensor_external(g, "w", bw, 0, c->dt, 2, bshape);
+  vkp_tensor *tbias = vkp_tensor_external(g, "bias", bbias, 0, VKP_DTYPE_F32, 1, &N);
+  vkp_tensor *y = c->linear ? vkp_linear(g, tx, tw, tbias) : vkp_matmul(g, tx, tw, false, c->tb);
+  vkp_tensor *tgw = vkp_tensor_input(g, "gw", VKP_DTYPE_F32, 2, (int64_t[]){M, N});
+  vkp_tensor *loss = vkp_sum(g, vkp_mul(g, y, tgw));
+  vkp_tensor *grad_x = NULL;
+  VKP_ASSERT_OK(ctx, vkp_graph_backward(g, loss, &tx, 1, &grad_x));
+  assert_non_null(grad_x);
+  vkp_graph_output(g, y);
+  vkp_graph_output(g, grad_x);
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, tgw, gw, nc * 4));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, y, got, nc * 4));
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, grad_x, gx, na * 4));
+  char what[160];
+  snprintf(what, sizeof what, "%s forward", c->name);
+  vkp_assert_close(what, got, want, nc, 1e-5, 1e-6 + 2e-7 * (double)K);
+  snprintf(what, sizeof what, "%s dx", c->name);
+  vkp_assert_close(what, gx, want_gx, na, 1e-5, 1e-6 + 2e-7 * (double)N);
+  vkp_graph_free(g);
+  vkp_buffer_free(bx);
+  vkp_buffer_free(bw);
+  vkp_buffer_free(bbias);
+  free(x), free(w), free(bias), free(gw), free(got), free(gx), free(want), free(want_gx), free(w16);
+}
+
+static void test_weights_16bit(void **state) {
+  (void)state;
+  w16_case cases[] = {
+      {"f16 linear 37x48x64", VKP_DTYPE_F16, true, true, 37, 48, 64},
+      {"bf16 linear 37x48x64", VKP_DTYPE_BF16, true, true, 37, 48, 64},
+      {"f16 nn 20x34x18", VKP_DTYPE_F16, false, false, 20, 34, 18},
+      {"bf16 nn 20x34x18", VKP_DTYPE_BF16, false, false, 20, 34, 18},
+      {"f16 nt odd (generic)", VKP_DTYPE_F16, true, false, 7, 5, 9},
+      {"bf16 nn odd (generic)", VKP_DTYPE_BF16, false, false, 6, 11, 3},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_w16(&cases[i], 500 + i);
+}
+
+// ---- errors ---------------------------------------------------------------------------------
+
+static void test_errors(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *a = vkp_tensor_input(g, "a", VKP_DTYPE_F32, 2, (int64_t[]){4, 5});
+  vkp_tensor *b = vkp_tensor_input(g, "b", VKP_DTYPE_F32, 2, (int64_t[]){6, 7});
+  assert_null(vkp_matmul(g, a, b, false, false));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  assert_non_null(strstr(vkp_graph_error(g), "'a'"));
+  assert_non_null(strstr(vkp_graph_error(g), "'b'"));
+  assert_null(vkp_matmul(g, NULL, b, false, false));   // NULL passes through
+  vkp_graph_free(g);
+
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 3, (int64_t[]){2, 3, 4});
+  vkp_tensor *y = vkp_tensor_input(g, "y", VKP_DTYPE_F32, 3, (int64_t[]){5, 4, 2});
+  assert_null(vkp_matmul(g, x, y, false, false));   // batch 2 vs 5
+  assert_non_null(strstr(vkp_graph_error(g), "batch"));
+  vkp_graph_free(g);
+
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 2, (int64_t[]){3, 8});
+  vkp_tensor *w = vkp_tensor_input(g, "w", VKP_DTYPE_F32, 2, (int64_t[]){4, 8});
+  vkp_tensor *bias = vkp_tensor_input(g, "bias", VKP_DTYPE_F32, 1, (int64_t[]){5});
+  assert_null(vkp_linear(g, x, w, bias));
+  assert_non_null(strstr(vkp_graph_error(g), "'bias'"));
+  vkp_graph_free(g);
+
+  // A 16-bit weight marked trainable has no gradient: backward reports it.
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 2, (int64_t[]){3, 8});
+  w = vkp_tensor_input(g, "w16", VKP_DTYPE_F16, 2, (int64_t[]){4, 8});
+  vkp_tensor *loss = vkp_sum(g, vkp_linear(g, x, w, NULL));
+  vkp_tensor *grad = NULL;
+  assert_int_equal(vkp_graph_backward(g, loss, &w, 1, &grad), VKP_ERR_UNSUPPORTED);
+  assert_non_null(strstr(vkp_graph_error(g), "'w16'"));
+  vkp_graph_free(g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_layouts),       cmocka_unit_test(test_batched),
+      cmocka_unit_test(test_linear),        cmocka_unit_test(test_split),
+      cmocka_unit_test(test_weights_16bit), cmocka_unit_test(test_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
+}

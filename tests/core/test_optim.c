@@ -1,0 +1,703 @@
+// test_optim.c — optimizers (AdamW, SGD), gradient accumulation, global-norm clipping, LR
+// schedules and optimizer state save/load, against PyTorch fixtures and float64 references.
+//
+// Tolerances: one AdamW step vs PyTorch: rel. error < 1e-4 per tensor (fixture README). Multi-step
+// runs vs the float64 reference: rtol 2e-5, atol 2e-6 (f32 arithmetic over 3 steps of size ~lr).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vkp_optim.h"
+#include "vkp_safetensors.h"
+#include "vkp_test.h"
+
+#define MAXP 16
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+static int64_t numel_of(const vkp_param_info *p) {
+  int64_t n = 1;
+  for (int d = 0; d < p->ndim; d++) n *= p->shape[d];
+  return n;
+}
+
+// A graph that feeds host gradients (inputs) to vkp_optimizer_append: grads[i] for trainable
+// parameters, none for frozen ones.
+typedef struct update_graph {
+  vkp_graph *g;
+  vkp_tensor *grad_in[MAXP];
+  vkp_tensor *norm;
+} update_graph;
+
+static void update_graph_build(vkp_ctx *ctx, vkp_param_set *ps, vkp_optimizer *opt, update_graph *u) {
+  memset(u, 0, sizeof *u);
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &u->g));
+  int n = vkp_param_set_count(ps);
+  assert_true(n <= MAXP);
+  for (int i = 0; i < n; i++) {
+    const vkp_param_info *p = vkp_param_set_get(ps, i);
+    if (p->trainable) u->grad_in[i] = vkp_tensor_input(u->g, p->name, VKP_DTYPE_F32, p->ndim, p->shape);
+  }
+  u->norm = vkp_optimizer_append(opt, u->g, u->grad_in);
+  if (!u->norm) fail_msg("append: %s", vkp_graph_error(u->g));
+  if (vkp_graph_compile(u->g) != VKP_OK) fail_msg("compile: %s", vkp_ctx_error(ctx));
+}
+
+// One run: sets the gradients (float arrays per parameter, NULL entries for frozen ones).
+static void update_graph_run(vkp_ctx *ctx, update_graph *u, vkp_param_set *ps, vkp_optimizer *opt, float **grads,
+                             float lr, bool apply) {
+  for (int i = 0; i < vkp_param_set_count(ps); i++)
+    if (u->grad_in[i])
+      VKP_ASSERT_OK(ctx, vkp_graph_set_input(u->g, u->grad_in[i], grads[i],
+                                             (uint64_t)numel_of(vkp_param_set_get(ps, i)) * 4));
+  vkp_step_scalars s = {.loss_scale = 1};
+  vkp_optimizer_prepare_step(opt, lr, apply, &s);
+  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(u->g, &s));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(u->g));
+}
+
+static float read_norm(vkp_ctx *ctx, update_graph *u) {
+  float v;
+  VKP_ASSERT_OK(ctx, vkp_graph_read(u->g, u->norm, &v, 4));
+  return v;
+}
+
+// float64 reference optimizer state for one parameter.
+typedef struct ref_param {
+  int64_t n;
+  double *p, *m, *v;
+} ref_param;
+
+static void ref_alloc(ref_param *r, int64_t n, const float *init) {
+  r->n = n;
+  r->p = calloc((size_t)n, sizeof(double));
+  r->m = calloc((size_t)n, sizeof(double));
+  r->v = calloc((size_t)n, sizeof(double));
+  for (int64_t k = 0; k < n; k++) r->p[k] = init[k];
+}
+static void ref_free(ref_param *r) {
+  free(r->p);
+  free(r->m);
+  free(r->v);
+}
+
+// Global clip coefficient of torch.nn.utils.clip_grad_norm_ over all gradients.
+static double ref_clip(float **g, ref_param *r, int n, double max_norm, double *norm_out) {
+  double ss = 0;
+  for (int i = 0; i < n; i++)
+    if (g[i])
+      for (int64_t k = 0; k < r[i].n; k++) ss += (double)g[i][k] * g[i][k];
+  *norm_out = sqrt(ss);
+  if (max_norm <= 0) return 1;
+  double c = max_norm / (*norm_out + 1e-6);
+  return c < 1 ? c : 1;
+}
+
+static void ref_adamw(ref_param *r, const float *g, double clip, const vkp_optim_config *c, double lr, int t) {
+  for (int64_t k = 0; k < r->n; k++) {
+    double gk = g[k] * clip;
+    r->p[k] *= 1 - lr * c->weight_decay;
+    r->m[k] = c->beta1 * r->m[k] + (1 - c->beta1) * gk;
+    r->v[k] = c->beta2 * r->v[k] + (1 - c->beta2) * gk * gk;
+    double mhat = r->m[k] / (1 - pow(c->beta1, t)), vhat = r->v[k] / (1 - pow(c->beta2, t));
+    r->p[k] -= lr * mhat / (sqrt(vhat) + c->eps);
+  }
+}
+
+// torch.optim.SGD; r->m is the momentum buffer.
+static void ref_sgd(ref_param *r, const float *g, double clip, const vkp_optim_config *c, double lr, int t) {
+  for (int64_t k = 0; k < r->n; k++) {
+    double d = g[k] * clip + c->weight_decay * r->p[k];
+    if (c->momentum != 0) {
+      r->m[k] = t == 1 ? d : c->momentum * r->m[k] + (1 - c->dampening) * d;
+      d = c->nesterov ? d + c->momentum * r->m[k] : r->m[k];
+    }
+    r->p[k] -= lr * d;
+  }
+}
+
+static void check_param(vkp_ctx *ctx, vkp_param_set *ps, int i, const double *want, double rtol, double atol) {
+  const vkp_param_info *p = vkp_param_set_get(ps, i);
+  int64_t n = numel_of(p);
+  float *got = malloc((size_t)n * 4);
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, i, got, n));
+  vkp_assert_close(p->name, got, want, (size_t)n, rtol, atol);
+  free(got);
+}
+
+static void check_buffer_zero(vkp_buffer *b, int64_t n, const char *what) {
+  float *h = malloc((size_t)n * 4);
+  assert_int_equal(vkp_buffer_read(b, 0, h, (uint64_t)n * 4), VKP_OK);
+  for (int64_t k = 0; k < n; k++)
+    if (h[k] != 0) fail_msg("%s: element %lld is %g, expected 0", what, (long long)k, h[k]);
+  free(h);
+}
+
+// ---- AdamW vs PyTorch (ViT LoRA fixture) ------------------------------------------------------
+
+static const float *st_data(const vkp_safetensors *st, const char *name, int64_t n) {
+  const vkp_st_tensor *t = vkp_safetensors_find(st, name);
+  if (!t) fail_msg("fixture tensor '%s' missing", name);
+  if (t->dtype != VKP_DTYPE_F32 || (int64_t)vkp_st_tensor_numel(t) != n)
+    fail_msg("fixture tensor '%s': bad shape", name);
+  return t->data;
+}
+
+static void test_adamw_vs_torch(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_error err = {0};
+  vkp_safetensors *io = NULL, *adapter = NULL, *model = NULL;
+  if (vkp_safetensors_open(vkp_fixture_path("vit/adapters/lora/io.safetensors"), &io, &err) ||
+      vkp_safetensors_open(vkp_fixture_path("vit/adapters/lora/adapter_model.safetensors"), &adapter, &err) ||
+      vkp_safetensors_open(vkp_fixture_path("vit/model/model.safetensors"), &model, &err))
+    fail_msg("fixture: %s", err.msg);
+  const double lr = 1e-2, wd = 0.01, eps = 1e-8;
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  // Trainable parameters under peft's in-memory names (".default."), in io's "grad/" order.
+  float *grads[MAXP] = {0};
+  const float *expect[MAXP] = {0};
+  int np = 0, reconstructed = 0;
+  for (size_t j = 0; j < vkp_safetensors_count(io); j++) {
+    const vkp_st_tensor *gt = vkp_safetensors_at(io, j);
+    if (strncmp(gt->name, "grad/", 5) != 0) continue;
+    const char *name = gt->name + 5;
+    int64_t n = (int64_t)vkp_st_tensor_numel(gt);
+    char key[256];
+    snprintf(key, sizeof key, "step1/%s", name);
+    expect[np] = st_data(io, key, n);
+    grads[np] = malloc((size_t)n * 4);
+    memcpy(grads[np], gt->data, (size_t)n * 4);
+    float *init = malloc((size_t)n * 4);
+    const char *cls = strstr(name, "classifier.modules_to_save.default.");
+    if (cls) {   // modules_to_save: the initial head is the base model's classifier
+      snprintf(key, sizeof key, "classifier.%s", cls + strlen("classifier.modules_to_save.default."));
+      memcpy(init, st_data(model, key, n), (size_t)n * 4);
+    } else {     // adapter weights: file name = in-memory name without ".default"
+      const char *d = strstr(name, ".default.");
+      assert_non_null(d);
+      snprintf(key, sizeof key, "%.*s%s", (int)(d - name), name, d + strlen(".default"));
+      const float *a = st_data(adapter, key, n);
+      memcpy(init, a, (size_t)n * 4);
+      if (memcmp(a, expect[np], (size_t)n * 4) == 0) {
+        // The fixture's adapter_model.safetensors was saved after the optimizer step (its values
+        // equal step1/...). Recover the pre-step values by inverting step 1 of AdamW, where
+        // mhat = g and sqrt(vhat) = |g|: p1 = p0 (1 - lr wd) - lr g / (|g| + eps).
+        for (int64_t k = 0; k < n; k++) {
+          double g = grads[np][k];
+          init[k] = (float)((expect[np][k] + lr * g / (fabs(g) + eps)) / (1 - lr * wd));
+        }
+        reconstructed++;
+      }
+    }
+    int64_t shape[VKP_MAX_DIMS];
+    for (int d = 0; d < gt->ndim; d++) shape[d] = gt->shape[d];
+    VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, name, gt->ndim, shape, true, init, NULL));
+    free(init);
+    np++;
+  }
+  assert_int_equal(np, 10);
+  // A frozen parameter in the set gets no buffers and is not touched.
+  float frozen_init[7] = {1, 2, 3, 4, 5, 6, 7};
+  int frozen;
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, "frozen.weight", 1, (int64_t[]){7}, false, frozen_init, &frozen));
+
+  vkp_optim_config cfg = vkp_adamw_config(wd);
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &cfg, &opt));
+  assert_null(vkp_optimizer_grad(opt, frozen));
+  assert_null(vkp_optimizer_state(opt, frozen, 0));
+  update_graph u;
+  update_graph_build(ctx, ps, opt, &u);
+  update_graph_run(ctx, &u, ps, opt, grads, (float)lr, true);
+
+  double ss = 0, worst_rel = 0;
+  for (int i = 0; i < np; i++) {
+    const vkp_param_info *p = vkp_param_set_get(ps, i);
+    int64_t n = numel_of(p);
+    float *got = malloc((size_t)n * 4);
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, i, got, n));
+    double worst = 0, scale = 0;
+    for (int64_t k = 0; k < n; k++) {
+      worst = fmax(worst, fabs((double)got[k] - expect[i][k]));
+      scale = fmax(scale, fabs((double)expect[i][k]));
+      ss += (double)grads[i][k] * grads[i][k];
+    }
+    if (!(worst / scale < 1e-4)) fail_msg("%s: rel. error %.3g vs torch AdamW", p->name, worst / scale);
+    worst_rel = fmax(worst_rel, worst / scale);
+    double *want = malloc((size_t)n * sizeof(double));
+    for (int64_t k = 0; k < n; k++) want[k] = expect[i][k];
+    vkp_assert_close(p->name, got, want, (size_t)n, 1e-5, 1e-7);   // elementwise too
+    // State after one step: m = (1 - b1) g, v = (1 - b2) g^2; the gradient buffer is zeroed.
+    float *m = malloc((size_t)n * 4), *v = malloc((size_t)n * 4);
+    VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_state(opt, i, 0), 0, m, (uint64_t)n * 4));
+    VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_state(opt, i, 1), 0, v, (uint64_t)n * 4));
+    for (int64_t k = 0; k < n; k++) {
+      want[k] = 0.1 * grads[i][k];
+      if (fabs(m[k] - want[k]) > 1e-6 * fabs(want[k]) + 1e-12) fail_msg("%s: exp_avg[%lld]", p->name, (long long)k);
+      want[k] = 0.001 * (double)grads[i][k] * grads[i][k];
+      if (fabs(v[k] - want[k]) > 1e-5 * fabs(want[k]) + 1e-15) fail_msg("%s: exp_avg_sq[%lld]", p->name, (long long)k);
+    }
+    check_buffer_zero(vkp_optimizer_grad(opt, i), n, "gradient after update");
+    free(m);
+    free(v);
+    free(want);
+    free(got);
+  }
+  float norm = read_norm(ctx, &u);
+  if (fabs(norm - sqrt(ss)) > 1e-5 * sqrt(ss)) fail_msg("grad norm %.9g, want %.9g", norm, sqrt(ss));
+  float fz[7];
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, frozen, fz, 7));
+  assert_memory_equal(fz, frozen_init, sizeof fz);
+  assert_int_equal(vkp_optimizer_steps(opt), 1);
+  printf("AdamW step vs torch: max rel. error %.2e over %d tensors\n", worst_rel, np);
+  if (reconstructed)
+    printf("note: %d LoRA initial tensors recovered from step1 (adapter file holds post-step values)\n",
+           reconstructed);
+  vkp_graph_free(u.g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
+  for (int i = 0; i < np; i++) free(grads[i]);
+  vkp_safetensors_free(io);
+  vkp_safetensors_free(adapter);
+  vkp_safetensors_free(model);
+}
+
+// ---- multi-step runs vs the float64 reference ------------------------------------------------
+
+// Parameters of odd sizes: one spans several chunks and workgroups (5000 > 2048), one is tiny,
+// one is frozen (between trainable ones, so indices of the set and of the optimizer differ).
+static const int64_t k_shapes[4][2] = {{37, 5}, {5000, 1}, {3, 1}, {11, 13}};
+static const bool k_trainable[4] = {true, true, false, true};
+
+static vkp_param_set *make_params(vkp_ctx *ctx, vkp_rng *rng, ref_param *ref) {
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  for (int i = 0; i < 4; i++) {
+    int64_t n = k_shapes[i][0] * k_shapes[i][1];
+    float *init = malloc((size_t)n * 4);
+    vkp_rng_fill(rng, init, (size_t)n, -1, 1);
+    char name[32];
+    snprintf(name, sizeof name, "p%d", i);
+    VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, name, 2, k_shapes[i], k_trainable[i], init, NULL));
+    if (ref) ref_alloc(&ref[i], n, init);
+    free(init);
+  }
+  return ps;
+}
+
+static void run_reference_case(const vkp_optim_config *cfg, uint64_t seed) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_rng rng = vkp_rng_new(seed);
+  ref_param ref[4];
+  vkp_param_set *ps = make_params(ctx, &rng, ref);
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, cfg, &opt));
+  update_graph u;
+  update_graph_build(ctx, ps, opt, &u);
+  const float lrs[3] = {0.05f, 0.02f, 0.01f};
+  float *grads[4] = {0};
+  for (int i = 0; i < 4; i++)
+    if (k_trainable[i]) grads[i] = malloc((size_t)ref[i].n * 4);
+  for (int t = 1; t <= 3; t++) {
+    for (int i = 0; i < 4; i++)
+      if (grads[i]) vkp_rng_fill(&rng, grads[i], (size_t)ref[i].n, t == 2 ? -3.0f : -1.0f, 1.0f);
+    update_graph_run(ctx, &u, ps, opt, grads, lrs[t - 1], true);
+    double norm;
+    double clip = ref_clip(grads, ref, 4, cfg->max_grad_norm, &norm);
+    for (int i = 0; i < 4; i++)
+      if (grads[i]) {
+        if (cfg->kind == VKP_OPTIM_ADAMW) ref_adamw(&ref[i], grads[i], clip, cfg, lrs[t - 1], t);
+        else ref_sgd(&ref[i], grads[i], clip, cfg, lrs[t - 1], t);
+      }
+    float got_norm = read_norm(ctx, &u);
+    if (fabs(got_norm - norm) > 1e-5 * norm) fail_msg("step %d: grad norm %.9g, want %.9g", t, got_norm, norm);
+  }
+  for (int i = 0; i < 4; i++) check_param(ctx, ps, i, ref[i].p, 2e-5, 2e-6);
+  if (cfg->kind == VKP_OPTIM_SGD && cfg->momentum != 0) {   // the momentum buffer, too
+    float *h = malloc((size_t)ref[0].n * 4);
+    VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_state(opt, 0, 0), 0, h, (uint64_t)ref[0].n * 4));
+    vkp_assert_close("momentum_buffer", h, ref[0].m, (size_t)ref[0].n, 2e-5, 2e-6);
+    free(h);
+  }
+  assert_int_equal(vkp_optimizer_steps(opt), 3);
+  vkp_graph_free(u.g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
+  for (int i = 0; i < 4; i++) {
+    free(grads[i]);
+    ref_free(&ref[i]);
+  }
+}
+
+static void test_adamw_reference(void **state) {
+  (void)state;
+  vkp_optim_config c = vkp_adamw_config(0.05);
+  c.beta1 = 0.8;
+  c.beta2 = 0.99;
+  c.eps = 1e-6;
+  run_reference_case(&c, 11);
+}
+
+static void test_sgd_reference(void **state) {
+  (void)state;
+  vkp_optim_config nesterov = vkp_sgd_config(0.9, true, 0.01);
+  run_reference_case(&nesterov, 21);
+  vkp_optim_config damped = vkp_sgd_config(0.8, false, 0.0);
+  damped.dampening = 0.25;
+  run_reference_case(&damped, 22);
+  vkp_optim_config plain = vkp_sgd_config(0.0, false, 0.001);
+  run_reference_case(&plain, 23);
+}
+
+// ---- clipping ---------------------------------------------------------------------------------
+
+static void test_clipping(void **state) {
+  (void)state;
+  // Gradients of norm ~ 45: clipped to 1 (SGD with momentum shows the scale directly; AdamW
+  // would nearly cancel it), then a bound above the norm: coefficient 1.
+  vkp_optim_config c = vkp_sgd_config(0.5, false, 0.0);
+  c.max_grad_norm = 1.0;
+  run_reference_case(&c, 31);
+  c.max_grad_norm = 1000.0;
+  run_reference_case(&c, 32);
+  vkp_optim_config a = vkp_adamw_config(0.01);
+  a.max_grad_norm = 0.5;
+  a.eps = 1e-2;   // a large eps makes AdamW sensitive to the gradient scale
+  run_reference_case(&a, 33);
+}
+
+// ---- gradient accumulation through backward -----------------------------------------------------
+
+// loss = sum(p * x): dL/dp = x. Two micro-batches (apply_update 0 then 1) must equal one step on
+// x1 + x2, and the first must leave the parameters alone.
+static void test_grad_accumulation(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_rng rng = vkp_rng_new(41);
+  const int64_t shape[2] = {17, 301};
+  const int64_t n = 17 * 301;
+  float *init = malloc(n * 4), *x1 = malloc(n * 4), *x2 = malloc(n * 4), *got = malloc(n * 4);
+  vkp_rng_fill(&rng, init, n, -1, 1);
+  vkp_rng_fill(&rng, x1, n, -1, 1);
+  vkp_rng_fill(&rng, x2, n, -2, 0.5f);
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, "w", 2, shape, true, init, NULL));
+  vkp_optim_config cfg = vkp_adamw_config(0.1);
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &cfg, &opt));
+
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *w = vkp_param_set_tensor(ps, g, 0);
+  vkp_tensor *x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 2, shape);
+  vkp_tensor *loss = vkp_sum(g, vkp_mul(g, w, x));
+  vkp_graph_output(g, loss);
+  vkp_tensor *grads[1];
+  VKP_ASSERT_OK(ctx, vkp_graph_backward(g, loss, &w, 1, grads));
+  assert_non_null(grads[0]);
+  vkp_tensor *norm = vkp_optimizer_append(opt, g, grads);
+  assert_non_null(norm);
+  if (vkp_graph_compile(g) != VKP_OK) fail_msg("compile: %s", vkp_ctx_error(ctx));
+
+  vkp_step_scalars s = {.loss_scale = 1};
+  // Micro-batch 1: accumulate only.
+  VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, x, x1, n * 4));
+  vkp_optimizer_prepare_step(opt, 0.03f, false, &s);
+  assert_true(s.step == 1.0f && s.apply_update == 0);
+  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &s));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, 0, got, n));
+  assert_memory_equal(got, init, n * 4);
+  VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_grad(opt, 0), 0, got, n * 4));
+  vkp_assert_close_f("accumulated gradient", got, x1, n, 0, 0);
+  // The loss is computed from the parameters before the update.
+  double want_loss = 0;
+  for (int64_t k = 0; k < n; k++) want_loss += (double)init[k] * x1[k];
+  float l;
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, loss, &l, 4));
+  if (fabs(l - want_loss) > 1e-4 * fabs(want_loss) + 1e-3) fail_msg("loss %g want %g", l, want_loss);
+  // Micro-batch 2: accumulate and apply.
+  VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, x, x2, n * 4));
+  vkp_optimizer_prepare_step(opt, 0.03f, true, &s);
+  assert_true(s.step == 1.0f && s.apply_update == 1);
+  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &s));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  check_buffer_zero(vkp_optimizer_grad(opt, 0), n, "gradient after update");
+
+  ref_param r;
+  ref_alloc(&r, n, init);
+  float *sum = malloc(n * 4);
+  double ss = 0;
+  for (int64_t k = 0; k < n; k++) sum[k] = x1[k] + x2[k], ss += (double)sum[k] * sum[k];
+  ref_adamw(&r, sum, 1.0, &cfg, 0.03f, 1);
+  check_param(ctx, ps, 0, r.p, 2e-5, 2e-6);
+  float gn;
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, norm, &gn, 4));
+  if (fabs(gn - sqrt(ss)) > 1e-5 * sqrt(ss)) fail_msg("norm of the accumulated gradient %g, want %g", gn, sqrt(ss));
+  assert_int_equal(vkp_optimizer_steps(opt), 1);
+
+  ref_free(&r);
+  free(sum);
+  vkp_graph_free(g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
+  free(init);
+  free(x1);
+  free(x2);
+  free(got);
+}
+
+// ---- LR schedules -------------------------------------------------------------------------------
+
+static void expect_lr(const vkp_lr_schedule *s, int64_t step, double want) {
+  float got = vkp_lr_at(s, step);
+  if (fabs(got - want) > 1e-6 * fabs(want) + 1e-9)
+    fail_msg("%s schedule at step %lld: %.9g, want %.9g", vkp_lr_kind_name(s->kind), (long long)step, got, want);
+}
+
+static void test_lr_schedules(void **state) {
+  (void)state;
+  // Values worked out by hand from transformers' lambdas (W = 10, N = 110).
+  vkp_lr_schedule lin = vkp_lr_linear(2e-3f, 10, 110);
+  expect_lr(&lin, 0, 0);
+  expect_lr(&lin, 1, 2e-4);
+  expect_lr(&lin, 5, 1e-3);
+  expect_lr(&lin, 10, 2e-3);
+  expect_lr(&lin, 60, 1e-3);
+  expect_lr(&lin, 85, 5e-4);
+  expect_lr(&lin, 110, 0);
+  expect_lr(&lin, 500, 0);
+  vkp_lr_schedule cosv = vkp_lr_cosine(1.0f, 10, 110);
+  expect_lr(&cosv, 3, 0.3);
+  expect_lr(&cosv, 10, 1);
+  expect_lr(&cosv, 35, 0.85355339059327373);   // (1 + cos(pi/4)) / 2
+  expect_lr(&cosv, 60, 0.5);
+  expect_lr(&cosv, 85, 0.14644660940672624);   // (1 - cos(pi/4)) / 2
+  expect_lr(&cosv, 110, 0);
+  expect_lr(&cosv, 200, 0.97552825814757682);  // HF does not clamp progress: (1 + cos(1.9 pi)) / 2
+  cosv.num_cycles = 1.0f;                      // a full period: back to the base at the end
+  expect_lr(&cosv, 60, 0);
+  expect_lr(&cosv, 110, 1);
+  vkp_lr_schedule con = vkp_lr_constant(5e-4f, 4);
+  expect_lr(&con, 0, 0);
+  expect_lr(&con, 2, 2.5e-4);
+  expect_lr(&con, 4, 5e-4);
+  expect_lr(&con, 100000, 5e-4);
+  vkp_lr_schedule nowarm = vkp_lr_linear(1.0f, 0, 4);
+  expect_lr(&nowarm, 0, 1);
+  expect_lr(&nowarm, 1, 0.75);
+  expect_lr(&nowarm, 3, 0.25);
+  vkp_lr_kind k;
+  assert_int_equal(vkp_lr_kind_parse("cosine", &k), VKP_OK);
+  assert_int_equal(k, VKP_LR_COSINE);
+  assert_int_equal(vkp_lr_kind_parse("constant_with_warmup", &k), VKP_OK);
+  assert_int_equal(k, VKP_LR_CONSTANT);
+  assert_int_equal(vkp_lr_kind_parse("exponential", &k), VKP_ERR_INVALID);
+}
+
+// ---- save / load ------------------------------------------------------------------------------
+
+static void test_save_load(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  char dir[] = "/tmp/vkp_optim_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], bad[256];
+  snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+  vkp_rng rng = vkp_rng_new(51);
+  vkp_param_set *ps = make_params(ctx, &rng, NULL);
+  vkp_optim_config cfg = vkp_adamw_config(0.02);
+  cfg.beta2 = 0.95;
+  cfg.max_grad_norm = 2.5;
+  vkp_optimizer *a;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &cfg, &a));
+  update_graph ua;
+  update_graph_build(ctx, ps, a, &ua);
+  float *grads[4] = {0};
+  for (int i = 0; i < 4; i++)
+    if (k_trainable[i]) grads[i] = malloc((size_t)(k_shapes[i][0] * k_shapes[i][1]) * 4);
+  for (int t = 0; t < 2; t++) {
+    for (int i = 0; i < 4; i++)
+      if (grads[i]) vkp_rng_fill(&rng, grads[i], (size_t)(k_shapes[i][0] * k_shapes[i][1]), -1, 1);
+    update_graph_run(ctx, &ua, ps, a, grads, 0.01f, true);
+  }
+  VKP_ASSERT_OK(ctx, vkp_optimizer_save(a, path));
+
+  // A second optimizer over a copy of the parameters, restored from the file.
+  vkp_param_set *ps2;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps2));
+  for (int i = 0; i < 4; i++) {
+    const vkp_param_info *p = vkp_param_set_get(ps, i);
+    int64_t n = numel_of(p);
+    float *h = malloc((size_t)n * 4);
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, i, h, n));
+    VKP_ASSERT_OK(ctx, vkp_param_set_create(ps2, p->name, p->ndim, p->shape, p->trainable, h, NULL));
+    free(h);
+  }
+  vkp_optim_config other = vkp_adamw_config(0.5);
+  vkp_optimizer *b;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps2, &other, &b));
+  VKP_ASSERT_OK(ctx, vkp_optimizer_load(b, path));
+  assert_int_equal(vkp_optimizer_steps(b), 2);
+  const vkp_optim_config *lc = vkp_optimizer_config(b);
+  assert_true(lc->weight_decay == cfg.weight_decay && lc->beta1 == cfg.beta1 && lc->beta2 == cfg.beta2 &&
+              lc->eps == cfg.eps && lc->max_grad_norm == cfg.max_grad_norm);
+  for (int i = 0; i < 4; i++)
+    for (int w = 0; w < 2; w++) {
+      vkp_buffer *sa = vkp_optimizer_state(a, i, w), *sb = vkp_optimizer_state(b, i, w);
+      assert_true((sa == NULL) == (sb == NULL));
+      if (!sa) continue;
+      uint64_t bytes = vkp_buffer_size(sa);
+      void *ha = malloc(bytes), *hb = malloc(bytes);
+      VKP_ASSERT_OK(ctx, vkp_buffer_read(sa, 0, ha, bytes));
+      VKP_ASSERT_OK(ctx, vkp_buffer_read(sb, 0, hb, bytes));
+      assert_memory_equal(ha, hb, bytes);
+      free(ha);
+      free(hb);
+    }
+  // One more step on both: identical parameters (state, step count and config all restored).
+  update_graph ub;
+  update_graph_build(ctx, ps2, b, &ub);
+  for (int i = 0; i < 4; i++)
+    if (grads[i]) vkp_rng_fill(&rng, grads[i], (size_t)(k_shapes[i][0] * k_shapes[i][1]), -1, 1);
+  update_graph_run(ctx, &ua, ps, a, grads, 0.01f, true);
+  update_graph_run(ctx, &ub, ps2, b, grads, 0.01f, true);
+  for (int i = 0; i < 4; i++) {
+    int64_t n = numel_of(vkp_param_set_get(ps, i));
+    float *ha = malloc((size_t)n * 4), *hb = malloc((size_t)n * 4);
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, i, ha, n));
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps2, i, hb, n));
+    assert_memory_equal(ha, hb, (size_t)n * 4);
+    free(ha);
+    free(hb);
+  }
+
+  // Errors: wrong optimizer kind, a parameter of another shape, a missing parameter, a stray one.
+  vkp_optim_config sgd = vkp_sgd_config(0.9, false, 0);
+  vkp_optimizer *c;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps2, &sgd, &c));
+  assert_int_equal(vkp_optimizer_load(c, path), VKP_ERR_INVALID);
+  assert_non_null(strstr(vkp_ctx_error(ctx), "adamw"));
+  vkp_optimizer_free(c);
+
+  vkp_param_set *ps3;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps3));
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps3, "p0", 2, (int64_t[]){5, 37}, true, NULL, NULL));
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps3, &cfg, &c));
+  assert_int_equal(vkp_optimizer_load(c, path), VKP_ERR_SHAPE);
+  assert_non_null(strstr(vkp_ctx_error(ctx), "p0.exp_avg"));
+  vkp_optimizer_free(c);
+  vkp_param_set_free(ps3);
+
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps3));
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps3, "p0", 2, k_shapes[0], true, NULL, NULL));
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps3, &cfg, &c));
+  assert_int_equal(vkp_optimizer_load(c, path), VKP_ERR_INVALID);   // p1, p3 have no parameter here
+  assert_non_null(strstr(vkp_ctx_error(ctx), "belongs to no trainable parameter"));
+  assert_int_equal(vkp_optimizer_steps(c), 0);                      // unchanged
+  vkp_optimizer_free(c);
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps3, "extra", 1, (int64_t[]){3}, true, NULL, NULL));
+  // (the optimizer only sees parameters present at its creation)
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps3, "p1", 2, k_shapes[1], true, NULL, NULL));
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps3, "p3", 2, k_shapes[3], true, NULL, NULL));
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps3, &cfg, &c));
+  assert_int_equal(vkp_optimizer_load(c, path), VKP_ERR_NOT_FOUND);
+  assert_non_null(strstr(vkp_ctx_error(ctx), "extra"));
+  vkp_optimizer_free(c);
+  vkp_param_set_free(ps3);
+
+  snprintf(bad, sizeof bad, "%s/missing.safetensors", dir);
+  assert_int_equal(vkp_optimizer_load(b, bad), VKP_ERR_IO);
+  assert_int_equal(vkp_optimizer_steps(b), 3);
+
+  // Bad hyper-parameters and kinds are refused.
+  vkp_optim_config badc = vkp_adamw_config(0.01);
+  badc.beta1 = 1.0;
+  assert_int_equal(vkp_optimizer_new(ps, &badc, &c), VKP_ERR_INVALID);
+  assert_null(c);
+  badc = vkp_sgd_config(0.0, true, 0);
+  assert_int_equal(vkp_optimizer_new(ps, &badc, &c), VKP_ERR_INVALID);
+  assert_int_equal(vkp_optimizer_set_config(b, &sgd), VKP_ERR_INVALID);
+
+  vkp_graph_free(ua.g);
+  vkp_graph_free(ub.g);
+  vkp_optimizer_free(a);
+  vkp_optimizer_free(b);
+  vkp_param_set_free(ps);
+  vkp_param_set_free(ps2);
+  for (int i = 0; i < 4; i++) free(grads[i]);
+  unlink(path);
+  rmdir(dir);
+}
+
+// ---- parameter sets ---------------------------------------------------------------------------
+
+static void test_param_set(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  vkp_buffer *buf;
+  VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, 1024, &buf));
+  int i;
+  VKP_ASSERT_OK(ctx, vkp_param_set_add(ps, "a", buf, 256, VKP_DTYPE_F32, 2, (int64_t[]){4, 8}, true, &i));
+  assert_int_equal(i, 0);
+  VKP_ASSERT_OK(ctx, vkp_param_set_add(ps, "b16", buf, 0, VKP_DTYPE_F16, 1, (int64_t[]){64}, false, &i));
+  assert_int_equal(vkp_param_set_add(ps, "a", buf, 0, VKP_DTYPE_F32, 1, (int64_t[]){4}, true, NULL), VKP_ERR_INVALID);
+  assert_int_equal(vkp_param_set_add(ps, "c", buf, 0, VKP_DTYPE_F16, 1, (int64_t[]){4}, true, NULL), VKP_ERR_INVALID);
+  assert_int_equal(vkp_param_set_add(ps, "d", buf, 1000, VKP_DTYPE_F32, 1, (int64_t[]){8}, false, NULL),
+                   VKP_ERR_INVALID);
+  assert_non_null(strstr(vkp_ctx_error(ctx), "'d'"));
+  assert_int_equal(vkp_param_set_count(ps), 2);
+  assert_int_equal(vkp_param_set_find(ps, "b16"), 1);
+  assert_int_equal(vkp_param_set_find(ps, "zz"), -1);
+  assert_null(vkp_param_set_get(ps, 2));
+  float v[32], r[32];
+  for (int k = 0; k < 32; k++) v[k] = (float)k;
+  VKP_ASSERT_OK(ctx, vkp_param_set_write(ps, 0, v, 32));
+  VKP_ASSERT_OK(ctx, vkp_buffer_read(buf, 256, r, sizeof r));   // lands at the registered offset
+  assert_memory_equal(v, r, sizeof v);
+  assert_int_equal(vkp_param_set_write(ps, 0, v, 31), VKP_ERR_SHAPE);
+  // Gradient of the wrong shape given to the optimizer: a graph error, no crash.
+  vkp_optim_config cfg = vkp_adamw_config(0);
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &cfg, &opt));
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *grads[2] = {vkp_tensor_input(g, "g", VKP_DTYPE_F32, 2, (int64_t[]){8, 4}), NULL};
+  assert_null(vkp_optimizer_append(opt, g, grads));
+  assert_int_equal(vkp_graph_status(g), VKP_ERR_SHAPE);
+  assert_non_null(strstr(vkp_graph_error(g), "'a'"));
+  vkp_graph_free(g);
+  // No gradient at all: the norm is a constant 0 and nothing changes.
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  grads[0] = NULL;
+  vkp_tensor *norm = vkp_optimizer_append(opt, g, grads);
+  assert_non_null(norm);
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  float nv = -1;
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, norm, &nv, 4));
+  assert_true(nv == 0.0f);
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, 0, r, 32));
+  assert_memory_equal(v, r, sizeof v);
+  vkp_graph_free(g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
+  vkp_buffer_free(buf);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_adamw_vs_torch),    cmocka_unit_test(test_adamw_reference),
+      cmocka_unit_test(test_sgd_reference),     cmocka_unit_test(test_clipping),
+      cmocka_unit_test(test_grad_accumulation), cmocka_unit_test(test_lr_schedules),
+      cmocka_unit_test(test_save_load),         cmocka_unit_test(test_param_set),
+  };
+  return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
+}

@@ -1,0 +1,437 @@
+// test_images.c — image-folder and CSV/JSONL list readers on files written here with
+// stb_image_write: grey / RGB / RGBA / BMP inputs, channel conversion and alpha handling against
+// hand-computed values, corrupt, truncated and missing images, empty class folders, fixed class
+// lists, load-time resizing.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb/stb_image_write.h>
+
+#include "vkp_data.h"
+
+static char g_dir[256];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
+  (void)sb, (void)flag, (void)f;
+  return remove(p);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(g_dir, sizeof g_dir, "/tmp/vkp-test-images-XXXXXX");
+  return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  return 0;
+}
+
+static const char *P(const char *fmt, ...) {
+  static char buf[32][512];  // a ring: a result stays valid for 31 more calls
+  static int k;
+  k = (k + 1) % 32;
+  int n = snprintf(buf[k], sizeof buf[k], "%s/", g_dir);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf[k] + n, sizeof buf[k] - (size_t)n, fmt, ap);
+  va_end(ap);
+  return buf[k];
+}
+
+static void mkdirs(const char *path) {
+  char tmp[512];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(tmp, 0755);
+      *p = '/';
+    }
+  mkdir(tmp, 0755);
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  fclose(f);
+}
+
+static void png(const char *path, int w, int h, int c, const uint8_t *px) {
+  assert_true(stbi_write_png(path, w, h, c, px, w * c) != 0);
+}
+
+// The images of the folder fixture, values by hand.
+static const uint8_t RGB32[3 * 2 * 3] = {  // 3x2 RGB
+    255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 200, 100, 50, 7, 7, 7};
+static const uint8_t GREY22[2 * 2] = {0, 85, 170, 255};  // 2x2 grey
+static const uint8_t RGBA22[2 * 2 * 4] = {                // 2x2 RGBA
+    100, 50, 0, 255, 100, 50, 0, 0, 100, 50, 0, 128, 255, 255, 255, 64};
+static const uint8_t BMP23[2 * 3 * 3] = {  // 2x3 RGB (BMP is lossless)
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18};
+
+// root/bird/x.bmp, root/cat/a.png (RGB), root/cat/sub/b.png (grey), root/dog/c.png (RGBA),
+// plus files that must be ignored.
+static const char *make_fixture(const char *name) {
+  mkdirs(P("%s/bird", name));
+  mkdirs(P("%s/cat/sub", name));
+  mkdirs(P("%s/dog", name));
+  mkdirs(P("%s/.hidden", name));
+  assert_true(stbi_write_bmp(P("%s/bird/x.bmp", name), 2, 3, 3, BMP23) != 0);
+  png(P("%s/cat/a.png", name), 3, 2, 3, RGB32);
+  png(P("%s/cat/sub/b.png", name), 2, 2, 1, GREY22);
+  png(P("%s/dog/c.PNG", name), 2, 2, 4, RGBA22);
+  png(P("%s/.hidden/h.png", name), 2, 2, 1, GREY22);
+  png(P("%s/dog/.h.png", name), 2, 2, 1, GREY22);
+  write_file(P("%s/dog/notes.txt", name), "not an image", 12);
+  write_file(P("%s/README", name), "loose file", 10);
+  return P("%s", name);
+}
+
+static uint8_t white(unsigned v, unsigned a) { return (uint8_t)((v * a + 255 * (255 - a) + 127) / 255); }
+static uint8_t black(unsigned v, unsigned a) { return (uint8_t)((v * a + 127) / 255); }
+static uint8_t luma(unsigned r, unsigned g, unsigned b) {
+  return (uint8_t)((77 * r + 150 * g + 29 * b + 128) >> 8);
+}
+
+static void test_folder_rgb(void **state) {
+  (void)state;
+  const char *root = make_fixture("f1");
+  vkp_dataset *ds = NULL;
+  vkp_error e;
+  vkp_status st = vkp_data_load_folder(root, NULL, &ds, &e);
+  if (st != VKP_OK) fail_msg("%s", e.msg);
+  assert_int_equal(ds->count, 4);
+  assert_int_equal(ds->n_classes, 3);
+  assert_string_equal(ds->class_names[0], "bird");
+  assert_string_equal(ds->class_names[1], "cat");
+  assert_string_equal(ds->class_names[2], "dog");
+  assert_int_equal(ds->channels, 3);  // auto: some image has colour
+  assert_int_equal(ds->width, 0);     // sizes differ
+  int want_labels[] = {0, 1, 1, 2};
+  int want_w[] = {2, 3, 2, 2}, want_h[] = {3, 2, 2, 2};
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(ds->labels[i], want_labels[i]);
+    assert_int_equal(ds->widths[i], want_w[i]);
+    assert_int_equal(ds->heights[i], want_h[i]);
+  }
+  assert_non_null(strstr(ds->paths[1], "cat/a.png"));
+  assert_non_null(strstr(ds->paths[2], "cat/sub/b.png"));
+  assert_memory_equal(vkp_dataset_image(ds, 0), BMP23, sizeof BMP23);
+  assert_memory_equal(vkp_dataset_image(ds, 1), RGB32, sizeof RGB32);
+  const uint8_t *g = vkp_dataset_image(ds, 2);
+  for (int p = 0; p < 4; p++)
+    for (int k = 0; k < 3; k++) assert_int_equal(g[3 * p + k], GREY22[p]);  // replicated
+  const uint8_t *d = vkp_dataset_image(ds, 3);
+  for (int p = 0; p < 4; p++)
+    for (int k = 0; k < 3; k++) assert_int_equal(d[3 * p + k], white(RGBA22[4 * p + k], RGBA22[4 * p + 3]));
+  // By hand: a fully transparent pixel is white; 100 at alpha 128 over white:
+  // (100 * 128 + 255 * 127) / 255 = 177.2 -> 177.
+  assert_int_equal(d[3], 255);
+  assert_int_equal(d[6], 177);
+  vkp_dataset_free(ds);
+}
+
+static void test_folder_channels_alpha(void **state) {
+  (void)state;
+  const char *root = make_fixture("f2");
+  vkp_dataset *ds = NULL;
+  vkp_error e;
+  // Grey: the luma.
+  vkp_data_load_opts o = {.channels = 1};
+  assert_int_equal(vkp_data_load_folder(root, &o, &ds, &e), VKP_OK);
+  assert_int_equal(ds->channels, 1);
+  const uint8_t *a = vkp_dataset_image(ds, 1);
+  for (int p = 0; p < 6; p++)
+    assert_int_equal(a[p], luma(RGB32[3 * p], RGB32[3 * p + 1], RGB32[3 * p + 2]));
+  assert_int_equal(a[0], 77);  // pure red: (77 * 255 + 128) >> 8
+  assert_memory_equal(vkp_dataset_image(ds, 2), GREY22, 4);  // grey stays exact
+  vkp_dataset_free(ds);
+  // RGBA kept; grey and RGB get alpha 255.
+  o = (vkp_data_load_opts){.channels = 4};
+  assert_int_equal(vkp_data_load_folder(root, &o, &ds, &e), VKP_OK);
+  assert_memory_equal(vkp_dataset_image(ds, 3), RGBA22, sizeof RGBA22);
+  assert_int_equal(vkp_dataset_image(ds, 2)[3], 255);
+  assert_int_equal(vkp_dataset_image(ds, 2)[4], 85);
+  vkp_dataset_free(ds);
+  // Black background and dropped alpha.
+  o = (vkp_data_load_opts){.channels = 3, .alpha = VKP_ALPHA_BLACK};
+  assert_int_equal(vkp_data_load_folder(root, &o, &ds, &e), VKP_OK);
+  const uint8_t *d = vkp_dataset_image(ds, 3);
+  for (int p = 0; p < 4; p++)
+    for (int k = 0; k < 3; k++) assert_int_equal(d[3 * p + k], black(RGBA22[4 * p + k], RGBA22[4 * p + 3]));
+  assert_int_equal(d[3], 0);
+  assert_int_equal(d[6], 50);  // 100 * 128 / 255 = 50.2
+  vkp_dataset_free(ds);
+  o = (vkp_data_load_opts){.channels = 3, .alpha = VKP_ALPHA_DROP};
+  assert_int_equal(vkp_data_load_folder(root, &o, &ds, &e), VKP_OK);
+  d = vkp_dataset_image(ds, 3);
+  for (int p = 0; p < 4; p++)
+    for (int k = 0; k < 3; k++) assert_int_equal(d[3 * p + k], RGBA22[4 * p + k]);
+  vkp_dataset_free(ds);
+  // Auto channels on grey-only data is 1.
+  mkdirs(P("g/one"));
+  png(P("g/one/a.png"), 2, 2, 1, GREY22);
+  png(P("g/one/b.png"), 2, 2, 2, (uint8_t[]){9, 255, 8, 0, 7, 10, 6, 255});  // grey + alpha
+  assert_int_equal(vkp_data_load_folder(P("g"), NULL, &ds, &e), VKP_OK);
+  assert_int_equal(ds->channels, 1);
+  assert_int_equal(ds->width, 2);
+  assert_int_equal(vkp_dataset_image(ds, 1)[0], 9);
+  assert_int_equal(vkp_dataset_image(ds, 1)[1], 255);  // transparent on white
+  assert_int_equal(vkp_dataset_image(ds, 1)[2], white(7, 10));
+  vkp_dataset_free(ds);
+  o = (vkp_data_load_opts){.channels = 2};
+  assert_int_equal(vkp_data_load_folder(root, &o, &ds, &e), VKP_ERR_INVALID);
+}
+
+typedef struct warn_log {
+  int n;
+  char last[512];
+} warn_log;
+
+static void on_warn(void *user, const char *msg) {
+  warn_log *w = user;
+  w->n++;
+  snprintf(w->last, sizeof w->last, "%s", msg);
+}
+
+static void expect_err(vkp_status st, const vkp_error *e, vkp_status want, const char *frag1,
+                       const char *frag2) {
+  if (st != want)
+    fail_msg("status %s, want %s (%s)", vkp_status_name(st), vkp_status_name(want), e->msg);
+  if (frag1 && !strstr(e->msg, frag1)) fail_msg("message '%s' lacks '%s'", e->msg, frag1);
+  if (frag2 && !strstr(e->msg, frag2)) fail_msg("message '%s' lacks '%s'", e->msg, frag2);
+}
+
+static void test_folder_bad_inputs(void **state) {
+  (void)state;
+  vkp_dataset *ds = NULL;
+  vkp_error e;
+  warn_log w = {0};
+  vkp_data_load_opts skip = {.skip_bad = true, .warn = on_warn, .warn_user = &w};
+  // Missing root, root without class folders.
+  expect_err(vkp_data_load_folder(P("missing"), NULL, &ds, &e), &e, VKP_ERR_IO, "missing", NULL);
+  mkdirs(P("flat"));
+  png(P("flat/a.png"), 2, 2, 1, GREY22);
+  expect_err(vkp_data_load_folder(P("flat"), NULL, &ds, &e), &e, VKP_ERR_FORMAT, "no class", NULL);
+
+  // An empty class folder: error, or an empty class with skip_bad.
+  const char *root = make_fixture("f3");
+  mkdirs(P("f3/eel"));
+  write_file(P("f3/eel/readme.txt"), "x", 1);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "f3/eel", "no images");
+  assert_null(ds);
+  assert_int_equal(vkp_data_load_folder(root, &skip, &ds, &e), VKP_OK);
+  assert_int_equal(w.n, 1);
+  assert_non_null(strstr(w.last, "eel"));
+  assert_int_equal(ds->n_classes, 4);
+  assert_int_equal(ds->count, 4);
+  assert_string_equal(ds->class_names[3], "eel");
+  vkp_dataset_free(ds);
+
+  // A corrupt PNG (garbage) fails in the header pass; a truncated PNG (good header, data cut)
+  // fails while decoding. Both name the file; with skip_bad both are skipped and the images
+  // after them keep their pixels (the buffer is compacted).
+  root = make_fixture("f4");
+  static const char garbage[] = "\x89PNG\r\n\x1a\n this is not a png";
+  write_file(P("f4/cat/a0-garbage.png"), garbage, sizeof garbage - 1);
+  {
+    uint8_t px[16 * 16];
+    for (int i = 0; i < 256; i++) px[i] = (uint8_t)(i * 37);
+    png(P("f4/cat/a1-truncated.png"), 16, 16, 1, px);
+    struct stat sb;
+    assert_int_equal(stat(P("f4/cat/a1-truncated.png"), &sb), 0);
+    assert_int_equal(truncate(P("f4/cat/a1-truncated.png"), sb.st_size / 2), 0);
+  }
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "a0-garbage.png",
+             "corrupt");
+  remove(P("f4/cat/a0-garbage.png"));
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "a1-truncated.png",
+             "corrupt");
+  write_file(P("f4/cat/a0-garbage.png"), "GIF89a", 6);
+  w.n = 0;
+  assert_int_equal(vkp_data_load_folder(root, &skip, &ds, &e), VKP_OK);
+  assert_int_equal(w.n, 2);
+  assert_int_equal(ds->count, 4);
+  assert_memory_equal(vkp_dataset_image(ds, 0), BMP23, sizeof BMP23);
+  assert_memory_equal(vkp_dataset_image(ds, 1), RGB32, sizeof RGB32);
+  assert_int_equal(vkp_dataset_image(ds, 2)[3], GREY22[1]);
+  assert_int_equal(vkp_dataset_image(ds, 3)[3], 255);
+  assert_non_null(strstr(ds->paths[3], "dog/c.PNG"));
+  vkp_dataset_free(ds);
+
+  // A fixed class list: ids from the list; a folder outside it is an error.
+  root = make_fixture("f5");
+  const char *names[] = {"ant", "bird", "cat", "dog"};
+  vkp_data_load_opts fixed = {.class_names = names, .n_class_names = 4};
+  assert_int_equal(vkp_data_load_folder(root, &fixed, &ds, &e), VKP_OK);
+  assert_int_equal(ds->n_classes, 4);
+  assert_int_equal(ds->labels[0], 1);
+  assert_int_equal(ds->labels[3], 3);
+  assert_string_equal(ds->class_names[0], "ant");
+  vkp_dataset_free(ds);
+  fixed.n_class_names = 3;
+  expect_err(vkp_data_load_folder(root, &fixed, &ds, &e), &e, VKP_ERR_FORMAT, "'dog'", "class list");
+}
+
+static void test_folder_resize_at_load(void **state) {
+  (void)state;
+  vkp_dataset *ds = NULL;
+  vkp_error e;
+  // A constant image stays constant at any size; a 12-row image of alternating black and white
+  // rows shrunk 3x is smoothed (antialiased) instead of aliasing to pure black or white.
+  mkdirs(P("rs/a"));
+  uint8_t c[5 * 7 * 3], stripes[4 * 12];
+  for (int i = 0; i < 5 * 7; i++) c[3 * i] = 40, c[3 * i + 1] = 140, c[3 * i + 2] = 240;
+  for (int y = 0; y < 12; y++)
+    for (int x = 0; x < 4; x++) stripes[y * 4 + x] = (uint8_t)(y % 2 ? 255 : 0);
+  png(P("rs/a/const.png"), 5, 7, 3, c);
+  png(P("rs/a/stripes.png"), 4, 12, 1, stripes);
+  vkp_data_load_opts o = {.width = 4, .height = 4};
+  assert_int_equal(vkp_data_load_folder(P("rs"), &o, &ds, &e), VKP_OK);
+  assert_int_equal(ds->width, 4);
+  assert_int_equal(ds->height, 4);
+  assert_int_equal(ds->channels, 3);
+  const uint8_t *a = vkp_dataset_image(ds, 0), *s = vkp_dataset_image(ds, 1);
+  for (int p = 0; p < 16; p++) {
+    assert_int_equal(a[3 * p], 40);
+    assert_int_equal(a[3 * p + 1], 140);
+    assert_int_equal(a[3 * p + 2], 240);
+  }
+  for (int y = 1; y < 3; y++) {  // interior rows: weights 1/3, 2/3, 1, 2/3, 1/3 over 5 rows
+    int v = s[(y * 4 + 1) * 3];
+    assert_true(v >= 105 && v <= 150);
+  }
+  vkp_dataset_free(ds);
+  // Enlarging equals the transform's bilinear resize (same half-pixel convention), rounded.
+  mkdirs(P("up/a"));
+  png(P("up/a/x.png"), 3, 2, 3, RGB32);
+  o = (vkp_data_load_opts){.width = 7, .height = 5};
+  assert_int_equal(vkp_data_load_folder(P("up"), &o, &ds, &e), VKP_OK);
+  vkp_data_transform t = {.out_w = 7, .out_h = 5};
+  float out[3 * 5 * 7];
+  assert_int_equal(vkp_data_transform_apply(&t, RGB32, 3, 2, 3, 0, out, &e), VKP_OK);
+  const uint8_t *u = vkp_dataset_image(ds, 0);
+  for (int y = 0; y < 5; y++)
+    for (int x = 0; x < 7; x++)
+      for (int k = 0; k < 3; k++) {
+        float want = out[(k * 5 + y) * 7 + x] * 255.0f;
+        int got = u[(y * 7 + x) * 3 + k];
+        if (got < want - 0.51f || got > want + 0.51f)
+          fail_msg("(%d,%d,%d): %d vs %.3f", x, y, k, got, (double)want);
+      }
+  vkp_dataset_free(ds);
+  o = (vkp_data_load_opts){.width = 7};
+  assert_int_equal(vkp_data_load_folder(P("up"), &o, &ds, &e), VKP_ERR_INVALID);
+}
+
+static void test_list_csv_jsonl(void **state) {
+  (void)state;
+  make_fixture("l1");
+  vkp_dataset *ds = NULL;
+  vkp_error e;
+  // CSV with a header, class names, a quoted path holding a comma, CRLF line ends, blank lines.
+  mkdirs(P("l1/odd, name"));
+  png(P("l1/odd, name/q.png"), 2, 2, 1, GREY22);
+  const char *csv =
+      "path,label\r\n"
+      "dog/c.PNG,dog\r\n"
+      "\r\n"
+      "\"odd, name/q.png\",\"cat\"\r\n"
+      "cat/a.png, cat\n"
+      "bird/x.bmp,bird\n";
+  write_file(P("l1/list.csv"), csv, strlen(csv));
+  vkp_status st = vkp_data_load_list(P("l1/list.csv"), NULL, &ds, &e);
+  if (st != VKP_OK) fail_msg("%s", e.msg);
+  assert_int_equal(ds->count, 4);
+  assert_int_equal(ds->n_classes, 3);
+  assert_string_equal(ds->class_names[0], "bird");  // sorted names
+  assert_int_equal(ds->labels[0], 2);
+  assert_int_equal(ds->labels[1], 1);
+  assert_int_equal(ds->labels[2], 1);
+  assert_int_equal(ds->labels[3], 0);
+  assert_int_equal(ds->channels, 3);
+  assert_memory_equal(vkp_dataset_image(ds, 2), RGB32, sizeof RGB32);
+  assert_memory_equal(vkp_dataset_image(ds, 3), BMP23, sizeof BMP23);
+  vkp_dataset_free(ds);
+
+  // Columns in another order, integer labels: ids are the integers.
+  const char *csv2 = "label,file_name\n5,cat/a.png\n0,bird/x.bmp\n";
+  write_file(P("l1/ints.csv"), csv2, strlen(csv2));
+  assert_int_equal(vkp_data_load_list(P("l1/ints.csv"), NULL, &ds, &e), VKP_OK);
+  assert_int_equal(ds->n_classes, 6);
+  assert_int_equal(ds->labels[0], 5);
+  assert_string_equal(ds->class_names[5], "5");
+  vkp_dataset_free(ds);
+
+  // JSONL with absolute and relative paths, integer and string labels under a class list.
+  char jsonl[2048];
+  snprintf(jsonl, sizeof jsonl,
+           "{\"path\": \"%s\", \"label\": 2}\n"
+           "\n"
+           "{\"file_name\": \"cat/sub/b.png\", \"label\": \"cat\"}\n",
+           P("l1/dog/c.PNG"));
+  write_file(P("l1/list.jsonl"), jsonl, strlen(jsonl));
+  const char *names[] = {"bird", "cat", "dog"};
+  vkp_data_load_opts fixed = {.class_names = names, .n_class_names = 3, .channels = 1};
+  assert_int_equal(vkp_data_load_list(P("l1/list.jsonl"), &fixed, &ds, &e), VKP_OK);
+  assert_int_equal(ds->count, 2);
+  assert_int_equal(ds->labels[0], 2);
+  assert_int_equal(ds->labels[1], 1);
+  assert_int_equal(ds->channels, 1);
+  assert_memory_equal(vkp_dataset_image(ds, 1), GREY22, 4);
+  vkp_dataset_free(ds);
+
+  // Errors name the file and line.
+  const char *bad1 = "path,label\na.png\n";
+  write_file(P("l1/bad1.csv"), bad1, strlen(bad1));
+  expect_err(vkp_data_load_list(P("l1/bad1.csv"), NULL, &ds, &e), &e, VKP_ERR_FORMAT, "bad1.csv:2",
+             NULL);
+  const char *bad2 = "cat/a.png,cat\n\"unterminated,cat\n";
+  write_file(P("l1/bad2.csv"), bad2, strlen(bad2));
+  expect_err(vkp_data_load_list(P("l1/bad2.csv"), NULL, &ds, &e), &e, VKP_ERR_FORMAT, "bad2.csv:2",
+             "unterminated");
+  const char *bad3 = "{\"path\": \"cat/a.png\", \"label\": \"cat\"}\n{\"path\": 3}\n";
+  write_file(P("l1/bad3.jsonl"), bad3, strlen(bad3));
+  expect_err(vkp_data_load_list(P("l1/bad3.jsonl"), NULL, &ds, &e), &e, VKP_ERR_FORMAT,
+             "bad3.jsonl:2", NULL);
+  const char *bad4 = "{\"path\": \"cat/a.png\", \"label\": -1}\n";
+  write_file(P("l1/bad4.jsonl"), bad4, strlen(bad4));
+  expect_err(vkp_data_load_list(P("l1/bad4.jsonl"), NULL, &ds, &e), &e, VKP_ERR_FORMAT,
+             "bad4.jsonl:1", "label");
+  const char *bad5 = "cat/a.png,cat\nmissing.png,cat\n";
+  write_file(P("l1/bad5.csv"), bad5, strlen(bad5));
+  expect_err(vkp_data_load_list(P("l1/bad5.csv"), NULL, &ds, &e), &e, VKP_ERR_IO, "missing.png",
+             NULL);
+  const char *bad6 = "cat/a.png,cat\nbird/x.bmp,bird\n";
+  write_file(P("l1/bad6.csv"), bad6, strlen(bad6));
+  fixed.n_class_names = 1;
+  expect_err(vkp_data_load_list(P("l1/bad6.csv"), &fixed, &ds, &e), &e, VKP_ERR_FORMAT,
+             "bad6.csv:1", "'cat'");
+  write_file(P("l1/empty.csv"), "path,label\n", 11);
+  expect_err(vkp_data_load_list(P("l1/empty.csv"), NULL, &ds, &e), &e, VKP_ERR_FORMAT, "no entries",
+             NULL);
+  expect_err(vkp_data_load_list(P("l1/none.csv"), NULL, &ds, &e), &e, VKP_ERR_IO, "none.csv", NULL);
+  assert_null(ds);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_folder_rgb),        cmocka_unit_test(test_folder_channels_alpha),
+      cmocka_unit_test(test_folder_bad_inputs), cmocka_unit_test(test_folder_resize_at_load),
+      cmocka_unit_test(test_list_csv_jsonl),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
