@@ -174,17 +174,27 @@ static void factorize(int64_t dim, int factor, int64_t *a, int64_t *b) {
   else *a = m, *b = n;
 }
 
-static vkp_status row_norms(vkp_model *m, vkp_param *w, float *norms, int64_t rows) {
+// ||W + scale·B·A|| per output row (peft's DoRA magnitude init); A (r, cols), B (rows, r).
+static vkp_status row_norms(vkp_model *m, vkp_param *w, vkp_param *A, vkp_param *B, int64_t r, float scale,
+                            float *norms, int64_t rows) {
   int64_t n = vkp_param_numel(w), cols = n / rows;
-  float *v = malloc((size_t)n * sizeof *v);
-  if (!v) return VKP_ERR_OOM;
-  vkp_status st = vkp_param_read_f32(m, w, v);
-  for (int64_t r = 0; r < rows; r++) {
+  float *v = malloc((size_t)n * sizeof *v), *a = malloc((size_t)(r * cols) * sizeof *a),
+        *b = malloc((size_t)(rows * r) * sizeof *b);
+  vkp_status st = v && a && b ? VKP_OK : VKP_ERR_OOM;
+  if (!st) st = vkp_param_read_f32(m, w, v);
+  if (!st) st = vkp_param_read_f32(m, A, a);
+  if (!st) st = vkp_param_read_f32(m, B, b);
+  for (int64_t i = 0; !st && i < rows; i++) {
     double acc = 0;
-    for (int64_t c = 0; c < cols; c++) acc += (double)v[r * cols + c] * v[r * cols + c];
-    norms[r] = (float)sqrt(acc);
+    for (int64_t c = 0; c < cols; c++) {
+      double d = 0;
+      for (int64_t k = 0; k < r; k++) d += (double)b[i * r + k] * a[k * cols + c];
+      double x = v[i * cols + c] + scale * d;
+      acc += x * x;
+    }
+    norms[i] = (float)sqrt(acc);
   }
-  free(v);
+  free(v), free(a), free(b);
   return st;
 }
 
@@ -207,7 +217,7 @@ static vkp_status create_slot_params(vkp_model *m, vkp_adapter_slot *s, uint64_t
         VKP_TRY(new_param(m, s, 1, &out));
         float *norms = malloc((size_t)out * sizeof *norms);
         if (!norms) return VKP_ERR_OOM;
-        vkp_status st = row_norms(m, mod->weight, norms, out);   // B = 0 (or tiny): ||W|| per row
+        vkp_status st = row_norms(m, mod->weight, s->p[0], s->p[1], r, s->scaling, norms, out);   // DoRA == LoRA at init
         if (st == VKP_OK) st = vkp_param_write_f32(m, s->p[2], norms);
         free(norms);
         VKP_TRY(st);

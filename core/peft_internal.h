@@ -19,7 +19,8 @@ struct vkp_adapter_slot {
   int np;
   float scaling;                   // method scaling (alpha / r, alpha / sqrt(r), ...)
   int site;                        // block-level: VKP_SITE_*
-  float *dora_norm;                // DoRA: ||W + s·BA|| per output row at merge time (owned)
+  float *dora_norm;                // DoRA: the row factor folded in at merge time (owned):
+                                   // f = u·m/||W + s·BA|| + 1 - u, u the user scale then
   float *merged_delta_scale;       // unused placeholder for future methods
 };
 
@@ -28,6 +29,7 @@ struct vkp_adapter {
   float scale;                     // user scale (multiplies the adapter's contribution)
   bool enabled;
   bool merged;
+  float merged_scale;              // user scale the adapter was merged with (unmerge uses it)
   vkp_param *vera_A, *vera_B;      // VeRA shared projections (frozen)
   vkp_adapter_slot **slots;
   int nslots, slots_cap;

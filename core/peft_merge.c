@@ -109,19 +109,23 @@ static vkp_status apply(vkp_model *m, vkp_adapter_slot *s, bool merge) {
     if (!st && c->method == VKP_PEFT_LORA && c->use_dora) {
       float *mag = read_param(m, s->p[2]);
       if (!mag) st = VKP_ERR_OOM;
+      // As the forward pass (nn.c): y = f ⊙ (W + s·BA) x + b, f = u·m/||W + s·BA|| + 1 - u per row.
+      double u = s->adapter->scale;
       if (merge && !st) {
         free(s->dora_norm);
         s->dora_norm = malloc((size_t)out * sizeof *s->dora_norm);
-        for (int64_t i = 0; i < out; i++) {
+        if (!s->dora_norm) st = VKP_ERR_OOM;
+        for (int64_t i = 0; !st && i < out; i++) {
           double nn = 0;
           for (int64_t j = 0; j < cols; j++) nn += (w[i * cols + j] + d[i * cols + j]) * (w[i * cols + j] + d[i * cols + j]);
-          s->dora_norm[i] = (float)sqrt(nn);
-          for (int64_t j = 0; j < cols; j++) w[i * cols + j] = (float)(mag[i] / sqrt(nn) * (w[i * cols + j] + d[i * cols + j]));
+          double f = u * mag[i] / sqrt(nn) + 1 - u;
+          s->dora_norm[i] = (float)f;
+          for (int64_t j = 0; j < cols; j++) w[i * cols + j] = (float)(f * (w[i * cols + j] + d[i * cols + j]));
         }
       } else if (!st) {
         for (int64_t i = 0; i < out; i++)
           for (int64_t j = 0; j < cols; j++)
-            w[i * cols + j] = (float)(w[i * cols + j] * (double)s->dora_norm[i] / mag[i] - d[i * cols + j]);
+            w[i * cols + j] = (float)(w[i * cols + j] / (double)s->dora_norm[i] - d[i * cols + j]);
       }
       free(mag);
     } else if (!st) {
@@ -148,8 +152,16 @@ static vkp_status merge_all(vkp_model *m, vkp_adapter *a, bool merge) {
   }
   if (a->scale != 1.0f && a->cfg.method == VKP_PEFT_IA3)
     return vkp_error_set(err, VKP_ERR_UNSUPPORTED, "adapter '%s': merging a scaled (IA)^3 adapter", a->cfg.name);
-  for (int i = 0; i < a->nslots; i++) VKP_TRY(apply(m, a->slots[merge ? i : a->nslots - 1 - i], merge));
+  // Unmerge takes out what merge folded in: the delta at the scale of merge time, even if
+  // vkp_adapter_set_scale was called in between.
+  float now = a->scale;
+  if (!merge) a->scale = a->merged_scale;
+  vkp_status st = VKP_OK;
+  for (int i = 0; i < a->nslots && !st; i++) st = apply(m, a->slots[merge ? i : a->nslots - 1 - i], merge);
+  a->scale = now;
+  if (st) return st;
   a->merged = merge;
+  if (merge) a->merged_scale = now;
   return VKP_OK;
 }
 

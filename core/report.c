@@ -220,7 +220,7 @@ vkp_status vkp_report_add_kv(vkp_report *r, const char *const *keys, const char 
   for (int i = 0; i < n; i++) {
     sb_puts(b, "<tr><th>");
     sb_html(b, keys[i], 0);
-    sb_puts(b, numeric(values[i]) ? "</th><td class=\"num\">" : "</th><td>");
+    sb_puts(b, "</th><td>");
     sb_html(b, values[i], 1);
     sb_puts(b, "</td></tr>\n");
   }
@@ -333,9 +333,10 @@ vkp_status vkp_report_add_image(vkp_report *r, const char *png_path, const char 
 
 // Appends pretty-printed JSON with light syntax colouring: keys, strings, numbers, literals.
 static void sb_json_colored(sbuf *b, const char *s) {
+  const char *start = s;
   while (*s) {
-    if (*s == '\t') {
-      sb_puts(b, "  ");
+    if (*s == '\t') {  // cJSON indents with tabs and puts one after ':'
+      sb_puts(b, s > start && s[-1] == ':' ? " " : "  ");
       s++;
     } else if (*s == '"') {
       const char *e = s + 1;
@@ -412,7 +413,7 @@ static const char page_css[] =
     "body{margin:0;background:#fff;color:var(--fg);"
     "font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif}\n"
     "header{background:linear-gradient(90deg,#0b3d66,#1f77b4);color:#fff;padding:28px 0 22px}\n"
-    ".wrap{max-width:1240px;margin:0 auto;padding:0 28px}\n"
+    ".wrap{max-width:1720px;margin:0 auto;padding:0 28px}\n"
     "header h1{margin:0;font-size:26px;font-weight:600;letter-spacing:.2px}\n"
     "header .sub{margin-top:6px;opacity:.85;font-family:ui-monospace,SFMono-Regular,Menlo,"
     "Consolas,monospace;font-size:13px}\n"
@@ -435,10 +436,10 @@ static const char page_css[] =
     "table.data tbody tr:hover{background:#eef5fb}\n"
     "caption{caption-side:top;text-align:left;color:var(--muted);padding:0 0 6px}\n"
     ".scroll{overflow-x:auto}\n"
-    ".gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:20px;"
-    "margin:8px 0 18px}\n"
-    "figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px;background:#fff;"
-    "box-shadow:0 1px 2px rgba(31,35,40,.06)}\n"
+    // Plots are shown at their own size (a pixel font does not scale down well) and wrap.
+    ".gallery{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start;margin:8px 0 18px}\n"
+    "figure{margin:0;max-width:100%;border:1px solid var(--line);border-radius:8px;padding:10px;"
+    "background:#fff;box-shadow:0 1px 2px rgba(31,35,40,.06)}\n"
     "figure img{display:block;max-width:100%;height:auto;margin:0 auto}\n"
     "figcaption{color:var(--muted);font-size:13px;text-align:center;margin-top:6px}\n"
     "details.json{border:1px solid var(--line);border-radius:8px;background:var(--bg);"
@@ -449,7 +450,7 @@ static const char page_css[] =
     ".k{color:#0550ae}.s{color:#0a3069}.n{color:#953800}.b{color:#8250df}\n"
     "footer{border-top:1px solid var(--line);color:var(--muted);font-size:12px;padding:14px 0}\n"
     "@media print{header{background:none;color:var(--fg)}nav{display:none}"
-    ".gallery{grid-template-columns:1fr 1fr}}\n";
+    "figure{break-inside:avoid}}\n";
 
 vkp_status vkp_report_render(const vkp_report *r, char **html, size_t *len, vkp_error *err) {
   if (html) *html = NULL;

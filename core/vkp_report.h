@@ -40,7 +40,7 @@ vkp_status vkp_report_add_section(vkp_report *r, const char *heading, vkp_error 
 vkp_status vkp_report_add_text(vkp_report *r, const char *text, vkp_error *err);
 
 // A two-column key/value table (summary: final and best metrics, trainable parameters, peak
-// memory, throughput, ...). Values that look like numbers are right-aligned.
+// memory, throughput, ...).
 vkp_status vkp_report_add_kv(vkp_report *r, const char *const *keys, const char *const *values,
                              int n, vkp_error *err);
 

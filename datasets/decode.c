@@ -13,6 +13,8 @@
 #include "data_internal.h"
 #include "vkp_data.h"
 
+#define VKP_DATA_MAX_PIXELS ((size_t)1 << 28)  // per image: refuse decompression bombs
+
 typedef struct file_state {
   int w, h, comp;       // from the header
   vkp_status st;        // VKP_OK, VKP_ERR_IO or VKP_ERR_FORMAT
@@ -69,6 +71,9 @@ static void decode_one(decode_job *j, size_t k) {
     if (!stbi_info_from_file(fp, &f->w, &f->h, &f->comp) || f->w <= 0 || f->h <= 0) {
       f->st = VKP_ERR_FORMAT;
       f->reason = stbi_failure_reason();
+    } else if ((size_t)f->w * (size_t)f->h > VKP_DATA_MAX_PIXELS) {
+      f->st = VKP_ERR_FORMAT;
+      f->reason = "image larger than 256 megapixels";
     }
     fclose(fp);
     return;

@@ -15,6 +15,14 @@
 #define DIGITS_MAX_BYTES (64u << 20)
 #define DIGITS_PIXELS 64
 
+// zlib's gzerror message without the "path: " prefix it adds.
+static const char *zmsg(const char *path, const char *m) {
+  if (!m) return "unknown error";
+  size_t n = strlen(path);
+  if (strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ') return m + n + 2;
+  return m;
+}
+
 static vkp_status read_text(const char *path, char **out, size_t *len, vkp_error *err) {
   *out = NULL;
   FILE *probe = fopen(path, "rb");
@@ -31,7 +39,7 @@ static vkp_status read_text(const char *path, char **out, size_t *len, vkp_error
       int zerr = 0;
       const char *m = gzerror(gz, &zerr);
       st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", path,
-                         m ? m : "unknown");
+                         zmsg(path, m));
       break;
     }
     n += (size_t)r;
@@ -40,7 +48,7 @@ static vkp_status read_text(const char *path, char **out, size_t *len, vkp_error
       const char *m = gzerror(gz, &zerr);
       if (zerr != Z_OK && zerr != Z_STREAM_END)
         st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: truncated or corrupt gzip data (zlib: %s)",
-                           path, m ? m : "unknown");
+                           path, zmsg(path, m));
       break;
     }
     if (cap >= DIGITS_MAX_BYTES) {

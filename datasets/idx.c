@@ -21,7 +21,16 @@ typedef struct idx_src {
   FILE *f;      // raw file
   gzFile gz;    // gzip file
   long long file_size;
+  int truncated;  // the gzip stream ended early (zlib: unexpected end of file)
 } idx_src;
+
+// zlib's gzerror message without the "path: " prefix it adds.
+static const char *zmsg(const idx_src *s, const char *m) {
+  if (!m) return "unknown error";
+  size_t n = strlen(s->path);
+  if (strncmp(m, s->path, n) == 0 && m[n] == ':' && m[n + 1] == ' ') return m + n + 2;
+  return m;
+}
 
 static const char *type_name(int t) {
   switch (t) {
@@ -70,15 +79,16 @@ static vkp_status src_read(idx_src *s, void *buf, size_t n, size_t *got, vkp_err
         if (zerr == Z_ERRNO)
           return vkp_error_set(err, VKP_ERR_IO, "%s: read error: %s", s->path, strerror(errno));
         return vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", s->path,
-                             m ? m : "unknown error");
+                             zmsg(s, m));
       }
       *got += (size_t)r;
       if ((size_t)r < want) {
         int zerr = 0;
         const char *m = gzerror(s->gz, &zerr);
-        if (zerr != Z_OK && zerr != Z_STREAM_END)
-          return vkp_error_set(err, VKP_ERR_FORMAT, "%s: truncated or corrupt gzip data (zlib: %s)",
-                               s->path, m ? m : "unknown error");
+        if (zerr == Z_BUF_ERROR) s->truncated = 1;  // callers report what is missing
+        else if (zerr != Z_OK && zerr != Z_STREAM_END)
+          return vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", s->path,
+                               zmsg(s, m));
         return VKP_OK;
       }
     }
@@ -215,6 +225,10 @@ vkp_status vkp_idx_read(const char *path, vkp_idx *out, vkp_error *err) {
   if (got) {
     st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: trailing data after the %s %s declared by the header",
                        path, dims, type_name(out->type));
+    goto fail;
+  }
+  if (s.truncated) {
+    st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: truncated gzip file (its trailer is missing)", path);
     goto fail;
   }
   src_close(&s);

@@ -115,8 +115,9 @@ typedef struct vkp_idx {
 vkp_status vkp_idx_read(const char *path, vkp_idx *out, vkp_error *err);
 void vkp_idx_release(vkp_idx *a);
 
-// An image IDX file (u8, 3 dims: count x rows x cols) and a label IDX file (u8, 1 dim: count) as a
-// dataset (channels 1). Counts must match. Class names: `class_names` (n_class_names of them, every
+// An image IDX file (u8, count x rows x cols, or count x rows x cols x 1/3/4) and a label IDX file
+// (one dimension of u8/i8/i16/i32) as a dataset (channels 1, or the 4th dimension). The pixel
+// buffer is the file's data (no copy). Counts must match. Class names: `class_names` (n_class_names of them, every
 // label must be below n_class_names) or, when NULL, "0" .. "max label".
 // Errors: those of vkp_idx_read, VKP_ERR_FORMAT (wrong type/dims, count mismatch, label out of
 // range), VKP_ERR_OOM.
@@ -166,10 +167,11 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
                                 vkp_dataset **out, vkp_error *err);
 
 // A list file of (image path, label), paths relative to the list file's folder unless absolute.
-// CSV (RFC 4180 quoting; an optional header row naming the columns `path`/`file`/`file_name`/
-// `image` and `label`/`class`, otherwise columns 1 and 2) or JSONL (one object per line with
-// "path" (or "file_name"/"file"/"image") and "label" (or "class"), string or integer). JSONL is
-// chosen by a .jsonl/.ndjson/.json extension or a first line starting with '{'.
+// CSV (RFC 4180 quoting, blank lines skipped; an optional header row naming the columns
+// `path`/`file`/`file_name`/`filename`/`image` and `label`/`class`/`target`, case-insensitive,
+// otherwise columns 1 and 2) or JSONL (one object per line with "path" (or "file"/"file_name"/
+// "filename"/"image") and "label" (or "class"/"target"), a string or a non-negative integer).
+// JSONL is chosen by a .jsonl/.ndjson/.json extension or a first character '{'.
 // Labels: with opts->class_names, a name from it or an integer id; otherwise, if every label is a
 // non-negative integer, the integers are the ids (names "0" .. "max"), else each distinct label is
 // a class name and ids follow strcmp order of the names. Images keep the list's order.
@@ -255,6 +257,9 @@ vkp_status vkp_data_batch_fill(const vkp_dataset *ds, const vkp_data_transform *
                                float *pixels, int32_t *labels, vkp_error *err);
 
 // ---- batch loader --------------------------------------------------------------------------------
+//
+// The loader's functions are called from one thread (the training loop); its workers only read
+// the dataset. A dataset may be shared by several loaders (e.g. train and validation) at once.
 
 // Zero-initialised = defaults, except batch_size (required).
 typedef struct vkp_loader_opts {

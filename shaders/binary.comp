@@ -12,8 +12,23 @@ void main() {
     pc.dst.v[i] += pc.a.v[i];
     return;
   }
-  float x = pc.a.v[vkp_strided_offset(i, pc.shape, pc.a_stride)];
-  float y = pc.b.v[vkp_strided_offset(i, pc.shape, pc.b_stride)];
+  // beta encodes the layout: 0 general strides; 1 both contiguous and equal; 2 b repeats with
+  // period alpha over a contiguous a (bias rows); 3 a repeats with period alpha over b.
+  uint mode = uint(pc.beta), period = uint(pc.alpha);
+  float x, y;
+  if (mode == 1u) {
+    x = pc.a.v[i];
+    y = pc.b.v[i];
+  } else if (mode == 2u) {
+    x = pc.a.v[i];
+    y = pc.b.v[i % period];
+  } else if (mode == 3u) {
+    x = pc.a.v[i % period];
+    y = pc.b.v[i];
+  } else {
+    x = pc.a.v[vkp_strided_offset(i, pc.shape, pc.a_stride)];
+    y = pc.b.v[vkp_strided_offset(i, pc.shape, pc.b_stride)];
+  }
   float r;
   switch (pc.op) {
     case VKP_EW_ADD: r = x + y; break;

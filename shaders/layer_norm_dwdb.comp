@@ -1,8 +1,8 @@
 #version 450
 // layer_norm_dwdb.comp — weight and bias gradients of layer norm: column sums over rows.
-// mode 0: workgroup (x: 64 columns, y: chunk p) sums rows [p*chunk, (p+1)*chunk) of
-//         dy * xhat (xhat as in group_norm.comp) and dy per column into scratch[p][0][c], scratch[p][1][c] (lanes read
-//         adjacent columns: coalesced);
+// mode 0: workgroup (x: 64 columns, y: chunk p) sums rows [p*chunk, (p+1)*chunk) of dy * xhat
+//         (xhat as in group_norm.comp) and dy per column into scratch[p][0][c] and
+//         scratch[p][1][c]; lanes read adjacent columns (coalesced), no barriers;
 // mode 1: dst[e] = sum_p scratch[p][e] for e in [0, 2*D): [dweight; dbias].
 #include "common.glsl"
 #include "push/norm.h"

@@ -14,6 +14,10 @@ typedef struct command {
 static const command commands[] = {
     {"devices", cmd_devices, "list Vulkan devices and the features vkpeft uses"},
     {"train", cmd_train, "fine-tune an image classifier (ViT) with PEFT methods"},
+    {"eval", cmd_eval, "evaluate a model (+ adapters) on a data set"},
+    {"predict", cmd_predict, "classify image files"},
+    {"export", cmd_export, "merge adapters into a standalone HF checkpoint"},
+    {"forward", cmd_forward, "run a checkpoint (+ adapters) on tensors from a safetensors file"},
     {"bench", cmd_bench, "benchmarks (matmul, dispatch overhead, transformer block)"},
 };
 

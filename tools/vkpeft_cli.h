@@ -10,6 +10,10 @@
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
 
 // Prints "vkpeft <cmd>: <message>" to stderr and returns the exit status for `status`
 // (2 for input errors: invalid, io, format, shape, not found; 1 otherwise).

@@ -17,6 +17,7 @@
 #include "vkp_metrics.h"
 #include "vkp_optim.h"
 #include "vkp_peft.h"
+#include "vkp_preprocess.h"
 #include "vkp_progress.h"
 
 vkp_status vkp_classify_write_report(const char *run_dir, const cJSON *cfg, const vkp_train_summary *s,
@@ -187,6 +188,7 @@ static vkp_status save_adapters(run *r, const char *base, vkp_error *err) {
     adapter_dir(dir, sizeof dir, base, k, n);
     if (vkp_peft_save(r->v->model, vkp_peft_get(r->v->model, k), dir))
       return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(r->ctx));
+    VKP_TRY(vkp_preprocess_save(&r->data.eval_tf, r->v->cfg.num_channels, dir, err));
   }
   return VKP_OK;
 }
@@ -450,6 +452,7 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
     if (!st && full) {
       snprintf(path, sizeof path, "%s/model", r->dir);
       st = vkp_vit_save(r->v, path, err);
+      if (!st) st = vkp_preprocess_save(&r->data.eval_tf, r->v->cfg.num_channels, path, err);
     }
     if (!st && r->data.test) {
       st = vkp_classify_evaluate(r->v, r->data.test, NULL, 0, &r->data.eval_tf, (int)r->eval_batch, &test, err);

@@ -7,6 +7,17 @@
 
 // ---- binary ---------------------------------------------------------------------------------
 
+// True if x's shape equals the trailing dims of t's (ignoring leading 1s of x): x repeats
+// contiguously with period numel(x) over t.
+static bool suffix_of(const vkp_tensor *t, const vkp_tensor *x) {
+  int xd = x->ndim;
+  while (xd > 0 && x->shape[x->ndim - xd] == 1) xd--;
+  if (xd > t->ndim) return false;
+  for (int d = 0; d < xd; d++)
+    if (x->shape[x->ndim - 1 - d] != t->shape[t->ndim - 1 - d]) return false;
+  return vkp_tensor_numel(x) < (1 << 24);   // exact as a float period
+}
+
 static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_elementwise pc = {0};
   pc.a = vkp_rec_addr(rec, t->src[0]);
@@ -26,6 +37,13 @@ static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
       st[d] = size == 1 ? 0 : (int32_t)x->stride[d - pad];
     }
   }
+  // Fast layouts: equal contiguous shapes, or one side a contiguous suffix repeated (bias add).
+  const vkp_tensor *a = t->src[0], *b = t->src[1];
+  int64_t na = vkp_tensor_numel(a), nb = vkp_tensor_numel(b);
+  bool ca = vkp_tensor_is_contiguous(a), cb = vkp_tensor_is_contiguous(b);
+  if (ca && cb && na == pc.n && nb == pc.n) pc.beta = 1;
+  else if (ca && cb && na == pc.n && suffix_of(t, b)) pc.beta = 2, pc.alpha = (float)nb;
+  else if (ca && cb && nb == pc.n && suffix_of(t, a)) pc.beta = 3, pc.alpha = (float)na;
   return vkp_rec_dispatch_1d(rec, "binary", &pc, sizeof pc, pc.n, 256);
 }
 

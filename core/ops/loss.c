@@ -1,8 +1,8 @@
 // loss.c — cross-entropy (fused log-softmax + NLL, ignore_index) and mean squared error.
 //
-// Cross-entropy node (output [1]) records two dispatches: cross_entropy.comp (one workgroup per
-// row: lse and loss into an aux tensor) and cross_entropy_mean.comp (sum over counted rows /
-// count, and the count itself saved in the aux tensor). The aux tensor is a node of its own that
+// Cross-entropy node (output [1]) records two dispatches: cross_entropy.comp (a subgroup or a
+// workgroup per row: lse and loss into an aux tensor) and cross_entropy_mean.comp (sum over
+// counted rows / count, and the count itself saved in the aux tensor). The aux tensor is a node of its own that
 // records nothing; it is a source of the loss node, so the planner reserves its storage before the
 // loss runs (see the "second output" note in norm.c). aux = [loss (N) | lse (N) | count].
 // The backward reads aux and lists the loss node as a source, so it is always scheduled after it.
@@ -39,7 +39,8 @@ static vkp_tensor *aux_new(vkp_graph *g, int64_t n, vkp_tensor *after) {
 static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_loss *pc) {
   const vkp_device_info *info = vkp_ctx_info(vkp_rec_ctx(rec));
   pc->mode = pc->cols >= 65536u || (info->type != VKP_DEVICE_CPU && pc->cols >= 2048u);
-  uint32_t per = pc->mode || info->subgroup_size == 0 || info->subgroup_size >= ROW_WG ? 1 : ROW_WG / info->subgroup_size;
+  uint32_t sg = info->subgroup_size;
+  uint32_t per = pc->mode || sg == 0 || sg >= ROW_WG ? 1 : ROW_WG / sg;
   return vkp_rec_dispatch_1d(rec, shader, pc, sizeof *pc, pc->rows, per);
 }
 

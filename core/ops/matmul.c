@@ -113,6 +113,13 @@ static mm_kernel mm_pick(vkp_recorder *rec, const mm_geom *g, uint32_t b_dtype, 
   if (!name) return generic;
   const char *e = getenv("VKP_MM_FORCE");
   if (e && !strcmp(e, "generic")) return generic;
+  const char *ov = getenv("VKP_MM_SHADER");   // TEMP name:tm:tc
+  if (ov) {
+    static char nm2[64];
+    int otm = 8, otc = 2;
+    sscanf(ov, "%63[^:]:%d:%d", nm2, &otm, &otc);
+    return (mm_kernel){nm2, (uint32_t)otm * (64 / S), (uint32_t)otc * S};
+  }
   if (getenv("VKP_MM_TRACE")) fprintf(stderr, "MMTRACE %s M=%lld N=%lld K=%lld\n", name, (long long)g->M, (long long)g->N, (long long)g->K);
   return (mm_kernel){name, tm * (64 / S), tc * S};
 }

@@ -1,5 +1,5 @@
-// softmax.c — softmax and log_softmax over the last axis (one workgroup per row), forward and
-// backward. The backward reads the forward's output y (not x): dx = y * (dy - sum(dy * y)) for
+// softmax.c — softmax and log_softmax over the last axis (a subgroup or a workgroup per row),
+// forward and backward. The backward reads the forward's output y (not x): dx = y * (dy - sum(dy * y)) for
 // softmax, dx = dy - exp(y) * sum(dy) for log_softmax.
 #include <string.h>
 
@@ -21,7 +21,8 @@ static void geometry(const vkp_tensor *t, vkp_pc_softmax *pc) {
 static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_softmax *pc) {
   const vkp_device_info *info = vkp_ctx_info(vkp_rec_ctx(rec));
   pc->wide = pc->len >= 65536u || (info->type != VKP_DEVICE_CPU && pc->len >= 2048u);
-  uint32_t per = pc->wide || info->subgroup_size == 0 || info->subgroup_size >= ROW_WG ? 1 : ROW_WG / info->subgroup_size;
+  uint32_t sg = info->subgroup_size;
+  uint32_t per = pc->wide || sg == 0 || sg >= ROW_WG ? 1 : ROW_WG / sg;
   return vkp_rec_dispatch_1d(rec, shader, pc, sizeof *pc, pc->rows, per);
 }
 

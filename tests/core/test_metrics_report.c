@@ -562,9 +562,12 @@ static void test_report(void **state) {
   assert_non_null(strstr(html, "not json &lt;at all&gt;"));
   assert_non_null(strstr(html, "&lt;/pre&gt;&lt;script&gt;"));
   // Pretty config (2-space indents) and numeric columns aligned right.
-  assert_non_null(strstr(html, "\n  <span class=\"k\">&quot;model&quot;</span>"));
+  assert_non_null(strstr(html, "\n  <span class=\"k\">&quot;model&quot;</span>: "
+                               "<span class=\"s\">&quot;vit-s&quot;</span>,\n"));
   assert_non_null(strstr(html, "<th class=\"num\">precision</th>"));
-  assert_non_null(strstr(html, "<td class=\"num\">1.2 M</td>"));
+  assert_non_null(strstr(html, "<td class=\"num\">1000</td>"));
+  assert_non_null(strstr(html, "<th>recall</th>"));  // "n/a" in it: a text column, left-aligned
+  assert_non_null(strstr(html, "<td>n/a</td>"));
   // Self-contained: no external resources.
   assert_null(strstr(html, "http://"));
   assert_null(strstr(html, "https://"));

@@ -260,10 +260,14 @@ static void test_idx_rejects(void **state) {
   fclose(f);
   const char *cut = tmp_path("cut.gz");
   write_bytes(cut, gzbytes, gsz / 2, 0);
-  expect_err(vkp_idx_read(cut, &a, &e), &e, VKP_ERR_FORMAT, cut, NULL);
-  write_bytes(cut, gzbytes, gsz - 4, 0);  // no length trailer
-  expect_err(vkp_idx_read(cut, &a, &e), &e, VKP_ERR_FORMAT, cut, NULL);
+  expect_err(vkp_idx_read(cut, &a, &e), &e, VKP_ERR_FORMAT, cut, "truncated IDX file");
+  write_bytes(cut, gzbytes, gsz - 4, 0);  // all data, but no length trailer
+  expect_err(vkp_idx_read(cut, &a, &e), &e, VKP_ERR_FORMAT, cut, "truncated gzip");
   gzbytes[gsz - 6] ^= 0x55;  // CRC32 field
+  write_bytes(cut, gzbytes, gsz, 0);
+  expect_err(vkp_idx_read(cut, &a, &e), &e, VKP_ERR_FORMAT, cut, "corrupt gzip");
+  gzbytes[gsz - 6] ^= 0x55;
+  gzbytes[gsz / 2] ^= 0xff;  // damaged deflate data
   write_bytes(cut, gzbytes, gsz, 0);
   expect_err(vkp_idx_read(cut, &a, &e), &e, VKP_ERR_FORMAT, cut, NULL);
   assert_null(a.data);

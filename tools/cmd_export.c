@@ -1,0 +1,38 @@
+// cmd_export.c — `vkpeft export --model DIR --adapter DIR... --merge --output DIR`: a standalone HF
+// ViT checkpoint with the adapters folded into the weights.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_model.h"
+#include "vkpeft_cli.h"
+
+static int usage(void) {
+  fprintf(stderr, "usage: vkpeft export --model DIR --adapter DIR[:scale]... --merge --output DIR\n"
+                  "  Writes config.json, model.safetensors and preprocessor_config.json with the adapters merged.\n");
+  return VKP_EXIT_BAD_INPUT;
+}
+
+int cmd_export(int argc, char **argv) {
+  vkp_cli_model cm = {0};
+  const char *output = NULL;
+  for (int i = 1; i < argc; i++) {
+    int r = vkp_cli_model_arg(&cm, argc, argv, &i);
+    if (r < 0) return usage();
+    if (r) continue;
+    if (!strcmp(argv[i], "--output") && i + 1 < argc) output = argv[++i];
+    else return usage();
+  }
+  if (!cm.model_dir || !output || !cm.merge) return usage();
+  vkp_error err = {0};
+  vkp_ctx *ctx = NULL;
+  if (vkp_ctx_new(NULL, &ctx, &err)) return vkp_cli_fail("export", err.status, err.msg);
+  vkp_vit *v = NULL;
+  vkp_data_transform tf;
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, &tf, &err);
+  if (!st) st = vkp_vit_save(v, output, &err);
+  if (!st) st = vkp_preprocess_save(&tf, v->cfg.num_channels, output, &err);
+  if (!st) printf("exported %s (%d adapter%s merged)\n", output, cm.n_adapters, cm.n_adapters == 1 ? "" : "s");
+  vkp_vit_free(v);
+  vkp_ctx_free(ctx);
+  return st ? vkp_cli_fail("export", st, err.msg) : VKP_EXIT_OK;
+}

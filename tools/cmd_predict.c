@@ -1,0 +1,62 @@
+// cmd_predict.c — `vkpeft predict --model DIR [--adapter DIR]... [--top K] IMAGE...`.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_model.h"
+#include "vkp_classify.h"
+#include "vkpeft_cli.h"
+
+#include <stb/stb_image.h>
+
+static int usage(void) {
+  fprintf(stderr, "usage: vkpeft predict --model DIR [--adapter DIR[:scale]]... [--top K] IMAGE...\n");
+  return VKP_EXIT_BAD_INPUT;
+}
+
+int cmd_predict(int argc, char **argv) {
+  vkp_cli_model cm = {0};
+  int top = 5, n = 0;
+  const char **files = calloc((size_t)argc, sizeof *files);
+  for (int i = 1; i < argc; i++) {
+    int r = vkp_cli_model_arg(&cm, argc, argv, &i);
+    if (r < 0) return free(files), usage();
+    if (r) continue;
+    if (!strcmp(argv[i], "--top") && i + 1 < argc) {
+      if (sscanf(argv[++i], "%d", &top) != 1 || top < 1) return free(files), usage();
+    } else if (argv[i][0] == '-') return free(files), usage();
+    else files[n++] = argv[i];
+  }
+  if (!cm.model_dir || n == 0) return free(files), usage();
+  vkp_error err = {0};
+  vkp_ctx *ctx = NULL;
+  if (vkp_ctx_new(NULL, &ctx, &err)) return free(files), vkp_cli_fail("predict", err.status, err.msg);
+  vkp_vit *v = NULL;
+  vkp_data_transform tf;
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, &tf, &err);
+  int C = v ? v->cfg.num_channels : 0, S = v ? v->cfg.image_size : 0;
+  float *pixels = v ? malloc((size_t)n * C * S * S * sizeof *pixels) : NULL;
+  for (int i = 0; i < n && !st; i++) {
+    int w, h, c;
+    uint8_t *img = stbi_load(files[i], &w, &h, &c, C == 1 ? 1 : 3);
+    if (!img) {
+      st = vkp_error_set(&err, VKP_ERR_FORMAT, "%s: cannot decode image (%s)", files[i], stbi_failure_reason());
+      break;
+    }
+    st = vkp_data_transform_apply(&tf, img, w, h, C == 1 ? 1 : 3, 0, pixels + (size_t)i * C * S * S, &err);
+    stbi_image_free(img);
+  }
+  int k = v && top > v->cfg.num_labels ? v->cfg.num_labels : top;
+  int32_t *cls = malloc((size_t)n * k * sizeof *cls);
+  float *probs = malloc((size_t)n * k * sizeof *probs);
+  if (!st) st = vkp_classify_predict(v, pixels, n, k, cls, probs, &err);
+  for (int i = 0; i < n && !st; i++) {
+    printf("%s:", files[i]);
+    for (int j = 0; j < k; j++) printf("%s %s %.1f%%", j ? "," : "", v->cfg.labels[cls[i * k + j]], 100 * probs[i * k + j]);
+    printf("\n");
+  }
+  free(cls), free(probs), free(pixels), free(files);
+  vkp_vit_free(v);
+  vkp_ctx_free(ctx);
+  return st ? vkp_cli_fail("predict", st, err.msg) : VKP_EXIT_OK;
+}
