@@ -3,7 +3,8 @@
 //
 // Every chart function returns a new RGB vkp_image (free with vkp_image_free; write it with
 // vkp_png_write). Lines and markers are anti-aliased; text uses the embedded bitmap font (a
-// proportional pixel font, cap height 9 px, drawn at 1x or integer multiples). Zero-initialised
+// proportional pixel font, cap height 9 px: crisp at 1x for labels, titles bold at 1.5x with
+// area-sampled anti-aliasing). Zero-initialised
 // option structs give sensible defaults (800 x 500, automatic ranges, palette colours, grid,
 // automatically placed legend), so callers set only what they need:
 //

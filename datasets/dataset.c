@@ -9,7 +9,7 @@
 #include "data_internal.h"
 #include "vkp_data.h"
 
-char *vkp_data_strdup_(const char *s) {
+char *vkp_data_strdup(const char *s) {
   if (!s) return NULL;
   size_t n = strlen(s) + 1;
   char *d = malloc(n);
@@ -17,41 +17,41 @@ char *vkp_data_strdup_(const char *s) {
   return d;
 }
 
-void vkp_data_free_strings_(char **s, size_t n) {
+void vkp_data_free_strings(char **s, size_t n) {
   if (!s) return;
   for (size_t i = 0; i < n; i++) free(s[i]);
   free(s);
 }
 
-char **vkp_data_numbered_names_(int n) {
+char **vkp_data_numbered_names(int n) {
   char **names = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
   if (!names) return NULL;
   for (int i = 0; i < n; i++) {
     char buf[16];
     snprintf(buf, sizeof buf, "%d", i);
-    if (!(names[i] = vkp_data_strdup_(buf))) {
-      vkp_data_free_strings_(names, (size_t)n);
+    if (!(names[i] = vkp_data_strdup(buf))) {
+      vkp_data_free_strings(names, (size_t)n);
       return NULL;
     }
   }
   return names;
 }
 
-vkp_dataset *vkp_data_alloc_(const char *name, size_t count, size_t pixel_bytes, int n_classes,
+vkp_dataset *vkp_data_alloc(const char *name, size_t count, size_t pixel_bytes, int n_classes,
                              int with_paths) {
   vkp_dataset *ds = calloc(1, sizeof *ds);
   if (!ds) return NULL;
   size_t c1 = count ? count : 1;
   ds->count = count;
   ds->n_classes = n_classes;
-  ds->name = vkp_data_strdup_(name ? name : "");
+  ds->name = vkp_data_strdup(name ? name : "");
   ds->labels = calloc(c1, sizeof *ds->labels);
   ds->offsets = calloc(c1, sizeof *ds->offsets);
   ds->widths = calloc(c1, sizeof *ds->widths);
   ds->heights = calloc(c1, sizeof *ds->heights);
   ds->pixels = calloc(pixel_bytes ? pixel_bytes : 1, 1);
   if (with_paths) ds->paths = calloc(c1, sizeof *ds->paths);
-  if (n_classes > 0) ds->class_names = vkp_data_numbered_names_(n_classes);
+  if (n_classes > 0) ds->class_names = vkp_data_numbered_names(n_classes);
   if (!ds->name || !ds->labels || !ds->offsets || !ds->widths || !ds->heights || !ds->pixels ||
       (with_paths && !ds->paths) || (n_classes > 0 && !ds->class_names)) {
     vkp_dataset_free(ds);
@@ -63,8 +63,8 @@ vkp_dataset *vkp_data_alloc_(const char *name, size_t count, size_t pixel_bytes,
 void vkp_dataset_free(vkp_dataset *ds) {
   if (!ds) return;
   free(ds->name);
-  vkp_data_free_strings_(ds->class_names, (size_t)(ds->n_classes > 0 ? ds->n_classes : 0));
-  vkp_data_free_strings_(ds->paths, ds->count);
+  vkp_data_free_strings(ds->class_names, (size_t)(ds->n_classes > 0 ? ds->n_classes : 0));
+  vkp_data_free_strings(ds->paths, ds->count);
   free(ds->labels);
   free(ds->pixels);
   free(ds->offsets);
@@ -86,7 +86,7 @@ vkp_status vkp_dataset_new(size_t count, int width, int height, int channels, in
   if (count && per > SIZE_MAX / count)
     return vkp_error_set(err, VKP_ERR_OOM, "vkp_dataset_new: %zu images of %zu bytes overflow",
                          count, per);
-  vkp_dataset *ds = vkp_data_alloc_("memory", count, per * count, n_classes, 0);
+  vkp_dataset *ds = vkp_data_alloc("memory", count, per * count, n_classes, 0);
   if (!ds) return vkp_error_set(err, VKP_ERR_OOM, "vkp_dataset_new: out of memory");
   ds->channels = channels;
   ds->width = width;
@@ -108,14 +108,14 @@ vkp_status vkp_dataset_set_class_names(vkp_dataset *ds, const char *const *names
   char **copy = calloc((size_t)n, sizeof *copy);
   if (!copy) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", ds->name);
   for (int i = 0; i < n; i++) {
-    if (!names[i] || !(copy[i] = vkp_data_strdup_(names[i]))) {
-      vkp_data_free_strings_(copy, (size_t)n);
+    if (!names[i] || !(copy[i] = vkp_data_strdup(names[i]))) {
+      vkp_data_free_strings(copy, (size_t)n);
       return names[i] ? vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", ds->name)
                       : vkp_error_set(err, VKP_ERR_INVALID, "%s: class name %d is NULL",
                                       ds->name, i);
     }
   }
-  vkp_data_free_strings_(ds->class_names, (size_t)ds->n_classes);
+  vkp_data_free_strings(ds->class_names, (size_t)ds->n_classes);
   ds->class_names = copy;
   return VKP_OK;
 }
@@ -144,7 +144,7 @@ vkp_status vkp_dataset_subset(const vkp_dataset *ds, const size_t *idx, size_t n
                            ds->name, idx[k], ds->count);
     total += image_bytes(ds, idx[k]);
   }
-  vkp_dataset *s = vkp_data_alloc_(ds->name, n, total, 0, ds->paths != NULL);
+  vkp_dataset *s = vkp_data_alloc(ds->name, n, total, 0, ds->paths != NULL);
   if (!s) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory for a subset", ds->name);
   s->channels = ds->channels;
   s->width = ds->width;
@@ -153,7 +153,7 @@ vkp_status vkp_dataset_subset(const vkp_dataset *ds, const size_t *idx, size_t n
   s->class_names = calloc((size_t)ds->n_classes, sizeof *s->class_names);
   if (!s->class_names) goto fail_oom;
   for (int c = 0; c < ds->n_classes; c++)
-    if (!(s->class_names[c] = vkp_data_strdup_(ds->class_names[c]))) goto fail_oom;
+    if (!(s->class_names[c] = vkp_data_strdup(ds->class_names[c]))) goto fail_oom;
   size_t off = 0;
   for (size_t k = 0; k < n; k++) {
     size_t i = idx[k], b = image_bytes(ds, i);
@@ -162,7 +162,7 @@ vkp_status vkp_dataset_subset(const vkp_dataset *ds, const size_t *idx, size_t n
     s->widths[k] = ds->widths[i];
     s->heights[k] = ds->heights[i];
     s->labels[k] = ds->labels[i];
-    if (ds->paths && ds->paths[i] && !(s->paths[k] = vkp_data_strdup_(ds->paths[i])))
+    if (ds->paths && ds->paths[i] && !(s->paths[k] = vkp_data_strdup(ds->paths[i])))
       goto fail_oom;
     off += b;
   }
@@ -207,9 +207,9 @@ vkp_status vkp_dataset_mean_std(const vkp_dataset *ds, const size_t *idx, size_t
   return VKP_OK;
 }
 
-static void shuffle(size_t *v, size_t n, vkp_data_rng_ *r) {
+static void shuffle(size_t *v, size_t n, vkp_data_rng *r) {
   for (size_t i = n; i > 1; i--) {
-    size_t j = vkp_data_rng_below_(r, i);
+    size_t j = vkp_data_rng_below(r, i);
     size_t t = v[i - 1];
     v[i - 1] = v[j];
     v[j] = t;
@@ -241,7 +241,7 @@ vkp_status vkp_dataset_split(const vkp_dataset *ds, double val_fraction, uint64_
   }
   if (!stratified || K < 1) {
     for (size_t i = 0; i < N; i++) order[i] = i;
-    vkp_data_rng_ r = {vkp_data_mix64_(seed ^ VKP_DATA_STREAM_SPLIT)};
+    vkp_data_rng r = {vkp_data_mix64(seed ^ VKP_DATA_STREAM_SPLIT)};
     shuffle(order, N, &r);
     for (size_t k = 0; k < nv; k++) is_val[order[k]] = 1;
   } else {
@@ -277,7 +277,7 @@ vkp_status vkp_dataset_split(const vkp_dataset *ds, double val_fraction, uint64_
       given++;
     }
     for (int c = 0; c < K; c++) {
-      vkp_data_rng_ r = {vkp_data_mix64_(vkp_data_mix64_(seed ^ VKP_DATA_STREAM_SPLIT) + (uint64_t)c)};
+      vkp_data_rng r = {vkp_data_mix64(vkp_data_mix64(seed ^ VKP_DATA_STREAM_SPLIT) + (uint64_t)c)};
       size_t *v = order + cstart[c], m = cstart[c + 1] - cstart[c];
       shuffle(v, m, &r);
       for (size_t k = 0; k < take[c]; k++) is_val[v[k]] = 1;
@@ -310,7 +310,7 @@ done:
   return st;
 }
 
-void vkp_data_warn_(const vkp_data_load_opts *opts, const char *fmt, ...) {
+void vkp_data_warn(const vkp_data_load_opts *opts, const char *fmt, ...) {
   char msg[VKP_ERROR_MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -320,7 +320,7 @@ void vkp_data_warn_(const vkp_data_load_opts *opts, const char *fmt, ...) {
   else fprintf(stderr, "vkpeft: warning: %s\n", msg);
 }
 
-int vkp_data_thread_count_(int n_threads, size_t work_items) {
+int vkp_data_thread_count(int n_threads, size_t work_items) {
   int n = n_threads;
   if (n <= 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

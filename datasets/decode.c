@@ -114,7 +114,7 @@ static void decode_one(decode_job *j, size_t k) {
       f->reason = "out of memory";
     } else {
       convert_rgba(rgba, npix, C, j->opts->alpha, conv);
-      vkp_data_resize_u8_(conv, w, h, C, dst, j->fixed_w, j->fixed_h, tmp);
+      vkp_data_resize_u8(conv, w, h, C, dst, j->fixed_w, j->fixed_h, tmp);
     }
     free(conv);
     free(tmp);
@@ -137,7 +137,7 @@ static void run_parallel(decode_job *j, size_t n, int phase) {
   j->n = n;
   j->phase = phase;
   atomic_store(&j->next, 0);
-  int nt = vkp_data_thread_count_(j->opts->n_threads, n);
+  int nt = vkp_data_thread_count(j->opts->n_threads, n);
   pthread_t th[64];
   if (nt > 64) nt = 64;
   int started = 0;
@@ -165,13 +165,13 @@ static vkp_status check_failures(decode_job *j, size_t n_paths, vkp_error *err) 
     if (!j->opts->skip_bad || f->st == VKP_ERR_OOM) return file_error(j->paths[i], f, err);
     vkp_error e;
     file_error(j->paths[i], f, &e);
-    vkp_data_warn_(j->opts, "skipping %s", e.msg);
+    vkp_data_warn(j->opts, "skipping %s", e.msg);
     f->keep = 0;
   }
   return VKP_OK;
 }
 
-vkp_status vkp_data_decode_files_(const char *what, char **paths, const int32_t *labels, size_t n,
+vkp_status vkp_data_decode_files(const char *what, char **paths, const int32_t *labels, size_t n,
                                   char **names, int n_classes, const vkp_data_load_opts *opts,
                                   vkp_dataset **out, vkp_error *err) {
   static const vkp_data_load_opts defaults = {0};
@@ -229,7 +229,7 @@ vkp_status vkp_data_decode_files_(const char *what, char **paths, const int32_t 
     }
     total += b;
   }
-  if (!(ds = vkp_data_alloc_(what, kept, total, 0, 1))) {
+  if (!(ds = vkp_data_alloc(what, kept, total, 0, 1))) {
     st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory for %zu bytes of pixels", what, total);
     goto done;
   }
@@ -283,8 +283,8 @@ vkp_status vkp_data_decode_files_(const char *what, char **paths, const int32_t 
   ds = NULL;
 done:
   vkp_dataset_free(ds);
-  vkp_data_free_strings_(names, (size_t)(n_classes > 0 ? n_classes : 0));
-  vkp_data_free_strings_(paths, n);
+  vkp_data_free_strings(names, (size_t)(n_classes > 0 ? n_classes : 0));
+  vkp_data_free_strings(paths, n);
   free(fs);
   free(order);
   return st;

@@ -99,7 +99,7 @@ vkp_status vkp_data_load_digits(const char *path, vkp_dataset **out, vkp_error *
   }
   if ((st = vkp_dataset_new(rows, 8, 8, 1, 10, &ds, err)) != VKP_OK) goto done;
   free(ds->name);
-  if (!(ds->name = vkp_data_strdup_(path))) {
+  if (!(ds->name = vkp_data_strdup(path))) {
     st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
     goto done;
   }

@@ -67,7 +67,7 @@ static vkp_status list_dir(const char *dir, strvec *names, vkp_error *err) {
   errno = 0;
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
-    if (strvec_push(names, vkp_data_strdup_(e->d_name))) {
+    if (strvec_push(names, vkp_data_strdup(e->d_name))) {
       closedir(d);
       return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", dir);
     }
@@ -100,7 +100,7 @@ static vkp_status collect(const char *dir, int depth, strvec *files, vkp_error *
       free(p);
     }
   }
-  vkp_data_free_strings_(names.v, names.n);
+  vkp_data_free_strings(names.v, names.n);
   return st;
 }
 
@@ -127,7 +127,7 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     }
     if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
       free(p);
-      if (strvec_push(&classes, vkp_data_strdup_(entries.v[i]))) {
+      if (strvec_push(&classes, vkp_data_strdup(entries.v[i]))) {
         st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", root);
         goto done;
       }
@@ -149,7 +149,7 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     names = calloc((size_t)n_classes, sizeof *names);
     if (!names) goto oom;
     for (int c = 0; c < n_classes; c++)
-      if (!(names[c] = vkp_data_strdup_(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
+      if (!(names[c] = vkp_data_strdup(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
   } else {
     if (classes.n > INT32_MAX) goto oom;
     n_classes = (int)classes.n;
@@ -159,7 +159,7 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     classes.v = calloc((size_t)n_classes, sizeof *classes.v);
     if (!classes.v) goto oom;
     for (int c = 0; c < n_classes; c++)
-      if (!(classes.v[c] = vkp_data_strdup_(names[c]))) goto oom;
+      if (!(classes.v[c] = vkp_data_strdup(names[c]))) goto oom;
     classes.n = classes.cap = (size_t)n_classes;
   }
   for (size_t k = 0; k < classes.n; k++) {
@@ -178,7 +178,7 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     st = collect(dir, 1, &files, err);
     if (st == VKP_OK && files.n == before) {
       if (opts->skip_bad)
-        vkp_data_warn_(opts, "%s: class folder has no images; class '%s' (id %d) stays empty", dir,
+        vkp_data_warn(opts, "%s: class folder has no images; class '%s' (id %d) stays empty", dir,
                        classes.v[k], id);
       else
         st = vkp_error_set(err, VKP_ERR_FORMAT,
@@ -197,7 +197,7 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     }
     while (nlab < files.n) labels[nlab++] = id;
   }
-  st = vkp_data_decode_files_(root, files.v, labels, files.n, names, n_classes, opts, out, err);
+  st = vkp_data_decode_files(root, files.v, labels, files.n, names, n_classes, opts, out, err);
   files.v = NULL;  // taken over (freed) by decode_files_
   files.n = 0;
   names = NULL;
@@ -205,10 +205,10 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
 oom:
   st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", root);
 done:
-  vkp_data_free_strings_(entries.v, entries.n);
-  vkp_data_free_strings_(classes.v, classes.n);
-  vkp_data_free_strings_(files.v, files.n);
-  vkp_data_free_strings_(names, (size_t)n_classes);
+  vkp_data_free_strings(entries.v, entries.n);
+  vkp_data_free_strings(classes.v, classes.n);
+  vkp_data_free_strings(files.v, files.n);
+  vkp_data_free_strings(names, (size_t)n_classes);
   free(labels);
   return st;
 }

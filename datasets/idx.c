@@ -325,7 +325,7 @@ vkp_status vkp_data_load_idx(const char *images_path, const char *labels_path,
   if (K < 1) K = 1;
   char name[VKP_DATA_PATH_MAX];
   snprintf(name, sizeof name, "%s", images_path);
-  if (!(ds = vkp_data_alloc_(name, n, 0, K, 0))) goto oom;
+  if (!(ds = vkp_data_alloc(name, n, 0, K, 0))) goto oom;
   if (class_names && (st = vkp_dataset_set_class_names(ds, class_names, K, err)) != VKP_OK)
     goto done;
   ds->channels = channels;

@@ -289,13 +289,13 @@ static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *ou
     if (!cJSON_IsString(jp) || !jp->valuestring[0]) {
       st = vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: no \"path\" string", file, line);
     } else if (cJSON_IsString(jl) && jl->valuestring[0]) {
-      st = rows_push(out, vkp_data_strdup_(jp->valuestring), vkp_data_strdup_(jl->valuestring),
+      st = rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(jl->valuestring),
                      line, file, err);
       if (st == VKP_OK) out->v[out->n - 1].is_int = 0;  // a string label is always a name
     } else if (cJSON_IsNumber(jl) && jl->valuedouble >= 0 && jl->valuedouble <= (1 << 30) &&
                jl->valuedouble == (double)(long long)jl->valuedouble) {
       snprintf(num, sizeof num, "%lld", (long long)jl->valuedouble);
-      st = rows_push(out, vkp_data_strdup_(jp->valuestring), vkp_data_strdup_(num), line, file,
+      st = rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(num), line, file,
                      err);
     } else {
       st = vkp_error_set(err, VKP_ERR_FORMAT,
@@ -323,14 +323,14 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
     if (K < 1) return vkp_error_set(err, VKP_ERR_INVALID, "%s: empty class list", file);
     if (!(names = calloc((size_t)K, sizeof *names))) goto oom;
     for (int c = 0; c < K; c++)
-      if (!(names[c] = vkp_data_strdup_(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
+      if (!(names[c] = vkp_data_strdup(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
     for (size_t i = 0; i < r->n; i++) {
       int id = -1;
       for (int c = 0; c < K && id < 0; c++)
         if (strcmp(names[c], r->v[i].label) == 0) id = c;
       if (id < 0 && r->v[i].is_int && r->v[i].id < K) id = (int)r->v[i].id;
       if (id < 0) {
-        vkp_data_free_strings_(names, (size_t)K);
+        vkp_data_free_strings(names, (size_t)K);
         return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: label '%s' is not one of the %d classes",
                              file, r->v[i].line, r->v[i].label, K);
       }
@@ -348,7 +348,7 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
         return vkp_error_set(err, VKP_ERR_FORMAT, "%s: label %lld is too large for a class id", file,
                              maxid);
       K = (int)maxid + 1;
-      if (!(names = vkp_data_numbered_names_(K))) goto oom;
+      if (!(names = vkp_data_numbered_names(K))) goto oom;
       for (size_t i = 0; i < r->n; i++) ids[i] = (int32_t)r->v[i].id;
     } else {
       char **sorted = malloc(r->n * sizeof *sorted);
@@ -369,7 +369,7 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
         goto oom;
       }
       for (size_t c = 0; c < u; c++)
-        if (!(names[c] = vkp_data_strdup_(sorted[c]))) {
+        if (!(names[c] = vkp_data_strdup(sorted[c]))) {
           free(sorted);
           goto oom;
         }
@@ -385,7 +385,7 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
   *n_out = K;
   return VKP_OK;
 oom:
-  vkp_data_free_strings_(names, (size_t)K);
+  vkp_data_free_strings(names, (size_t)K);
   return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
 }
 
@@ -431,15 +431,15 @@ vkp_status vkp_data_load_list(const char *list_path, const vkp_data_load_opts *o
     memcpy(paths[i], list_path, pre);
     memcpy(paths[i] + pre, p, pl + 1);
   }
-  st = vkp_data_decode_files_(list_path, paths, ids, r.n, names, K, opts, out, err);
+  st = vkp_data_decode_files(list_path, paths, ids, r.n, names, K, opts, out, err);
   paths = NULL;  // taken over
   names = NULL;
   goto done;
 oom:
   st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", list_path);
 done:
-  vkp_data_free_strings_(paths, r.n);
-  vkp_data_free_strings_(names, (size_t)K);
+  vkp_data_free_strings(paths, r.n);
+  vkp_data_free_strings(names, (size_t)K);
   free(ids);
   rows_free(&r);
   free(text);

@@ -70,10 +70,10 @@ struct vkp_loader {
 
 static void build_order(const vkp_loader *l, int64_t epoch, size_t *order) {
   memcpy(order, l->samples, l->n_samples * sizeof *order);
-  vkp_data_rng_ r = {vkp_data_mix64_(vkp_data_mix64_(l->o.seed ^ VKP_DATA_STREAM_ORDER) +
+  vkp_data_rng r = {vkp_data_mix64(vkp_data_mix64(l->o.seed ^ VKP_DATA_STREAM_ORDER) +
                                      (uint64_t)epoch)};
   for (size_t i = l->n_samples; i > 1; i--) {
-    size_t j = vkp_data_rng_below_(&r, i);
+    size_t j = vkp_data_rng_below(&r, i);
     size_t t = order[i - 1];
     order[i - 1] = order[j];
     order[j] = t;

@@ -195,7 +195,7 @@ vkp_status vkp_data_load_named(const char *name, const char *split, vkp_dataset 
   else VKP_TRY(vkp_data_load_idx(f.images, f.labels, k->classes, k->n_classes, &ds, err));
   char nm[256];
   snprintf(nm, sizeof nm, "%s/%s", k->name, split ? split : "train");
-  char *copy = vkp_data_strdup_(nm);
+  char *copy = vkp_data_strdup(nm);
   if (!copy) {
     vkp_dataset_free(ds);
     return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", nm);

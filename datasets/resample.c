@@ -40,7 +40,7 @@ static weights_span axis_weights(int o, int src, int dst, float *w, int cap) {
   return s;
 }
 
-void vkp_data_resize_u8_(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw, int dh,
+void vkp_data_resize_u8(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw, int dh,
                          float *tmp) {
   int capx = (int)ceil(2.0 * (sw > dw ? (double)sw / dw : 1.0)) + 3;
   int capy = (int)ceil(2.0 * (sh > dh ? (double)sh / dh : 1.0)) + 3;
