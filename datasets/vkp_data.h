@@ -269,7 +269,8 @@ typedef struct vkp_loader_opts {
   uint64_t seed;             // order and augmentation
   int n_workers;             // threads preparing batches; 0 = in the caller's thread (inside
                              // vkp_loader_next); < 0 = one per CPU minus one (1 .. 8)
-  int prefetch;              // batches prepared ahead of the consumer; 0 = 2 per worker
+  int prefetch;              // batches prepared ahead of the consumer; 0 = 2 per worker. Memory:
+                             // (max(prefetch, n_workers) + 1) x batch_size x C x H x W floats
   const size_t *indices;     // the samples (e.g. a split); NULL = every image; copied
   size_t n_indices;
   int64_t start_epoch, start_step;  // the first batch returned (resume from vkp_loader_tell)

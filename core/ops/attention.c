@@ -1,30 +1,32 @@
 // attention.c — fused scaled-dot-product attention (flash-attention style), forward and backward.
 //
-// Forward (attention_fwd.comp): one workgroup per (block of query rows, head, batch) with an online
-// softmax over key blocks; the (Tq, Tk) score matrix is never stored. Besides O it writes the
+// Kernels (shaders/attention.glsl, one variant per head-dim capacity DV = 16, 32, 64, 128): one
+// invocation per query row (forward, dQ) or key row (dK/dV), 64 rows per workgroup; the other
+// side's rows stream through registers, shared within groups of 4 lanes by subgroupShuffle.
+// Forward: online softmax over key blocks; the (Tq, Tk) score matrix is never stored. Besides O it writes the
 // per-row logsumexp into an auxiliary tensor `lse` (B, H, Tq): a node with no dispatches of its
 // own, listed as a source of O so the memory planner gives it storage before O runs and keeps it
 // until the backward kernels (its other readers) are done.
-// Backward: delta = rowsum(dO * O) (attention_delta.comp), then dQ per query block
-// (attention_dq.comp) and dK, dV per key block (attention_dkv.comp), both recomputing
+// Backward: delta = rowsum(dO * O) (attention_delta.comp), then dQ per query row
+// (attention_dq_d*) and dK, dV per key row (attention_dkv_d*), both recomputing
 // P = exp(scale * q.k + mask - lse) instead of reading a stored matrix.
 //
-// q, k, v are read through their strides (last dim contiguous), so the usual permuted view
-// (B, T, H, D) -> (B, H, T, D) costs no copy. Causal masking follows PyTorch's
+// q, k, v are read through their strides (last dim contiguous) with 64-bit loads, so the usual
+// permuted view (B, T, H, D) -> (B, H, T, D) costs no copy. Odd strides or offsets get a contiguous
+// copy; an odd D is zero-padded to D + 1 (concat) and the output sliced back. Causal masking follows PyTorch's
 // scaled_dot_product_attention(is_causal=True): query i sees keys j <= i (top-left aligned, also
 // when Tq != Tk). A row whose keys are all masked outputs zeros (PyTorch gives NaN) and gets zero
 // gradients. The mask is not differentiated.
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../vkp_op.h"
 #include "../vkp_ops.h"
 #include "../../shaders/push/attention.h"
 
-#define ATTN_DMAX 128   // DMAX of the shaders
-#define FWD_ROWS 16     // R of attention_fwd.comp
-#define DQ_ROWS 8       // R of attention_dq.comp
-#define DKV_ROWS 16     // R of attention_dkv.comp
+#define ATTN_DMAX 128   // largest DV variant
+#define ATTN_ROWS 64    // rows per workgroup (ROWS in attention.glsl)
 
 // params: f[0] scale, i[1] flags (VKP_ATTN_*)
 // node srcs: q, k, v, lse, [mask]
@@ -52,7 +54,14 @@ static void fill_pc(vkp_recorder *rec, const vkp_tensor *q, const vkp_tensor *k,
   pc->flags = (uint32_t)params->params.i[1];
 }
 
-static uint32_t blocks(int64_t n, int64_t per) { return (uint32_t)((n + per - 1) / per); }
+static uint32_t blocks(int64_t n) { return (uint32_t)((n + ATTN_ROWS - 1) / ATTN_ROWS); }
+
+// Shader variant for head dim D: the smallest capacity DV >= D.
+static const char *variant(const char *kernel, int64_t D, char *buf, size_t cap) {
+  int dv = D <= 16 ? 16 : D <= 32 ? 32 : D <= 64 ? 64 : 128;
+  snprintf(buf, cap, "attention_%s_d%d", kernel, dv);
+  return buf;
+}
 
 // ---- auxiliary storage ----------------------------------------------------------------------
 
@@ -87,9 +96,9 @@ static vkp_status grad_record(vkp_recorder *rec, const vkp_tensor *t, bool dq) {
   pc.dout = vkp_rec_addr(rec, t->src[4]);
   pc.delta = vkp_rec_addr(rec, t->src[5]);
   pc.dst = vkp_rec_addr(rec, t);
-  uint32_t gx = dq ? blocks(q->shape[2], DQ_ROWS) : blocks(k->shape[2], DKV_ROWS);
-  return vkp_rec_dispatch(rec, dq ? "attention_dq" : "attention_dkv", &pc, sizeof pc, gx, (uint32_t)q->shape[1],
-                          (uint32_t)q->shape[0]);
+  char name[32];
+  return vkp_rec_dispatch(rec, variant(dq ? "dq" : "dkv", q->shape[3], name, sizeof name), &pc, sizeof pc,
+                          blocks(dq ? q->shape[2] : k->shape[2]), (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
 }
 static vkp_status dq_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, true); }
 static vkp_status dkv_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, false); }
@@ -104,10 +113,8 @@ static vkp_status fwd_record(vkp_recorder *rec, const vkp_tensor *t) {
   fill_pc(rec, q, t->src[1], t->src[2], t->nsrc > 4 ? t->src[4] : NULL, t, &pc);
   pc.lse = vkp_rec_addr(rec, t->src[3]);
   pc.dst = vkp_rec_addr(rec, t);
-  if (q->shape[3] <= 64)
-    return vkp_rec_dispatch(rec, "attention_fwd_d64", &pc, sizeof pc, blocks(q->shape[2], 64), (uint32_t)q->shape[1],
-                            (uint32_t)q->shape[0]);
-  return vkp_rec_dispatch(rec, "attention_fwd", &pc, sizeof pc, blocks(q->shape[2], FWD_ROWS),
+  char name[32];
+  return vkp_rec_dispatch(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, sizeof pc, blocks(q->shape[2]),
                           (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
 }
 
@@ -136,11 +143,26 @@ static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 }
 static const vkp_op_def op_attention = {"attention", fwd_record, fwd_backward};
 
-// f16/bf16 and views whose last dim is strided become contiguous f32.
+// True when every row of t starts on an 8-byte boundary (the kernels' 64-bit loads).
+static bool pair_aligned(const vkp_tensor *t) {
+  const vkp_tensor *o = t->view_src ? t->view_src : t;
+  if (t->stride[3] != 1 || (t->offset & 1) || (o->kind == VKP_TENSOR_EXTERNAL && (o->buffer_offset & 7))) return false;
+  for (int d = 0; d < 3; d++)
+    if (t->shape[d] > 1 && (t->stride[d] & 1)) return false;
+  return true;
+}
+
+// f32, unit stride along D, D even, rows 8-byte aligned: casts, copies or zero-pads t as needed.
 static vkp_tensor *prepare(vkp_graph *g, vkp_tensor *t) {
   t = vkp_cast_f32(g, t);
-  if (t && t->shape[3] != 1 && t->stride[3] != 1) t = vkp_contiguous(g, t);
-  return t;
+  if (!t) return NULL;
+  if (t->shape[3] & 1) {   // odd D: append a zero column (its gradient is dropped by concat's backward)
+    int64_t shape[4] = {t->shape[0], t->shape[1], t->shape[2], 1};
+    return vkp_concat(g, vkp_contiguous(g, t), vkp_fill(g, VKP_DTYPE_F32, 4, shape, 0.0f), 3);
+  }
+  if (pair_aligned(t)) return t;
+  if (!vkp_tensor_is_contiguous(t)) t = vkp_contiguous(g, t);
+  return pair_aligned(t) ? t : vkp_scale(g, t, 1.0f);   // an external at an odd offset: copy it
 }
 
 vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor *v, vkp_tensor *mask, bool causal,
@@ -167,6 +189,11 @@ vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor
                    ATTN_DMAX);
     return NULL;
   }
+  if (vkp_ctx_info(vkp_graph_ctx(g))->subgroup_size % 4 != 0) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: subgroup size %u is not a multiple of 4",
+                   vkp_ctx_info(vkp_graph_ctx(g))->subgroup_size);
+    return NULL;
+  }
   if (B > 65535 || H > 65535) {
     vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: batch %lld x heads %lld of '%s' exceed 65535", (long long)B,
                    (long long)H, q->name);
@@ -188,12 +215,13 @@ vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor
   q = prepare(g, q);
   k = prepare(g, k);
   v = prepare(g, v);
+  int64_t Dp = D + (D & 1);
   int64_t lse_shape[3] = {B, H, Tq};
   vkp_tensor *lse = vkp_node_new(g, &op_attention_lse, VKP_DTYPE_F32, 3, lse_shape, NULL, 0);
   vkp_tensor *srcs[5] = {q, k, v, lse, mask};
-  vkp_tensor *t = vkp_node_new(g, &op_attention, VKP_DTYPE_F32, 4, (int64_t[]){B, H, Tq, D}, srcs, mask ? 5 : 4);
+  vkp_tensor *t = vkp_node_new(g, &op_attention, VKP_DTYPE_F32, 4, (int64_t[]){B, H, Tq, Dp}, srcs, mask ? 5 : 4);
   if (!t) return NULL;
   t->params.f[0] = scale != 0.0f ? scale : 1.0f / sqrtf((float)D);
   t->params.i[1] = (int32_t)flags;
-  return t;
+  return Dp == D ? t : vkp_contiguous(g, vkp_slice(g, t, 3, 0, D));
 }
