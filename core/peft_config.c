@@ -102,9 +102,9 @@ static bool is_default_value(const cJSON *v) {
 // value (non-default: a clear "unsupported" error instead of silently different numbers).
 static const char *const ignored_keys[] = {
     "auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision", "task_type",
-    "megatron_core", "qalora_group_size", "exclude_modules", "layers_pattern", NULL};
+    "megatron_core", "qalora_group_size", "layers_pattern", NULL};
 static const char *const default_only_keys[] = {
-    "alpha_pattern", "rank_pattern", "fan_in_fan_out", "layer_replication", "loftq_config", "lora_bias",
+    "exclude_modules", "alpha_pattern", "rank_pattern", "fan_in_fan_out", "layer_replication", "loftq_config", "lora_bias",
     "megatron_config", "use_qalora", "target_parameters", "trainable_token_indices", "corda_config", "eva_config",
     "alora_invocation_tokens", "arrow_config", "ensure_weight_tying", "kasa_config", "lora_ga_config",
     "monteclora_config", "use_bdlora", "velora_config", "module_dropout", "rank_dropout", "rank_dropout_scale",
@@ -114,6 +114,46 @@ static bool in_list(const char *const *list, const char *key) {
   for (int i = 0; list[i]; i++)
     if (!strcmp(list[i], key)) return true;
   return false;
+}
+
+// Keys that belong to some methods only (a key of another method is an unknown key); keys not
+// listed here (target_modules, modules_to_save, layers_to_transform, adapter_name) fit every method.
+#define M_(x) (1u << VKP_PEFT_##x)
+static const struct {
+  const char *key;
+  unsigned methods;
+} method_keys[] = {
+    {"r", M_(LORA) | M_(LOHA) | M_(LOKR) | M_(VERA)},
+    {"lora_alpha", M_(LORA)},
+    {"alpha", M_(LOHA) | M_(LOKR)},
+    {"lora_dropout", M_(LORA)},
+    {"vera_dropout", M_(VERA)},
+    {"use_rslora", M_(LORA)},
+    {"use_dora", M_(LORA)},
+    {"bias", M_(LORA) | M_(VERA)},
+    {"init_lora_weights", M_(LORA)},
+    {"init_weights", M_(LOHA) | M_(LOKR) | M_(VERA) | M_(BOTTLENECK) | M_(ADAPTFORMER) | M_(MASKED)},
+    {"init_ia3_weights", M_(IA3)},
+    {"feedforward_modules", M_(IA3)},
+    {"decompose_factor", M_(LOKR)},
+    {"d_initial", M_(VERA)},
+    {"projection_prng_key", M_(VERA)},
+    {"save_projection", M_(VERA)},
+    {"bottleneck", M_(BOTTLENECK) | M_(ADAPTFORMER)},
+    {"placement", M_(BOTTLENECK)},
+    {"adapter_scale", M_(BOTTLENECK) | M_(ADAPTFORMER)},
+    {"num_tokens", M_(VPT) | M_(PREFIX)},
+    {"num_virtual_tokens", M_(VPT) | M_(PREFIX)},
+    {"deep", M_(VPT)},
+    {"density", M_(MASKED)},
+    {"mask", M_(MASKED)},
+};
+#undef M_
+
+static bool key_fits_method(vkp_peft_method m, const char *key) {
+  for (size_t i = 0; i < sizeof method_keys / sizeof *method_keys; i++)
+    if (!strcmp(method_keys[i].key, key)) return (method_keys[i].methods >> m) & 1u;
+  return true;
 }
 
 static vkp_status get_number(const cJSON *v, const char *where, const char *key, double *out, vkp_error *err) {
@@ -158,6 +198,8 @@ vkp_status vkp_peft_config_from_json(const cJSON *json, const char *where, vkp_p
       if (!is_default_value(v)) return vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: key '%s': only the default value is supported", where, k);
       continue;
     }
+    if (!key_fits_method(method, k))
+      return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown key '%s' for peft_type %s", where, k, type->valuestring);
     if (!strcmp(k, "target_modules")) {
       if (cJSON_IsString(v)) {
         free(out->target_regex);

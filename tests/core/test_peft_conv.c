@@ -38,6 +38,7 @@ typedef struct ref_model {
   double *v[6];              // host copies (perturbed by the finite differences)
   double W[NW], b[COUT];
   const double *fixed_norm;  // DoRA: row norms held fixed (detached), or NULL to compute
+  double u;                  // DoRA: user scale (vkpeft: f = u·m/||W + u·ΔW|| + 1 - u); 0 means 1
 } ref_model;
 
 // y (NB, COUT, OH, OW) = conv(x, w) (+ bias if non-NULL).
@@ -127,7 +128,7 @@ static void ref_forward(const ref_model *r, const double *x, int stride, int pad
   for (int o = 0; o < COUT; o++) {
     double nn = 0;
     for (int j = 0; j < COLS; j++) nn += w[o * COLS + j] * w[o * COLS + j];
-    double norm = r->fixed_norm ? r->fixed_norm[o] : sqrt(nn), f = r->v[2][o] / norm;
+    double u = r->u ? r->u : 1, norm = r->fixed_norm ? r->fixed_norm[o] : sqrt(nn), f = u * r->v[2][o] / norm + 1 - u;
     for (int n = 0; n < NB; n++)
       for (int k = 0; k < hw; k++) y[(n * COUT + o) * hw + k] = f * y[(n * COUT + o) * hw + k] + r->b[o];
   }
@@ -261,7 +262,7 @@ static void check_gradients(vkp_model *m, vkp_module *mod, ref_model *r, const f
   vkp_param **tp;
   float **grads;
   int nt = run_device(m, mod, x, 1, 1, y, ny, wy, &tp, &grads);
-  assert_int_equal(nt, r->np - (!strcmp(r->method, "lokr") || !strcmp(r->method, "lora") ? 0 : 0));
+  assert_int_equal(nt, r->np);   // exactly the adapter's parameters train
   double norm[COUT];
   if (!strcmp(r->method, "dora")) {   // peft detaches ||W + ΔW||: hold it at the current value
     double d[NW];
@@ -413,14 +414,28 @@ static void run_method(const char *method) {
   check_merge(m, mod, a, &r, x);
   // User scale 0.5: LoRA-like deltas scale by 0.5; (IA)^3 uses l' = 0.5·l + 0.5 (halfway to identity).
   vkp_adapter_set_scale(a, 0.5f);
+  // DoRA: f = 0.5·m/||W + 0.5·ΔW|| + 0.5 on (W + 0.5·ΔW), so scale 0 is the base layer.
   ref_model half = r;
+  double *l = malloc((size_t)r.n[0] * sizeof *l);
   if (!strncmp(method, "ia3", 3)) {
-    for (int64_t i = 0; i < r.n[0]; i++) half.v[0][i] = 0.5 * r.v[0][i] + 0.5;
-    check_forward("user scale 0.5", m, mod, &half, x, xd, 1, 1);
-  } else if (strcmp(method, "dora")) {
+    for (int64_t i = 0; i < r.n[0]; i++) l[i] = 0.5 * r.v[0][i] + 0.5;
+    half.v[0] = l;
+  } else {
     half.s = 0.5 * r.s;
-    check_forward("user scale 0.5", m, mod, &half, x, xd, 1, 1);
+    half.u = 0.5;
   }
+  check_forward("user scale 0.5", m, mod, &half, x, xd, 1, 1);
+  if (strncmp(method, "ia3", 3)) check_merge(m, mod, a, &half, x);
+  else assert_int_equal(vkp_adapter_merge(m, a), VKP_ERR_UNSUPPORTED);   // a scaled (IA)^3 does not merge
+  vkp_adapter_set_scale(a, 0.0f);
+  ref_model base = {.method = "ia3", .np = 1};
+  memcpy(base.W, r.W, sizeof base.W);
+  memcpy(base.b, r.b, sizeof base.b);
+  double ones[COUT];
+  for (int i = 0; i < COUT; i++) ones[i] = 1;
+  base.v[0] = ones;
+  check_forward("user scale 0 == base layer", m, mod, &base, x, xd, 1, 1);
+  free(l);
   ref_free(&r);
   vkp_model_free(m);
 }
