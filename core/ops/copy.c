@@ -1,5 +1,7 @@
 // copy.c — contiguous copies of views, concatenation, slice gradients, dtype casts.
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "../vkp_op.h"
 #include "../vkp_ops.h"
@@ -15,6 +17,7 @@ static vkp_status record_strided_copy(vkp_recorder *rec, const vkp_tensor *src, 
   int32_t shape[4];
   vkp_shape4(src, pc.shape, pc.a_stride);
   vkp_shape4(dst_view, shape, pc.b_stride);
+  if (getenv("VKP_EW_DEBUG")) fprintf(stderr, "DBG copy n%u shape(%d,%d,%d,%d) a(%lld:%d,%d,%d,%d) dst(%lld:%d,%d,%d,%d)\n", pc.n, pc.shape[0],pc.shape[1],pc.shape[2],pc.shape[3], (long long)src->offset, pc.a_stride[0],pc.a_stride[1],pc.a_stride[2],pc.a_stride[3], (long long)dst_view->offset, pc.b_stride[0],pc.b_stride[1],pc.b_stride[2],pc.b_stride[3]);
   return vkp_rec_dispatch_1d(rec, "copy", &pc, sizeof pc, pc.n, 256);
 }
 

@@ -1,5 +1,7 @@
 // elementwise.c — broadcasting binary ops, pointwise unary maps, fill, in-place accumulate.
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "../vkp_op.h"
 #include "../vkp_ops.h"
@@ -44,6 +46,7 @@ static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
   if (ca && cb && na == pc.n && nb == pc.n) pc.beta = 1;
   else if (ca && cb && na == pc.n && suffix_of(t, b)) pc.beta = 2, pc.alpha = (float)nb;
   else if (ca && cb && nb == pc.n && suffix_of(t, a)) pc.beta = 3, pc.alpha = (float)na;
+  if (getenv("VKP_EW_DEBUG")) fprintf(stderr, "DBG binary op%u mode%g n%u out(%d,%d,%d,%d) a(%lld:%d,%d,%d,%d) b(%lld:%d,%d,%d,%d)\n", pc.op, pc.beta, pc.n, pc.shape[0],pc.shape[1],pc.shape[2],pc.shape[3], (long long)a->offset, pc.a_stride[0],pc.a_stride[1],pc.a_stride[2],pc.a_stride[3], (long long)b->offset, pc.b_stride[0],pc.b_stride[1],pc.b_stride[2],pc.b_stride[3]);
   return vkp_rec_dispatch_1d(rec, "binary", &pc, sizeof pc, pc.n, 256);
 }
 

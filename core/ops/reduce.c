@@ -1,5 +1,7 @@
 // reduce.c — sums and means over dims (keepdim), and sum-to-shape (inverse broadcasting).
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "../vkp_op.h"
 #include "../vkp_ops.h"
@@ -24,6 +26,7 @@ static vkp_status reduce_record(vkp_recorder *rec, const vkp_tensor *t) {
     pc.n_out *= (uint32_t)pc.keep_shape[d];
     pc.n_red *= (uint32_t)pc.red_shape[d];
   }
+  if (getenv("VKP_EW_DEBUG")) fprintf(stderr, "DBG reduce nout%u nred%u in(%d,%d,%d,%d) keep(%d,%d,%d,%d) st(%d,%d,%d,%d)\n", pc.n_out, pc.n_red, in_shape[0],in_shape[1],in_shape[2],in_shape[3], pc.keep_shape[0],pc.keep_shape[1],pc.keep_shape[2],pc.keep_shape[3], pc.in_stride[0],pc.in_stride[1],pc.in_stride[2],pc.in_stride[3]);
   return vkp_rec_dispatch_1d(rec, "reduce_sum", &pc, sizeof pc, pc.n_out, 1);
 }
 
