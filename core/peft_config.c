@@ -327,12 +327,14 @@ cJSON *vkp_peft_config_to_json(const vkp_peft_config *c) {
       cJSON_AddNumberToObject(j, "projection_prng_key", c->projection_seed);
       cJSON_AddBoolToObject(j, "save_projection", true);
       cJSON_AddNumberToObject(j, "vera_dropout", c->dropout);
+      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
       break;
     case VKP_PEFT_BOTTLENECK:
     case VKP_PEFT_ADAPTFORMER:
       cJSON_AddNumberToObject(j, "bottleneck", c->bottleneck);
       cJSON_AddNumberToObject(j, "adapter_scale", c->adapter_scale);
       if (c->method == VKP_PEFT_BOTTLENECK) cJSON_AddStringToObject(j, "placement", c->pfeiffer ? "pfeiffer" : "houlsby");
+      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
       break;
     case VKP_PEFT_VPT:
       cJSON_AddNumberToObject(j, "num_tokens", c->n_tokens);
@@ -344,6 +346,7 @@ cJSON *vkp_peft_config_to_json(const vkp_peft_config *c) {
     case VKP_PEFT_MASKED:
       cJSON_AddNumberToObject(j, "density", c->density);
       cJSON_AddStringToObject(j, "mask", c->mask == VKP_MASK_RANDOM ? "random" : c->mask == VKP_MASK_MAGNITUDE ? "magnitude" : "gradient");
+      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
       break;
     default:
       break;

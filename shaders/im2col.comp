@@ -1,27 +1,32 @@
 #version 450
 // im2col.comp — cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = x[n, c, oh*s - p + kh, ow*s - p + kw]
-// (0 outside the image). One invocation per column element; writes are contiguous along ow.
+// (0 outside the image). Grid (ceil(OH*OW / 64), C, N): one invocation per output pixel l of one
+// channel writes that pixel's KH*KW column entries — coalesced stores along l, one division per
+// invocation, none in the loop.
 #include "common.glsl"
 #include "push/conv.h"
-layout(local_size_x = 256) in;
+layout(local_size_x = 64) in;
 
 void main() {
-  uint i = vkp_global_index();
-  if (i >= pc.n) return;
   uint L = uint(pc.OH * pc.OW);
-  uint K = uint(pc.C * pc.KH * pc.KW);
-  uint l = i % L;
-  uint r = i / L;
-  uint k = r % K;
-  uint n = r / K;
-  int kw = int(k % uint(pc.KW));
-  int kh = int((k / uint(pc.KW)) % uint(pc.KH));
-  int c = int(k / uint(pc.KW * pc.KH));
-  int oh = int(l / uint(pc.OW)), ow = int(l % uint(pc.OW));
-  int ih = oh * pc.stride - pc.pad + kh;
-  int iw = ow * pc.stride - pc.pad + kw;
-  float val = 0.0;
-  if (ih >= 0 && ih < pc.H && iw >= 0 && iw < pc.W)
-    val = pc.src.v[((n * uint(pc.C) + uint(c)) * uint(pc.H) + uint(ih)) * uint(pc.W) + uint(iw)];
-  pc.dst.v[i] = val;
+  uint l = gl_GlobalInvocationID.x;
+  if (l >= L) return;
+  uint c = gl_WorkGroupID.y, n = gl_WorkGroupID.z;
+  int oh = int(l / uint(pc.OW));
+  int ow = int(l) - oh * pc.OW;
+  int ih0 = oh * pc.stride - pc.pad, iw0 = ow * pc.stride - pc.pad;
+  uint KHW = uint(pc.KH * pc.KW);
+  uint src = (n * uint(pc.C) + c) * uint(pc.H * pc.W);
+  uint dst = ((n * uint(pc.C) + c) * KHW) * L + l;
+  for (int kh = 0; kh < pc.KH; kh++) {
+    int ih = ih0 + kh;
+    bool row_in = ih >= 0 && ih < pc.H;
+    for (int kw = 0; kw < pc.KW; kw++) {
+      int iw = iw0 + kw;
+      float val = 0.0;
+      if (row_in && iw >= 0 && iw < pc.W) val = pc.src.v[src + uint(ih * pc.W + iw)];
+      pc.dst.v[dst] = val;
+      dst += L;
+    }
+  }
 }

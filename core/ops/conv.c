@@ -2,12 +2,18 @@
 //
 //   cols = im2col(x)          (N, Cin*KH*KW, OH*OW)   im2col.comp
 //   y    = W2 · cols          W2 = w viewed (Cout, Cin*KH*KW), shared by the batch: (N, Cout, OH*OW)
-//   y   += bias               broadcast over (N, ., OH, OW)
-// The output is NCHW without any transpose. Backward comes from the parts: the matmul gives
-// dW = Σ_n dY_n · cols_n^T and dcols = W2^T · dY, im2col's backward is col2im (col2im.comp, a
-// gather: each input pixel sums the columns that read it, no atomics), the bias add gives
-// dbias = Σ over N, OH, OW. A 1x1 convolution with stride 1 and no padding skips im2col: x viewed
-// (N, Cin, H*W) is already the column matrix.
+//   y   += bias               in place (conv_bias.comp)
+// The output is NCHW without any transpose. A 1x1 convolution with stride 1 and no padding skips
+// im2col: x viewed (N, Cin, H*W) is already the column matrix.
+//
+// The last step is a "conv2d" node that aliases the matmul's output (like a view) and owns the
+// backward of the whole convolution, so the gradients are formed directly rather than through the
+// parts (the matmul and im2col nodes never receive a gradient):
+//   dbias = Σ over n, oh, ow of dY                      conv_bias_grad.comp, one pass
+//   dW    = Σ_n dY_n · cols_n^T                         one batched matmul + conv_batch_sum.comp
+//   dx    = col2im(W2^T · dY)                           col2im.comp: a gather, no atomics
+// (the generic path would sum the per-image dW with vkp_sum_to, whose one-workgroup-per-output
+// reduction dominated the whole backward).
 //
 // Memory: cols holds Cin*KH*KW*OH*OW floats per image (a 3x3 conv at 64x64x320 needs 47 MB per
 // image). It is freed after the forward matmul unless W is trainable (dW reads it); a tiled
@@ -32,13 +38,17 @@ static void fill_pc(const vkp_tensor *params, const vkp_tensor *image, vkp_pc_co
   pc->OW = params->params.i[5];
 }
 
+static uint32_t groups(int64_t n, int64_t per) { return (uint32_t)((n + per - 1) / per); }
+
+// Grids are (pixels / local size, C, N): build checks keep each count within 65535.
 static vkp_status im2col_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_conv pc = {0};
   fill_pc(t, t->src[0], &pc);
   pc.src = vkp_rec_addr(rec, t->src[0]);
   pc.dst = vkp_rec_addr(rec, t);
   pc.n = (uint32_t)vkp_tensor_numel(t);
-  return vkp_rec_dispatch_1d(rec, "im2col", &pc, sizeof pc, pc.n, 256);
+  return vkp_rec_dispatch(rec, "im2col", &pc, sizeof pc, groups((int64_t)pc.OH * pc.OW, 64), (uint32_t)pc.C,
+                          (uint32_t)t->shape[0]);
 }
 
 static vkp_status col2im_record(vkp_recorder *rec, const vkp_tensor *t) {
@@ -47,7 +57,8 @@ static vkp_status col2im_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.src = vkp_rec_addr(rec, t->src[0]);
   pc.dst = vkp_rec_addr(rec, t);
   pc.n = (uint32_t)vkp_tensor_numel(t);
-  return vkp_rec_dispatch_1d(rec, "col2im", &pc, sizeof pc, pc.n, 256);
+  return vkp_rec_dispatch(rec, "col2im", &pc, sizeof pc, groups((int64_t)pc.H * pc.W, 64), (uint32_t)pc.C,
+                          (uint32_t)t->shape[0]);
 }
 
 static void im2col_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
@@ -82,6 +93,10 @@ vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, 
                    x->name, (long long)x->shape[2], (long long)x->shape[3], padding);
     return NULL;
   }
+  if (x->shape[0] > 65535 || x->shape[1] > 65535 || x->shape[2] * x->shape[3] > 65535ll * 64 || oh * ow > 65535ll * 64) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "im2col: '%s' exceeds 65535 images, 65535 channels or 4M pixels", x->name);
+    return NULL;
+  }
   x = vkp_contiguous(g, vkp_cast_f32(g, x));
   if (!x) return NULL;
   int64_t shape[3] = {x->shape[0], x->shape[1] * kh * kw, oh * ow};
@@ -91,6 +106,83 @@ vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, 
   memcpy(t->params.i, p, sizeof p);
   return t;
 }
+
+// ---- conv2d ---------------------------------------------------------------------------------
+// node srcs: y_mm (N, Cout, L) (storage owner), x, w, cols (N, K, L), [bias]; params as im2col.
+
+static vkp_status conv_record(vkp_recorder *rec, const vkp_tensor *t) {
+  if (t->nsrc < 5) return VKP_OK;   // no bias: the matmul already wrote the result
+  vkp_pc_conv pc = {0};
+  pc.dst = vkp_rec_addr(rec, t);
+  pc.bias = vkp_rec_addr(rec, t->src[4]);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.C = (int32_t)t->shape[1];
+  pc.OH = (int32_t)t->shape[2];
+  pc.OW = (int32_t)t->shape[3];
+  return vkp_rec_dispatch(rec, "conv_bias", &pc, sizeof pc, groups((int64_t)pc.OH * pc.OW, 256), (uint32_t)pc.C,
+                          (uint32_t)t->shape[0]);
+}
+
+// dbias (Cout) from dY (N, Cout, OH, OW).
+static vkp_status bias_grad_record(vkp_recorder *rec, const vkp_tensor *t) {
+  const vkp_tensor *dy = t->src[0];
+  vkp_pc_conv pc = {0};
+  pc.src = vkp_rec_addr(rec, dy);
+  pc.dst = vkp_rec_addr(rec, t);
+  pc.n = (uint32_t)vkp_tensor_numel(dy);
+  pc.batch = (int32_t)dy->shape[0];
+  pc.C = (int32_t)dy->shape[1];
+  pc.OH = (int32_t)dy->shape[2];
+  pc.OW = (int32_t)dy->shape[3];
+  return vkp_rec_dispatch_1d(rec, "conv_bias_grad", &pc, sizeof pc, (uint64_t)pc.C, 1);
+}
+static const vkp_op_def op_conv_bias_grad = {"conv2d_bias_grad", bias_grad_record, NULL};
+
+// (batch, M, K) -> (M, K)
+static vkp_status batch_sum_record(vkp_recorder *rec, const vkp_tensor *t) {
+  vkp_pc_conv pc = {0};
+  pc.src = vkp_rec_addr(rec, t->src[0]);
+  pc.dst = vkp_rec_addr(rec, t);
+  pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.batch = (int32_t)t->src[0]->shape[0];
+  return vkp_rec_dispatch_1d(rec, "conv_batch_sum", &pc, sizeof pc, pc.n, 256);
+}
+static const vkp_op_def op_conv_batch_sum = {"conv2d_weight_grad_sum", batch_sum_record, NULL};
+
+static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  vkp_tensor *x = t->src[1], *w = t->src[2], *cols = t->src[3], *bias = t->nsrc > 4 ? t->src[4] : NULL;
+  int64_t N = t->shape[0], Cout = t->shape[1], L = t->shape[2] * t->shape[3], K = cols->shape[1];
+  vkp_tensor *dy = vkp_contiguous(g, grad);
+  if (bias && bias->requires_grad) {
+    vkp_tensor *db = vkp_node_new(g, &op_conv_bias_grad, VKP_DTYPE_F32, 1, bias->shape, &dy, 1);
+    vkp_grad_accumulate(g, bias, db);
+  }
+  vkp_tensor *dy3 = vkp_reshape(g, dy, 3, (int64_t[]){N, Cout, L});
+  if (w->requires_grad) {
+    vkp_tensor *dw;
+    if (N == 1) {
+      int64_t two[2] = {Cout, L}, ktwo[2] = {K, L};
+      dw = vkp_matmul(g, vkp_reshape(g, dy3, 2, two), vkp_reshape(g, cols, 2, ktwo), false, true);
+    } else {
+      vkp_tensor *parts = vkp_matmul(g, dy3, cols, false, true);   // (N, Cout, K)
+      dw = vkp_node_new(g, &op_conv_batch_sum, VKP_DTYPE_F32, 2, (int64_t[]){Cout, K}, &parts, 1);
+    }
+    vkp_grad_accumulate(g, w, vkp_reshape(g, dw, 4, w->shape));
+  }
+  if (x->requires_grad) {
+    vkp_tensor *w2 = vkp_reshape(g, w, 2, (int64_t[]){Cout, K});
+    vkp_tensor *dcols = vkp_matmul(g, w2, dy3, true, false);   // (N, K, L)
+    vkp_tensor *dx;
+    if (cols->op == &op_im2col) {
+      dx = vkp_node_new(g, &op_col2im, VKP_DTYPE_F32, 4, x->shape, &dcols, 1);
+      if (dx) dx->params = cols->params;
+    } else {
+      dx = vkp_reshape(g, dcols, 4, x->shape);   // 1x1, stride 1: cols is x itself
+    }
+    vkp_grad_accumulate(g, x, dx);
+  }
+}
+static const vkp_op_def op_conv2d = {"conv2d", conv_record, conv_backward};
 
 vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *bias, int stride, int padding) {
   if (!x || !w) return NULL;
@@ -109,21 +201,32 @@ vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *b
     vkp_graph_fail(g, VKP_ERR_SHAPE, "conv2d: bias '%s' must be (%lld)", bias->name, (long long)Cout);
     return NULL;
   }
+  if (N > 65535 || Cout > 65535 || x->shape[2] * x->shape[3] > 65535ll * 64) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "conv2d: '%s' exceeds 65535 images, 65535 channels or 4M pixels", x->name);
+    return NULL;
+  }
   int kh = (int)w->shape[2], kw = (int)w->shape[3];
-  vkp_tensor *w2 = vkp_reshape(g, w, 2, (int64_t[]){Cout, K});
+  x = vkp_contiguous(g, vkp_cast_f32(g, x));
+  w = vkp_cast_f32(g, w);   // 16-bit frozen weights: the matmul's a operand is f32
+  bias = vkp_cast_f32(g, bias);
+  if (!x || !w) return NULL;
   vkp_tensor *cols;
-  int64_t oh, ow;
+  int32_t p[6] = {kh, kw, stride, padding, 0, 0};
   if (kh == 1 && kw == 1 && stride == 1 && padding == 0) {
-    oh = x->shape[2];
-    ow = x->shape[3];
-    cols = vkp_reshape(g, vkp_cast_f32(g, x), 3, (int64_t[]){N, x->shape[1], oh * ow});
+    p[4] = (int32_t)x->shape[2];
+    p[5] = (int32_t)x->shape[3];
+    cols = vkp_reshape(g, x, 3, (int64_t[]){N, x->shape[1], x->shape[2] * x->shape[3]});
   } else {
     cols = vkp_im2col(g, x, kh, kw, stride, padding);
     if (!cols) return NULL;
-    oh = cols->params.i[4];
-    ow = cols->params.i[5];
+    p[4] = cols->params.i[4];
+    p[5] = cols->params.i[5];
   }
-  vkp_tensor *y = vkp_reshape(g, vkp_matmul(g, w2, cols, false, false), 4, (int64_t[]){N, Cout, oh, ow});
-  if (bias) y = vkp_add(g, y, vkp_reshape(g, bias, 3, (int64_t[]){Cout, 1, 1}));
-  return vkp_tensor_set_name(y, "conv2d");
+  vkp_tensor *ymm = vkp_matmul(g, vkp_reshape(g, w, 2, (int64_t[]){Cout, K}), cols, false, false);
+  vkp_tensor *srcs[5] = {ymm, x, w, cols, bias};
+  vkp_tensor *y = vkp_node_new(g, &op_conv2d, VKP_DTYPE_F32, 4, (int64_t[]){N, Cout, p[4], p[5]}, srcs, bias ? 5 : 4);
+  if (!y) return NULL;
+  memcpy(y->params.i, p, sizeof p);
+  y->view_src = ymm->view_src ? ymm->view_src : ymm;   // writes (the bias) into the matmul's output
+  return y;
 }

@@ -1,0 +1,6 @@
+#version 450
+#define MM_NN
+#define TM 20
+#define TP 2
+#define UJ 8
+#include "matmul_tile.glsl"

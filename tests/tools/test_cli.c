@@ -1,0 +1,115 @@
+// test_cli.c — the vkpeft program as users meet it: exit status 0 on success and 2 on bad input,
+// one clear line naming the file and the field, and files already written left intact.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vkp_safetensors.h"
+#include "vkp_test.h"
+
+static char tmp[256], out_text[1 << 16];
+
+// Runs `vkpeft <args>` with stdout+stderr captured into out_text; returns the exit status.
+static int run(const char *args) {
+  char cmd[4096], log[400];
+  snprintf(log, sizeof log, "%s/out.txt", tmp);
+  snprintf(cmd, sizeof cmd, "cd %s && %s/vkpeft %s > %s 2>&1", VKP_SOURCE_DIR, VKP_BINARY_DIR, args, log);
+  int rc = system(cmd);
+  FILE *f = fopen(log, "r");
+  size_t n = f ? fread(out_text, 1, sizeof out_text - 1, f) : 0;
+  out_text[n] = '\0';
+  if (f) fclose(f);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static void expect(const char *args, int status, const char *needle) {
+  int rc = run(args);
+  if (strstr(out_text, "vkpeft: validation")) fail_msg("vkpeft %s: Vulkan validation messages:\n%s", args, out_text);
+  if (rc != status || (needle && !strstr(out_text, needle)))
+    fail_msg("vkpeft %s\n  exit %d (want %d), output:\n%s\n  (want it to contain '%s')", args, rc, status, out_text,
+             needle ? needle : "");
+}
+
+static void test_usage_and_devices(void **state) {
+  (void)state;
+  expect("", 2, "usage");
+  expect("no-such-command", 2, "unknown command");
+  expect("--help", 0, "commands:");
+  expect("devices", 0, "llvmpipe");
+  expect("devices --json", 0, "\"subgroup_size\"");
+}
+
+static void test_bad_configs(void **state) {
+  (void)state;
+  char cfg[600], args[1400];
+  expect("train --set train.lr=abc", 2, "train.lr");
+  expect("train --set no.such.key=1", 2, "unknown key 'no'");
+  expect("train /nonexistent/config.json", 2, "/nonexistent/config.json");
+  snprintf(cfg, sizeof cfg, "%s/bad.json", tmp);
+  FILE *f = fopen(cfg, "w");
+  fputs("{\"train\": {\"batch_size\": \"big\"}}", f);
+  fclose(f);
+  snprintf(args, sizeof args, "train %s", cfg);
+  expect(args, 2, "train.batch_size");
+  f = fopen(cfg, "w");
+  fputs("{\"train\": {\"lr\": 0.1,}", f);
+  fclose(f);
+  expect(args, 2, "not valid JSON");
+  expect("train --set 'peft=[{\"method\":\"lora\",\"r\":\"four\"}]' --set train.max_steps=1", 2, "'r'");
+  expect("train --set 'peft=[{\"method\":\"lora\",\"target_modules\":[\"nothing_like_this\"]}]' --set train.max_steps=1",
+         2, "no module matches");
+  expect("train --set 'peft=[{\"method\":\"telepathy\"}]' --set train.max_steps=1", 2, "unknown method");
+}
+
+static void test_forward_parity_and_errors(void **state) {
+  (void)state;
+  char args[2048], out[400];
+  snprintf(out, sizeof out, "%s/fw.safetensors", tmp);
+  snprintf(args, sizeof args, "forward --model %s/vit/model --adapter %s/vit/adapters/ia3 --inputs %s/vit/io.safetensors --output %s --loss",
+           VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, out);
+  expect(args, 0, NULL);
+  vkp_safetensors *st;
+  vkp_error err = {0};
+  if (vkp_safetensors_open(out, &st, &err)) fail_msg("%s", err.msg);
+  assert_non_null(vkp_safetensors_find(st, "logits"));
+  assert_non_null(vkp_safetensors_find(st, "hidden_states/2"));
+  assert_non_null(vkp_safetensors_find(st, "grad/base_model.model.vit.layers.0.mlp.fc2.ia3_l.default"));
+  vkp_safetensors_free(st);
+  struct stat before, after;
+  stat(out, &before);
+  // A corrupt inputs file: exit 2 naming it, and the existing output stays as it was.
+  char bad[400];
+  snprintf(bad, sizeof bad, "%s/corrupt.safetensors", tmp);
+  FILE *f = fopen(bad, "wb");
+  fputs("\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":{\"dtype\":1}}", f);
+  fclose(f);
+  snprintf(args, sizeof args, "forward --model %s/vit/model --inputs %s --output %s", VKP_FIXTURES_DIR, bad, out);
+  expect(args, 2, "corrupt.safetensors");
+  // An adapter whose tensors do not fit the model (CLIP's LoRA on the ViT): exit 2.
+  snprintf(args, sizeof args, "forward --model %s/vit/model --adapter %s/clip/adapters/lora --inputs %s/vit/io.safetensors --output %s",
+           VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, out);
+  int rc = run(args);
+  if (rc != 2) fail_msg("mismatched adapter: exit %d: %s", rc, out_text);
+  stat(out, &after);
+  assert_int_equal(before.st_size, after.st_size);
+  assert_int_equal(before.st_mtime, after.st_mtime);
+  snprintf(args, sizeof args, "eval --model /nonexistent/model --data fashion-mnist:test");
+  expect(args, 2, "/nonexistent/model");
+  snprintf(args, sizeof args, "eval --model %s/vit/model --data /nonexistent/images/", VKP_FIXTURES_DIR);
+  expect(args, 2, "nonexistent");
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(tmp, sizeof tmp, "/tmp/vkpeft-test-cli-XXXXXX");
+  return mkdtemp(tmp) ? 0 : -1;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage_and_devices), cmocka_unit_test(test_bad_configs),
+                                     cmocka_unit_test(test_forward_parity_and_errors)};
+  return cmocka_run_group_tests(tests, setup, NULL);
+}
