@@ -36,3 +36,11 @@ int cmd_export(int argc, char **argv) {
   vkp_ctx_free(ctx);
   return st ? vkp_cli_fail("export", st, err.msg) : VKP_EXIT_OK;
 }
+
+int cmd_merge(int argc, char **argv) {
+  char *args[256];
+  if (argc > 250) return usage();
+  for (int i = 0; i < argc; i++) args[i] = argv[i];
+  args[argc] = "--merge";
+  return cmd_export(argc + 1, args);
+}

@@ -13,10 +13,12 @@ typedef struct command {
 
 static const command commands[] = {
     {"devices", cmd_devices, "list Vulkan devices and the features vkpeft uses"},
+    {"info", cmd_info, "describe a checkpoint, its adapters, or a safetensors file"},
     {"train", cmd_train, "fine-tune an image classifier (ViT) with PEFT methods"},
     {"eval", cmd_eval, "evaluate a model (+ adapters) on a data set"},
     {"predict", cmd_predict, "classify image files"},
     {"export", cmd_export, "merge adapters into a standalone HF checkpoint"},
+    {"merge", cmd_merge, "same as export --merge"},
     {"forward", cmd_forward, "run a checkpoint (+ adapters) on tensors from a safetensors file"},
     {"compare", cmd_compare, "fine-tune with every PEFT method under one budget; table + plot"},
     {"bench", cmd_bench, "benchmarks (matmul, dispatch overhead, transformer block)"},

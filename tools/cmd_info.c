@@ -1,0 +1,75 @@
+// cmd_info.c — `vkpeft info --model DIR [--adapter DIR]...`: what a checkpoint and its adapters
+// contain (architecture, parameter counts, adapter methods, targets and sizes), and
+// `vkpeft info FILE.safetensors`: the tensors of a file.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_model.h"
+#include "vkp_peft.h"
+#include "vkp_safetensors.h"
+#include "vkpeft_cli.h"
+
+static int usage(void) {
+  fprintf(stderr, "usage: vkpeft info --model DIR [--adapter DIR]...\n       vkpeft info FILE.safetensors\n");
+  return VKP_EXIT_BAD_INPUT;
+}
+
+static int file_info(const char *path) {
+  vkp_error err = {0};
+  vkp_safetensors *st;
+  if (vkp_safetensors_open(path, &st, &err)) return vkp_cli_fail("info", err.status, err.msg);
+  size_t total = 0;
+  for (size_t i = 0; i < vkp_safetensors_count(st); i++) {
+    const vkp_st_tensor *t = vkp_safetensors_at(st, i);
+    printf("%-70s %-5s [", t->name, vkp_dtype_name(t->dtype));
+    for (int d = 0; d < t->ndim; d++) printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    printf("]\n");
+    total += vkp_st_tensor_numel(t);
+  }
+  for (size_t i = 0; i < vkp_safetensors_metadata_count(st); i++) {
+    const char *v, *k = vkp_safetensors_metadata_at(st, i, &v);
+    printf("metadata %s = %s\n", k, v);
+  }
+  printf("%zu tensors, %zu values\n", vkp_safetensors_count(st), total);
+  vkp_safetensors_free(st);
+  return VKP_EXIT_OK;
+}
+
+int cmd_info(int argc, char **argv) {
+  vkp_cli_model cm = {0};
+  for (int i = 1; i < argc; i++) {
+    int r = vkp_cli_model_arg(&cm, argc, argv, &i);
+    if (r < 0) return usage();
+    if (r) continue;
+    if (argc == 2 && argv[i][0] != '-') return file_info(argv[i]);
+    return usage();
+  }
+  if (!cm.model_dir) return usage();
+  vkp_error err = {0};
+  vkp_ctx *ctx = NULL;
+  if (vkp_ctx_new(NULL, &ctx, &err)) return vkp_cli_fail("info", err.status, err.msg);
+  vkp_vit *v = NULL;
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, NULL, &err);
+  if (!st) {
+    const vkp_vit_config *c = &v->cfg;
+    printf("%s: ViTForImageClassification, image %d, patch %d, %d channels, hidden %d, %d layers, %d heads, MLP %d, %d labels\n",
+           cm.model_dir, c->image_size, c->patch_size, c->num_channels, c->hidden_size, c->num_hidden_layers,
+           c->num_attention_heads, c->intermediate_size, c->num_labels);
+    for (int i = 0; i < vkp_peft_count(v->model); i++) {
+      const vkp_peft_config *pc = vkp_adapter_config(vkp_peft_get(v->model, i));
+      printf("adapter %s (%s): %s", cm.adapters[i], pc->name, vkp_peft_method_name(pc->method));
+      if (pc->method == VKP_PEFT_LORA)
+        printf("%s%s r=%d alpha=%g", pc->use_rslora ? " rsLoRA" : "", pc->use_dora ? " DoRA" : "", pc->r, pc->alpha);
+      printf(", targets:");
+      for (int k = 0; k < pc->n_target_modules; k++) printf(" %s", pc->target_modules[k]);
+      if (pc->target_regex) printf(" /%s/", pc->target_regex);
+      printf("\n");
+    }
+    vkp_peft_report r = vkp_peft_get_report(v->model);
+    printf("parameters: %lld in the base model, %lld in adapters (%.1f KiB), %lld trainable\n", (long long)r.total_params,
+           (long long)r.adapter_params, (double)r.adapter_bytes / 1024.0, (long long)r.trainable_params);
+  }
+  vkp_vit_free(v);
+  vkp_ctx_free(ctx);
+  return st ? vkp_cli_fail("info", st, err.msg) : VKP_EXIT_OK;
+}
