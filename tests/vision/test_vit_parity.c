@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vkp_optim.h"
 #include "vkp_peft.h"
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
@@ -145,7 +146,20 @@ static void run_method(const char *method) {
     if (!grads[i]) fail_msg("%s: no gradient for %s", method, tp[i]->name);
     vkp_graph_output(g, grads[i]);
   }
+  // One torch.optim.AdamW step (lr 1e-2, betas (0.9, 0.999), eps 1e-8, weight decay 0.01) on the
+  // trainable tensors, in the same recorded graph, after the outputs above.
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  for (int i = 0; i < nt; i++)
+    VKP_ASSERT_OK(ctx, vkp_param_set_add(ps, tp[i]->name, tp[i]->buf, 0, VKP_DTYPE_F32, tp[i]->ndim, tp[i]->shape, true, NULL));
+  vkp_optim_config oc = vkp_adamw_config(0.01);
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &oc, &opt));
+  if (!vkp_optimizer_append(opt, g, grads)) fail_msg("optimizer: %s", vkp_graph_error(g));
   VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  vkp_step_scalars sc = {.loss_scale = 1};
+  vkp_optimizer_prepare_step(opt, 1e-2f, true, &sc);
+  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &sc));
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, px, pixels, np * 4));
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, lab, labels, sizeof labels));
   VKP_ASSERT_OK(ctx, vkp_graph_run(g));
@@ -173,12 +187,25 @@ static void run_method(const char *method) {
     free(want);
     checked++;
   }
+  for (int i = 0; i < nt; i++) {   // the parameters after the step
+    char peft_name[512], key[600];
+    vkp_peft_param_peft_name(m, tp[i], peft_name, sizeof peft_name);
+    snprintf(key, sizeof key, "step1/%s", peft_name);
+    want = fixture(io, key, &n);
+    float *p1 = malloc(n * 4);
+    VKP_ASSERT_OK(ctx, vkp_param_read_f32(m, tp[i], p1));
+    check(key, p1, want, n, 1e-4);
+    free(p1);
+    free(want);
+  }
   // Every gradient in the fixture was checked.
   int in_fixture = 0;
   for (size_t i = 0; i < vkp_safetensors_count(io); i++) in_fixture += !strncmp(vkp_safetensors_at(io, i)->name, "grad/", 5);
   assert_int_equal(checked, in_fixture);
   free(tp), free(pt), free(grads), free(pixels), free(labels_f);
   vkp_graph_free(g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
   vkp_safetensors_free(io);
   vkp_safetensors_free(io_base);
   vkp_vit_free(v);
