@@ -1,6 +1,6 @@
 // attention.glsl — bodies of the fused attention kernels. Each attention_<kernel>_d<DV>.comp
-// defines DV (head-dim capacity: 16, 32, 64 or 128; the host picks the smallest DV >= D) and one
-// of ATTN_FWD, ATTN_DQ, ATTN_DKV, then includes this file.
+// defines DV (head-dim capacity: 16, 32, 64, 128 or 160 — SD 1.5 uses 40, 80, 160; the host
+// picks the smallest DV >= D) and one of ATTN_FWD, ATTN_DQ, ATTN_DKV, then includes this file.
 //
 // Layout: one invocation owns one row — a query row (forward, dQ) or a key row (dK/dV) — and
 // keeps that row's operands and accumulators in registers. The rows of the other side stream past

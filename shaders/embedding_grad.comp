@@ -9,7 +9,7 @@ layout(local_size_x = 256) in;
 void main() {
   uint e = vkp_global_index();
   if (e >= pc.n) return;
-  uint i = e / uint(pc.D), d = e % uint(pc.D);
+  uint i = e / uint(pc.D), d = e - i * uint(pc.D);
   int id = pc.ids.v[i];
   if (id >= 0 && id < pc.V) atomicAdd(pc.table.v[uint(id) * uint(pc.D) + d], pc.rows.v[e]);
 }

@@ -1,22 +1,22 @@
 // attention.c — fused scaled-dot-product attention (flash-attention style), forward and backward.
 //
-// Kernels (shaders/attention.glsl, one variant per head-dim capacity DV = 16, 32, 64, 128): one
+// Kernels (shaders/attention.glsl, one variant per head-dim capacity DV = 16, 32, 64, 128, 160): one
 // invocation per query row (forward, dQ) or key row (dK/dV), 64 rows per workgroup; the other
 // side's rows stream through registers, shared within groups of 4 lanes by subgroupShuffle.
-// Forward: online softmax over key blocks; the (Tq, Tk) score matrix is never stored. Besides O it writes the
-// per-row logsumexp into an auxiliary tensor `lse` (B, H, Tq): a node with no dispatches of its
-// own, listed as a source of O so the memory planner gives it storage before O runs and keeps it
-// until the backward kernels (its other readers) are done.
+// Forward: online softmax over key blocks; the (Tq, Tk) score matrix is never stored. Besides O
+// it writes the per-row logsumexp into an auxiliary tensor `lse` (B, H, Tq): a node with no
+// dispatches of its own, listed as a source of O so the memory planner gives it storage before O
+// runs and keeps it until the backward kernels (its other readers) are done.
 // Backward: delta = rowsum(dO * O) (attention_delta.comp), then dQ per query row
 // (attention_dq_d*) and dK, dV per key row (attention_dkv_d*), both recomputing
 // P = exp(scale * q.k + mask - lse) instead of reading a stored matrix.
 //
 // q, k, v are read through their strides (last dim contiguous) with 64-bit loads, so the usual
-// permuted view (B, T, H, D) -> (B, H, T, D) costs no copy. Odd strides or offsets get a contiguous
-// copy; an odd D is zero-padded to D + 1 (concat) and the output sliced back. Causal masking follows PyTorch's
-// scaled_dot_product_attention(is_causal=True): query i sees keys j <= i (top-left aligned, also
-// when Tq != Tk). A row whose keys are all masked outputs zeros (PyTorch gives NaN) and gets zero
-// gradients. The mask is not differentiated.
+// permuted view (B, T, H, D) -> (B, H, T, D) costs no copy. Odd strides or offsets get a
+// contiguous copy; an odd D is zero-padded to D + 1 (concat) and the output sliced back. Causal
+// masking follows PyTorch's scaled_dot_product_attention(is_causal=True): query i sees keys j <= i
+// (top-left aligned, also when Tq != Tk). A row whose keys are all masked outputs zeros (PyTorch
+// gives NaN) and gets zero gradients. The mask is not differentiated.
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +25,7 @@
 #include "../vkp_ops.h"
 #include "../../shaders/push/attention.h"
 
-#define ATTN_DMAX 128   // largest DV variant
+#define ATTN_DMAX 160   // largest DV variant
 #define ATTN_ROWS 64    // rows per workgroup (ROWS in attention.glsl)
 
 // params: f[0] scale, i[1] flags (VKP_ATTN_*)
@@ -58,7 +58,7 @@ static uint32_t blocks(int64_t n) { return (uint32_t)((n + ATTN_ROWS - 1) / ATTN
 
 // Shader variant for head dim D: the smallest capacity DV >= D.
 static const char *variant(const char *kernel, int64_t D, char *buf, size_t cap) {
-  int dv = D <= 16 ? 16 : D <= 32 ? 32 : D <= 64 ? 64 : 128;
+  int dv = D <= 16 ? 16 : D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 160;
   snprintf(buf, cap, "attention_%s_d%d", kernel, dv);
   return buf;
 }

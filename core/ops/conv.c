@@ -93,7 +93,8 @@ vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, 
                    x->name, (long long)x->shape[2], (long long)x->shape[3], padding);
     return NULL;
   }
-  if (x->shape[0] > 65535 || x->shape[1] > 65535 || x->shape[2] * x->shape[3] > 65535ll * 64 || oh * ow > 65535ll * 64) {
+  const int64_t max_px = 65535ll * 64;   // pixels a grid row of 64-wide workgroups covers
+  if (x->shape[0] > 65535 || x->shape[1] > 65535 || x->shape[2] * x->shape[3] > max_px || oh * ow > max_px) {
     vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "im2col: '%s' exceeds 65535 images, 65535 channels or 4M pixels", x->name);
     return NULL;
   }

@@ -1,5 +1,6 @@
 // embedding.c — row lookup in a table (nn.Embedding) and its scatter-add backward.
-// Out-of-range ids (negative or >= V) produce zero rows and receive no gradient. The backward
+// Out-of-range ids (negative or >= V) produce zero rows and receive no gradient. A frozen f16/bf16
+// table is read in place (no f32 copy); only an f32 table can be trained. The backward
 // adds rows of the output gradient into the table gradient with float atomics
 // (shaderBufferFloat32AtomicAdd); devices without them fail at build time with VKP_ERR_UNSUPPORTED.
 #include "../vkp_op.h"
@@ -11,7 +12,13 @@
 
 static void fill_pc(vkp_recorder *rec, const vkp_tensor *table_like, const vkp_tensor *ids, const vkp_tensor *rows,
                     vkp_pc_embedding *pc) {
-  pc->table = vkp_rec_addr(rec, table_like);
+  uint64_t addr = vkp_rec_addr(rec, table_like);
+  pc->table = addr;
+  if (table_like->dtype != VKP_DTYPE_F32) {   // 16-bit: word-aligned base + element offset
+    pc->table = addr & ~(uint64_t)3;
+    pc->table_off = (uint32_t)((addr & 3) >> 1);
+    pc->dtype = table_like->dtype == VKP_DTYPE_BF16 ? VKP_EMB_BF16 : VKP_EMB_F16;
+  }
   pc->ids = vkp_rec_addr(rec, ids);
   pc->rows = vkp_rec_addr(rec, rows);
   pc->V = (int32_t)table_like->shape[0];
@@ -41,6 +48,11 @@ static const vkp_op_def op_embedding_grad = {"embedding_grad", embedding_grad_re
 static void embedding_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *table = t->src[0], *ids = t->src[1];
   if (!table->requires_grad) return;
+  if (table->dtype != VKP_DTYPE_F32) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "embedding: '%s' is %s: 16-bit tables are frozen (no gradient)",
+                   table->name, vkp_dtype_name(table->dtype));
+    return;
+  }
   if (!vkp_ctx_info(vkp_graph_ctx(g))->float_atomics) {
     vkp_graph_fail(g, VKP_ERR_UNSUPPORTED,
                    "embedding: the gradient of '%s' needs float atomics (shaderBufferFloat32AtomicAdd), which %s "
@@ -73,7 +85,18 @@ vkp_tensor *vkp_embedding(vkp_graph *g, vkp_tensor *table, vkp_tensor *ids) {
     vkp_graph_fail(g, VKP_ERR_SHAPE, "embedding: table '%s' has more than 2^31 rows", table->name);
     return NULL;
   }
-  table = vkp_contiguous(g, vkp_cast_f32(g, table));
+  if (table->dtype != VKP_DTYPE_F32 && table->dtype != VKP_DTYPE_F16 && table->dtype != VKP_DTYPE_BF16) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "embedding: table '%s' has dtype %s (f32, f16 or bf16 expected)", table->name,
+                   vkp_dtype_name(table->dtype));
+    return NULL;
+  }
+  if (!vkp_tensor_is_contiguous(table)) {
+    if (table->dtype != VKP_DTYPE_F32) {
+      vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "embedding: 16-bit table '%s' must be contiguous", table->name);
+      return NULL;
+    }
+    table = vkp_contiguous(g, table);
+  }
   ids = vkp_contiguous(g, ids);
   if (!table || !ids) return NULL;
   int64_t shape[VKP_MAX_DIMS];

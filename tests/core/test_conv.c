@@ -10,6 +10,7 @@ typedef struct conv_case {
   const char *name;
   int N, Cin, H, W, Cout, KH, KW, stride, pad;
   bool bias;
+  int frozen;   // bit i: input i (x, w, bias) is not trainable
 } conv_case;
 
 static int out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
@@ -40,10 +41,10 @@ static void ref_im2col(const double *const *in, double *out, void *user) {
 static void test_im2col(void **state) {
   (void)state;
   conv_case cases[] = {
-      {"im2col 3x2 s2 p1", 2, 3, 7, 6, 0, 3, 2, 2, 1, false},
-      {"im2col 3x3 s1 p1", 1, 2, 5, 9, 0, 3, 3, 1, 1, false},
-      {"im2col 4x4 s4 (patches)", 2, 3, 8, 12, 0, 4, 4, 4, 0, false},
-      {"im2col 5x5 s1 p3 (pad > k/2)", 1, 2, 4, 3, 0, 5, 5, 1, 3, false},
+      {"im2col 3x2 s2 p1", 2, 3, 7, 6, 0, 3, 2, 2, 1, false, 0},
+      {"im2col 3x3 s1 p1", 1, 2, 5, 9, 0, 3, 3, 1, 1, false, 0},
+      {"im2col 4x4 s4 (patches)", 2, 3, 8, 12, 0, 4, 4, 4, 0, false, 0},
+      {"im2col 5x5 s1 p3 (pad > k/2)", 1, 2, 4, 3, 0, 5, 5, 1, 3, false, 0},
   };
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
     conv_case *cc = &cases[k];
@@ -88,44 +89,57 @@ static void ref_conv(const double *const *in, double *out, void *user) {
 }
 
 static void run_conv(conv_case *cc, uint64_t seed) {
-  // f32 sums of up to Cin*KH*KW = 192 products of values in [-1, 1]: |error| ~ 1e-6.
+  // f32 sums of up to Cin*KH*KW = 192 products of values in [-1, 1]: |error| ~ 1e-6. Convolution is
+  // linear in each input, so central differences of the float64 reference are exact: gradients
+  // (f32 sums of a few hundred terms) get a tight 1e-4 relative tolerance.
   vkp_op_check c = {.name = cc->name, .n_inputs = cc->bias ? 3 : 2, .build = build_conv, .ref = ref_conv,
-                    .user = cc, .fwd_rtol = 1e-5, .fwd_atol = 2e-5, .grad_rtol = 1e-3, .grad_atol = 1e-4,
+                    .user = cc, .fwd_rtol = 1e-5, .fwd_atol = 2e-5, .grad_rtol = 1e-4, .grad_atol = 2e-5,
                     .seed = seed};
   c.in[0] = (vkp_check_input){.ndim = 4, .shape = {cc->N, cc->Cin, cc->H, cc->W}, .dtype = VKP_DTYPE_F32,
-                              .trainable = true, .lo = -1, .hi = 1};
+                              .trainable = !(cc->frozen & 1), .lo = -1, .hi = 1};
   c.in[1] = (vkp_check_input){.ndim = 4, .shape = {cc->Cout, cc->Cin, cc->KH, cc->KW}, .dtype = VKP_DTYPE_F32,
-                              .trainable = true, .lo = -1, .hi = 1};
-  c.in[2] = (vkp_check_input){.ndim = 1, .shape = {cc->Cout}, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1,
-                              .hi = 1};
+                              .trainable = !(cc->frozen & 2), .lo = -1, .hi = 1};
+  c.in[2] = (vkp_check_input){.ndim = 1, .shape = {cc->Cout}, .dtype = VKP_DTYPE_F32, .trainable = !(cc->frozen & 4),
+                              .lo = -1, .hi = 1};
   vkp_op_check_run(&c);
 }
 
 static void test_conv_3x3(void **state) {
   (void)state;
-  conv_case c = {"conv 3x3 pad 1 (2,5,9,11)->7", 2, 5, 9, 11, 7, 3, 3, 1, 1, true};
+  conv_case c = {"conv 3x3 pad 1 (2,5,9,11)->7", 2, 5, 9, 11, 7, 3, 3, 1, 1, true, 0};
   run_conv(&c, 1);
-  conv_case nb = {"conv 3x3 pad 0, no bias (2,3,6,7)->5", 2, 3, 6, 7, 5, 3, 3, 1, 0, false};
+  conv_case nb = {"conv 3x3 pad 0, no bias (2,3,6,7)->5", 2, 3, 6, 7, 5, 3, 3, 1, 0, false, 0};
   run_conv(&nb, 2);
+  // PEFT shapes of training: frozen weight (gradient to x only), frozen input (first layer),
+  // bias only (BitFit).
+  conv_case fw = {"conv 3x3, frozen weight", 3, 4, 8, 6, 5, 3, 3, 1, 1, true, 2 | 4};
+  run_conv(&fw, 7);
+  conv_case fx = {"conv 3x3, frozen input", 3, 4, 8, 6, 5, 3, 3, 1, 1, true, 1};
+  run_conv(&fx, 8);
+  conv_case fb = {"conv 3x3, bias only", 3, 4, 8, 6, 5, 3, 3, 1, 1, true, 1 | 2};
+  run_conv(&fb, 9);
 }
 
 static void test_conv_stride2(void **state) {
   (void)state;
-  conv_case c = {"conv 3x3 stride 2 pad 1 (2,4,9,10)->6", 2, 4, 9, 10, 6, 3, 3, 2, 1, true};
+  conv_case c = {"conv 3x3 stride 2 pad 1 (2,4,9,10)->6", 2, 4, 9, 10, 6, 3, 3, 2, 1, true, 0};
   run_conv(&c, 3);
+  // N = 1: dW is a single product, no batch sum.
+  conv_case one = {"conv 3x3 stride 2, one image (1,5,11,8)->3", 1, 5, 11, 8, 3, 3, 3, 2, 1, true, 0};
+  run_conv(&one, 10);
 }
 
 static void test_conv_1x1(void **state) {
   (void)state;
-  conv_case c = {"conv 1x1 (2,6,7,5)->4", 2, 6, 7, 5, 4, 1, 1, 1, 0, true};   // im2col skipped
+  conv_case c = {"conv 1x1 (2,6,7,5)->4", 2, 6, 7, 5, 4, 1, 1, 1, 0, true, 0};   // im2col skipped
   run_conv(&c, 4);
-  conv_case s2 = {"conv 1x1 stride 2 (2,3,7,6)->5", 2, 3, 7, 6, 5, 1, 1, 2, 0, false};   // through im2col
+  conv_case s2 = {"conv 1x1 stride 2 (2,3,7,6)->5", 2, 3, 7, 6, 5, 1, 1, 2, 0, false, 0};   // through im2col
   run_conv(&s2, 5);
 }
 
 static void test_conv_patch_embed(void **state) {
   (void)state;
-  conv_case c = {"conv 8x8 stride 8 patch embedding (2,3,32,32)->16", 2, 3, 32, 32, 16, 8, 8, 8, 0, true};
+  conv_case c = {"conv 8x8 stride 8 patch embedding (2,3,32,32)->16", 2, 3, 32, 32, 16, 8, 8, 8, 0, true, 0};
   run_conv(&c, 6);
 }
 

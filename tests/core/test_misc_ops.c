@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vkp_dtype.h"
 #include "vkp_test.h"
 
 // ---- upsample -------------------------------------------------------------------------------
@@ -80,6 +81,53 @@ static void test_embedding(void **state) {
                               .hi = 1};
   b.in[1] = (vkp_check_input){.ndim = 2, .shape = {3, 70}, .dtype = VKP_DTYPE_I32, .lo = -3, .hi = 303};
   vkp_op_check_run(&b);
+}
+
+// Frozen 16-bit tables are read in place, here at an odd element offset (byte offset 2).
+static void test_embedding_16bit(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  enum { V = 9, D = 5, NI = 6 };
+  static const int32_t ids[NI] = {8, 0, 4, 9, 4, -2};
+  for (int bf = 0; bf < 2; bf++) {
+    uint16_t words[1 + V * D];
+    float table[V * D];
+    for (int k = 0; k < V * D; k++) {
+      table[k] = (float)(k - 20) / 8.0f;   // exact in f16 and bf16
+      words[1 + k] = bf ? vkp_f32_to_bf16(table[k]) : vkp_f32_to_f16(table[k]);
+    }
+    words[0] = 0xffff;
+    vkp_buffer *tb, *ib;
+    VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, sizeof words, &tb));
+    VKP_ASSERT_OK(ctx, vkp_buffer_write(tb, 0, words, sizeof words));
+    VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, sizeof ids, &ib));
+    VKP_ASSERT_OK(ctx, vkp_buffer_write(ib, 0, ids, sizeof ids));
+    vkp_graph *g;
+    VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+    vkp_dtype dt = bf ? VKP_DTYPE_BF16 : VKP_DTYPE_F16;
+    vkp_tensor *t = vkp_tensor_external(g, "table16", tb, 2, dt, 2, (int64_t[]){V, D});
+    vkp_tensor *it = vkp_tensor_external(g, "ids", ib, 0, VKP_DTYPE_I32, 1, (int64_t[]){NI});
+    vkp_tensor *out = vkp_embedding(g, t, it);
+    vkp_graph_output(g, out);
+    VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+    VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+    float got[NI * D], want[NI * D];
+    VKP_ASSERT_OK(ctx, vkp_graph_read(g, out, got, sizeof got));
+    for (int i = 0; i < NI; i++)
+      for (int d = 0; d < D; d++) want[i * D + d] = ids[i] >= 0 && ids[i] < V ? table[ids[i] * D + d] : 0.0f;
+    vkp_assert_close_f(bf ? "embedding bf16" : "embedding f16", got, want, NI * D, 0, 0);
+    vkp_graph_free(g);
+
+    // A 16-bit table cannot be trained.
+    VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+    t = vkp_tensor_external(g, "table16", tb, 2, dt, 2, (int64_t[]){V, D});
+    it = vkp_tensor_external(g, "ids", ib, 0, VKP_DTYPE_I32, 1, (int64_t[]){NI});
+    vkp_tensor *grad;
+    assert_int_equal(vkp_graph_backward(g, vkp_sum(g, vkp_embedding(g, t, it)), &t, 1, &grad), VKP_ERR_UNSUPPORTED);
+    vkp_graph_free(g);
+    vkp_buffer_free(tb);
+    vkp_buffer_free(ib);
+  }
 }
 
 static void test_embedding_errors(void **state) {
@@ -224,7 +272,8 @@ static void test_timestep(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_upsample), cmocka_unit_test(test_embedding), cmocka_unit_test(test_embedding_errors),
+      cmocka_unit_test(test_upsample), cmocka_unit_test(test_embedding), cmocka_unit_test(test_embedding_16bit),
+      cmocka_unit_test(test_embedding_errors),
       cmocka_unit_test(test_dropout),  cmocka_unit_test(test_timestep),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
