@@ -213,8 +213,9 @@ static vkp_status create_slot_params(vkp_model *m, vkp_adapter_slot *s, uint64_t
       if (c->init == VKP_LORA_INIT_GAUSSIAN) VKP_TRY(vkp_param_init_normal(m, s->p[0], 1.0f / (float)r, seed));
       else VKP_TRY(init_uniform(m, s->p[0], ku_in, seed));
       if (!c->init_weights) VKP_TRY(init_uniform(m, s->p[1], 1.0f / sqrtf((float)r), seed + 1));
-      if (c->use_dora) {
-        VKP_TRY(new_param(m, s, 1, &out));
+      if (c->use_dora) {   // magnitude: (out), or (1, out, 1, 1) on a conv as peft's DoraConv2dLayer
+        int64_t ms[4] = {1, out, 1, 1};
+        VKP_TRY(conv ? new_param(m, s, 4, ms) : new_param(m, s, 1, &out));
         float *norms = malloc((size_t)out * sizeof *norms);
         if (!norms) return VKP_ERR_OOM;
         vkp_status st = row_norms(m, mod->weight, s->p[0], s->p[1], r, s->scaling, norms, out);   // DoRA == LoRA at init
@@ -391,7 +392,7 @@ vkp_status vkp_peft_attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t se
   // Selective methods unfreeze existing parameters.
   for (int i = 0; i < m->nmodules && !st; i++) {
     vkp_module *mod = m->modules[i];
-    bool targeted = have_re ? !regexec(&re, mod->name, 0, NULL, 0)
+    bool targeted = have_re ? !regexec(&re, mod->name, 0, NULL, 0) || (mod->alias && !regexec(&re, mod->alias, 0, NULL, 0))
                     : a->cfg.n_target_modules ? name_matches(mod, a->cfg.target_modules, a->cfg.n_target_modules)
                                               : true;
     if (meth == VKP_PEFT_BITFIT && targeted && layer_selected(&a->cfg, mod)) st = push_saved(a, mod->bias);
@@ -573,6 +574,14 @@ void vkp_peft_param_peft_name(const vkp_model *m, const vkp_param *p, char *out,
           snprintf(out, cap, "base_model.model.%s.%s", vkp_module_file_name(p->module), sfx);
           return;
         }
+    for (int s = 0; s < a->nsaved; s++)
+      if (a->saved[s] == p && a->cfg.method == VKP_PEFT_LN_TUNING && p->module &&
+          (p->module->kind == VKP_MODULE_LAYER_NORM || p->module->kind == VKP_MODULE_GROUP_NORM)) {
+        const char *leaf = strrchr(p->name, '.');   // peft wraps the norm: <module>.ln_tuning_layers.<adapter>
+        snprintf(out, cap, "base_model.model.%s.ln_tuning_layers.%s%s", vkp_module_file_name(p->module), a->cfg.name,
+                 leaf ? leaf : "");
+        return;
+      }
     for (int s = 0; s < a->nsaved; s++)
       if (a->saved[s] == p && p->module && name_matches(p->module, a->cfg.modules_to_save, a->cfg.n_modules_to_save)) {
         const char *leaf = strrchr(p->name, '.');

@@ -2,8 +2,9 @@
 //
 // Keys follow peft's saved layout: "base_model.model.<module>.<suffix>" with the module in the
 // model's alias spelling when it has one (transformers 5 / current peft), e.g.
-// "base_model.model.vit.layers.0.attention.q_proj.lora_A.weight"; trainable base parameters
-// (modules_to_save, BitFit, LN tuning, full) as "base_model.model.<parameter name>". Loading also
+// "base_model.model.vit.layers.0.attention.q_proj.lora_A.weight"; LN tuning as peft's wrapper,
+// "base_model.model.<norm module>.ln_tuning_layers.weight"; other trainable base parameters
+// (modules_to_save, BitFit, full) as "base_model.model.<parameter name>". Loading also
 // accepts the checkpoint (transformers 4) spelling of every module.
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +21,18 @@
 static void slot_key(const vkp_adapter_slot *s, int i, bool alias, char *out, size_t cap) {
   const vkp_module *mod = s->module;
   snprintf(out, cap, PREFIX "%s.%s", alias && mod->alias ? mod->alias : mod->name, vkp_slot_suffix(s, i));
+}
+
+// LN tuning as peft saves it: "base_model.model.<norm module>.ln_tuning_layers.<weight|bias>".
+static bool ln_tuning_param(const vkp_adapter *a, const vkp_param *p) {
+  return a->cfg.method == VKP_PEFT_LN_TUNING && p->module &&
+         (p->module->kind == VKP_MODULE_LAYER_NORM || p->module->kind == VKP_MODULE_GROUP_NORM);
+}
+
+static void ln_tuning_key(const vkp_param *p, bool alias, char *out, size_t cap) {
+  const char *leaf = strrchr(p->name, '.');
+  snprintf(out, cap, PREFIX "%s.ln_tuning_layers%s", alias && p->module->alias ? p->module->alias : p->module->name,
+           leaf ? leaf : "");
 }
 
 static bool saved_is_module_to_save(const vkp_adapter *a, const vkp_param *p) {
@@ -56,7 +69,8 @@ vkp_status vkp_peft_save(vkp_model *m, const vkp_adapter *a, const char *dir) {
   for (int i = 0; i < a->nsaved + 2 && !st; i++) {
     vkp_param *p = i < a->nsaved ? a->saved[i] : extra[i - a->nsaved];
     if (!p) continue;
-    if (i < a->nsaved) snprintf(key, sizeof key, PREFIX "%s", p->name);
+    if (i < a->nsaved && ln_tuning_param(a, p)) ln_tuning_key(p, true, key, sizeof key);
+    else if (i < a->nsaved) snprintf(key, sizeof key, PREFIX "%s", p->name);
     else snprintf(key, sizeof key, "%s", extra_names[i - a->nsaved]);
     float *v = malloc((size_t)vkp_param_numel(p) * sizeof *v);
     if (!v) return VKP_ERR_OOM;
@@ -89,6 +103,11 @@ static vkp_param *find_key(vkp_model *m, const vkp_adapter *a, const char *key) 
         slot_key(a->slots[i], k, alias, want, sizeof want);
         if (!strcmp(want, key)) return a->slots[i]->p[k];
       }
+  for (int i = 0; i < a->nsaved; i++)
+    for (int alias = 0; alias < 2 && ln_tuning_param(a, a->saved[i]); alias++) {
+      ln_tuning_key(a->saved[i], alias, want, sizeof want);
+      if (!strcmp(want, key)) return a->saved[i];
+    }
   if (!strcmp(key, "base_model.vera_A")) return a->vera_A;
   if (!strcmp(key, "base_model.vera_B")) return a->vera_B;
   if (!strncmp(key, PREFIX, strlen(PREFIX))) {

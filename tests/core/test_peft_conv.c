@@ -379,6 +379,11 @@ static void run_method(const char *method) {
     assert_int_equal(r.p[1]->ndim, 4);
     assert_memory_equal(r.p[0]->shape, as, sizeof as);
     assert_memory_equal(r.p[1]->shape, bs, sizeof bs);
+    if (r.np == 3) {   // DoRA magnitude: peft's DoraConv2dLayer keeps it as (1, Cout, 1, 1)
+      const int64_t ms[4] = {1, COUT, 1, 1};
+      assert_int_equal(r.p[2]->ndim, 4);
+      assert_memory_equal(r.p[2]->shape, ms, sizeof ms);
+    }
   } else if (!strcmp(method, "loha")) {
     assert_int_equal(r.p[0]->shape[0], COUT), assert_int_equal(r.p[0]->shape[1], 3);
     assert_int_equal(r.p[1]->shape[0], 3), assert_int_equal(r.p[1]->shape[1], COLS);

@@ -298,6 +298,17 @@ static void roundtrip(const char *const *labels, int n) {
     make_dir(dirs[i], sizeof dirs[i], leaf);
     VKP_ASSERT_OK(ctx, vkp_peft_save(va->model, ad[i], dirs[i]));
   }
+  if (!strcmp(labels[0], "ln_tuning")) {   // peft's LN-tuning layout, in the current spelling
+    char path[500];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dirs[0]);
+    vkp_safetensors *sf;
+    vkp_error err = {0};
+    if (vkp_safetensors_open(path, &sf, &err)) fail_msg("%s", err.msg);
+    assert_non_null(vkp_safetensors_find(sf, "base_model.model.vit.layers.1.layernorm_before.ln_tuning_layers.weight"));
+    assert_non_null(vkp_safetensors_find(sf, "base_model.model.vit.layernorm.ln_tuning_layers.bias"));
+    assert_int_equal(vkp_safetensors_count(sf), 10);
+    vkp_safetensors_free(sf);
+  }
   vkp_vit *vb = load_vit(g_base);
   for (int i = 0; i < n; i++) {
     vkp_adapter *b;
@@ -802,6 +813,119 @@ static void test_bad_adapters(void **s) {
   vkp_vit_free(v);
 }
 
+// ---- targeting: HF PEFT semantics over both spellings ------------------------------------------
+
+typedef struct target_case {
+  const char *desc;
+  vkp_peft_method method;
+  const char *targets[3];
+  const char *regex;
+  int layer;                // layers_to_transform (one layer), or -1
+  int64_t want;             // trainable parameters (0: VKP_ERR_NOT_FOUND)
+} target_case;
+
+static void test_targeting(void **s) {
+  (void)s;
+  vkp_ctx *ctx = vkp_test_ctx();
+  // LoRA r = 4 adds 256 parameters to a 32x32 linear, 384 to fc1 (64x32) / fc2 (32x64), 140 to the classifier.
+  const target_case cases[] = {
+      {"suffixes query, value", VKP_PEFT_LORA, {"query", "value"}, NULL, -1, 1024},
+      {"suffix output.dense (attention's too)", VKP_PEFT_LORA, {"output.dense"}, NULL, -1, 2 * (256 + 384)},
+      {"suffix dense", VKP_PEFT_LORA, {"dense"}, NULL, -1, 2 * (256 + 384 + 384)},
+      {"alias q_proj", VKP_PEFT_LORA, {"q_proj"}, NULL, -1, 512},
+      {"alias path layers.1.mlp.fc1", VKP_PEFT_LORA, {"layers.1.mlp.fc1"}, NULL, -1, 384},
+      {"long suffix attention.attention.query", VKP_PEFT_LORA, {"attention.attention.query"}, NULL, -1, 512},
+      {"classifier", VKP_PEFT_LORA, {"classifier"}, NULL, -1, 140},
+      {"layers_to_transform [1]", VKP_PEFT_LORA, {"query", "value"}, NULL, 1, 512},
+      {"regex over names", VKP_PEFT_LORA, {NULL}, "vit\\.encoder\\.layer\\.1\\..*\\.(query|key)", -1, 512},
+      {"regex over aliases", VKP_PEFT_LORA, {NULL}, "vit\\.layers\\.0\\.attention\\.[qkv]_proj", -1, 768},
+      {"partial word 'uery' matches nothing", VKP_PEFT_LORA, {"uery"}, NULL, -1, 0},
+      {"regex must match the whole name", VKP_PEFT_LORA, {NULL}, "query", -1, 0},
+      {"bitfit on query biases", VKP_PEFT_BITFIT, {"query"}, NULL, -1, 64},
+      {"bitfit by regex over aliases", VKP_PEFT_BITFIT, {NULL}, "vit\\.layers\\.[01]\\.mlp\\.fc1", -1, 128},
+      {"ln_tuning of layer 0", VKP_PEFT_LN_TUNING, {NULL}, NULL, 0, 128},
+      {"vpt_deep on layer 1 only", VKP_PEFT_VPT, {NULL}, NULL, 1, 10 * 32},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const target_case *t = &cases[i];
+    vkp_vit *v = load_vit(g_base);
+    vkp_peft_config c;
+    vkp_peft_config_init(&c, t->method);
+    c.r = 4;
+    c.deep = true;
+    for (int k = 0; k < 3 && t->targets[k]; k++) c.target_modules[c.n_target_modules++] = strdup(t->targets[k]);
+    if (t->regex) c.target_regex = strdup(t->regex);
+    if (t->layer >= 0) c.layers_to_transform[c.n_layers_to_transform++] = t->layer;
+    vkp_adapter *a = NULL;
+    vkp_status st = vkp_peft_attach(v->model, &c, 1, &a);
+    vkp_peft_config_clear(&c);
+    int64_t got = st ? 0 : vkp_peft_get_report(v->model).trainable_params;
+    printf("  %-40s -> %s, %lld trainable\n", t->desc, vkp_status_name(st), (long long)got);
+    if (t->want == 0) {
+      assert_int_equal(st, VKP_ERR_NOT_FOUND);
+      assert_null(a);
+      assert_int_equal(vkp_peft_count(v->model), 0);
+    } else {
+      VKP_ASSERT_OK(ctx, st);
+      if (got != t->want) fail_msg("%s: %lld trainable parameters, want %lld", t->desc, (long long)got, (long long)t->want);
+    }
+    vkp_vit_free(v);
+  }
+}
+
+// A masked adapter whose index points outside the weight is refused (it would write out of bounds).
+static void test_bad_masked_index(void **s) {
+  (void)s;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_vit *v = load_vit(g_base);
+  vkp_peft_config c;
+  make_config("masked_random", &c);
+  vkp_adapter *a;
+  VKP_ASSERT_OK(ctx, vkp_peft_attach(v->model, &c, 1, &a));
+  vkp_peft_config_clear(&c);
+  char dir[400], path[500];
+  make_dir(dir, sizeof dir, "masked_bad_index");
+  VKP_ASSERT_OK(ctx, vkp_peft_save(v->model, a, dir));
+  vkp_vit_free(v);
+  // Rewrite the file with one index = numel(weight) (one past the end).
+  snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+  vkp_error err = {0};
+  vkp_safetensors *sf;
+  vkp_safetensors_writer *w;
+  if (vkp_safetensors_open(path, &sf, &err) || vkp_safetensors_writer_new(&w, &err)) fail_msg("%s", err.msg);
+  int patched = 0;
+  for (size_t i = 0; i < vkp_safetensors_count(sf); i++) {
+    const vkp_st_tensor *t = vkp_safetensors_at(sf, i);
+    if (strstr(t->name, "layers.1.mlp.fc1.sparse_index")) {
+      assert_int_equal(t->dtype, VKP_DTYPE_I32);
+      int32_t *idx = malloc(t->nbytes);
+      memcpy(idx, t->data, t->nbytes);
+      idx[3] = 64 * 32;
+      if (vkp_safetensors_writer_add(w, t->name, t->dtype, t->ndim, t->shape, idx, &err)) fail_msg("%s", err.msg);
+      free(idx);
+      patched++;
+    } else if (vkp_safetensors_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, &err)) {
+      fail_msg("%s", err.msg);
+    }
+  }
+  vkp_safetensors_free(sf);
+  assert_int_equal(patched, 1);
+  if (vkp_safetensors_writer_save(w, path, &err)) fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  v = load_vit(g_base);
+  int nparams = v->model->nparams;
+  vkp_status st = vkp_peft_load(v->model, dir, &a);
+  printf("  %s: %s\n", vkp_status_name(st), vkp_ctx_error(ctx));
+  assert_int_equal(st, VKP_ERR_FORMAT);
+  assert_non_null(strstr(vkp_ctx_error(ctx), "sparse_index': index 2048 at [3] is outside the weight (2048 elements)"));
+  assert_int_equal(vkp_peft_count(v->model), 0);
+  assert_int_equal(v->model->nparams, nparams);
+  float y[NLOG];
+  vit_logits(v, g_pixels, NB, y);
+  if (memcmp(y, g_base_logits, sizeof y)) fail_msg("logits changed after a failed load");
+  vkp_vit_free(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_lora),
@@ -834,6 +958,8 @@ int main(void) {
       cmocka_unit_test(test_scales_and_enable),
       cmocka_unit_test(test_transformers4_spelling),
       cmocka_unit_test(test_bad_adapters),
+      cmocka_unit_test(test_targeting),
+      cmocka_unit_test(test_bad_masked_index),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
