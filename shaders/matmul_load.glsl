@@ -11,9 +11,14 @@ float mm_load_b(uint e) {
   return dt == VKP_MM_B_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
 }
 
+// z / pc.batch1 for z, batch1 < 2^16 (workgroup counts): exact in float. lavapipe turns a vector
+// integer division (and a float-to-uint conversion) into a scalar loop per lane; float division
+// and float-to-int are single instructions.
+uint mm_div_batch(uint z) { return uint(int((float(z) + 0.5) / float(pc.batch1))); }
+
 // Batch offsets of workgroup z (elements).
 void mm_batch_offsets(uint z, out uint ao, out uint bo, out uint co) {
-  uint i0 = z / pc.batch1, i1 = z - i0 * pc.batch1;
+  uint i0 = mm_div_batch(z), i1 = z - i0 * pc.batch1;
   ao = i0 * uint(pc.a_bs[0]) + i1 * uint(pc.a_bs[1]);
   bo = i0 * uint(pc.b_bs[0]) + i1 * uint(pc.b_bs[1]);
   co = i0 * uint(pc.c_bs[0]) + i1 * uint(pc.c_bs[1]);

@@ -1,5 +1,7 @@
-// matmul_tile.glsl — register-blocked C = op(A)·op(B) for the common contiguous layouts, shared
-// by matmul_nn*.comp, matmul_nt*.comp and matmul_tn.comp. Before including, define one of
+// matmul_tile.glsl — register-blocked C = op(A)·op(B) for the common contiguous layouts, reading
+// the operands in place (the "direct" path of core/ops/matmul.c: products too small for the
+// packed path's two extra passes), shared by matmul_nn*.comp, matmul_nt*.comp and
+// matmul_tn.comp. Before including, define one of
 //   MM_NN  A (M,K) row-major, B (K,N) row-major      (x @ W, dX = dY @ W of nn.Linear)
 //   MM_NT  A (M,K) row-major, B (N,K) row-major      (x @ W^T: nn.Linear forward)
 //   MM_TN  A (K,M) row-major, B (K,N) row-major      (A^T @ B: weight gradients)
@@ -14,8 +16,8 @@
 // - op(A) values are loaded once per chunk of k by *distinct* lanes (lane l loads k = k0+2l,
 //   k0+2l+1, or row k0+l for TN) and broadcast with subgroupShuffle (one vpermd on lavapipe)
 //   instead of every lane loading the same value;
-// - products of UJ lanes' worth of k are summed in SSA temporaries before they are added to the
-//   loop-carried accumulators (lavapipe masks every loop-carried write with a blend).
+// - the k steps of UJ lanes are unrolled, so the loop-carried accumulators are written (and
+//   masked with a blend by lavapipe, as every loop-carried write is) once per unrolled block.
 // The workgroup covers pc.tile_m x pc.tile_n outputs; its subgroups loop over the sub-tiles, so
 // the kernel is correct for any subgroup size (the host sizes the tile so that, at the reported
 // subgroup size, each subgroup gets exactly one sub-tile). Edges: rows and columns are clamped

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_peft.h"
 #include "vkp_device.h"
 #include "vkp_dtype.h"
 #include "vkp_graph.h"
@@ -25,14 +26,18 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vkpeft bench matmul [--size S | --m M --n N --k K] [--dtype f32|f16|bf16]\n"
-          "                           [--layout nn|nt|tn|tt] [--iters I]\n"
+          "                           [--layout nn|nt|tn|tt] [--iters I] [--profile]\n"
           "       vkpeft bench dispatch [--ops K] [--iters I]\n"
-          "       vkpeft bench block [--iters I]\n"
+          "       vkpeft bench block [--batch 64 --tokens 50 --dim 128 --heads 4] [--iters I] [--profile]\n"
+          "       vkpeft bench peft ...   (PEFT methods on a ViT training step: see `bench peft --help`)\n"
           "Prints one JSON object. matmul: shader GFLOP/s (median of I runs of a compiled graph\n"
           "holding only the product; uploads excluded) beside OpenBLAS cblas_sgemm on the same\n"
           "shapes with one thread per CPU core. --dtype sets B's storage (f16/bf16: frozen-weight\n"
           "path; BLAS gets the same rounded values in f32). --layout: transposes of A and B.\n"
-          "dispatch: time per dispatch in a graph of K tiny ops.\n");
+          "--profile: also device time per op (packing passes, product).\n"
+          "dispatch: time per dispatch in a graph of K tiny ops.\n"
+          "block: one pre-LN ViT encoder layer + token cross-entropy, forward and backward for every\n"
+          "weight: time per step (median), nodes and dispatches (vkp_graph_get_stats).\n");
 }
 
 static double now_s(void) {
@@ -77,9 +82,9 @@ static const char *json_str(const char *s, char *buf, size_t cap) {
   return buf;
 }
 
-static int new_ctx(const char *cmd, vkp_ctx **ctx) {
+static int new_ctx(const char *cmd, vkp_ctx **ctx, bool profiling) {
   vkp_error err = {0};
-  vkp_ctx_options o = {0};   // no validation layer: benchmarks measure the driver alone
+  vkp_ctx_options o = {.profiling = profiling};   // no validation layer: benchmarks measure the driver alone
   if (vkp_ctx_new(&o, ctx, &err) != VKP_OK) return vkp_cli_fail(cmd, err.status, err.msg);
   return VKP_EXIT_OK;
 }
@@ -117,10 +122,14 @@ static double time_graph(vkp_graph *g, int iters, double *cpu) {
 static int bench_matmul(int argc, char **argv) {
   int64_t M = 0, N = 0, K = 0, size = 0, iters = 10;
   vkp_dtype bdt = VKP_DTYPE_F32;
-  bool ta = false, tb = false;
+  bool ta = false, tb = false, profile = false;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = v != NULL;
+    if (!strcmp(o, "--profile")) {
+      profile = true;
+      continue;
+    }
     if (!strcmp(o, "--size")) ok = ok && parse_pos(v, 1 << 16, &size);
     else if (!strcmp(o, "--m")) ok = ok && parse_pos(v, 1 << 20, &M);
     else if (!strcmp(o, "--n")) ok = ok && parse_pos(v, 1 << 20, &N);
@@ -156,7 +165,7 @@ static int bench_matmul(int argc, char **argv) {
   }
 
   vkp_ctx *ctx = NULL;
-  int rc = new_ctx("bench", &ctx);
+  int rc = new_ctx("bench", &ctx, profile);
   if (rc) return rc;
   size_t na = (size_t)(M * K), nb = (size_t)(K * N), nc = (size_t)(M * N);
   float *ha = malloc(na * 4), *hb = malloc(nb * 4), *hc = malloc(nc * 4), *ref = malloc(nc * 4);
@@ -208,7 +217,8 @@ static int bench_matmul(int argc, char **argv) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   printf("{\"bench\": \"matmul\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"layout\": \"%c%c\", \"dtype\": \"%s\", "
          "\"iters\": %lld, \"dispatches\": %u, ",
-         (long long)M, (long long)N, (long long)K, ta ? 't' : 'n', tb ? 't' : 'n', vkp_dtype_name(bdt),
+         (long long)M, (long long)N, (long long)K, ta ? 't' : 'n', tb ? 't' : 'n',
+         bdt == VKP_DTYPE_F16 ? "f16" : bdt == VKP_DTYPE_BF16 ? "bf16" : "f32",
          (long long)iters, vkp_graph_get_stats(g).dispatches);
   printf("\"shader_ms\": %.4f, \"shader_gflops\": %.2f, \"shader_cpu_ms\": %.4f, ", t_gpu * 1e3,
          flop / t_gpu * 1e-9, t_cpu * 1e3);
@@ -237,6 +247,13 @@ static int bench_matmul(int argc, char **argv) {
 #else
   printf("\"blas\": null, \"cpu_cores\": %ld, ", ncpu);
 #endif
+  if (profile) {   // device time per op of the last run (timestamps around each node)
+    vkp_op_time ops[16];
+    uint32_t n = vkp_graph_profile(g, ops, 16);
+    printf("\"profile_ms\": {");
+    for (uint32_t i = 0; i < n && i < 16; i++) printf("%s\"%s\": %.4f", i ? ", " : "", ops[i].op, ops[i].ms);
+    printf("}, ");
+  }
   print_device(ctx);
   printf("}\n");
 done:
@@ -281,7 +298,7 @@ static int bench_dispatch(int argc, char **argv) {
     }
   }
   vkp_ctx *ctx = NULL;
-  int rc = new_ctx("bench", &ctx);
+  int rc = new_ctx("bench", &ctx, false);
   if (rc) return rc;
   uint32_t d1 = 0, dk = 0;
   double t1 = time_chain(ctx, 1, (int)iters, &d1), tk = time_chain(ctx, (int)ops, (int)iters, &dk);
@@ -299,11 +316,135 @@ static int bench_dispatch(int argc, char **argv) {
 }
 
 // ---- transformer block ----------------------------------------------------------------------
+// One pre-LN ViT encoder layer (as vision/vit.c builds it) + a token-level cross-entropy, forward
+// and backward for every weight (full fine-tuning: the heaviest case), compiled once and replayed.
+
+typedef struct block_param {
+  const char *name;
+  int ndim;
+  int64_t shape[2];
+  float lo, hi;   // init range (LayerNorm weights near 1)
+} block_param;
 
 static int bench_block(int argc, char **argv) {
-  (void)argc, (void)argv;
-  fprintf(stderr, "vkpeft bench block: not available yet (needs layer_norm, attention and cross_entropy ops)\n");
-  return VKP_EXIT_FAIL;
+  int64_t B = 64, T = 50, C = 128, H = 4, iters = 10;
+  bool profile = false;
+  for (int i = 1; i < argc; i++) {
+    const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    bool ok;
+    if (!strcmp(o, "--profile")) {
+      profile = true;
+      continue;
+    }
+    if (!strcmp(o, "--batch")) ok = v && parse_pos(v, 4096, &B);
+    else if (!strcmp(o, "--tokens")) ok = v && parse_pos(v, 4096, &T);
+    else if (!strcmp(o, "--dim")) ok = v && parse_pos(v, 8192, &C);
+    else if (!strcmp(o, "--heads")) ok = v && parse_pos(v, 256, &H);
+    else if (!strcmp(o, "--iters")) ok = v && parse_pos(v, 100000, &iters);
+    else ok = false;
+    if (!ok || C % H) {
+      fprintf(stderr, "vkpeft bench block: bad option '%s' (or --dim not a multiple of --heads)\n", o);
+      usage(stderr);
+      return VKP_EXIT_BAD_INPUT;
+    }
+    i++;
+  }
+  int64_t D = C / H, F = 4 * C;
+  const block_param specs[] = {
+      {"ln1.w", 1, {C}, 0.9f, 1.1f}, {"ln1.b", 1, {C}, -0.1f, 0.1f}, {"q.w", 2, {C, C}, -0.1f, 0.1f},
+      {"q.b", 1, {C}, -0.1f, 0.1f},  {"k.w", 2, {C, C}, -0.1f, 0.1f},  {"k.b", 1, {C}, -0.1f, 0.1f},
+      {"v.w", 2, {C, C}, -0.1f, 0.1f}, {"v.b", 1, {C}, -0.1f, 0.1f},  {"o.w", 2, {C, C}, -0.1f, 0.1f},
+      {"o.b", 1, {C}, -0.1f, 0.1f},  {"ln2.w", 1, {C}, 0.9f, 1.1f}, {"ln2.b", 1, {C}, -0.1f, 0.1f},
+      {"fc1.w", 2, {F, C}, -0.1f, 0.1f}, {"fc1.b", 1, {F}, -0.1f, 0.1f}, {"fc2.w", 2, {C, F}, -0.05f, 0.05f},
+      {"fc2.b", 1, {C}, -0.1f, 0.1f},
+  };
+  enum { NP = sizeof specs / sizeof *specs };
+  vkp_ctx *ctx = NULL;
+  int rc = new_ctx("bench", &ctx, profile);
+  if (rc) return rc;
+  vkp_buffer *bufs[NP] = {0};
+  vkp_graph *g = NULL;
+  float *host = NULL, *xin = NULL;
+  int32_t *labels = NULL;
+  vkp_status st = VKP_OK;
+  uint64_t seed = 0x9E3779B97F4A7C15ull;
+#define BLOCK_RAND(lo, hi) \
+  (seed ^= seed >> 12, seed ^= seed << 25, seed ^= seed >> 27, \
+   (lo) + ((hi) - (lo)) * (float)((seed * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f)
+  host = malloc((size_t)(F * C) * 4);
+  xin = malloc((size_t)(B * T * C) * 4);
+  labels = malloc((size_t)(B * T) * 4);
+  if (!host || !xin || !labels) {
+    st = VKP_ERR_OOM;
+    goto done;
+  }
+  if ((st = vkp_graph_new(ctx, &g))) goto done;
+  vkp_tensor *p[NP];
+  for (int i = 0; i < NP; i++) {
+    int64_t n = specs[i].shape[0] * (specs[i].ndim > 1 ? specs[i].shape[1] : 1);
+    for (int64_t k = 0; k < n; k++) host[k] = BLOCK_RAND(specs[i].lo, specs[i].hi);
+    if ((st = vkp_buffer_new(ctx, (uint64_t)n * 4, &bufs[i])) ||
+        (st = vkp_buffer_write(bufs[i], 0, host, (uint64_t)n * 4)))
+      goto done;
+    p[i] = vkp_tensor_external(g, specs[i].name, bufs[i], 0, VKP_DTYPE_F32, specs[i].ndim, specs[i].shape);
+  }
+  vkp_tensor *x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 3, (int64_t[]){B, T, C});
+  vkp_tensor *lab = vkp_tensor_input(g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){B * T});
+  vkp_tensor *h = vkp_layer_norm(g, x, p[0], p[1], 1e-6f);
+  vkp_tensor *qkv[3];
+  for (int j = 0; j < 3; j++)
+    qkv[j] = vkp_permute(g, vkp_reshape(g, vkp_linear(g, h, p[2 + 2 * j], p[3 + 2 * j]), 4, (int64_t[]){B, T, H, D}),
+                         (int[]){0, 2, 1, 3});
+  vkp_tensor *a = vkp_attention(g, qkv[0], qkv[1], qkv[2], NULL, false, 0.0f);
+  a = vkp_reshape(g, vkp_permute(g, a, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
+  vkp_tensor *y = vkp_add(g, x, vkp_linear(g, a, p[8], p[9]));
+  h = vkp_layer_norm(g, y, p[10], p[11], 1e-6f);
+  vkp_tensor *f = vkp_linear(g, vkp_gelu(g, vkp_linear(g, h, p[12], p[13])), p[14], p[15]);
+  y = vkp_add(g, y, f);
+  vkp_tensor *loss = vkp_cross_entropy(g, vkp_reshape(g, y, 2, (int64_t[]){B * T, C}), lab);
+  vkp_graph_output(g, loss);
+  vkp_tensor *grads[NP];
+  if ((st = vkp_graph_backward(g, loss, p, NP, grads))) goto done;
+  for (int i = 0; i < NP; i++) vkp_graph_output(g, grads[i]);
+  if ((st = vkp_graph_compile(g))) goto done;
+  for (int64_t k = 0; k < B * T * C; k++) xin[k] = BLOCK_RAND(-1.0f, 1.0f);
+  for (int64_t k = 0; k < B * T; k++) labels[k] = (int32_t)(BLOCK_RAND(0.0f, 1.0f) * (float)C) % (int32_t)C;
+  if ((st = vkp_graph_set_input(g, x, xin, (uint64_t)(B * T * C) * 4)) ||
+      (st = vkp_graph_set_input(g, lab, labels, (uint64_t)(B * T) * 4)))
+    goto done;
+  double t = time_graph(g, (int)iters, NULL);
+  if (t < 0) {
+    st = VKP_ERR_DEVICE;
+    goto done;
+  }
+  float lv = 0;
+  if ((st = vkp_graph_read(g, loss, &lv, 4))) goto done;
+  // Multiply-adds of the products: 4 C x C + 2 C x 4C linears, Q K^T and P V; backward twice that.
+  double macs = (double)B * T * (4.0 * C * C + 8.0 * C * C) + 2.0 * B * H * T * T * D;
+  vkp_graph_stats gs = vkp_graph_get_stats(g);
+  printf("{\"bench\": \"block\", \"batch\": %lld, \"tokens\": %lld, \"dim\": %lld, \"heads\": %lld, \"iters\": %lld, "
+         "\"step_ms\": %.3f, \"nodes\": %u, \"dispatches\": %u, \"arena_mb\": %.1f, \"loss\": %.4f, "
+         "\"matmul_gflop\": %.3f, \"gflops\": %.2f, ",
+         (long long)B, (long long)T, (long long)C, (long long)H, (long long)iters, t * 1e3, gs.nodes, gs.dispatches,
+         gs.arena_bytes / 1048576.0, lv, 6 * macs * 1e-9, 6 * macs / t * 1e-9);
+  if (profile) {
+    vkp_op_time ops[32];
+    uint32_t n = vkp_graph_profile(g, ops, 32);
+    printf("\"profile_ms\": {");
+    for (uint32_t i = 0; i < n && i < 32; i++)
+      printf("%s\"%s\": [%u, %.3f]", i ? ", " : "", ops[i].op, ops[i].count, ops[i].ms);
+    printf("}, ");
+  }
+  print_device(ctx);
+  printf("}\n");
+#undef BLOCK_RAND
+done:
+  if (st) rc = vkp_cli_fail("bench", st, g && vkp_graph_status(g) ? vkp_graph_error(g) : vkp_ctx_error(ctx));
+  vkp_graph_free(g);
+  for (int i = 0; i < NP; i++) vkp_buffer_free(bufs[i]);
+  vkp_ctx_free(ctx);
+  free(host), free(xin), free(labels);
+  return rc;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -318,6 +459,7 @@ int cmd_bench(int argc, char **argv) {
   if (!strcmp(argv[1], "matmul")) return bench_matmul(argc - 1, argv + 1);
   if (!strcmp(argv[1], "dispatch")) return bench_dispatch(argc - 1, argv + 1);
   if (!strcmp(argv[1], "block")) return bench_block(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "peft")) return vkp_bench_peft(argc - 1, argv + 1);
   fprintf(stderr, "vkpeft bench: unknown benchmark '%s'\n", argv[1]);
   usage(stderr);
   return VKP_EXIT_BAD_INPUT;

@@ -2,13 +2,23 @@
 //
 // One node computes C = op(A)·op(B) (+ bias) for up to two broadcast batch dims. Transposes are
 // strides: the kernels read op(A)[m][k] = a[m*a_ms + k*a_ks] and op(B)[k][n] = b[k*b_ks + n*b_ns],
-// so a transposed view (or a row-strided slice) never costs a copy. The record step picks a
-// kernel per call:
-//   matmul_nn / matmul_nt / matmul_tn   register-blocked kernels for the common layouts (unit
-//                                       stride along K or along M/N as the name says)
-//   matmul_generic                      any strides (one output per invocation)
-// and splits work that exceeds device limits: K in chunks of VKP_MM_K_CHUNK (later chunks
-// accumulate into C, keeping per-invocation loops short on lavapipe), M in chunks whose
+// so a transposed view (or a row-strided slice) never costs a copy. Three ways to run it:
+//   packed      (products from about 2^20 multiply-adds, any layout and dtype) two pack nodes
+//               copy op(A) and op(B) into zero-padded panels (matmul_pack_a/b.comp) and
+//               matmul_packed.comp runs a 32 x 4S register tile per subgroup over contiguous
+//               64-byte loads. The builder decides (shapes and the device's subgroup size are
+//               known then) and adds the pack nodes as extra sources of the matmul node.
+//   direct      matmul_nn / matmul_nt / matmul_tn (+ _f16/_bf16 B): register-blocked kernels for
+//               the common layouts that read the operands in place (small products: no extra
+//               passes or dispatches);
+//   generic     matmul_generic, any strides and alignments (one output per invocation).
+// Why: on lavapipe every load in a loop is a gather (~25 cycles for 8 lanes, as much for 64-bit
+// as for 32-bit lanes), so the kernels load pairs, share A values across lanes with
+// subgroupShuffle, and the packed path removes 4 KiB-strided rows (cache-set and TLB misses).
+// Measured numbers: bench/RESULTS.md.
+//
+// Work that exceeds device limits is split at record time: K in chunks of VKP_MM_K_CHUNK (later
+// chunks accumulate into C, keeping per-invocation loops short on lavapipe), M in chunks whose
 // workgroup count fits the y limit.
 //
 // Backward (only for inputs that require grad; a 16-bit b is a frozen weight and gets none):
@@ -18,7 +28,6 @@
 // rather than a per-batch product followed by a sum; other broadcast batch dims are summed back
 // with vkp_sum_to. The bias gradient is dC summed over rows (vkp_sum_to).
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../vkp_op.h"
@@ -27,7 +36,8 @@
 
 #define VKP_MM_K_CHUNK 16384   // longest K range one dispatch handles (loop-length cap)
 
-// params.i[0] = trans_a, i[1] = trans_b, i[2] = has bias (src[2])
+// params.i[0] = trans_a, i[1] = trans_b, i[2] = has bias (src[2]), i[3] = packed (srcs end with the
+// A and B panels made by pack nodes)
 
 typedef struct mm_geom {
   int64_t M, N, K;
@@ -81,92 +91,196 @@ typedef struct mm_kernel {
 } mm_kernel;
 
 static bool even(int64_t v) { return (v & 1) == 0; }
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+static uint32_t subgroup_size(vkp_ctx *ctx) { return vkp_ctx_info(ctx)->subgroup_size; }
 
-// Picks the register-blocked kernel when the layout and alignment allow its pair loads (64-bit
-// words of f32, 32-bit words of 16-bit B), else the generic one. a_addr/b_addr: byte addresses.
-static mm_kernel mm_pick(vkp_recorder *rec, const mm_geom *g, uint32_t b_dtype, uint64_t a_addr, uint64_t b_addr) {
+// Picks the direct register-blocked kernel when the layout and alignment allow its pair loads
+// (64-bit words of f32, 32-bit words of 16-bit B), else the generic one. a_addr/b_addr: bytes.
+static mm_kernel mm_pick(uint32_t S, const mm_geom *g, uint32_t b_dtype, uint64_t a_addr, uint64_t b_addr) {
   static const mm_kernel generic = {"matmul_generic", 8, 8};
-  const char *ex = getenv("VKP_MM_EXP");   // TEMP experiments
-  if (ex && g->a_ks == 1 && g->b_ns == 1 && b_dtype == 0) {
-    static char nm[64];
-    snprintf(nm, sizeof nm, "matmul_exp%s", ex);
-    return (mm_kernel){nm, (uint32_t)atoi(getenv("VKP_MM_WM")), (uint32_t)atoi(getenv("VKP_MM_WN"))};
-  }
-  uint32_t S = vkp_ctx_info(vkp_rec_ctx(rec))->subgroup_size;
-  if (S == 0 || S > 64) return generic;   // the fast kernels run 64-invocation workgroups
+  if (S == 0 || S > 64) return generic;   // the tiled kernels run 64-invocation workgroups
   bool b16 = b_dtype != VKP_MM_B_F32;
   bool a_ok = (a_addr & 7) == 0 && even(g->a_bs[0]) && even(g->a_bs[1]);
   bool b_ok = (b_addr & (b16 ? 3 : 7)) == 0 && even(g->b_bs[0]) && even(g->b_bs[1]);
   if (!a_ok || !b_ok) return generic;
   const char *name = NULL;
-  uint32_t tm = 8, tc = 0;
-  if (g->a_ks == 1 && g->b_ns == 1 && even(g->a_ms) && even(g->K) && even(g->b_ks) && even(g->N)) {
+  if (g->a_ks == 1 && g->b_ns == 1 && even(g->a_ms) && even(g->K) && even(g->b_ks) && even(g->N))
     name = b_dtype == VKP_MM_B_F16 ? "matmul_nn_f16" : b_dtype == VKP_MM_B_BF16 ? "matmul_nn_bf16" : "matmul_nn";
-    tc = 2;
-  } else if (g->a_ks == 1 && g->b_ks == 1 && even(g->a_ms) && even(g->K) && even(g->b_ns)) {
+  else if (g->a_ks == 1 && g->b_ks == 1 && even(g->a_ms) && even(g->K) && even(g->b_ns))
     name = b_dtype == VKP_MM_B_F16 ? "matmul_nt_f16" : b_dtype == VKP_MM_B_BF16 ? "matmul_nt_bf16" : "matmul_nt";
-    tc = 2;
-  } else if (!b16 && g->a_ms == 1 && g->b_ns == 1 && even(g->a_ks) && even(g->M) && even(g->b_ks) && even(g->N)) {
+  else if (!b16 && g->a_ms == 1 && g->b_ns == 1 && even(g->a_ks) && even(g->M) && even(g->b_ks) && even(g->N))
     name = "matmul_tn";
-    tc = 2;
-  }
   if (!name) return generic;
-  const char *e = getenv("VKP_MM_FORCE");
-  if (e && !strcmp(e, "generic")) return generic;
-  const char *ov = getenv("VKP_MM_SHADER");   // TEMP name:tm:tc
-  if (ov) {
-    static char nm2[64];
-    int otm = 8, otc = 2;
-    sscanf(ov, "%63[^:]:%d:%d", nm2, &otm, &otc);
-    return (mm_kernel){nm2, (uint32_t)otm * (64 / S), (uint32_t)otc * S};
-  }
-  if (getenv("VKP_MM_TRACE")) fprintf(stderr, "MMTRACE %s M=%lld N=%lld K=%lld\n", name, (long long)g->M, (long long)g->N, (long long)g->K);
-  return (mm_kernel){name, tm * (64 / S), tc * S};
+  // 8 rows x 2 columns per lane (matmul_*.comp: TM 8, TC 2); one sub-tile per subgroup.
+  return (mm_kernel){name, 8 * (64 / S), 2 * S};
 }
+
+// ---- packed path ----------------------------------------------------------------------------
+
+typedef struct mm_packing {
+  uint32_t S;                 // subgroup size the panels are laid out for
+  int64_t Mp, Kp, Np, nz;     // padded sizes, batches
+} mm_packing;
+
+static mm_packing mm_pack_dims(const mm_geom *g, uint32_t S) {
+  mm_packing p = {S, round_up(g->M, VKP_MM_PK_TM), round_up(g->K, 2 * S), round_up(g->N, VKP_MM_PK_TC * S),
+                  g->batch0 * g->batch1};
+  return p;
+}
+
+// The packed path pays two extra passes over the operands (and two dispatches) to make every
+// load of the main kernel contiguous; measured on lavapipe it wins from about a million
+// multiply-adds per batch, unless the padding to whole tiles adds more than half the work.
+static bool mm_use_packed(vkp_graph *gr, const mm_geom *g) {
+  uint32_t S = subgroup_size(vkp_graph_ctx(gr));
+  if (S < 2 || S > 64 || (S & (S - 1))) return false;
+  if (g->M < 16 || g->N < 16 || g->K < 16 || g->M * g->N * g->K < (1 << 20)) return false;
+  mm_packing p = mm_pack_dims(g, S);
+  if ((double)p.Mp * (double)p.Np * (double)p.Kp > 1.5 * (double)g->M * (double)g->N * (double)g->K) return false;
+  // Panels under 2^31 elements; the pack grids (chunks, row tiles, row blocks, panels) fit 65535.
+  return p.nz * p.Mp * p.Kp < (1ll << 31) && p.nz * p.Kp * p.Np < (1ll << 31) && p.Kp / (2 * S) <= 65535 &&
+         p.Mp / VKP_MM_PK_TM <= 65535 && p.Kp / VKP_MM_PK_ROWS <= 65535 &&
+         p.Np / (VKP_MM_PK_TC * S) <= 65535;
+}
+
+// Pack nodes: params.i[0] = 0 (A) or 1 (B); params.bytes[8..16) = the matmul node they feed.
+static const vkp_tensor *pack_owner(const vkp_tensor *t) {
+  const vkp_tensor *mm;
+  memcpy(&mm, &t->params.bytes[8], sizeof mm);
+  return mm;
+}
+
+static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
+  const vkp_tensor *mm = pack_owner(t);
+  mm_geom g;
+  mm_geometry(mm, &g);
+  mm_packing p = mm_pack_dims(&g, subgroup_size(vkp_rec_ctx(rec)));
+  vkp_pc_matmul pc = {0};
+  pc.c = vkp_rec_addr(rec, t);
+  pc.M = (uint32_t)g.M;
+  pc.N = (uint32_t)g.N;
+  pc.K = (uint32_t)g.K;
+  pc.sg = p.S;
+  pc.kp = (uint32_t)p.Kp;
+  pc.tile_m = (uint32_t)p.Mp;
+  pc.tile_n = (uint32_t)p.Np;
+  pc.batch1 = (uint32_t)g.batch1;
+  bool is_b = t->params.i[0] != 0;
+  if (!is_b) {
+    pc.a = vkp_rec_addr(rec, mm->src[0]);
+    if (g.a_ks == 1 && even(g.a_ms) && even(g.K) && even(g.a_bs[0]) && even(g.a_bs[1]) && (pc.a & 7) == 0)
+      pc.flags = VKP_MM_PAIRS;
+    pc.a_ms = (int32_t)g.a_ms;
+    pc.a_ks = (int32_t)g.a_ks;
+    pc.a_bs[0] = (int32_t)g.a_bs[0];
+    pc.a_bs[1] = (int32_t)g.a_bs[1];
+  } else {
+    const vkp_tensor *b = mm->src[1];
+    uint64_t addr = vkp_rec_addr(rec, b);
+    pc.flags = b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
+    pc.b = pc.flags == VKP_MM_B_F32 ? addr : addr & ~(uint64_t)3;
+    pc.b_off = pc.flags == VKP_MM_B_F32 ? 0 : (uint32_t)((addr & 3) / 2);
+    pc.b_ks = (int32_t)g.b_ks;
+    pc.b_ns = (int32_t)g.b_ns;
+    pc.b_bs[0] = (int32_t)g.b_bs[0];
+    pc.b_bs[1] = (int32_t)g.b_bs[1];
+    if (pc.flags == VKP_MM_B_F32 && g.b_ns == 1 && even(g.b_ks) && even(g.N) && even(g.b_bs[0]) &&
+        even(g.b_bs[1]) && (pc.b & 7) == 0)
+      pc.flags |= VKP_MM_PAIRS;
+  }
+  // pack_a: a workgroup per (VKP_MM_PK_CHUNKS k chunks, row tile); pack_b: per (VKP_MM_PK_ROWS
+  // rows, column panel).
+  if (!is_b)
+    return vkp_rec_dispatch(rec, "matmul_pack_a", &pc, sizeof pc,
+                            (uint32_t)((p.Kp / (2 * p.S) + VKP_MM_PK_CHUNKS - 1) / VKP_MM_PK_CHUNKS),
+                            (uint32_t)(p.Mp / VKP_MM_PK_TM), (uint32_t)p.nz);
+  return vkp_rec_dispatch(rec, "matmul_pack_b", &pc, sizeof pc,
+                          (uint32_t)((p.Kp + VKP_MM_PK_ROWS - 1) / VKP_MM_PK_ROWS),
+                          (uint32_t)(p.Np / (VKP_MM_PK_TC * p.S)), (uint32_t)p.nz);
+}
+static const vkp_op_def op_pack_a = {"matmul_pack_a", pack_record, NULL};
+static const vkp_op_def op_pack_b = {"matmul_pack_b", pack_record, NULL};
+
+// ---- record ---------------------------------------------------------------------------------
 
 static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
   const vkp_tensor *a = t->src[0], *b = t->src[1];
+  vkp_ctx *ctx = vkp_rec_ctx(rec);
   mm_geom g;
   mm_geometry(t, &g);
-  uint32_t b_dtype = b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
-  bool b16 = b_dtype != VKP_MM_B_F32;
-  uint64_t a_addr = vkp_rec_addr(rec, a), b_addr = vkp_rec_addr(rec, b), c_addr = vkp_rec_addr(rec, t);
-  mm_kernel kern = mm_pick(rec, &g, b_dtype, a_addr, b_addr);
-
+  uint32_t S = subgroup_size(ctx);
+  uint32_t max_gy = vkp_ctx_info(ctx)->max_workgroup_count[1];
+  if (max_gy > 65535) max_gy = 65535;
+  uint64_t c_addr = vkp_rec_addr(rec, t);
+  uint64_t bias_addr = t->params.i[2] ? vkp_rec_addr(rec, t->src[2]) : 0;
   vkp_pc_matmul pc = {0};
   pc.N = (uint32_t)g.N;
+  pc.c_ms = (int32_t)g.c_ms;
+  pc.batch1 = (uint32_t)g.batch1;
+  pc.c_bs[0] = (int32_t)g.c_bs[0];
+  pc.c_bs[1] = (int32_t)g.c_bs[1];
+  pc.bias = bias_addr;
+  uint32_t gz = (uint32_t)(g.batch0 * g.batch1);
+
+  if (t->params.i[3]) {   // packed: srcs end with the A and B panels
+    mm_packing p = mm_pack_dims(&g, S);
+    const vkp_tensor *pa = t->src[t->nsrc - 2], *pb = t->src[t->nsrc - 1];
+    uint64_t pa_addr = vkp_rec_addr(rec, pa);
+    pc.b = vkp_rec_addr(rec, pb);
+    pc.sg = S;
+    pc.kp = (uint32_t)p.Kp;
+    pc.tile_m = VKP_MM_PK_TM * (64 / S);
+    pc.tile_n = VKP_MM_PK_TC * S;
+    uint64_t per_a = (uint64_t)(p.Mp * p.Kp), per_b = (uint64_t)(p.Kp * p.Np);
+    pc.a_bs[0] = (int32_t)(uint32_t)(per_a * g.batch1);
+    pc.a_bs[1] = (int32_t)(uint32_t)per_a;
+    pc.b_bs[0] = (int32_t)(uint32_t)(per_b * g.batch1);
+    pc.b_bs[1] = (int32_t)(uint32_t)per_b;
+    int64_t m_chunk = (int64_t)max_gy * pc.tile_m;
+    uint32_t gx = (uint32_t)(p.Np / pc.tile_n);
+    for (int64_t k0 = 0; k0 < p.Kp; k0 += VKP_MM_K_CHUNK) {
+      pc.k_begin = (uint32_t)k0;
+      pc.K = (uint32_t)(p.Kp - k0 < VKP_MM_K_CHUNK ? p.Kp - k0 : VKP_MM_K_CHUNK);
+      pc.flags = (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+      for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
+        pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
+        pc.a = pa_addr + (uint64_t)(m0 * p.Kp) * 4;   // m0 is a multiple of TM: whole panels
+        pc.c = c_addr + (uint64_t)(m0 * g.c_ms) * 4;
+        uint32_t gy = (pc.M + pc.tile_m - 1) / pc.tile_m;
+        VKP_TRY(vkp_rec_dispatch(rec, "matmul_packed", &pc, sizeof pc, gx, gy, gz));
+      }
+    }
+    return VKP_OK;
+  }
+
+  uint32_t b_dtype = b->dtype == VKP_DTYPE_F16    ? VKP_MM_B_F16
+                     : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16
+                                                  : VKP_MM_B_F32;
+  bool b16 = b_dtype != VKP_MM_B_F32;
+  uint64_t a_addr = vkp_rec_addr(rec, a), b_addr = vkp_rec_addr(rec, b);
+  mm_kernel kern = mm_pick(S, &g, b_dtype, a_addr, b_addr);
   pc.a_ms = (int32_t)g.a_ms;
   pc.a_ks = (int32_t)g.a_ks;
   pc.b_ks = (int32_t)g.b_ks;
   pc.b_ns = (int32_t)g.b_ns;
-  pc.c_ms = (int32_t)g.c_ms;
-  pc.batch1 = (uint32_t)g.batch1;
   for (int d = 0; d < 2; d++) {
     pc.a_bs[d] = (int32_t)g.a_bs[d];
     pc.b_bs[d] = (int32_t)g.b_bs[d];
-    pc.c_bs[d] = (int32_t)g.c_bs[d];
   }
   pc.tile_m = kern.tile_m;
   pc.tile_n = kern.tile_n;
-  uint64_t bias_addr = t->params.i[2] ? vkp_rec_addr(rec, t->src[2]) : 0;
-  uint32_t max_gy = vkp_ctx_info(vkp_rec_ctx(rec))->max_workgroup_count[1];
-  if (max_gy > 65535) max_gy = 65535;
   int64_t m_chunk = (int64_t)max_gy * kern.tile_m;
   uint32_t gx = (uint32_t)((g.N + kern.tile_n - 1) / kern.tile_n);
-  uint32_t gz = (uint32_t)(g.batch0 * g.batch1);
-  int64_t kch = getenv("VKP_MM_KC") ? atoi(getenv("VKP_MM_KC")) : VKP_MM_K_CHUNK;
-  for (int64_t k0 = 0; k0 < g.K; k0 += kch) {
-    pc.K = (uint32_t)(g.K - k0 < kch ? g.K - k0 : kch);
+  for (int64_t k0 = 0; k0 < g.K; k0 += VKP_MM_K_CHUNK) {
+    pc.K = (uint32_t)(g.K - k0 < VKP_MM_K_CHUNK ? g.K - k0 : VKP_MM_K_CHUNK);
     pc.flags = b_dtype | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
     for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
       pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
       pc.a = a_addr + (uint64_t)(m0 * g.a_ms + k0 * g.a_ks) * 4;
       pc.c = c_addr + (uint64_t)(m0 * g.c_ms) * 4;
-      pc.bias = bias_addr;
       if (b16) {   // word-aligned base address + element offset
-        uint64_t e = (b_addr & 3) / 2 + (uint64_t)(k0 * g.b_ks);
         pc.b = b_addr & ~(uint64_t)3;
-        pc.b_off = (uint32_t)e;
+        pc.b_off = (uint32_t)((b_addr & 3) / 2 + (uint64_t)(k0 * g.b_ks));
       } else {
         pc.b = b_addr + (uint64_t)(k0 * g.b_ks) * 4;
         pc.b_off = 0;
@@ -290,6 +404,23 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
   t->params.i[1] = tb;
   t->params.i[2] = bias != NULL;
   strcpy(t->name, opname);
+  mm_geom geom;
+  mm_geometry(t, &geom);
+  if (mm_use_packed(g, &geom)) {
+    mm_packing p = mm_pack_dims(&geom, subgroup_size(vkp_graph_ctx(g)));
+    vkp_tensor *pa = vkp_node_new(g, &op_pack_a, VKP_DTYPE_F32, 1, (int64_t[]){p.nz * p.Mp * p.Kp}, &a, 1);
+    vkp_tensor *pb = vkp_node_new(g, &op_pack_b, VKP_DTYPE_F32, 1, (int64_t[]){p.nz * p.Kp * p.Np}, &b, 1);
+    if (!pa || !pb) return NULL;
+    pa->params.i[0] = 0;
+    pb->params.i[0] = 1;
+    memcpy(&pa->params.bytes[8], &t, sizeof t);
+    memcpy(&pb->params.bytes[8], &t, sizeof t);
+    snprintf(pa->name, sizeof pa->name, "%s.pack_a", opname);
+    snprintf(pb->name, sizeof pb->name, "%s.pack_b", opname);
+    t->src[t->nsrc++] = pa;
+    t->src[t->nsrc++] = pb;
+    t->params.i[3] = 1;
+  }
   return t;
 }
 

@@ -25,9 +25,21 @@ VKP_PUSH(vkp_pc_matmul) {
   int32_t c_bs[2];
   uint32_t b_off;
   uint32_t tile_m, tile_n;  // outputs per workgroup (register-blocked kernels)
-  uint32_t pad;
+  uint32_t sg;              // packed path: subgroup size S the panel layout was built for
+  uint32_t k_begin;         // packed path: first k of this dispatch (a multiple of 2S)
+  uint32_t kp;              // packed path: K padded to a multiple of 2S
 } VKP_PUSH_END(vkp_pc_matmul);
-VKP_PUSH_CHECK(vkp_pc_matmul, 112)
+VKP_PUSH_CHECK(vkp_pc_matmul, 120)
+
+// Packed path (matmul_pack_a/b.comp, matmul_packed.comp): op(A) and op(B) are first copied
+// into zero-padded panels so the main kernel reads only contiguous 64-byte lines:
+//   A panel: TM rows x K, stored per chunk of 2S k:   Ap[z][m/TM][k/2S][m%TM][k%2S]
+//   B panel: K x NW columns (NW = TC*S), row by row:  Bp[z][n/NW][k][n%NW]
+// Each subgroup computes a TM x NW tile (TM x TC accumulators per lane).
+#define VKP_MM_PK_TM 32        // rows per subgroup tile
+#define VKP_MM_PK_TC 4         // columns per lane (pairs: TC / 2 64-bit loads per k)
+#define VKP_MM_PK_CHUNKS 8     // pack_a: k chunks per workgroup
+#define VKP_MM_PK_ROWS 64      // pack_b: panel rows per workgroup
 
 #define VKP_MM_B_F32 0u
 #define VKP_MM_B_F16 1u
@@ -35,3 +47,4 @@ VKP_PUSH_CHECK(vkp_pc_matmul, 112)
 #define VKP_MM_B_DTYPE_MASK 3u
 #define VKP_MM_BIAS 4u           // add bias[n]
 #define VKP_MM_ACCUMULATE 8u     // C += result (split-K: later K chunks add to earlier ones)
+#define VKP_MM_PAIRS 16u         // pack kernels: the source can be read as aligned 64-bit pairs

@@ -1,8 +1,10 @@
 // test_matmul.c — vkp_matmul / vkp_linear: forward vs a float64 reference, gradients vs finite
 // differences of that reference, for every layout (NN, NT, TN, TT), batch broadcasting, views
-// (transposes and slices fed without copies), odd and tile-straddling sizes (they exercise both
-// the register-blocked kernels and the generic one), split K (K above one dispatch's chunk),
-// f16/bf16 weights, and the builders' error paths.
+// (transposes and slices fed without copies), odd and tile-straddling sizes, split K (K above
+// one dispatch's chunk), f16/bf16 weights, and the builders' error paths. The sizes are chosen to
+// run all three paths of core/ops/matmul.c: generic (odd sizes, odd offsets), direct
+// register-blocked kernels (small even sizes) and packed (from ~2^20 multiply-adds).
+// (Also run by hand with LP_NATIVE_VECTOR_WIDTH=128 and =512, i.e. subgroup sizes 4 and 16.)
 //
 // Tolerances (f32 accumulation against an exact reference, inputs in [-1, 1]): forward
 // |err| <= 1e-6 + 2e-7 * K + 1e-5 * |want| (rounding of a length-K dot product grows at most
@@ -124,14 +126,15 @@ static vkp_tensor *build_matmul(vkp_graph *g, vkp_tensor **in, void *user) {
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static void run_case(mm_case *c, uint64_t seed) {
+static void run_case_n(mm_case *c, uint64_t seed, int fd_samples) {
   case_init(c);
   bool bias = c->build == BUILD_LINEAR;
   int64_t red = max64(c->K, max64(c->N, c->M));   // longest reduction among forward and gradients
   if (c->out_nd > 2) red *= c->out_shape[0] * (c->out_nd > 3 ? c->out_shape[1] : 1);   // dB over batches
   vkp_op_check chk = {.name = c->name, .n_inputs = bias ? 3 : 2, .build = build_matmul, .ref = ref_matmul,
                       .user = c, .fwd_rtol = 1e-5, .fwd_atol = 1e-6 + 2e-7 * (double)c->K, .grad_rtol = 1e-4,
-                      .grad_atol = 1e-5 + 2e-7 * (double)red, .fd_samples = 24, .fd_step = 1e-2, .seed = seed};
+                      .grad_atol = 1e-5 + 2e-7 * (double)red, .fd_samples = fd_samples, .fd_step = 1e-2,
+                      .seed = seed};
   chk.in[0] = (vkp_check_input){.ndim = c->a_nd, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};
   chk.in[1] = (vkp_check_input){.ndim = c->b_nd, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};
   memcpy(chk.in[0].shape, c->a_shape, sizeof c->a_shape);
@@ -140,6 +143,8 @@ static void run_case(mm_case *c, uint64_t seed) {
                                           .lo = -1, .hi = 1};
   vkp_op_check_run(&chk);
 }
+
+static void run_case(mm_case *c, uint64_t seed) { run_case_n(c, seed, 24); }
 
 #define SH(...) {__VA_ARGS__}
 
@@ -180,6 +185,9 @@ static void test_batched(void **state) {
       CASE("q k^T", BUILD_FLAGS, false, true, 4, 4, SH(2, 2, 9, 8), SH(2, 2, 11, 8)),
       CASE("p v", BUILD_FLAGS, false, false, 4, 4, SH(2, 2, 9, 11), SH(2, 2, 11, 8)),
       CASE("batched tn", BUILD_FLAGS, true, false, 3, 3, SH(2, 14, 6), SH(2, 14, 4)),
+      // shared 2-D b that cannot fold (a transposed per batch): batch strides, dB summed
+      CASE("batched a^T, shared b", BUILD_FLAGS, true, false, 3, 2, SH(3, 20, 12), SH(20, 7)),
+      CASE("batched a^T, shared b, packed", BUILD_FLAGS, true, false, 3, 2, SH(2, 96, 128), SH(96, 96)),
       // transposes as strided views (no flags)
       CASE("view a^T b", BUILD_TVIEW, true, false, 2, 2, SH(40, 24), SH(40, 18)),
       CASE("view a b^T", BUILD_TVIEW, false, true, 3, 3, SH(2, 16, 20), SH(2, 10, 20)),
@@ -222,6 +230,31 @@ static void test_split(void **state) {
       CASE("split M", BUILD_FLAGS, false, false, 2, 2, SH(65535 * 8 + 5, 3), SH(3, 1)),
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 400 + i);
+}
+
+// ---- packed path ----------------------------------------------------------------------------
+// Products from about 2^20 multiply-adds go through the pack kernels and matmul_packed (with a
+// subgroup size of 8: 32-row tiles, 32-column panels, K padded to 16): sizes straddle all three.
+
+static void test_packed(void **state) {
+  (void)state;
+  mm_case cases[] = {
+      CASE("packed nn 130x96x100", BUILD_FLAGS, false, false, 2, 2, SH(130, 100), SH(100, 96)),
+      CASE("packed nt 120x90x128", BUILD_FLAGS, false, true, 2, 2, SH(120, 128), SH(90, 128)),
+      CASE("packed tn 96x100x135", BUILD_FLAGS, true, false, 2, 2, SH(135, 96), SH(135, 100)),
+      CASE("packed tt 64x160x110", BUILD_FLAGS, true, true, 2, 2, SH(110, 64), SH(160, 110)),
+      CASE("packed batched", BUILD_FLAGS, false, false, 3, 3, SH(2, 128, 96), SH(2, 96, 96)),
+      CASE("packed a broadcast", BUILD_FLAGS, false, true, 2, 3, SH(128, 96), SH(2, 96, 96)),
+      CASE("packed linear + bias", BUILD_LINEAR, false, true, 3, 2, SH(4, 50, 96), SH(128, 96)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case_n(&cases[i], 600 + i, 12);
+  // odd slice offset: the pack reads single floats instead of pairs
+  mm_case slice = {.name = "packed slice odd", .build = BUILD_SLICE_A, .a_nd = 2, .b_nd = 2, .a_shape = {130, 200},
+                   .b_shape = {100, 96}, .slice_off = 33, .slice_len = 100};
+  run_case_n(&slice, 610, 12);
+  // K above one dispatch's chunk: the second dispatch of matmul_packed accumulates
+  mm_case split = CASE("packed split K", BUILD_FLAGS, false, false, 2, 2, SH(32, 16400), SH(16400, 32));
+  run_case_n(&split, 611, 4);
 }
 
 // ---- 16-bit weights -------------------------------------------------------------------------
@@ -313,6 +346,8 @@ static void test_weights_16bit(void **state) {
       {"f16 nn 20x34x18", VKP_DTYPE_F16, false, false, 20, 34, 18},
       {"bf16 nn 20x34x18", VKP_DTYPE_BF16, false, false, 20, 34, 18},
       {"f16 nt odd (generic)", VKP_DTYPE_F16, true, false, 7, 5, 9},
+      {"f16 linear packed 160x96x80", VKP_DTYPE_F16, true, true, 160, 96, 80},
+      {"bf16 nn packed 160x96x80", VKP_DTYPE_BF16, false, false, 160, 96, 80},
       {"bf16 nn odd (generic)", VKP_DTYPE_BF16, false, false, 6, 11, 3},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_w16(&cases[i], 500 + i);
@@ -364,6 +399,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_layouts),       cmocka_unit_test(test_batched),
       cmocka_unit_test(test_linear),        cmocka_unit_test(test_split),
+      cmocka_unit_test(test_packed),
       cmocka_unit_test(test_weights_16bit), cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);

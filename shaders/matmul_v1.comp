@@ -1,6 +1,0 @@
-#version 450
-#define MM_NN
-#define TM 8
-#define TP 1
-#define UJ 4
-#include "matmul_tile.glsl"
