@@ -1,30 +1,53 @@
 // copy.c — contiguous copies of views, concatenation, slice gradients, dtype casts.
 #include <string.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "../vkp_op.h"
 #include "../vkp_ops.h"
 #include "../../shaders/push/elementwise.h"
 
-// Copies src (any strides) into dst_view (any strides) of the same shape.
-static vkp_status record_strided_copy(vkp_recorder *rec, const vkp_tensor *src, uint64_t dst_addr,
-                                      const vkp_tensor *dst_view) {
+// ---- launch (shared with elementwise.c) ----------------------------------------------------
+// Every kernel of the elementwise family loops over one block of items per workgroup
+// (push/elementwise.h): a CPU device gets 8 items (vec4s, or 4 floats each on the scalar path)
+// per invocation, a GPU 4. lavapipe pays a coroutine call per 8 invocations; 8 vec4s per
+// invocation measured best for the adds of the demo's training step (4 and 16: 10-25% slower).
+vkp_status vkp_ew_dispatch(vkp_recorder *rec, const char *shader, const vkp_pc_elementwise *pc);
+vkp_status vkp_ew_dispatch(vkp_recorder *rec, const char *shader, const vkp_pc_elementwise *pc) {
+  uint32_t iters = vkp_ctx_info(vkp_rec_ctx(rec))->type == VKP_DEVICE_CPU ? 8u : 4u;
+  vkp_pc_elementwise p = *pc;
+  bool vec4 = (p.flags & VKP_EW_F_VEC4) != 0;
+  p.iters = vec4 ? iters : 4 * iters;
+  uint64_t items = vec4 ? (uint64_t)p.n / 4 : p.n;
+  return vkp_rec_dispatch_1d(rec, shader, &p, sizeof p, items ? items : 1, VKP_EW_WG * p.iters);
+}
+
+// Copies src (any strides) into dst_view (any strides, same shape) at dst_addr. Dims contiguous
+// in both are merged; vec4 moves when both have unit stride along the (merged) last dim, e.g.
+// the attention heads' (B, T, H, D) <-> (B, H, T, D) with D % 4 == 0.
+vkp_status vkp_ew_record_copy(vkp_recorder *rec, const vkp_tensor *src, uint64_t dst_addr,
+                              const vkp_tensor *dst_view);
+vkp_status vkp_ew_record_copy(vkp_recorder *rec, const vkp_tensor *src, uint64_t dst_addr,
+                              const vkp_tensor *dst_view) {
   vkp_pc_elementwise pc = {0};
   pc.a = vkp_rec_addr(rec, src);
   pc.dst = dst_addr;
   pc.n = (uint32_t)vkp_tensor_numel(src);
-  int32_t shape[4];
-  vkp_shape4(src, pc.shape, pc.a_stride);
-  vkp_shape4(dst_view, shape, pc.b_stride);
-  if (getenv("VKP_EW_DEBUG")) fprintf(stderr, "DBG copy n%u shape(%d,%d,%d,%d) a(%lld:%d,%d,%d,%d) dst(%lld:%d,%d,%d,%d)\n", pc.n, pc.shape[0],pc.shape[1],pc.shape[2],pc.shape[3], (long long)src->offset, pc.a_stride[0],pc.a_stride[1],pc.a_stride[2],pc.a_stride[3], (long long)dst_view->offset, pc.b_stride[0],pc.b_stride[1],pc.b_stride[2],pc.b_stride[3]);
-  return vkp_rec_dispatch_1d(rec, "copy", &pc, sizeof pc, pc.n, 256);
+  int64_t st[2][4];
+  int32_t cst[2][4];
+  memcpy(st[0], src->stride, sizeof st[0]);
+  memcpy(st[1], dst_view->stride, sizeof st[1]);
+  vkp_ew_collapse(src->ndim, src->shape, 2, (const int64_t(*)[4])st, pc.shape, cst);
+  memcpy(pc.a_stride, cst[0], sizeof pc.a_stride);
+  memcpy(pc.b_stride, cst[1], sizeof pc.b_stride);
+  uint64_t addr[2] = {pc.a, pc.dst};
+  if (cst[0][3] == 1 && cst[1][3] == 1 && vkp_ew_vec4_ok(pc.shape, 2, (const int32_t(*)[4])cst, addr))
+    pc.flags = VKP_EW_F_VEC4;
+  return vkp_ew_dispatch(rec, "copy", &pc);
 }
 
 // ---- contiguous -----------------------------------------------------------------------------
 
 static vkp_status contiguous_record(vkp_recorder *rec, const vkp_tensor *t) {
-  return record_strided_copy(rec, t->src[0], vkp_rec_addr(rec, t), t);
+  return vkp_ew_record_copy(rec, t->src[0], vkp_rec_addr(rec, t), t);
 }
 static void contiguous_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_grad_accumulate(g, t->src[0], grad);   // same shape; the view's own backward maps it back
@@ -53,9 +76,9 @@ static vkp_status concat_record(vkp_recorder *rec, const vkp_tensor *t) {
   int dim = t->params.i[0];
   vkp_tensor part;
   view_of(t, dim, 0, t->src[0]->shape[dim], &part);
-  VKP_TRY(record_strided_copy(rec, t->src[0], vkp_rec_addr(rec, t), &part));
+  VKP_TRY(vkp_ew_record_copy(rec, t->src[0], vkp_rec_addr(rec, t), &part));
   view_of(t, dim, t->src[0]->shape[dim], t->src[1]->shape[dim], &part);
-  return record_strided_copy(rec, t->src[1], vkp_rec_addr(rec, &part), &part);
+  return vkp_ew_record_copy(rec, t->src[1], vkp_rec_addr(rec, &part), &part);
 }
 
 static void concat_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
@@ -92,10 +115,11 @@ static vkp_status pad_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_elementwise pc = {0};
   pc.dst = vkp_rec_addr(rec, t);
   pc.n = (uint32_t)vkp_tensor_numel(t);
-  VKP_TRY(vkp_rec_dispatch_1d(rec, "fill", &pc, sizeof pc, pc.n, 256));
+  if (pc.dst % 16 == 0) pc.flags = VKP_EW_F_VEC4;
+  VKP_TRY(vkp_ew_dispatch(rec, "fill", &pc));
   vkp_tensor part;
   view_of(t, t->params.i[0], t->params.i[1], t->src[0]->shape[t->params.i[0]], &part);
-  return record_strided_copy(rec, t->src[0], vkp_rec_addr(rec, &part), &part);
+  return vkp_ew_record_copy(rec, t->src[0], vkp_rec_addr(rec, &part), &part);
 }
 static void pad_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   int dim = t->params.i[0];

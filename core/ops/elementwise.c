@@ -1,24 +1,28 @@
 // elementwise.c — broadcasting binary ops, pointwise unary maps, fill, in-place accumulate.
 #include <string.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "../vkp_op.h"
 #include "../vkp_ops.h"
 #include "../../shaders/push/elementwise.h"
 
+// copy.c: the launch of every kernel of the family (one block of items per workgroup) and a
+// strided copy of src into the view dst_view at dst_addr.
+vkp_status vkp_ew_dispatch(vkp_recorder *rec, const char *shader, const vkp_pc_elementwise *pc);
+vkp_status vkp_ew_record_copy(vkp_recorder *rec, const vkp_tensor *src, uint64_t dst_addr,
+                              const vkp_tensor *dst_view);
+
+// Strides of x broadcast against an output of t_ndim dims (right-aligned; 0 on size-1 dims).
+static void bcast_strides(const vkp_tensor *x, int t_ndim, int64_t st[4]) {
+  for (int d = 0; d < t_ndim; d++) {
+    int xd = d - (t_ndim - x->ndim);
+    st[d] = xd < 0 || x->shape[xd] == 1 ? 0 : x->stride[xd];
+  }
+}
+
 // ---- binary ---------------------------------------------------------------------------------
 
-// True if x's shape equals the trailing dims of t's (ignoring leading 1s of x): x repeats
-// contiguously with period numel(x) over t.
-static bool suffix_of(const vkp_tensor *t, const vkp_tensor *x) {
-  int xd = x->ndim;
-  while (xd > 0 && x->shape[x->ndim - xd] == 1) xd--;
-  if (xd > t->ndim) return false;
-  for (int d = 0; d < xd; d++)
-    if (x->shape[x->ndim - 1 - d] != t->shape[t->ndim - 1 - d]) return false;
-  return vkp_tensor_numel(x) < (1 << 24);   // exact as a float period
-}
+// One shader per op (binary.glsl): a switch on a push constant would run every case on lavapipe.
+static const char *const binary_shaders[] = {"binary_add", "binary_sub", "binary_mul", "binary_div"};
 
 static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_elementwise pc = {0};
@@ -27,27 +31,16 @@ static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.dst = vkp_rec_addr(rec, t);
   pc.n = (uint32_t)vkp_tensor_numel(t);
   pc.op = (uint32_t)t->params.i[0];
-  int32_t dummy[4];
-  vkp_shape4(t, pc.shape, dummy);
-  // Broadcast strides: right-align each input against the output, 0 where the input has size 1.
-  for (int s = 0; s < 2; s++) {
-    const vkp_tensor *x = t->src[s];
-    int32_t *st = s == 0 ? pc.a_stride : pc.b_stride;
-    int pad = 4 - x->ndim;
-    for (int d = 0; d < 4; d++) {
-      int64_t size = d < pad ? 1 : x->shape[d - pad];
-      st[d] = size == 1 ? 0 : (int32_t)x->stride[d - pad];
-    }
-  }
-  // Fast layouts: equal contiguous shapes, or one side a contiguous suffix repeated (bias add).
-  const vkp_tensor *a = t->src[0], *b = t->src[1];
-  int64_t na = vkp_tensor_numel(a), nb = vkp_tensor_numel(b);
-  bool ca = vkp_tensor_is_contiguous(a), cb = vkp_tensor_is_contiguous(b);
-  if (ca && cb && na == pc.n && nb == pc.n) pc.beta = 1;
-  else if (ca && cb && na == pc.n && suffix_of(t, b)) pc.beta = 2, pc.alpha = (float)nb;
-  else if (ca && cb && nb == pc.n && suffix_of(t, a)) pc.beta = 3, pc.alpha = (float)na;
-  if (getenv("VKP_EW_DEBUG")) fprintf(stderr, "DBG binary op%u mode%g n%u out(%d,%d,%d,%d) a(%lld:%d,%d,%d,%d) b(%lld:%d,%d,%d,%d)\n", pc.op, pc.beta, pc.n, pc.shape[0],pc.shape[1],pc.shape[2],pc.shape[3], (long long)a->offset, pc.a_stride[0],pc.a_stride[1],pc.a_stride[2],pc.a_stride[3], (long long)b->offset, pc.b_stride[0],pc.b_stride[1],pc.b_stride[2],pc.b_stride[3]);
-  return vkp_rec_dispatch_1d(rec, "binary", &pc, sizeof pc, pc.n, 256);
+  int64_t st[2][4];
+  int32_t cst[2][4];
+  bcast_strides(t->src[0], t->ndim, st[0]);
+  bcast_strides(t->src[1], t->ndim, st[1]);
+  vkp_ew_collapse(t->ndim, t->shape, 2, (const int64_t(*)[4])st, pc.shape, cst);
+  memcpy(pc.a_stride, cst[0], sizeof pc.a_stride);
+  memcpy(pc.b_stride, cst[1], sizeof pc.b_stride);
+  uint64_t addr[2] = {pc.a, pc.b};
+  if (pc.dst % 16 == 0 && vkp_ew_vec4_ok(pc.shape, 2, (const int32_t(*)[4])cst, addr)) pc.flags = VKP_EW_F_VEC4;
+  return vkp_ew_dispatch(rec, binary_shaders[pc.op], &pc);
 }
 
 static void binary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
@@ -115,6 +108,23 @@ static void binary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 // ---- unary ----------------------------------------------------------------------------------
 // params: i[0] op, f[1] alpha, f[2] beta
 
+// One shader per op (unary.glsl): a switch on a push constant would run every case on lavapipe.
+static const char *unary_shader(uint32_t op) {
+  switch (op) {
+    case VKP_EW_SCALE: return "unary_scale";
+    case VKP_EW_GELU_ERF: return "unary_gelu";
+    case VKP_EW_GELU_TANH: return "unary_gelu_tanh";
+    case VKP_EW_SILU: return "unary_silu";
+    case VKP_EW_RELU: return "unary_relu";
+    case VKP_EW_SIGMOID: return "unary_sigmoid";
+    case VKP_EW_TANH: return "unary_tanh";
+    case VKP_EW_EXP: return "unary_exp";
+    case VKP_EW_LOG: return "unary_log";
+    case VKP_EW_SQR: return "unary_sqr";
+    default: return "unary_sqrt";   // VKP_EW_SQRT
+  }
+}
+
 static vkp_status unary_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_elementwise pc = {0};
   pc.a = vkp_rec_addr(rec, t->src[0]);
@@ -124,7 +134,11 @@ static vkp_status unary_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.op = (uint32_t)t->params.i[0];
   pc.alpha = t->params.f[1];
   pc.beta = t->params.f[2];
-  return vkp_rec_dispatch_1d(rec, "unary", &pc, sizeof pc, pc.n, 256);
+  pc.shape[0] = pc.shape[1] = pc.shape[2] = 1;   // contiguous operands: a 1-D loop
+  pc.shape[3] = (int32_t)pc.n;
+  pc.a_stride[3] = pc.b_stride[3] = 1;
+  if ((pc.a | pc.b | pc.dst) % 16 == 0) pc.flags = VKP_EW_F_VEC4;
+  return vkp_ew_dispatch(rec, unary_shader(pc.op % VKP_EW_BACKWARD), &pc);
 }
 
 static void unary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
@@ -176,7 +190,10 @@ static vkp_status fill_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.alpha = t->params.f[0];
   pc.op = (uint32_t)t->params.i[1];   // 1: take the value from vkp_step_scalars.loss_scale
   pc.a = vkp_rec_scalars_addr(rec);
-  return vkp_rec_dispatch_1d(rec, "fill", &pc, sizeof pc, pc.n, 256);
+  pc.shape[0] = pc.shape[1] = pc.shape[2] = 1;
+  pc.shape[3] = (int32_t)pc.n;
+  if (pc.dst % 16 == 0) pc.flags = VKP_EW_F_VEC4;
+  return vkp_ew_dispatch(rec, "fill", &pc);
 }
 static const vkp_op_def op_fill = {"fill", fill_record, NULL};
 
@@ -202,25 +219,23 @@ vkp_tensor *vkp_loss_seed(vkp_graph *g, vkp_tensor *loss) {
 
 // ---- in-place accumulate / assign into external tensors ------------------------------------
 
+// dst += src, both contiguous: an add whose second operand is dst itself.
 static vkp_status accumulate_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_elementwise pc = {0};
   pc.a = vkp_rec_addr(rec, t->src[1]);
-  pc.dst = vkp_rec_addr(rec, t->src[0]);
+  pc.b = pc.dst = vkp_rec_addr(rec, t->src[0]);
   pc.n = (uint32_t)vkp_tensor_numel(t);
-  pc.op = VKP_EW_ACCUM;
-  return vkp_rec_dispatch_1d(rec, "binary", &pc, sizeof pc, pc.n, 256);
+  pc.op = VKP_EW_ADD;
+  pc.shape[0] = pc.shape[1] = pc.shape[2] = 1;
+  pc.shape[3] = (int32_t)pc.n;
+  pc.a_stride[3] = pc.b_stride[3] = 1;
+  if ((pc.a | pc.dst) % 16 == 0) pc.flags = VKP_EW_F_VEC4;
+  return vkp_ew_dispatch(rec, "binary_add", &pc);
 }
 static const vkp_op_def op_accumulate = {"accumulate", accumulate_record, NULL};
 
 static vkp_status assign_record(vkp_recorder *rec, const vkp_tensor *t) {
-  vkp_pc_elementwise pc = {0};
-  pc.a = vkp_rec_addr(rec, t->src[1]);
-  pc.dst = vkp_rec_addr(rec, t->src[0]);
-  pc.n = (uint32_t)vkp_tensor_numel(t);
-  int32_t shape[4];
-  vkp_shape4(t->src[1], shape, pc.a_stride);
-  vkp_shape4(t->src[0], pc.shape, pc.b_stride);
-  return vkp_rec_dispatch_1d(rec, "copy", &pc, sizeof pc, pc.n, 256);
+  return vkp_ew_record_copy(rec, t->src[1], vkp_rec_addr(rec, t->src[0]), t->src[0]);
 }
 static const vkp_op_def op_assign = {"assign", assign_record, NULL};
 
@@ -228,6 +243,7 @@ static vkp_tensor *inplace(vkp_graph *g, const vkp_op_def *op, vkp_tensor *dst, 
   if (!dst || !src) return NULL;
   vkp_tensor *base = dst->view_src ? dst->view_src : dst;
   if (base->kind != VKP_TENSOR_EXTERNAL || !vkp_tensor_same_shape(dst, src) || dst->dtype != src->dtype ||
+      vkp_dtype_size(dst->dtype) != 4 ||   // copy.comp moves 32-bit words
       (op == &op_accumulate && (!vkp_tensor_is_contiguous(dst) || dst->dtype != VKP_DTYPE_F32))) {
     vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' must be an external f32 tensor of the same shape as '%s'", op->name,
                    dst->name, src->name);
