@@ -59,24 +59,52 @@ vkp_status vkp_config_apply_set(cJSON *base, const char *assignment, vkp_error *
   key[kl] = '\0';
   cJSON *value = cJSON_Parse(eq + 1);
   if (!value) value = cJSON_CreateString(eq + 1);
-  // Build {"a": {"b": value}} and merge it, so the same checks apply.
-  cJSON *doc = cJSON_CreateObject(), *cur = doc;
-  char *save = NULL, *tok = strtok_r(key, ".", &save);
-  while (tok) {
+  // Walk the path: object members must exist (defaults define them), except inside list entries
+  // (e.g. "peft.0.r"), whose keys their consumer checks; numeric segments index lists.
+  cJSON *cur = base;
+  bool in_list = false;
+  char path[256], *save = NULL;
+  snprintf(path, sizeof path, "%s", key);
+  char *tok = strtok_r(path, ".", &save);
+  vkp_status st = VKP_OK;
+  while (tok && !st) {
     char *next = strtok_r(NULL, ".", &save);
-    if (next) {
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddItemToObject(cur, tok, o);
-      cur = o;
+    cJSON *child = NULL;
+    if (cJSON_IsArray(cur)) {
+      char *end;
+      long idx = strtol(tok, &end, 10);
+      if (*end || idx < 0 || idx >= cJSON_GetArraySize(cur)) {
+        st = vkp_error_set(err, VKP_ERR_INVALID, "--set %s: '%s' is not an index of that list (size %d)", key, tok, cJSON_GetArraySize(cur));
+        break;
+      }
+      child = cJSON_GetArrayItem(cur, (int)idx);
+      in_list = true;
+    } else if (cJSON_IsObject(cur)) {
+      child = cJSON_GetObjectItemCaseSensitive(cur, tok);
     } else {
-      cJSON_AddItemToObject(cur, tok, value);
-      value = NULL;
+      st = vkp_error_set(err, VKP_ERR_INVALID, "--set %s: '%s' is not inside an object or a list", key, tok);
+      break;
     }
+    if (!next) {   // the leaf
+      if (!child && !(in_list && cJSON_IsObject(cur))) {
+        st = vkp_error_set(err, VKP_ERR_INVALID, "--set: unknown key '%s'", key);
+      } else if (child && !in_list && !compatible(child, value)) {
+        st = vkp_error_set(err, VKP_ERR_INVALID, "--set: key '%s' must be %s, not %s", key, type_name(child), type_name(value));
+      } else if (cJSON_IsArray(cur)) {
+        cJSON_ReplaceItemInArray(cur, (int)strtol(tok, NULL, 10), value);
+        value = NULL;
+      } else {
+        if (child) cJSON_ReplaceItemInObjectCaseSensitive(cur, tok, value);
+        else cJSON_AddItemToObject(cur, tok, value);
+        value = NULL;
+      }
+    } else if (!child) {
+      st = vkp_error_set(err, VKP_ERR_INVALID, "--set: unknown key '%s'", key);
+    }
+    cur = child;
     tok = next;
   }
   cJSON_Delete(value);
-  vkp_status st = vkp_config_merge(base, doc, "--set", err);
-  cJSON_Delete(doc);
   return st;
 }
 

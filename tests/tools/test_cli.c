@@ -46,7 +46,9 @@ static void test_bad_configs(void **state) {
   (void)state;
   char cfg[600], args[1400];
   expect("train --set train.lr=abc", 2, "train.lr");
-  expect("train --set no.such.key=1", 2, "unknown key 'no'");
+  expect("train --set no.such.key=1", 2, "unknown key 'no.such.key'");
+  expect("train --set peft.3.r=16", 2, "not an index");
+  expect("train --set peft.0.r=16 --set train.lr=-1", 2, "train.lr");
   expect("train /nonexistent/config.json", 2, "/nonexistent/config.json");
   snprintf(cfg, sizeof cfg, "%s/bad.json", tmp);
   FILE *f = fopen(cfg, "w");
