@@ -4,9 +4,12 @@
 # clipping. Two methods, each measured back to back in both frameworks:
 #   lora_all  LoRA r 8 / alpha 16 on query, key, value, attention output, fc1, fc2; classifier trains
 #   full      full fine-tuning
-# Prints both images/s numbers and the ratio vkpeft / PyTorch for each, then one JSON line.
+# The pair is run REPEATS times, interleaved (a shared machine's load changes from minute to
+# minute, and PyTorch's OpenMP threads slow down badly when another process takes a core); each
+# run's images/s comes from the median of STEPS steps. Prints every run, then per method the best
+# and the median run of each framework and their ratios (vkpeft / PyTorch), then one JSON line.
 #
-# Usage: bench/compare_torch.sh [STEPS] [THREADS]     (default 20 timed steps, 2 threads)
+# Usage: bench/compare_torch.sh [STEPS] [THREADS] [REPEATS]   (default 20 steps, 2 threads, 3 repeats)
 # Environment: VKPEFT (the vkpeft binary; default $VKPEFT_BUILD_DIR/vkpeft or build/vkpeft),
 #              PYTHON (a python3 with torch). Both frameworks get the same CPU thread count:
 #              torch.set_num_threads(THREADS) and, for lavapipe, LP_NUM_THREADS=THREADS.
@@ -16,6 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 steps=${1:-20}
 threads=${2:-2}
+repeats=${3:-3}
 vkpeft=${VKPEFT:-${VKPEFT_BUILD_DIR:-$root/build}/vkpeft}
 
 py=""
@@ -41,38 +45,49 @@ fi
 
 export LP_NUM_THREADS=$threads
 echo "machine: $(nproc) CPUs, $(uptime | sed 's/.*load average/load average/')"
-echo "vkpeft: $vkpeft (LP_NUM_THREADS=$threads); torch: $("$py" -c 'import torch; print(torch.__version__)') via $py (set_num_threads($threads))"
-echo "model: demo ViT 28/7, hidden 64, 4 layers, 4 heads, MLP 128, batch 64, random data; $steps timed steps after warm-up"
+echo "vkpeft: $vkpeft (LP_NUM_THREADS=$threads); torch $("$py" -c 'import torch; print(torch.__version__)') via $py (set_num_threads($threads))"
+echo "model: demo ViT 28/7, hidden 64, 4 layers, 4 heads, MLP 128, batch 64, random data; $steps timed steps per run, $repeats runs"
 
-results=()
-for method in lora_all full; do
-  vk=$("$vkpeft" bench peft --config demo --methods "$method" --steps "$steps" --json 2>/dev/null)
-  th=$("$py" "$root/bench/torch_vit_lora.py" --method "$method" --steps "$steps" --threads "$threads")
-  line=$("$py" - "$method" "$vk" "$th" <<'EOF'
-import json, sys
-method, vk, th = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-row = vk["methods"][0]
-if not row.get("ok") or row.get("images_per_s") is None:
-    sys.exit(f"vkpeft bench peft failed for {method}: {row.get('error', 'no timing')}")
-v, t = row["images_per_s"], th["images_per_s"]
-print(json.dumps({"method": method, "vkpeft_images_per_s": round(v, 1), "vkpeft_step_ms": round(row["step_ms"], 2),
-                  "vkpeft_trainable": row["trainable_params"], "vkpeft_dispatches": row["dispatches"],
-                  "torch_images_per_s": round(t, 1), "torch_step_ms": round(th["step_ms"], 2),
-                  "torch_trainable": th["trainable_params"], "torch_threads": th["threads"],
-                  "ratio": round(v / t, 3)}))
-EOF
-)
-  results+=("$line")
-  "$py" - "$line" <<'EOF'
-import json, sys
-r = json.loads(sys.argv[1])
-print(f"{r['method']:>9}: vkpeft {r['vkpeft_images_per_s']:8.1f} images/s ({r['vkpeft_step_ms']:.1f} ms/step, "
-      f"{r['vkpeft_dispatches']} dispatches) | PyTorch {r['torch_images_per_s']:8.1f} images/s "
-      f"({r['torch_step_ms']:.1f} ms/step) | vkpeft / PyTorch = {r['ratio']:.2f}")
-if r["vkpeft_trainable"] != r["torch_trainable"]:
-    print(f"  warning: trainable parameters differ: vkpeft {r['vkpeft_trainable']}, torch {r['torch_trainable']}")
-EOF
+runs=$(mktemp)
+trap 'rm -f "$runs"' EXIT
+for ((rep = 1; rep <= repeats; rep++)); do
+  for method in lora_all full; do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    vk=$("$vkpeft" bench peft --config demo --methods "$method" --steps "$steps" --json 2>/dev/null | tr -d '\n\t')
+    th=$("$py" "$root/bench/torch_vit_lora.py" --method "$method" --steps "$steps" --threads "$threads")
+    printf '{"rep": %d, "method": "%s", "load": %s, "vkpeft": %s, "torch": %s}\n' "$rep" "$method" "$load" "$vk" "$th" >>"$runs"
+  done
 done
+
+"$py" - "$runs" "$threads" "$steps" <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+out = []
+for method in ("lora_all", "full"):
+    rs = [r for r in runs if r["method"] == method]
+    rows = [r["vkpeft"]["methods"][0] for r in rs]
+    for row in rows:
+        if not row.get("ok") or row.get("images_per_s") is None:
+            sys.exit(f"vkpeft bench peft failed for {method}: {row.get('error', 'no timing')}")
+    v = [row["images_per_s"] for row in rows]
+    t = [r["torch"]["images_per_s"] for r in rs]
+    for r, a, b in zip(rs, v, t):
+        print(f"  run {r['rep']} {method:>8} (load {r['load']:.2f}): vkpeft {a:7.1f} images/s, "
+              f"PyTorch {b:7.1f} images/s, ratio {a / b:.3f}")
+    res = {"method": method,
+           "vkpeft_images_per_s_best": round(max(v), 1), "vkpeft_images_per_s_median": round(statistics.median(v), 1),
+           "vkpeft_dispatches": rows[0]["dispatches"], "vkpeft_trainable": rows[0]["trainable_params"],
+           "torch_images_per_s_best": round(max(t), 1), "torch_images_per_s_median": round(statistics.median(t), 1),
+           "torch_trainable": rs[0]["torch"]["trainable_params"], "torch_threads": rs[0]["torch"]["threads"],
+           "ratio_best": round(max(v) / max(t), 3), "ratio_median": round(statistics.median(v) / statistics.median(t), 3),
+           "loads": [r["load"] for r in rs]}
+    out.append(res)
+    print(f"{method:>9}: vkpeft {res['vkpeft_images_per_s_best']:8.1f} images/s | PyTorch "
+          f"{res['torch_images_per_s_best']:8.1f} images/s | vkpeft / PyTorch = {res['ratio_best']:.3f} "
+          f"(best of {len(rs)} runs each; medians {res['vkpeft_images_per_s_median']:.1f} vs "
+          f"{res['torch_images_per_s_median']:.1f}: {res['ratio_median']:.3f})")
+    if res["vkpeft_trainable"] != res["torch_trainable"]:
+        print(f"  warning: trainable parameters differ: vkpeft {res['vkpeft_trainable']}, torch {res['torch_trainable']}")
+print(json.dumps({"bench": "compare_torch", "threads": int(sys.argv[2]), "steps": int(sys.argv[3]), "results": out}))
+PY
 echo "after: $(uptime | sed 's/.*load average/load average/')"
-printf '{"bench": "compare_torch", "threads": %s, "steps": %s, "results": [%s]}\n' "$threads" "$steps" \
-  "$(IFS=,; echo "${results[*]}")"

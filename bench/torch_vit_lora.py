@@ -13,6 +13,11 @@ A step is what vkpeft's step does: zero the gradients, forward, cross-entropy, b
 global gradient norm to 1, AdamW (lr 1e-3, weight decay 0.01), read the loss. The timed steps
 follow --warmup untimed ones; images/s = batch / median step time. Prints one JSON object.
 
+Threads: torch.set_num_threads(--threads) sizes torch's OpenMP pool. Debian's torch does its matrix
+products in OpenBLAS, which has its own thread pool (OPENBLAS_NUM_THREADS, default one per core);
+the two pools spin-wait and, when any other process wants a core, a step can get 10-100x slower.
+OPENBLAS_NUM_THREADS=1 keeps the total at --threads and is far less sensitive to other load.
+
 Needs PyTorch (Debian: apt-get install -y python3-torch, which is 1.13; any later one works).
 """
 import argparse
@@ -147,6 +152,14 @@ def batches(kind, batch, count, seed):
             for i in range(count)]
 
 
+def _uses_openblas():
+    try:
+        with open("/proc/self/maps") as f:
+            return "openblas" in f.read()
+    except OSError:
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--method", choices=["lora_all", "full"], default="lora_all")
@@ -172,10 +185,10 @@ def main():
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
     data = batches(a.data, a.batch, 16, a.seed)
 
-    times = []
+    times, cpu = [], []
     for i in range(a.warmup + a.steps):
         px, lab = data[i % len(data)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(px), lab)
         loss.backward()
@@ -184,14 +197,20 @@ def main():
         value = loss.item()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     med = statistics.median(times)
     print(json.dumps({
         "framework": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
         "method": a.method, "data": a.data, "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+        # Debian's torch does its matrix products in OpenBLAS, whose own thread pool is sized by
+        # OPENBLAS_NUM_THREADS (default: one per core), not by torch.set_num_threads.
+        "blas": "openblas" if _uses_openblas() else "other",
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "trainable_params": sum(p.numel() for p in params),
         "total_params": sum(p.numel() for p in model.parameters()),
         "step_ms": med * 1e3, "step_ms_mean": statistics.mean(times) * 1e3,
+        "step_cpu_ms": statistics.median(cpu) * 1e3,
         "images_per_s": a.batch / med, "loss": value,
         "loadavg": os.getloadavg()[0],
     }))
