@@ -13,6 +13,11 @@
 # Environment: VKPEFT (the vkpeft binary; default $VKPEFT_BUILD_DIR/vkpeft or build/vkpeft),
 #              PYTHON (a python3 with torch). Both frameworks get the same CPU thread count:
 #              torch.set_num_threads(THREADS) and, for lavapipe, LP_NUM_THREADS=THREADS.
+#              OPENBLAS_NUM_THREADS defaults to 1: Debian's torch does its matrix products in
+#              OpenBLAS, whose own thread pool (one per core by default) comes on top of torch's
+#              OpenMP threads; the oversubscribed pools spin-wait, and a step can get 10-100x
+#              slower whenever another process wants a core. With 1, torch is both faster and
+#              steady here (set OPENBLAS_NUM_THREADS to measure the other way).
 # Needs PyTorch: apt-get install -y python3-torch (Debian 12 ships 1.13) — an optional benchmark
 # dependency, not installed by scripts/setup.
 set -euo pipefail
@@ -44,8 +49,9 @@ if ! "$vkpeft" bench peft --help >/dev/null 2>&1; then
 fi
 
 export LP_NUM_THREADS=$threads
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 echo "machine: $(nproc) CPUs, $(uptime | sed 's/.*load average/load average/')"
-echo "vkpeft: $vkpeft (LP_NUM_THREADS=$threads); torch $("$py" -c 'import torch; print(torch.__version__)') via $py (set_num_threads($threads))"
+echo "vkpeft: $vkpeft (LP_NUM_THREADS=$threads); torch $("$py" -c 'import torch; print(torch.__version__)') via $py (set_num_threads($threads), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)"
 echo "model: demo ViT 28/7, hidden 64, 4 layers, 4 heads, MLP 128, batch 64, random data; $steps timed steps per run, $repeats runs"
 
 runs=$(mktemp)
