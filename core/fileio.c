@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,4 +211,24 @@ free_buf:
 close_fd:
   close(fd);
   return st;
+}
+
+vkp_status vkp_dir_create(const char *path, vkp_error *err) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: path too long", path);
+  for (char *p = tmp + 1;; p++) {
+    bool end = *p == '\0';
+    if (*p == '/' || end) {
+      *p = '\0';
+      struct stat sb;
+      if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create directory (%s)", tmp, strerror(errno));
+      if (stat(tmp, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return vkp_error_set(err, VKP_ERR_IO, "%s: exists and is not a directory", tmp);
+      if (end) break;
+      *p = '/';
+    }
+  }
+  return VKP_OK;
 }

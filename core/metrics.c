@@ -2,6 +2,7 @@
 //
 // Lines are appended with one write(2) on an O_APPEND descriptor: no stdio buffer holds records
 // back, and a crash leaves at most one torn final line, which the next open drops.
+#include "vkp_strbuf.h"
 #include "vkp_metrics.h"
 
 #include <errno.h>
@@ -24,55 +25,32 @@ struct vkp_metrics_writer {
 
 // ---- small string builder ----------------------------------------------------------------------
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (n + 1 > b->cap - b->len) {
-    size_t ncap = b->cap ? b->cap * 2 : 256;
-    while (n + 1 > ncap - b->len) ncap *= 2;
-    char *np = realloc(b->p, ncap);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
 
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-static void sb_json_string(sbuf *b, const char *s) {
-  sb_puts(b, "\"");
+static void sb_json_string(vkp_strbuf *b, const char *s) {
+  vkp_strbuf_puts(b, "\"");
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
     char esc[8];
     if (c == '"' || c == '\\') {
       esc[0] = '\\';
       esc[1] = (char)c;
-      sb_put(b, esc, 2);
+      vkp_strbuf_put(b, esc, 2);
     } else if (c < 0x20) {
       snprintf(esc, sizeof esc, "\\u%04x", c);
-      sb_puts(b, esc);
+      vkp_strbuf_puts(b, esc);
     } else {
-      sb_put(b, (const char *)&c, 1);
+      vkp_strbuf_put(b, (const char *)&c, 1);
     }
   }
-  sb_puts(b, "\"");
+  vkp_strbuf_puts(b, "\"");
 }
 
 // The shortest of %.15g / %.16g / %.17g that reads back exactly; null when not finite.
-static void sb_number(sbuf *b, double v) {
+static void sb_number(vkp_strbuf *b, double v) {
   if (!isfinite(v)) {
-    sb_puts(b, "null");
+    vkp_strbuf_puts(b, "null");
     return;
   }
   char buf[40];
@@ -80,7 +58,7 @@ static void sb_number(sbuf *b, double v) {
     snprintf(buf, sizeof buf, "%.*g", prec, v);
     if (strtod(buf, NULL) == v) break;
   }
-  sb_puts(b, buf);
+  vkp_strbuf_puts(b, buf);
 }
 
 // ---- writer -------------------------------------------------------------------------------------
@@ -186,8 +164,8 @@ vkp_status vkp_metrics_open(const char *path, int64_t keep_through_step, vkp_met
   return VKP_OK;
 }
 
-static vkp_status append_line(vkp_metrics_writer *w, sbuf *b, vkp_error *err) {
-  sb_puts(b, "\n");
+static vkp_status append_line(vkp_metrics_writer *w, vkp_strbuf *b, vkp_error *err) {
+  vkp_strbuf_puts(b, "\n");
   if (b->oom) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", w->path);
   if (write_full(w->fd, b->p, b->len) != 0)
     return vkp_error_set(err, VKP_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
@@ -202,17 +180,17 @@ vkp_status vkp_metrics_write(vkp_metrics_writer *w, int64_t step, const vkp_metr
     if (!m[i].key || strcmp(m[i].key, "step") == 0)
       return vkp_error_set(err, VKP_ERR_INVALID, "%s: metric %d has %s key", w->path, i,
                            m[i].key ? "the reserved \"step\"" : "a NULL");
-  sbuf b = {0};
+  vkp_strbuf b = {0};
   char num[32];
   snprintf(num, sizeof num, "{\"step\":%lld", (long long)step);
-  sb_puts(&b, num);
+  vkp_strbuf_puts(&b, num);
   for (int i = 0; i < n; i++) {
-    sb_puts(&b, ",");
+    vkp_strbuf_puts(&b, ",");
     sb_json_string(&b, m[i].key);
-    sb_puts(&b, ":");
+    vkp_strbuf_puts(&b, ":");
     sb_number(&b, m[i].value);
   }
-  sb_puts(&b, "}");
+  vkp_strbuf_puts(&b, "}");
   vkp_status st = append_line(w, &b, err);
   free(b.p);
   return st;
@@ -225,8 +203,8 @@ vkp_status vkp_metrics_write_json(vkp_metrics_writer *w, const cJSON *record, vk
     return vkp_error_set(err, VKP_ERR_INVALID, "%s: record has no numeric \"step\"", w->path);
   char *text = cJSON_PrintUnformatted(record);
   if (!text) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", w->path);
-  sbuf b = {0};
-  sb_puts(&b, text);
+  vkp_strbuf b = {0};
+  vkp_strbuf_puts(&b, text);
   cJSON_free(text);
   vkp_status st = append_line(w, &b, err);
   free(b.p);

@@ -42,7 +42,7 @@ static bool saved_is_module_to_save(const vkp_adapter *a, const vkp_param *p) {
 
 vkp_status vkp_peft_save(vkp_model *m, const vkp_adapter *a, const char *dir) {
   vkp_error *err = vkp_ctx_err(m->ctx);
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create directory (%s)", dir, strerror(errno));
+  VKP_TRY(vkp_dir_create(dir, err));
   vkp_safetensors_writer *w = NULL;
   vkp_status st = vkp_safetensors_writer_new(&w, err);
   if (!st) st = vkp_safetensors_writer_set_metadata(w, "format", "pt", err);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vkp_fileio.h"
 #include "vkp_internal.h"
 
 static const vkp_shader_blob *find_blob(const char *name) {
@@ -68,18 +69,6 @@ void vkp_pipelines_free(vkp_ctx *ctx) {
   ctx->pipeline_count = ctx->pipeline_cap = 0;
 }
 
-static void mkdirs(const char *path) {
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      mkdir(tmp, 0755);
-      *p = '/';
-    }
-  mkdir(tmp, 0755);
-}
-
 // Opens the pipeline cache: $cache_dir or $XDG_CACHE_HOME/vkpeft or ~/.cache/vkpeft, one file per
 // device+driver (the driver also validates the blob's header and ignores a stale one).
 vkp_status vkp_pipeline_cache_open(vkp_ctx *ctx, const char *cache_dir) {
@@ -93,7 +82,7 @@ vkp_status vkp_pipeline_cache_open(vkp_ctx *ctx, const char *cache_dir) {
   void *data = NULL;
   size_t size = 0;
   if (dir[0]) {
-    mkdirs(dir);
+    vkp_dir_create(dir, NULL);   // a cache we cannot create is simply not saved
     snprintf(ctx->cache_path, sizeof ctx->cache_path, "%s/pipelines-%04x-%04x-%08x.bin", dir, props.vendorID,
              props.deviceID, props.driverVersion);
     FILE *f = fopen(ctx->cache_path, "rb");

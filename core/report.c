@@ -3,6 +3,7 @@
 // Items are rendered to HTML as they are added (images are base64-encoded once, when added);
 // vkp_report_render wraps them in the page: head with inline CSS, title, table of contents,
 // the items, footer.
+#include "vkp_strbuf.h"
 #include "vkp_report.h"
 
 #include <cjson/cJSON.h>
@@ -15,15 +16,10 @@
 
 #define REPORT_MAX_IMAGE ((size_t)256 << 20)  // 256 MiB per embedded PNG
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sbuf;
 
 struct vkp_report {
   char *title, *subtitle;  // owned
-  sbuf body;               // HTML of the items so far
+  vkp_strbuf body;               // HTML of the items so far
   char **sections;         // (n_sections) headings, owned
   int n_sections, cap_sections;
   int in_gallery;          // the last item was an image: a <div class="gallery"> is open
@@ -32,58 +28,11 @@ struct vkp_report {
 
 // ---- string building ----------------------------------------------------------------------------
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (n + 1 > b->cap - b->len) {
-    size_t ncap = b->cap ? b->cap : 1024;
-    while (n + 1 > ncap - b->len) {
-      if (ncap > SIZE_MAX / 2) {
-        b->oom = 1;
-        return;
-      }
-      ncap *= 2;
-    }
-    char *np = realloc(b->p, ncap);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
 
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n < sizeof buf) {
-    sb_put(b, buf, (size_t)n);
-    return;
-  }
-  char *big = malloc((size_t)n + 1);
-  if (!big) {
-    b->oom = 1;
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  sb_put(b, big, (size_t)n);
-  free(big);
-}
 
 // Appends text with the five HTML special characters escaped; '\n' becomes <br> when br is set.
-static void sb_html(sbuf *b, const char *s, int br) {
+static void sb_html(vkp_strbuf *b, const char *s, int br) {
   if (!s) return;
   const char *run = s;
   for (; *s; s++) {
@@ -98,11 +47,11 @@ static void sb_html(sbuf *b, const char *s, int br) {
       default: break;
     }
     if (!rep) continue;
-    sb_put(b, run, (size_t)(s - run));
-    sb_puts(b, rep);
+    vkp_strbuf_put(b, run, (size_t)(s - run));
+    vkp_strbuf_puts(b, rep);
     run = s + 1;
   }
-  sb_put(b, run, (size_t)(s - run));
+  vkp_strbuf_put(b, run, (size_t)(s - run));
 }
 
 char *vkp_base64_encode(const void *data, size_t len) {
@@ -160,7 +109,7 @@ static vkp_status begin_item(vkp_report *r, int image, const char *what, vkp_err
   if (!r) return vkp_error_set(err, VKP_ERR_INVALID, "report: %s: NULL report", what);
   if (r->oom || r->body.oom) return vkp_error_set(err, VKP_ERR_OOM, "report: out of memory");
   if (!image && r->in_gallery) {
-    sb_puts(&r->body, "</div>\n");
+    vkp_strbuf_puts(&r->body, "</div>\n");
     r->in_gallery = 0;
   }
   return VKP_OK;
@@ -186,17 +135,17 @@ vkp_status vkp_report_add_section(vkp_report *r, const char *heading, vkp_error 
   char *h = strdup(heading ? heading : "");
   if (!h) return vkp_error_set(err, VKP_ERR_OOM, "report: out of memory");
   r->sections[r->n_sections++] = h;
-  sb_printf(&r->body, "<h2 id=\"s%d\">", r->n_sections);
+  vkp_strbuf_printf(&r->body, "<h2 id=\"s%d\">", r->n_sections);
   sb_html(&r->body, h, 0);
-  sb_puts(&r->body, "</h2>\n");
+  vkp_strbuf_puts(&r->body, "</h2>\n");
   return end_item(r, err);
 }
 
 vkp_status vkp_report_add_text(vkp_report *r, const char *text, vkp_error *err) {
   VKP_TRY(begin_item(r, 0, "text", err));
-  sb_puts(&r->body, "<p>");
+  vkp_strbuf_puts(&r->body, "<p>");
   sb_html(&r->body, text ? text : "", 1);
-  sb_puts(&r->body, "</p>\n");
+  vkp_strbuf_puts(&r->body, "</p>\n");
   return end_item(r, err);
 }
 
@@ -215,16 +164,16 @@ vkp_status vkp_report_add_kv(vkp_report *r, const char *const *keys, const char 
   VKP_TRY(begin_item(r, 0, "key/value table", err));
   if (n < 0 || (n > 0 && (!keys || !values)))
     return vkp_error_set(err, VKP_ERR_INVALID, "report: key/value table: bad arguments");
-  sbuf *b = &r->body;
-  sb_puts(b, "<table class=\"kv\">\n");
+  vkp_strbuf *b = &r->body;
+  vkp_strbuf_puts(b, "<table class=\"kv\">\n");
   for (int i = 0; i < n; i++) {
-    sb_puts(b, "<tr><th>");
+    vkp_strbuf_puts(b, "<tr><th>");
     sb_html(b, keys[i], 0);
-    sb_puts(b, "</th><td>");
+    vkp_strbuf_puts(b, "</th><td>");
     sb_html(b, values[i], 1);
-    sb_puts(b, "</td></tr>\n");
+    vkp_strbuf_puts(b, "</td></tr>\n");
   }
-  sb_puts(b, "</table>\n");
+  vkp_strbuf_puts(b, "</table>\n");
   return end_item(r, err);
 }
 
@@ -248,33 +197,33 @@ vkp_status vkp_report_add_table(vkp_report *r, const char *caption, const char *
     }
     num[c] = (unsigned char)(any && all);
   }
-  sbuf *b = &r->body;
-  sb_puts(b, "<div class=\"scroll\"><table class=\"data\">\n");
+  vkp_strbuf *b = &r->body;
+  vkp_strbuf_puts(b, "<div class=\"scroll\"><table class=\"data\">\n");
   if (caption) {
-    sb_puts(b, "<caption>");
+    vkp_strbuf_puts(b, "<caption>");
     sb_html(b, caption, 0);
-    sb_puts(b, "</caption>\n");
+    vkp_strbuf_puts(b, "</caption>\n");
   }
   if (header) {
-    sb_puts(b, "<thead><tr>");
+    vkp_strbuf_puts(b, "<thead><tr>");
     for (int c = 0; c < n_cols; c++) {
-      sb_puts(b, num[c] ? "<th class=\"num\">" : "<th>");
+      vkp_strbuf_puts(b, num[c] ? "<th class=\"num\">" : "<th>");
       sb_html(b, header[c], 0);
-      sb_puts(b, "</th>");
+      vkp_strbuf_puts(b, "</th>");
     }
-    sb_puts(b, "</tr></thead>\n");
+    vkp_strbuf_puts(b, "</tr></thead>\n");
   }
-  sb_puts(b, "<tbody>\n");
+  vkp_strbuf_puts(b, "<tbody>\n");
   for (int i = 0; i < n_rows; i++) {
-    sb_puts(b, "<tr>");
+    vkp_strbuf_puts(b, "<tr>");
     for (int c = 0; c < n_cols; c++) {
-      sb_puts(b, num[c] ? "<td class=\"num\">" : "<td>");
+      vkp_strbuf_puts(b, num[c] ? "<td class=\"num\">" : "<td>");
       sb_html(b, cells[(size_t)i * n_cols + c], 1);
-      sb_puts(b, "</td>");
+      vkp_strbuf_puts(b, "</td>");
     }
-    sb_puts(b, "</tr>\n");
+    vkp_strbuf_puts(b, "</tr>\n");
   }
-  sb_puts(b, "</tbody></table></div>\n");
+  vkp_strbuf_puts(b, "</tbody></table></div>\n");
   free(num);
   return end_item(r, err);
 }
@@ -293,22 +242,22 @@ static vkp_status add_png(vkp_report *r, const void *png, size_t len, const char
   uint32_t w = be32(p + 16), h = be32(p + 20);
   char *b64 = vkp_base64_encode(png, len);
   if (!b64) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory embedding image", name);
-  sbuf *b = &r->body;
+  vkp_strbuf *b = &r->body;
   if (!r->in_gallery) {
-    sb_puts(b, "<div class=\"gallery\">\n");
+    vkp_strbuf_puts(b, "<div class=\"gallery\">\n");
     r->in_gallery = 1;
   }
-  sb_printf(b, "<figure><img width=\"%u\" height=\"%u\" alt=\"", (unsigned)w, (unsigned)h);
+  vkp_strbuf_printf(b, "<figure><img width=\"%u\" height=\"%u\" alt=\"", (unsigned)w, (unsigned)h);
   sb_html(b, caption ? caption : "", 0);
-  sb_puts(b, "\" src=\"data:image/png;base64,");
-  sb_puts(b, b64);
-  sb_puts(b, "\">");
+  vkp_strbuf_puts(b, "\" src=\"data:image/png;base64,");
+  vkp_strbuf_puts(b, b64);
+  vkp_strbuf_puts(b, "\">");
   if (caption) {
-    sb_puts(b, "<figcaption>");
+    vkp_strbuf_puts(b, "<figcaption>");
     sb_html(b, caption, 0);
-    sb_puts(b, "</figcaption>");
+    vkp_strbuf_puts(b, "</figcaption>");
   }
-  sb_puts(b, "</figure>\n");
+  vkp_strbuf_puts(b, "</figure>\n");
   free(b64);
   return end_item(r, err);
 }
@@ -332,11 +281,11 @@ vkp_status vkp_report_add_image(vkp_report *r, const char *png_path, const char 
 }
 
 // Appends pretty-printed JSON with light syntax colouring: keys, strings, numbers, literals.
-static void sb_json_colored(sbuf *b, const char *s) {
+static void sb_json_colored(vkp_strbuf *b, const char *s) {
   const char *start = s;
   while (*s) {
     if (*s == '\t') {  // cJSON indents with tabs and puts one after ':'
-      sb_puts(b, s > start && s[-1] == ':' ? " " : "  ");
+      vkp_strbuf_puts(b, s > start && s[-1] == ':' ? " " : "  ");
       s++;
     } else if (*s == '"') {
       const char *e = s + 1;
@@ -344,7 +293,7 @@ static void sb_json_colored(sbuf *b, const char *s) {
       if (*e) e++;
       const char *after = e;
       while (*after == ' ' || *after == '\t') after++;
-      sb_puts(b, *after == ':' ? "<span class=\"k\">" : "<span class=\"s\">");
+      vkp_strbuf_puts(b, *after == ':' ? "<span class=\"k\">" : "<span class=\"s\">");
       char *tok = strndup(s, (size_t)(e - s));
       if (!tok) {
         b->oom = 1;
@@ -352,22 +301,22 @@ static void sb_json_colored(sbuf *b, const char *s) {
       }
       sb_html(b, tok, 0);
       free(tok);
-      sb_puts(b, "</span>");
+      vkp_strbuf_puts(b, "</span>");
       s = e;
     } else if ((*s >= '0' && *s <= '9') || *s == '-') {
       const char *e = s + 1;
       while ((*e >= '0' && *e <= '9') || *e == '.' || *e == 'e' || *e == 'E' || *e == '+' ||
              *e == '-')
         e++;
-      sb_puts(b, "<span class=\"n\">");
-      sb_put(b, s, (size_t)(e - s));
-      sb_puts(b, "</span>");
+      vkp_strbuf_puts(b, "<span class=\"n\">");
+      vkp_strbuf_put(b, s, (size_t)(e - s));
+      vkp_strbuf_puts(b, "</span>");
       s = e;
     } else if (!strncmp(s, "true", 4) || !strncmp(s, "null", 4) || !strncmp(s, "false", 5)) {
       size_t n = s[0] == 'f' ? 5 : 4;
-      sb_puts(b, "<span class=\"b\">");
-      sb_put(b, s, n);
-      sb_puts(b, "</span>");
+      vkp_strbuf_puts(b, "<span class=\"b\">");
+      vkp_strbuf_put(b, s, n);
+      vkp_strbuf_puts(b, "</span>");
       s += n;
     } else {
       const char *e = s + 1;
@@ -389,10 +338,10 @@ static void sb_json_colored(sbuf *b, const char *s) {
 vkp_status vkp_report_add_json(vkp_report *r, const char *heading, const char *json,
                                vkp_error *err) {
   VKP_TRY(begin_item(r, 0, "JSON", err));
-  sbuf *b = &r->body;
-  sb_puts(b, "<details class=\"json\" open><summary>");
+  vkp_strbuf *b = &r->body;
+  vkp_strbuf_puts(b, "<details class=\"json\" open><summary>");
   sb_html(b, heading ? heading : "Configuration", 0);
-  sb_puts(b, "</summary><pre>");
+  vkp_strbuf_puts(b, "</summary><pre>");
   cJSON *doc = json ? cJSON_Parse(json) : NULL;
   char *pretty = doc ? cJSON_Print(doc) : NULL;
   if (pretty)
@@ -401,7 +350,7 @@ vkp_status vkp_report_add_json(vkp_report *r, const char *heading, const char *j
     sb_html(b, json ? json : "", 0);
   if (pretty) cJSON_free(pretty);
   cJSON_Delete(doc);
-  sb_puts(b, "</pre></details>\n");
+  vkp_strbuf_puts(b, "</pre></details>\n");
   return end_item(r, err);
 }
 
@@ -457,35 +406,35 @@ vkp_status vkp_report_render(const vkp_report *r, char **html, size_t *len, vkp_
   if (len) *len = 0;
   if (!r || !html) return vkp_error_set(err, VKP_ERR_INVALID, "report: render: NULL argument");
   if (r->oom || r->body.oom) return vkp_error_set(err, VKP_ERR_OOM, "report: out of memory");
-  sbuf b = {0};
-  sb_puts(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+  vkp_strbuf b = {0};
+  vkp_strbuf_puts(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
               "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
               "<meta name=\"generator\" content=\"vkpeft\">\n<title>");
   sb_html(&b, r->title, 0);
-  sb_puts(&b, "</title>\n<style>\n");
-  sb_puts(&b, page_css);
-  sb_puts(&b, "</style>\n</head>\n<body>\n<header><div class=\"wrap\"><h1>");
+  vkp_strbuf_puts(&b, "</title>\n<style>\n");
+  vkp_strbuf_puts(&b, page_css);
+  vkp_strbuf_puts(&b, "</style>\n</head>\n<body>\n<header><div class=\"wrap\"><h1>");
   sb_html(&b, r->title, 0);
-  sb_puts(&b, "</h1>");
+  vkp_strbuf_puts(&b, "</h1>");
   if (r->subtitle) {
-    sb_puts(&b, "<div class=\"sub\">");
+    vkp_strbuf_puts(&b, "<div class=\"sub\">");
     sb_html(&b, r->subtitle, 1);
-    sb_puts(&b, "</div>");
+    vkp_strbuf_puts(&b, "</div>");
   }
-  sb_puts(&b, "</div></header>\n");
+  vkp_strbuf_puts(&b, "</div></header>\n");
   if (r->n_sections > 1) {
-    sb_puts(&b, "<nav><div class=\"wrap\">");
+    vkp_strbuf_puts(&b, "<nav><div class=\"wrap\">");
     for (int i = 0; i < r->n_sections; i++) {
-      sb_printf(&b, "<a href=\"#s%d\">", i + 1);
+      vkp_strbuf_printf(&b, "<a href=\"#s%d\">", i + 1);
       sb_html(&b, r->sections[i], 0);
-      sb_puts(&b, "</a>");
+      vkp_strbuf_puts(&b, "</a>");
     }
-    sb_puts(&b, "</div></nav>\n");
+    vkp_strbuf_puts(&b, "</div></nav>\n");
   }
-  sb_puts(&b, "<main><div class=\"wrap\">\n");
-  if (r->body.p) sb_put(&b, r->body.p, r->body.len);
-  if (r->in_gallery) sb_puts(&b, "</div>\n");
-  sb_puts(&b, "</div></main>\n<footer><div class=\"wrap\">Generated by vkpeft. This page is "
+  vkp_strbuf_puts(&b, "<main><div class=\"wrap\">\n");
+  if (r->body.p) vkp_strbuf_put(&b, r->body.p, r->body.len);
+  if (r->in_gallery) vkp_strbuf_puts(&b, "</div>\n");
+  vkp_strbuf_puts(&b, "</div></main>\n<footer><div class=\"wrap\">Generated by vkpeft. This page is "
               "self-contained: plots are embedded, nothing is loaded from elsewhere.</div>"
               "</footer>\n</body>\n</html>\n");
   if (b.oom) {

@@ -28,4 +28,7 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
 vkp_status vkp_file_read_all(const char *path, size_t max_bytes, char **out, size_t *len,
                              vkp_error *err);
 
+// Creates a directory and its missing parents (mkdir -p); an existing directory is fine.
+vkp_status vkp_dir_create(const char *path, vkp_error *err);
+
 #endif

@@ -158,6 +158,10 @@ static vkp_tensor *unary(vkp_graph *g, vkp_tensor *a, int op, float alpha, float
 }
 
 static void unary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
+  if (t->params.i[0] == VKP_EW_SCALE) {   // d(ax+b)/dx = a: no need to keep x alive for backward
+    vkp_grad_accumulate(g, t->src[0], vkp_scale(g, grad, t->params.f[1]));
+    return;
+  }
   vkp_tensor *srcs[2] = {t->src[0], vkp_contiguous(g, grad)};
   vkp_tensor *d = vkp_node_new(g, &op_unary_grad, VKP_DTYPE_F32, t->ndim, t->shape, srcs, 2);
   if (!d) return;
