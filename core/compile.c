@@ -53,33 +53,47 @@ typedef struct planner {
   plan_range *free;
   int n, cap;
   uint64_t top;
+  uint64_t seg;   // the arena is made of buffers of this size: no tensor may straddle two
 } planner;
 
 static uint64_t align256(uint64_t v) { return (v + 255) & ~(uint64_t)255; }
+static void plan_free(planner *p, uint64_t off, uint64_t size);
 
+// The first offset >= off at which `size` bytes stay inside one arena segment.
+static uint64_t seg_fit(const planner *p, uint64_t off, uint64_t size) {
+  return off / p->seg == (off + size - 1) / p->seg ? off : (off / p->seg + 1) * p->seg;
+}
+
+// Best-fit placement; UINT64_MAX if size exceeds a segment.
 static uint64_t plan_alloc(planner *p, uint64_t size) {
   size = align256(size ? size : 1);
+  if (size > p->seg) return UINT64_MAX;
   int best = -1;
-  for (int i = 0; i < p->n; i++)
-    if (p->free[i].size >= size && (best < 0 || p->free[i].size < p->free[best].size)) best = i;
-  if (best >= 0) {
-    uint64_t off = p->free[best].off;
-    p->free[best].off += size;
-    p->free[best].size -= size;
-    if (p->free[best].size == 0) p->free[best] = p->free[--p->n];
-    return off;
+  uint64_t best_start = 0;
+  for (int i = 0; i < p->n; i++) {
+    uint64_t start = seg_fit(p, p->free[i].off, size);
+    if (start + size <= p->free[i].off + p->free[i].size && (best < 0 || p->free[i].size < p->free[best].size))
+      best = i, best_start = start;
   }
-  // Extend the arena; absorb a free range that ends at the top.
+  if (best >= 0) {
+    plan_range r = p->free[best];
+    p->free[best] = p->free[--p->n];
+    if (best_start > r.off) plan_free(p, r.off, best_start - r.off);
+    if (r.off + r.size > best_start + size) plan_free(p, best_start + size, r.off + r.size - best_start - size);
+    return best_start;
+  }
+  // Extend the arena, absorbing a free range that ends at the top.
+  uint64_t from = p->top;
   for (int i = 0; i < p->n; i++)
     if (p->free[i].off + p->free[i].size == p->top) {
-      uint64_t off = p->free[i].off;
-      p->top = off + size;
+      from = p->free[i].off;
       p->free[i] = p->free[--p->n];
-      return off;
+      break;
     }
-  uint64_t off = p->top;
-  p->top += size;
-  return off;
+  uint64_t start = seg_fit(p, from, size);
+  if (start > from) plan_free(p, from, start - from);
+  p->top = start + size;
+  return start;
 }
 
 static void plan_free(planner *p, uint64_t off, uint64_t size) {
@@ -107,7 +121,7 @@ static void plan_free(planner *p, uint64_t off, uint64_t size) {
 static bool planned_storage(const vkp_tensor *o) { return o->kind != VKP_TENSOR_EXTERNAL; }
 
 static vkp_status plan_memory(vkp_graph *g) {
-  planner p = {0};
+  planner p = {.seg = g->segment};
   vkp_ptr_list *ord = &g->order;
   // Liveness: last use of every storage owner.
   for (int32_t i = 0; i < ord->n; i++) {
@@ -122,12 +136,14 @@ static vkp_status plan_memory(vkp_graph *g) {
   // Inputs are placed first: they live for the whole run.
   bool *placed = calloc((size_t)g->next_id, 1);
   if (!placed) return VKP_ERR_OOM;
+  const vkp_tensor *too_big = NULL;
   for (vkp_tensor_chunk *c = g->chunks; c; c = c->next) {
     int used = c == g->chunks ? g->chunk_used : VKP_TENSOR_CHUNK;
     for (int k = 0; k < used; k++) {
       vkp_tensor *t = &c->t[k];
       if (t->kind == VKP_TENSOR_INPUT && t->order >= 0) {
         t->arena_offset = plan_alloc(&p, vkp_tensor_nbytes(t));
+        if (t->arena_offset == UINT64_MAX) too_big = t;
         placed[t->id] = true;
       }
     }
@@ -137,6 +153,7 @@ static vkp_status plan_memory(vkp_graph *g) {
     vkp_tensor *o = owner(t);
     if (planned_storage(o) && !placed[o->id]) {
       o->arena_offset = plan_alloc(&p, vkp_tensor_nbytes(o));
+      if (o->arena_offset == UINT64_MAX) too_big = o;
       placed[o->id] = true;
       g->unplanned_bytes += align256(vkp_tensor_nbytes(o));
     }
@@ -152,6 +169,9 @@ static vkp_status plan_memory(vkp_graph *g) {
   free(placed);
   free(p.free);
   g->arena_bytes = p.top;
+  if (too_big)
+    return vkp_error_set(&g->ctx->err, VKP_ERR_OOM, "tensor '%s' (%llu bytes) is larger than the device's largest allocation",
+                         too_big->name, (unsigned long long)vkp_tensor_nbytes(too_big));
   return VKP_OK;
 }
 
@@ -159,8 +179,9 @@ static vkp_status plan_memory(vkp_graph *g) {
 
 uint64_t vkp_rec_addr(vkp_recorder *rec, const vkp_tensor *t) {
   const vkp_tensor *o = owner(t);
-  uint64_t base = o->kind == VKP_TENSOR_EXTERNAL ? vkp_buffer_address(o->buffer) + o->buffer_offset
-                                                  : vkp_buffer_address(rec->g->arena) + o->arena_offset;
+  uint64_t base = o->kind == VKP_TENSOR_EXTERNAL
+                      ? vkp_buffer_address(o->buffer) + o->buffer_offset
+                      : vkp_buffer_address(rec->g->arena[o->arena_offset / rec->g->segment]) + o->arena_offset % rec->g->segment;
   return base + (uint64_t)t->offset * vkp_dtype_size(t->dtype);
 }
 
@@ -252,8 +273,23 @@ vkp_status vkp_graph_compile(vkp_graph *g) {
   for (int32_t i = 0; i < g->roots.n; i++)
     if (schedule(g, g->roots.v[i]) != VKP_OK) return vkp_error_set(&ctx->err, VKP_ERR_OOM, "out of host memory");
   for (int32_t i = 0; i < g->order.n; i++) g->order.v[i]->last_use = -1;
-  if (plan_memory(g) != VKP_OK) return vkp_error_set(&ctx->err, VKP_ERR_OOM, "out of host memory");
-  VKP_TRY(vkp_buffer_new(ctx, g->arena_bytes ? g->arena_bytes : 256, &g->arena));
+  // The arena is split into segments no larger than the device's largest allocation
+  // (VKPEFT_ARENA_SEGMENT overrides it, for tests); no tensor straddles two.
+  uint64_t seg = ctx->info.max_allocation_size ? ctx->info.max_allocation_size : (1ull << 31);
+  const char *env = getenv("VKPEFT_ARENA_SEGMENT");
+  if (env && strtoull(env, NULL, 10) >= 4096) seg = strtoull(env, NULL, 10);
+  g->segment = seg & ~(uint64_t)255;
+  vkp_status pst = plan_memory(g);
+  if (pst == VKP_ERR_OOM && !ctx->err.msg[0]) return vkp_error_set(&ctx->err, VKP_ERR_OOM, "out of host memory");
+  if (pst) return pst;
+  g->n_arena = (int)((g->arena_bytes + g->segment - 1) / g->segment);
+  if (g->n_arena < 1) g->n_arena = 1;
+  g->arena = calloc((size_t)g->n_arena, sizeof *g->arena);
+  if (!g->arena) return vkp_error_set(&ctx->err, VKP_ERR_OOM, "out of host memory");
+  for (int k = 0; k < g->n_arena; k++) {
+    uint64_t left = g->arena_bytes - (uint64_t)k * g->segment;
+    VKP_TRY(vkp_buffer_new(ctx, left > g->segment ? g->segment : (left ? left : 256), &g->arena[k]));
+  }
   VKP_TRY(vkp_buffer_new(ctx, sizeof(vkp_step_scalars), &g->scalars));
   vkp_step_scalars s = {.lr = 0, .step = 1, .seed = 0, .apply_update = 1, .loss_scale = 1};
   VKP_TRY(vkp_buffer_write(g->scalars, 0, &s, sizeof s));
@@ -270,7 +306,7 @@ vkp_status vkp_graph_set_input(vkp_graph *g, vkp_tensor *t, const void *data, ui
     return vkp_error_set(&ctx->err, VKP_ERR_SHAPE, "input '%s': %llu bytes given, %llu expected", t->name,
                          (unsigned long long)bytes, (unsigned long long)vkp_tensor_nbytes(t));
   if (t->order < 0) return VKP_OK;   // not used by any scheduled op
-  return vkp_buffer_write(g->arena, t->arena_offset, data, bytes);
+  return vkp_buffer_write(g->arena[t->arena_offset / g->segment], t->arena_offset % g->segment, data, bytes);
 }
 
 vkp_status vkp_graph_set_scalars(vkp_graph *g, const vkp_step_scalars *s) {
@@ -303,7 +339,7 @@ vkp_status vkp_graph_read(vkp_graph *g, const vkp_tensor *t, void *data, uint64_
                          (unsigned long long)bytes, (unsigned long long)vkp_tensor_nbytes(t));
   uint64_t off = (uint64_t)t->offset * vkp_dtype_size(t->dtype);
   if (o->kind == VKP_TENSOR_EXTERNAL) return vkp_buffer_read(o->buffer, o->buffer_offset + off, data, bytes);
-  return vkp_buffer_read(g->arena, o->arena_offset + off, data, bytes);
+  return vkp_buffer_read(g->arena[o->arena_offset / g->segment], o->arena_offset % g->segment + off, data, bytes);
 }
 
 vkp_graph_stats vkp_graph_get_stats(const vkp_graph *g) {

@@ -30,7 +30,8 @@ vkp_status vkp_graph_new(vkp_ctx *ctx, vkp_graph **out) {
 void vkp_graph_free(vkp_graph *g) {
   if (!g) return;
   if (g->cmd) vkFreeCommandBuffers(g->ctx->device, g->ctx->cmd_pool, 1, &g->cmd);
-  vkp_buffer_free(g->arena);
+  for (int k = 0; k < g->n_arena; k++) vkp_buffer_free(g->arena[k]);
+  free(g->arena);
   vkp_buffer_free(g->scalars);
   free(g->order.v);
   free(g->roots.v);

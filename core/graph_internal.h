@@ -28,7 +28,9 @@ struct vkp_graph {
   // compiled state
   bool compiled;
   vkp_ptr_list order;            // execution order (op nodes only)
-  vkp_buffer *arena;             // intermediates + inputs (owned)
+  vkp_buffer **arena;            // intermediates + inputs: n_arena segments (owned)
+  int n_arena;
+  uint64_t segment;              // bytes per arena segment (the last may be smaller)
   vkp_buffer *scalars;           // vkp_step_scalars (owned)
   VkCommandBuffer cmd;
   uint32_t dispatches;

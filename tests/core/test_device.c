@@ -262,11 +262,49 @@ static void test_device_not_found(void **state) {
   vkp_ctx_free(ctx);
 }
 
+// A graph whose arena is larger than one allocation is split into segments (forced small here):
+// every tensor lies inside one segment, results are unchanged, and a tensor larger than a
+// segment is a clear error.
+static void test_arena_segments(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  setenv("VKPEFT_ARENA_SEGMENT", "65536", 1);
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  enum { N = 5000 };   // 20 000 bytes per tensor: 3 fit in a segment, never 4
+  vkp_tensor *x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 1, (int64_t[]){N});
+  vkp_tensor *keep[12], *t = x;
+  for (int i = 0; i < 12; i++) {   // kept outputs: all live at once, 240 kB > 3 segments
+    t = vkp_affine(g, t, 1.0f, 1.0f);
+    keep[i] = t;
+    vkp_graph_output(g, t);
+  }
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  vkp_graph_stats st = vkp_graph_get_stats(g);
+  assert_true(st.arena_bytes > 3 * 65536);
+  static float in[N], out[N];
+  for (int i = 0; i < N; i++) in[i] = (float)i;
+  VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, x, in, sizeof in));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  for (int k = 0; k < 12; k++) {
+    VKP_ASSERT_OK(ctx, vkp_graph_read(g, keep[k], out, sizeof out));
+    for (int i = 0; i < N; i += 97) assert_float_equal(out[i], (float)(i + k + 1), 0);
+  }
+  vkp_graph_free(g);
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *big = vkp_tensor_input(g, "big", VKP_DTYPE_F32, 1, (int64_t[]){20000});
+  vkp_graph_output(g, vkp_scale(g, big, 2.0f));
+  assert_int_equal(vkp_graph_compile(g), VKP_ERR_OOM);
+  assert_non_null(strstr(vkp_ctx_error(ctx), "largest allocation"));
+  vkp_graph_free(g);
+  unsetenv("VKPEFT_ARENA_SEGMENT");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_cap_canary), cmocka_unit_test(test_large_tensor),
       cmocka_unit_test(test_memory_planner),  cmocka_unit_test(test_bad_inputs),
-      cmocka_unit_test(test_device_not_found),
+      cmocka_unit_test(test_device_not_found), cmocka_unit_test(test_arena_segments),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }
