@@ -550,6 +550,9 @@ const vkp_peft_config *vkp_adapter_config(const vkp_adapter *a) { return &a->cfg
 void vkp_adapter_set_scale(vkp_adapter *a, float scale) { a->scale = scale; }
 void vkp_adapter_set_enabled(vkp_adapter *a, bool enabled) { a->enabled = enabled; }
 bool vkp_adapter_is_merged(const vkp_adapter *a) { return a->merged; }
+vkp_module *vkp_adapter_slot_module(const vkp_adapter *a, int slot) {
+  return a && slot >= 0 && slot < a->nslots ? a->slots[slot]->module : NULL;
+}
 
 vkp_peft_report vkp_peft_get_report(const vkp_model *m) {
   vkp_peft_report r = {0};

@@ -9,9 +9,10 @@
 #include "peft_internal.h"
 #include "vkp_nn.h"
 
-static const float *g_sort_keys;
-static int cmp_desc(const void *a, const void *b) {
-  float x = g_sort_keys[*(const int32_t *)a], y = g_sort_keys[*(const int32_t *)b];
+// Orders indices by descending key (ties: ascending index); keys passed through qsort_r.
+static int cmp_desc(const void *a, const void *b, void *keys) {
+  const float *k = keys;
+  float x = k[*(const int32_t *)a], y = k[*(const int32_t *)b];
   return x < y ? 1 : x > y ? -1 : (*(const int32_t *)a - *(const int32_t *)b);
 }
 static int cmp_int(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
@@ -28,8 +29,7 @@ static vkp_status choose(vkp_model *m, vkp_adapter_slot *s, int64_t n, int64_t k
     if (!st) st = vkp_param_read_f32(m, s->module->weight, w);
     if (!st) {
       for (int64_t i = 0; i < n; i++) w[i] = fabsf(w[i]);
-      g_sort_keys = w;
-      qsort(all, (size_t)n, sizeof *all, cmp_desc);   // largest |w| first
+      qsort_r(all, (size_t)n, sizeof *all, cmp_desc, w);   // largest |w| first
     }
     free(w);
   } else {   // random (also the starting point of gradient-score masks, refined by the trainer)
@@ -90,4 +90,27 @@ vkp_tensor *vkp_sparse_delta_apply(vkp_model *m, vkp_adapter_slot *s, vkp_tensor
   vkp_tensor *vals = vkp_param_tensor(m, s->p[0]);
   if (vkp_slot_scale(s) != 1.0f) vals = vkp_scale(g, vals, vkp_slot_scale(s));
   return vkp_sparse_add(g, W, vals, vkp_param_tensor(m, s->p[1]));
+}
+
+// Gradient-score masks (Fisher-style saliency): the trainer accumulates |dL/dW| of each targeted
+// weight over a few calibration batches and hands the scores here; the top-k entries become the
+// trainable set. Values restart at zero, so the model is unchanged.
+vkp_status vkp_masked_set_scores(vkp_model *m, vkp_adapter *a, int slot, const float *scores) {
+  if (!a || slot < 0 || slot >= a->nslots || a->cfg.method != VKP_PEFT_MASKED)
+    return vkp_error_set(vkp_ctx_err(m->ctx), VKP_ERR_INVALID, "masked scores: not a masked adapter slot");
+  vkp_adapter_slot *s = a->slots[slot];
+  int64_t n = vkp_param_numel(s->module->weight), k = vkp_param_numel(s->p[0]);
+  int32_t *all = malloc((size_t)n * sizeof *all), *idx = malloc((size_t)k * sizeof *idx);
+  float *zeros = calloc((size_t)k, sizeof *zeros);
+  vkp_status st = all && idx && zeros ? VKP_OK : VKP_ERR_OOM;
+  if (!st) {
+    for (int64_t i = 0; i < n; i++) all[i] = (int32_t)i;
+    qsort_r(all, (size_t)n, sizeof *all, cmp_desc, (void *)scores);   // largest score first
+    memcpy(idx, all, (size_t)k * sizeof *idx);
+    qsort(idx, (size_t)k, sizeof *idx, cmp_int);
+    st = vkp_buffer_write(s->p[1]->buf, 0, idx, (uint64_t)k * 4);
+    if (!st) st = vkp_param_write_f32(m, s->p[0], zeros);
+  }
+  free(all), free(idx), free(zeros);
+  return st;
 }

@@ -99,6 +99,13 @@ bool vkp_adapter_is_merged(const vkp_adapter *a);
 vkp_status vkp_adapter_merge(vkp_model *m, vkp_adapter *a);
 vkp_status vkp_adapter_unmerge(vkp_model *m, vkp_adapter *a);
 
+// Masked tuning with `mask: "gradient"`: the adapter starts with a random mask; the trainer
+// scores every entry of slot i's weight (e.g. accumulated |dL/dW| over calibration batches, numel
+// of the module's weight) and this keeps the top `density` fraction. vkp_adapter_slot_module
+// names the module of slot i (NULL past the end).
+vkp_status vkp_masked_set_scores(vkp_model *m, vkp_adapter *a, int slot, const float *scores);
+vkp_module *vkp_adapter_slot_module(const vkp_adapter *a, int slot);
+
 // HF PEFT folders: adapter_config.json + adapter_model.safetensors. Names are written in the
 // model's alias spelling when it has one (transformers 5 / peft current), and both spellings load.
 vkp_status vkp_peft_save(vkp_model *m, const vkp_adapter *a, const char *dir);

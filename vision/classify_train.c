@@ -53,19 +53,6 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static vkp_status mkdir_p(const char *path, vkp_error *err) {
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(tmp, 0755) && errno != EEXIST) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
-      *p = '/';
-    }
-  if (mkdir(tmp, 0755) && errno != EEXIST) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
-  return VKP_OK;
-}
-
 static vkp_status write_json(const char *path, const cJSON *j, vkp_error *err) {
   char *text = cJSON_Print(j);
   if (!text) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
@@ -174,6 +161,70 @@ static vkp_status build_graph(run *r, vkp_error *err) {
   return VKP_OK;
 }
 
+// ---- gradient-score masks ----------------------------------------------------------------
+// Masked adapters with mask "gradient" keep the entries with the largest |dL/dW| summed over a few
+// calibration batches of the training data (the base model's gradients, before any update).
+#define VKP_MASK_CALIBRATION_BATCHES 4
+
+static vkp_status calibrate_masks(run *r, vkp_error *err) {
+  vkp_model *m = r->v->model;
+  const vkp_vit_config *c = &r->v->cfg;
+  for (int ai = 0; ai < vkp_peft_count(m); ai++) {
+    vkp_adapter *a = vkp_peft_get(m, ai);
+    const vkp_peft_config *pc = vkp_adapter_config(a);
+    if (pc->method != VKP_PEFT_MASKED || pc->mask != VKP_MASK_GRADIENT) continue;
+    int ns = 0;
+    while (vkp_adapter_slot_module(a, ns)) ns++;
+    vkp_graph *g = NULL;
+    vkp_loader *ld = NULL;
+    vkp_tensor **w = calloc((size_t)ns, sizeof *w), **grads = calloc((size_t)ns, sizeof *grads);
+    float **scores = calloc((size_t)ns, sizeof *scores), *tmp = NULL;
+    vkp_status st = w && grads && scores ? vkp_graph_new(r->ctx, &g) : VKP_ERR_OOM;
+    vkp_tensor *px = NULL, *lab = NULL;
+    if (!st) {
+      px = vkp_tensor_input(g, "pixel_values", VKP_DTYPE_F32, 4, (int64_t[]){r->batch, c->num_channels, c->image_size, c->image_size});
+      lab = vkp_tensor_input(g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){r->batch});
+      vkp_vit_outputs out;
+      vkp_vit_forward(r->v, g, px, &out);
+      vkp_tensor *loss = vkp_cross_entropy(g, out.logits, lab);
+      for (int i = 0; i < ns; i++) w[i] = vkp_param_tensor(m, vkp_adapter_slot_module(a, i)->weight);
+      st = vkp_graph_backward(g, loss, w, ns, grads);
+      for (int i = 0; i < ns && !st; i++) vkp_graph_output(g, grads[i]);
+      if (!st) st = vkp_graph_compile(g);
+      if (st) vkp_error_set(err, st, "mask calibration: %s", vkp_graph_status(g) ? vkp_graph_error(g) : vkp_ctx_error(r->ctx));
+    }
+    if (!st) {
+      vkp_loader_opts lo = {.batch_size = (int)r->batch, .shuffle = true, .drop_last = true,
+                            .seed = (uint64_t)vkp_config_number(r->cfg, "train.seed") + 0x5eedu,
+                            .indices = r->data.train_idx, .n_indices = r->data.n_train};
+      st = vkp_loader_new(r->data.train, &r->data.eval_tf, &lo, &ld, err);
+    }
+    for (int b = 0; b < VKP_MASK_CALIBRATION_BATCHES && !st; b++) {
+      vkp_batch batch;
+      st = vkp_loader_next(ld, &batch, err);
+      if (!st) st = vkp_graph_set_input(g, px, batch.pixels, vkp_tensor_nbytes(px));
+      if (!st) st = vkp_graph_set_input(g, lab, batch.labels, vkp_tensor_nbytes(lab));
+      if (!st) st = vkp_graph_run(g);
+      for (int i = 0; i < ns && !st; i++) {
+        size_t n = (size_t)vkp_tensor_numel(w[i]);
+        if (!scores[i] && !(scores[i] = calloc(n, sizeof(float)))) st = VKP_ERR_OOM;
+        free(tmp);
+        if (!st && !(tmp = malloc(n * sizeof *tmp))) st = VKP_ERR_OOM;
+        if (!st) st = vkp_graph_read(g, grads[i], tmp, n * sizeof *tmp);
+        for (size_t k = 0; k < n && !st; k++) scores[i][k] += fabsf(tmp[k]);
+      }
+    }
+    for (int i = 0; i < ns && !st; i++) st = vkp_masked_set_scores(m, a, i, scores[i]);
+    if (st && !err->msg[0]) vkp_error_set(err, st, "mask calibration: %s", vkp_ctx_error(r->ctx));
+    for (int i = 0; i < ns && scores; i++) free(scores[i]);
+    free(scores), free(tmp), free(w), free(grads);
+    vkp_loader_free(ld);
+    vkp_graph_free(g);
+    if (st) return st;
+  }
+  return VKP_OK;
+}
+
 // ---- checkpoints ----------------------------------------------------------------------------
 
 static void adapter_dir(char *out, size_t cap, const char *base, int k, int n) {
@@ -204,7 +255,7 @@ static vkp_status save_checkpoint(run *r, vkp_error *err) {
   snprintf(base, sizeof base, "%s/checkpoints/step-%08lld", r->dir, (long long)r->step);
   snprintf(tmp, sizeof tmp, "%s.tmp", base);
   rm_rf(tmp);
-  VKP_TRY(mkdir_p(tmp, err));
+  VKP_TRY(vkp_dir_create(tmp, err));
   VKP_TRY(save_adapters(r, tmp, err));
   snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
   if (vkp_optimizer_save(r->opt, path)) return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(r->ctx));
@@ -366,7 +417,7 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
     if (!r->dir) st = vkp_error_set(err, VKP_ERR_INVALID, "config: key 'output_dir' is required");
   }
   if (!st) st = read_train_config(r, err);
-  if (!st) st = mkdir_p(r->dir, err);
+  if (!st) st = vkp_dir_create(r->dir, err);
   // Data first: the class count sizes the classifier.
   long size = (long)vkp_config_number(r->cfg, "model.image_size");
   const char *pre = vkp_config_string(r->cfg, "model.pretrained");
@@ -381,6 +432,8 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
   if (!st) st = vkp_classify_data_load(r->cfg, image, channels, &r->data, err);
   if (!st) st = vkp_classify_model(ctx, r->cfg, r->data.train->n_classes, (const char *const *)r->data.train->class_names, &r->v, err);
   if (!st && !resume_dir) st = vkp_classify_attach(r->v, vkp_config_get(r->cfg, "peft"), (uint64_t)vkp_config_number(r->cfg, "train.seed"), err);
+  if (!st && !resume_dir) st = read_train_config(r, err);   // batch size for the calibration
+  if (!st && !resume_dir) st = calibrate_masks(r, err);
   if (!st && resume_dir) {   // the adapters as checkpointed (same modules, trained values)
     int n = cJSON_GetArraySize(vkp_config_get(r->cfg, "peft"));
     for (int k = 0; k < n && !st; k++) {

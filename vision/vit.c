@@ -331,7 +331,7 @@ static bool base_only(const vkp_param *p, void *user) {
 }
 
 vkp_status vkp_vit_save(vkp_vit *v, const char *dir, vkp_error *err) {
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot create directory (%s)", dir, strerror(errno));
+  VKP_TRY(vkp_dir_create(dir, err));
   char path[1024];
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   const char *meta[2] = {"format", "pt"};

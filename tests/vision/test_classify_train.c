@@ -11,6 +11,7 @@
 #include "vkp_classify.h"
 #include "vkp_config.h"
 #include "vkp_metrics.h"
+#include "vkp_peft.h"
 #include "vkp_png.h"
 #include "vkp_test.h"
 
@@ -151,6 +152,77 @@ static void test_resume_is_exact(void **state) {
   vkp_metrics_log_free(b);
 }
 
+static int cmp_int(const void *a, const void *b) { return *(const int32_t *)a - *(const int32_t *)b; }
+
+// Gradient-score masks: the chosen entries are exactly the top-k scores; the trainer's calibration
+// runs and the masked model learns.
+static void test_gradient_mask(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_vit_config c;
+  vkp_vit_config_default(&c);
+  c.image_size = 16, c.patch_size = 8, c.hidden_size = 16, c.num_hidden_layers = 1, c.num_attention_heads = 2;
+  c.intermediate_size = 32, c.num_labels = 3, c.num_channels = 1;
+  vkp_vit *v;
+  VKP_ASSERT_OK(ctx, vkp_vit_new(ctx, &c, 1, &v));
+  vkp_peft_config pc;
+  vkp_peft_config_init(&pc, VKP_PEFT_MASKED);
+  pc.density = 0.1f;
+  pc.mask = VKP_MASK_GRADIENT;
+  pc.target_modules[0] = strdup("query");
+  pc.n_target_modules = 1;
+  vkp_adapter *a;
+  VKP_ASSERT_OK(ctx, vkp_peft_attach(v->model, &pc, 3, &a));
+  vkp_peft_config_clear(&pc);
+  assert_non_null(vkp_adapter_slot_module(a, 0));
+  assert_null(vkp_adapter_slot_module(a, 1));
+  float scores[256];
+  vkp_rng rng = vkp_rng_new(9);
+  for (int i = 0; i < 256; i++) scores[i] = (float)vkp_rng_uniform(&rng);
+  VKP_ASSERT_OK(ctx, vkp_masked_set_scores(v->model, a, 0, scores));
+  // Expected: the 26 (ceil(0.1 * 256)) largest scores, found by selection here.
+  int32_t want[26], got[26];
+  bool used[256] = {0};
+  for (int k = 0; k < 26; k++) {
+    int best = -1;
+    for (int i = 0; i < 256; i++)
+      if (!used[i] && (best < 0 || scores[i] > scores[best])) best = i;
+    used[best] = true;
+    want[k] = best;
+  }
+  qsort(want, 26, sizeof *want, cmp_int);
+  vkp_param *idx = vkp_model_find_param(v->model, "vit.layers.0.attention.q_proj.sparse_index");
+  assert_non_null(idx);
+  assert_int_equal(vkp_param_numel(idx), 26);
+  VKP_ASSERT_OK(ctx, vkp_buffer_read(idx->buf, 0, got, sizeof got));
+  assert_memory_equal(got, want, sizeof want);
+  vkp_vit_free(v);
+  // End to end: calibration + training on Fashion-MNIST.
+  char dir[400];
+  snprintf(dir, sizeof dir, "%s/masked", tmp_root);
+  const char *extra[] = {"peft=[{\"method\":\"full\"}]", "train.max_steps=60"};
+  cJSON *cfg = small_config(dir, extra, 2);
+  vkp_train_summary s;
+  vkp_error err = {0};
+  if (vkp_classify_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
+  cJSON_Delete(cfg);
+  char base[500], set[600];
+  snprintf(base, sizeof base, "%s/model", dir);
+  snprintf(set, sizeof set, "model.pretrained=%s", base);
+  snprintf(dir, sizeof dir, "%s/masked-grad", tmp_root);
+  const char *extra2[] = {set, "peft=[{\"method\":\"masked\",\"density\":0.05,\"mask\":\"gradient\",\"target_modules\":[\"query\",\"value\",\"output.dense\"],\"modules_to_save\":[\"classifier\"]}]"};
+  const char *extra3[] = {extra2[0], extra2[1], "train.lr=0.02"};
+  cfg = small_config(dir, extra3, 3);
+  if (vkp_classify_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
+  cJSON_Delete(cfg);
+  vkp_metrics_log *log = read_log(dir);
+  const vkp_metric_series *loss = vkp_metrics_find(log, "loss");
+  double first = (loss->value[0] + loss->value[1]) / 2, last = (loss->value[38] + loss->value[39]) / 2;
+  printf("  gradient-mask fine-tuning: loss %.3f -> %.3f\n", first, last);
+  assert_true(last < 0.9 * first);
+  vkp_metrics_log_free(log);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(tmp_root, sizeof tmp_root, "/tmp/vkpeft-test-train-XXXXXX");
@@ -158,6 +230,7 @@ static int setup(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_train_and_outputs), cmocka_unit_test(test_resume_is_exact)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_train_and_outputs), cmocka_unit_test(test_resume_is_exact),
+                                     cmocka_unit_test(test_gradient_mask)};
   return cmocka_run_group_tests(tests, setup, vkp_test_teardown);
 }
