@@ -34,7 +34,8 @@ vkp_tensor *vkp_slot_delta_weight(vkp_model *m, vkp_adapter_slot *s) {
       break;
     }
     case VKP_PEFT_LOKR: {
-      vkp_tensor *w1 = P(m, s->p[0]), *w2 = P(m, s->p[1]);   // conv: w2 (c, in_n, kh, kw) as (c, in_n*kh*kw)
+      vkp_tensor *w1 = P(m, s->p[0]), *w2 = s->lowrank ? vkp_matmul(g, P(m, s->p[1]), P(m, s->p[2]), false, false)
+                                                       : P(m, s->p[1]);   // conv: (c, in_n*kh*kw)
       if (!w1 || !w2) return NULL;
       int64_t a = w1->shape[0], b = w1->shape[1], c = w2->shape[0], e = vkp_tensor_numel(w2) / c;
       vkp_tensor *k = vkp_mul(g, vkp_reshape(g, w1, 4, (int64_t[]){a, 1, b, 1}), vkp_reshape(g, w2, 4, (int64_t[]){1, c, 1, e}));

@@ -21,6 +21,7 @@ static const suffix_def lora_suffixes[] = {{"lora_A.weight", "lora_A.%s.weight"}
 static const suffix_def loha_suffixes[] = {{"hada_w1_a", "hada_w1_a.%s"}, {"hada_w1_b", "hada_w1_b.%s"},
                                            {"hada_w2_a", "hada_w2_a.%s"}, {"hada_w2_b", "hada_w2_b.%s"}};
 static const suffix_def lokr_suffixes[] = {{"lokr_w1", "lokr_w1.%s"}, {"lokr_w2", "lokr_w2.%s"}};
+static const suffix_def lokr_lowrank_suffixes[] = {{"lokr_w1", "lokr_w1.%s"}, {"lokr_w2_a", "lokr_w2_a.%s"}, {"lokr_w2_b", "lokr_w2_b.%s"}};
 static const suffix_def ia3_suffixes[] = {{"ia3_l", "ia3_l.%s"}};
 static const suffix_def vera_suffixes[] = {{"vera_lambda_d", "vera_lambda_d.%s"}, {"vera_lambda_b", "vera_lambda_b.%s"}};
 static const suffix_def adapter_suffixes[] = {{"adapter_down.weight", "adapter_down.%s.weight"},
@@ -39,7 +40,7 @@ static const suffix_def *suffixes_of(const vkp_adapter_slot *s, int *n) {
   switch (s->adapter->cfg.method) {
     case VKP_PEFT_LORA: *n = 3; return lora_suffixes;
     case VKP_PEFT_LOHA: *n = 4; return loha_suffixes;
-    case VKP_PEFT_LOKR: *n = 2; return lokr_suffixes;
+    case VKP_PEFT_LOKR: *n = s->lowrank ? 3 : 2; return s->lowrank ? lokr_lowrank_suffixes : lokr_suffixes;
     case VKP_PEFT_IA3: *n = 1; return ia3_suffixes;
     case VKP_PEFT_VERA: *n = 2; return vera_suffixes;
     case VKP_PEFT_BOTTLENECK:
@@ -247,8 +248,19 @@ static vkp_status create_slot_params(vkp_model *m, vkp_adapter_slot *s, uint64_t
       factorize(out, c->decompose_factor, &out_m, &out_n);
       int64_t w1[2] = {out_m, in_m}, w2[4] = {out_n, in_n, mod->kh, mod->kw};
       VKP_TRY(new_param(m, s, 2, w1));
-      VKP_TRY(new_param(m, s, conv ? 4 : 2, w2));
       VKP_TRY(init_uniform(m, s->p[0], 1.0f / sqrtf((float)in_m), seed));
+      // As peft: w2 is low-rank (lokr_w2_a (out_n, r) @ lokr_w2_b (r, in_n*kh*kw)) when
+      // r < max(out_n, in_n) / 2, else one full matrix.
+      s->lowrank = (double)r < (double)(out_n > in_n ? out_n : in_n) / 2;
+      if (s->lowrank) {
+        int64_t a2[2] = {out_n, r}, b2[2] = {r, in_n * k};
+        VKP_TRY(new_param(m, s, 2, a2));
+        VKP_TRY(new_param(m, s, 2, b2));
+        VKP_TRY(init_uniform(m, s->p[1], 1.0f / sqrtf((float)r), seed + 1));
+        if (!c->init_weights) VKP_TRY(init_uniform(m, s->p[2], 1.0f / sqrtf((float)(in_n * k)), seed + 2));
+        return VKP_OK;
+      }
+      VKP_TRY(new_param(m, s, conv ? 4 : 2, w2));
       if (!c->init_weights) VKP_TRY(init_uniform(m, s->p[1], 1.0f / sqrtf((float)(in_n * k)), seed + 1));
       return VKP_OK;
     }

@@ -19,6 +19,7 @@ struct vkp_adapter_slot {
   int np;
   float scaling;                   // method scaling (alpha / r, alpha / sqrt(r), ...)
   int site;                        // block-level: VKP_SITE_*
+  bool lowrank;                    // LoKr: w2 = lokr_w2_a @ lokr_w2_b (peft: when r < max(w2 dims) / 2)
   float *dora_norm;                // DoRA: the row factor folded in at merge time (owned):
                                    // f = u·m/||W + s·BA|| + 1 - u, u the user scale then
   float *merged_delta_scale;       // unused placeholder for future methods

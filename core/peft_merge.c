@@ -46,8 +46,23 @@ static double *slot_delta(vkp_model *m, const vkp_adapter_slot *s, int64_t out, 
       break;
     }
     case VKP_PEFT_LOKR: {
-      int64_t a = s->p[0]->shape[0], b = s->p[0]->shape[1], cc = s->p[1]->shape[0], e = vkp_param_numel(s->p[1]) / cc;
+      int64_t a = s->p[0]->shape[0], b = s->p[0]->shape[1], cc = s->p[1]->shape[0];
+      int64_t e = s->lowrank ? s->p[2]->shape[1] : vkp_param_numel(s->p[1]) / cc;
       ok = (p0 = read_param(m, s->p[0])) && (p1 = read_param(m, s->p[1]));
+      if (ok && s->lowrank) {   // w2 = w2_a @ w2_b on the host
+        int64_t r = s->p[1]->shape[1];
+        float *w2b = read_param(m, s->p[2]), *w2 = calloc((size_t)(cc * e), sizeof *w2);
+        ok = w2b && w2;
+        for (int64_t i = 0; ok && i < cc; i++)
+          for (int64_t j = 0; j < e; j++) {
+            double acc = 0;
+            for (int64_t q = 0; q < r; q++) acc += (double)p1[i * r + q] * w2b[q * e + j];
+            w2[i * e + j] = (float)acc;
+          }
+        free(w2b);
+        free(p1);
+        p1 = w2;
+      }
       for (int64_t i = 0; ok && i < a; i++)
         for (int64_t j = 0; j < b; j++)
           for (int64_t k = 0; k < cc; k++)
