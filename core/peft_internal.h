@@ -22,7 +22,6 @@ struct vkp_adapter_slot {
   bool lowrank;                    // LoKr: w2 = lokr_w2_a @ lokr_w2_b (peft: when r < max(w2 dims) / 2)
   float *dora_norm;                // DoRA: the row factor folded in at merge time (owned):
                                    // f = u·m/||W + s·BA|| + 1 - u, u the user scale then
-  float *merged_delta_scale;       // unused placeholder for future methods
 };
 
 struct vkp_adapter {
