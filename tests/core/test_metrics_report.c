@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "vkp_fileio.h"
+#include "vkp_test.h"
 #include "vkp_metrics.h"
 #include "vkp_plot.h"
 #include "vkp_png.h"
@@ -29,46 +30,6 @@
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-typedef struct test_env {
-  char dir[64];
-} test_env;
-
-static int setup_env(void **state) {
-  test_env *env = calloc(1, sizeof *env);
-  if (!env) return -1;
-  const char *base = getenv("TMPDIR");
-  snprintf(env->dir, sizeof env->dir, "%s/vkp_mr_XXXXXX", base && strlen(base) < 40 ? base : "/tmp");
-  if (!mkdtemp(env->dir)) {
-    free(env);
-    return -1;
-  }
-  *state = env;
-  return 0;
-}
-
-static int teardown_env(void **state) {
-  test_env *env = *state;
-  DIR *d = opendir(env->dir);
-  if (d) {
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      snprintf(p, sizeof p, "%s/%s", env->dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(env->dir);
-  free(env);
-  return 0;
-}
-
-static const char *path_in(void **state, const char *name, char *buf, size_t cap) {
-  test_env *env = *state;
-  snprintf(buf, cap, "%s/%s", env->dir, name);
-  return buf;
-}
 
 static char *slurp(const char *path, size_t *n) {
   char *buf = NULL;
@@ -121,7 +82,7 @@ static int count_tmp_files(const char *dir) {
 static void test_metrics_write_read(void **state) {
   vkp_error err = {0};
   char path[256];
-  path_in(state, "metrics.jsonl", path, sizeof path);
+  vkp_test_dir_path(state, "metrics.jsonl", path, sizeof path);
   vkp_metrics_writer *w = NULL;
   ASSERT_OK(vkp_metrics_open(path, VKP_METRICS_NEW_RUN, &w, &err));
   for (int s = 1; s <= 10; s++) {
@@ -195,7 +156,7 @@ static void test_metrics_write_read(void **state) {
 static void test_metrics_resume(void **state) {
   vkp_error err = {0};
   char path[256];
-  path_in(state, "resume.jsonl", path, sizeof path);
+  vkp_test_dir_path(state, "resume.jsonl", path, sizeof path);
   vkp_metrics_writer *w = NULL;
   ASSERT_OK(vkp_metrics_open(path, VKP_METRICS_NEW_RUN, &w, &err));
   for (int s = 1; s <= 10; s++) {
@@ -220,7 +181,7 @@ static void test_metrics_resume(void **state) {
     ASSERT_OK(vkp_metrics_write(w, s, &m, 1, &err));
   }
   ASSERT_OK(vkp_metrics_close(w, &err));
-  assert_int_equal(count_tmp_files(((test_env *)*state)->dir), 0);
+  assert_int_equal(count_tmp_files(((vkp_test_dir *)*state)->dir), 0);
 
   vkp_metrics_log *log = NULL;
   ASSERT_OK(vkp_metrics_read(path, &log, &err));
@@ -260,13 +221,13 @@ static void test_metrics_resume(void **state) {
   free(slurp(path, &n));
   assert_int_equal(n, 0);
   char fresh[256];
-  path_in(state, "fresh.jsonl", fresh, sizeof fresh);
+  vkp_test_dir_path(state, "fresh.jsonl", fresh, sizeof fresh);
   ASSERT_OK(vkp_metrics_open(fresh, 5, &w, &err));
   ASSERT_OK(vkp_metrics_close(w, &err));
 
   // Errors name the file.
   char bad[256];
-  path_in(state, "missing/dir/metrics.jsonl", bad, sizeof bad);
+  vkp_test_dir_path(state, "missing/dir/metrics.jsonl", bad, sizeof bad);
   assert_int_equal(vkp_metrics_open(bad, VKP_METRICS_NEW_RUN, &w, &err), VKP_ERR_IO);
   assert_non_null(strstr(err.msg, bad));
   assert_null(w);
@@ -491,10 +452,10 @@ static int embedded_images(const char *html, unsigned char **imgs, size_t *lens,
 
 static void test_report(void **state) {
   vkp_error err = {0};
-  test_env *env = *state;
+  vkp_test_dir *env = *state;
   char png1[256], png2[256], html_path[256];
-  path_in(state, "loss.png", png1, sizeof png1);
-  path_in(state, "report.html", html_path, sizeof html_path);
+  vkp_test_dir_path(state, "loss.png", png1, sizeof png1);
+  vkp_test_dir_path(state, "report.html", html_path, sizeof html_path);
 
   // Two real PNGs: a chart written to a file, and one kept in memory.
   double y[3] = {3, 2, 1.5};
@@ -533,10 +494,10 @@ static void test_report(void **state) {
   // Failed additions report the file and leave the report as it was.
   char *before = NULL;
   ASSERT_OK(vkp_report_render(r, &before, NULL, &err));
-  path_in(state, "absent.png", png2, sizeof png2);
+  vkp_test_dir_path(state, "absent.png", png2, sizeof png2);
   assert_int_equal(vkp_report_add_image(r, png2, NULL, &err), VKP_ERR_IO);
   assert_non_null(strstr(err.msg, png2));
-  path_in(state, "fake.png", png2, sizeof png2);
+  vkp_test_dir_path(state, "fake.png", png2, sizeof png2);
   spit(png2, "GIF89a not a png at all, sorry");
   assert_int_equal(vkp_report_add_image(r, png2, NULL, &err), VKP_ERR_FORMAT);
   assert_non_null(strstr(err.msg, png2));
@@ -594,7 +555,7 @@ static void test_report(void **state) {
   assert_memory_equal(on_disk, html, html_len);
   free(on_disk);
   char bad[256];
-  path_in(state, "nope/report.html", bad, sizeof bad);
+  vkp_test_dir_path(state, "nope/report.html", bad, sizeof bad);
   assert_int_equal(vkp_report_write(r, bad, &err), VKP_ERR_IO);
   assert_non_null(strstr(err.msg, bad));
   assert_int_equal(count_tmp_files(env->dir), 0);
@@ -614,5 +575,5 @@ int main(void) {
       cmocka_unit_test(test_progress_tty),       cmocka_unit_test(test_duration_format),
       cmocka_unit_test(test_base64),             cmocka_unit_test(test_report),
   };
-  return cmocka_run_group_tests(tests, setup_env, teardown_env);
+  return cmocka_run_group_tests(tests, vkp_test_dir_setup, vkp_test_dir_teardown);
 }

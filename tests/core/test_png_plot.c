@@ -25,51 +25,12 @@
 #include <unistd.h>
 
 #include "vkp_fileio.h"
+#include "vkp_test.h"
 #include "vkp_plot.h"
 #include "vkp_png.h"
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-typedef struct test_env {
-  char dir[64];
-} test_env;
-
-static int setup_env(void **state) {
-  test_env *env = calloc(1, sizeof *env);
-  if (!env) return -1;
-  const char *base = getenv("TMPDIR");
-  snprintf(env->dir, sizeof env->dir, "%s/vkp_png_XXXXXX", base && strlen(base) < 40 ? base : "/tmp");
-  if (!mkdtemp(env->dir)) {
-    free(env);
-    return -1;
-  }
-  *state = env;
-  return 0;
-}
-
-static int teardown_env(void **state) {
-  test_env *env = *state;
-  DIR *d = opendir(env->dir);
-  if (d) {
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      snprintf(p, sizeof p, "%s/%s", env->dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(env->dir);
-  free(env);
-  return 0;
-}
-
-static const char *path_in(void **state, const char *name, char *buf, size_t cap) {
-  test_env *env = *state;
-  snprintf(buf, cap, "%s/%s", env->dir, name);
-  return buf;
-}
 
 static int count_entries(const char *dir) {
   DIR *d = opendir(dir);
@@ -138,7 +99,7 @@ static void test_png_roundtrip(void **state) {
     vkp_image *img = NULL;
     ASSERT_OK(vkp_image_new(37, 23, channels, &img, &err));
     fill_pattern(img, (unsigned)channels);
-    snprintf(path, sizeof path, "%s/rt%d.png", ((test_env *)*state)->dir, channels);
+    snprintf(path, sizeof path, "%s/rt%d.png", ((vkp_test_dir *)*state)->dir, channels);
     ASSERT_OK(vkp_png_write(path, img, text, 3, &err));
 
     vkp_image *back = NULL;
@@ -164,7 +125,7 @@ static void test_png_roundtrip(void **state) {
   // No text chunks: *text stays NULL.
   vkp_image *img = NULL, *back = NULL;
   ASSERT_OK(vkp_image_new(3, 2, 3, &img, &err));
-  path_in(state, "plain.png", path, sizeof path);
+  vkp_test_dir_path(state, "plain.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, img, NULL, 0, &err));
   vkp_png_text *tb = (vkp_png_text *)1;
   int nt = -1;
@@ -182,7 +143,7 @@ static void test_png_stride_view(void **state) {
   for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)i;
   vkp_image view = {2, 4, 3, 30, big + 3 * 3};  // columns 3..4 of a 10-wide RGB image
   char path[256];
-  path_in(state, "view.png", path, sizeof path);
+  vkp_test_dir_path(state, "view.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, &view, NULL, 0, &err));
   vkp_image *back = NULL;
   ASSERT_OK(vkp_png_read(path, &back, NULL, NULL, &err));
@@ -192,7 +153,7 @@ static void test_png_stride_view(void **state) {
 
 static void test_png_write_errors(void **state) {
   vkp_error err = {0};
-  test_env *env = *state;
+  vkp_test_dir *env = *state;
   vkp_image *img = NULL;
   ASSERT_OK(vkp_image_new(64, 64, 3, &img, &err));
   fill_pattern(img, 7);
@@ -207,7 +168,7 @@ static void test_png_write_errors(void **state) {
   assert_int_equal(count_entries(env->dir), before);
 
   // An existing file survives a failed write (bad key, bad image, full disk) byte for byte.
-  path_in(state, "keep.png", path, sizeof path);
+  vkp_test_dir_path(state, "keep.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, img, NULL, 0, &err));
   size_t n0;
   unsigned char *orig = slurp(path, &n0);
@@ -264,13 +225,13 @@ static void test_png_read_errors(void **state) {
   vkp_image *img = NULL, *back = NULL;
   ASSERT_OK(vkp_image_new(40, 30, 4, &img, &err));
   fill_pattern(img, 3);
-  path_in(state, "src.png", path, sizeof path);
+  vkp_test_dir_path(state, "src.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, img, NULL, 0, &err));
   size_t n;
   unsigned char *bytes = slurp(path, &n);
 
   // Not a PNG.
-  path_in(state, "text.png", bad, sizeof bad);
+  vkp_test_dir_path(state, "text.png", bad, sizeof bad);
   FILE *f = fopen(bad, "wb");
   assert_non_null(f);
   fputs("hello, this is not an image", f);
@@ -280,7 +241,7 @@ static void test_png_read_errors(void **state) {
   assert_null(back);
 
   // Truncated in the image data.
-  path_in(state, "trunc.png", bad, sizeof bad);
+  vkp_test_dir_path(state, "trunc.png", bad, sizeof bad);
   f = fopen(bad, "wb");
   assert_non_null(f);
   fwrite(bytes, 1, n / 2, f);
@@ -295,7 +256,7 @@ static void test_png_read_errors(void **state) {
   assert_non_null(strstr(err.msg, "mem"));
 
   // Missing file.
-  path_in(state, "absent.png", bad, sizeof bad);
+  vkp_test_dir_path(state, "absent.png", bad, sizeof bad);
   assert_int_equal(vkp_png_read(bad, &back, NULL, NULL, &err), VKP_ERR_IO);
   assert_non_null(strstr(err.msg, bad));
   free(bytes);
@@ -534,7 +495,7 @@ static void test_line_chart_pixels(void **state) {
 
   // Round trip through a PNG file: a valid PNG of the requested size with the same pixels.
   char path[256];
-  path_in(state, "line.png", path, sizeof path);
+  vkp_test_dir_path(state, "line.png", path, sizeof path);
   const vkp_png_text meta = {"Title", "Flat line"};
   ASSERT_OK(vkp_png_write(path, img, &meta, 1, &err));
   vkp_image *back = NULL;
@@ -640,7 +601,7 @@ static void test_other_charts(void **state) {
     uint32_t got = px(img, (int)floor(cx), (int)floor(cy));
     if (color_dist(got, want) > 40) fail_msg("point %d: %06x at centre, want %06x", i, got, want);
   }
-  path_in(state, "scatter.png", path, sizeof path);
+  vkp_test_dir_path(state, "scatter.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, img, NULL, 0, &err));
   vkp_image_free(img);
 
@@ -651,7 +612,7 @@ static void test_other_charts(void **state) {
   ASSERT_OK(vkp_plot_confusion(&cc, &img, &err));
   assert_true(img->width >= 200 && img->height >= 200);
   assert_true(has_color(img, 0x08306B, 0));
-  path_in(state, "confusion.png", path, sizeof path);
+  vkp_test_dir_path(state, "confusion.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, img, NULL, 0, &err));
   vkp_image_free(img);
   cc.n_classes = 0;
@@ -710,7 +671,7 @@ static void test_image_grid(void **state) {
   assert_int_equal(n_pink, 64 * 64);
   assert_true(has_color(img, 0xC0392B, 0));  // the red caption
   char path[256];
-  path_in(state, "grid.png", path, sizeof path);
+  vkp_test_dir_path(state, "grid.png", path, sizeof path);
   ASSERT_OK(vkp_png_write(path, img, NULL, 0, &err));
   vkp_image_free(img);
 
@@ -740,5 +701,5 @@ int main(void) {
       cmocka_unit_test(test_line_chart_auto_and_errors), cmocka_unit_test(test_other_charts),
       cmocka_unit_test(test_image_grid),
   };
-  return cmocka_run_group_tests(tests, setup_env, teardown_env);
+  return cmocka_run_group_tests(tests, vkp_test_dir_setup, vkp_test_dir_teardown);
 }

@@ -28,6 +28,7 @@
 #include "vkp_dtype.h"
 #include "vkp_fileio.h"
 #include "vkp_safetensors.h"
+#include "vkp_test.h"
 
 #ifndef VKP_FIXTURES_DIR
 #define VKP_FIXTURES_DIR "/work/shared/fixtures"
@@ -35,52 +36,6 @@
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-typedef struct test_env {
-  char dir[64];  // a fresh temporary directory for this run
-} test_env;
-
-static int setup_env(void **state) {
-  test_env *env = calloc(1, sizeof *env);
-  if (!env) return -1;
-  const char *base = getenv("TMPDIR");
-  snprintf(env->dir, sizeof env->dir, "%s/vkp_st_XXXXXX",
-           base && strlen(base) < 40 ? base : "/tmp");
-  if (!mkdtemp(env->dir)) {
-    free(env);
-    return -1;
-  }
-  *state = env;
-  return 0;
-}
-
-// Removes the files in dir (one level) and dir itself.
-static void remove_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d) {
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-      if (unlink(p) != 0) remove_tree(p);
-    }
-    closedir(d);
-  }
-  rmdir(dir);
-}
-
-static int teardown_env(void **state) {
-  test_env *env = *state;
-  remove_tree(env->dir);
-  free(env);
-  return 0;
-}
-
-static const char *path_in(void **state, const char *name, char *buf, size_t cap) {
-  test_env *env = *state;
-  snprintf(buf, cap, "%s/%s", env->dir, name);
-  return buf;
-}
 
 static void write_bytes(const char *path, const void *data, size_t n) {
   FILE *f = fopen(path, "wb");
@@ -150,7 +105,7 @@ static int count_tmp_files(const char *dir) {
 
 static void test_roundtrip(void **state) {
   char path[256];
-  path_in(state, "round.safetensors", path, sizeof path);
+  vkp_test_dir_path(state, "round.safetensors", path, sizeof path);
   vkp_error err = {0};
   vkp_safetensors_writer *w = NULL;
   assert_int_equal(vkp_safetensors_writer_new(&w, &err), VKP_OK);
@@ -298,7 +253,7 @@ static void test_roundtrip(void **state) {
 
 static void test_read_handmade(void **state) {
   char path[256];
-  path_in(state, "handmade.safetensors", path, sizeof path);
+  vkp_test_dir_path(state, "handmade.safetensors", path, sizeof path);
   // JSON key order differs from data order; __metadata__ in the middle; whitespace and trailing
   // padding; header length 7 (mod 8), so the data buffer is unaligned.
   const char *header =
@@ -505,7 +460,7 @@ static void test_corrupt_files(void **state) {
   for (size_t i = 0; i < sizeof corrupt_cases / sizeof corrupt_cases[0]; i++) {
     const corrupt_case *c = &corrupt_cases[i];
     char path[256];
-    path_in(state, c->file, path, sizeof path);
+    vkp_test_dir_path(state, c->file, path, sizeof path);
     if (c->header)
       write_st(path, c->hlen, c->header, NULL, c->ndata);
     else
@@ -523,15 +478,15 @@ static void test_open_io_errors(void **state) {
   char path[256];
   vkp_error err = {0};
   vkp_safetensors *st = NULL;
-  path_in(state, "does-not-exist.safetensors", path, sizeof path);
+  vkp_test_dir_path(state, "does-not-exist.safetensors", path, sizeof path);
   vkp_status s = vkp_safetensors_open(path, &st, &err);
   check_err(&err, s, VKP_ERR_IO, path, "cannot open", NULL, NULL);
   assert_null(st);
-  test_env *env = *state;
+  vkp_test_dir *env = *state;
   s = vkp_safetensors_open(env->dir, &st, &err);  // a directory
   check_err(&err, s, VKP_ERR_IO, env->dir, "not a regular file", NULL, NULL);
   char fifo[256];
-  path_in(state, "fifo.safetensors", fifo, sizeof fifo);
+  vkp_test_dir_path(state, "fifo.safetensors", fifo, sizeof fifo);
   assert_int_equal(mkfifo(fifo, 0600), 0);
   s = vkp_safetensors_open(fifo, &st, &err);  // must not block waiting for a writer
   check_err(&err, s, VKP_ERR_IO, fifo, "not a regular file", NULL, NULL);
@@ -544,7 +499,7 @@ static void test_open_io_errors(void **state) {
 
 static void test_deep_nesting(void **state) {
   char path[256];
-  path_in(state, "deep.safetensors", path, sizeof path);
+  vkp_test_dir_path(state, "deep.safetensors", path, sizeof path);
   enum { DEPTH = 5000 };
   char *h = malloc(2 * DEPTH + 32);
   assert_non_null(h);
@@ -568,8 +523,8 @@ static void test_deep_nesting(void **state) {
 // truncations always fail; corruptions either fail with a message or yield a consistent file.
 static void test_mutations(void **state) {
   char path[256], mpath[256];
-  path_in(state, "base.safetensors", path, sizeof path);
-  path_in(state, "mutant.safetensors", mpath, sizeof mpath);
+  vkp_test_dir_path(state, "base.safetensors", path, sizeof path);
+  vkp_test_dir_path(state, "mutant.safetensors", mpath, sizeof mpath);
   vkp_error err = {0};
   vkp_safetensors_writer *w = NULL;
   assert_int_equal(vkp_safetensors_writer_new(&w, &err), VKP_OK);
@@ -685,7 +640,7 @@ static void test_fixture_vit(void **state) {
 
 static void test_many_tensors(void **state) {
   char path[256];
-  path_in(state, "many.safetensors", path, sizeof path);
+  vkp_test_dir_path(state, "many.safetensors", path, sizeof path);
   enum { N = 5000 };
   vkp_error err = {0};
   vkp_safetensors_writer *w = NULL;
@@ -792,7 +747,7 @@ static vkp_safetensors_writer *small_writer(size_t nfloats, float fill) {
 
 static void test_atomic_missing_dir(void **state) {
   char dir[200], path[256];
-  path_in(state, "no-such-dir", dir, sizeof dir);
+  vkp_test_dir_path(state, "no-such-dir", dir, sizeof dir);
   snprintf(path, sizeof path, "%s/sub/model.safetensors", dir);
   vkp_safetensors_writer *w = small_writer(4, 1.0f);
   vkp_error err = {0};
@@ -806,8 +761,8 @@ static void test_atomic_missing_dir(void **state) {
 
 static void test_atomic_replace(void **state) {
   char path[256];
-  path_in(state, "replace.safetensors", path, sizeof path);
-  test_env *env = *state;
+  vkp_test_dir_path(state, "replace.safetensors", path, sizeof path);
+  vkp_test_dir *env = *state;
   vkp_error err = {0};
 
   // A new file gets 0666 & ~umask.
@@ -869,7 +824,7 @@ static void test_atomic_replace(void **state) {
 
 static void test_fileio(void **state) {
   char path[256];
-  path_in(state, "chunks.bin", path, sizeof path);
+  vkp_test_dir_path(state, "chunks.bin", path, sizeof path);
   vkp_error err = {0};
   const void *chunks[4] = {"ab", NULL, "", "cde"};
   size_t sizes[4] = {2, 0, 0, 3};
@@ -895,7 +850,7 @@ static void test_fileio(void **state) {
 
   // Bad chunk: rejected before anything is created or replaced.
   char path2[256];
-  path_in(state, "never.bin", path2, sizeof path2);
+  vkp_test_dir_path(state, "never.bin", path2, sizeof path2);
   const void *bad[1] = {NULL};
   size_t bad_size[1] = {3};
   s = vkp_file_write_atomic(path2, bad, bad_size, 1, &err);
@@ -904,7 +859,7 @@ static void test_fileio(void **state) {
 
   s = vkp_file_read_all(path2, 100, &buf, &len, &err);
   check_err(&err, s, VKP_ERR_IO, path2, "cannot open", NULL, NULL);
-  test_env *env = *state;
+  vkp_test_dir *env = *state;
   s = vkp_file_read_all(env->dir, 100, &buf, &len, &err);
   check_err(&err, s, VKP_ERR_IO, env->dir, "directory", NULL, NULL);
 
@@ -926,5 +881,5 @@ int main(void) {
       cmocka_unit_test(test_writer_rejects), cmocka_unit_test(test_atomic_missing_dir),
       cmocka_unit_test(test_atomic_replace), cmocka_unit_test(test_fileio),
   };
-  return cmocka_run_group_tests(tests, setup_env, teardown_env);
+  return cmocka_run_group_tests(tests, vkp_test_dir_setup, vkp_test_dir_teardown);
 }

@@ -1,10 +1,12 @@
 // vkp_test.c — implementation of the shared test helpers.
 #include "vkp_test.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static vkp_ctx *g_ctx;
 
@@ -203,4 +205,46 @@ void vkp_op_check_run(const vkp_op_check *c) {
     free(host[i]);
     free(dref[i]);
   }
+}
+
+int vkp_test_dir_setup(void **state) {
+  vkp_test_dir *env = calloc(1, sizeof *env);
+  if (!env) return -1;
+  const char *base = getenv("TMPDIR");
+  snprintf(env->dir, sizeof env->dir, "%s/vkp_test_XXXXXX", base && strlen(base) < 40 ? base : "/tmp");
+  if (!mkdtemp(env->dir)) {
+    free(env);
+    return -1;
+  }
+  *state = env;
+  return 0;
+}
+
+// Removes dir and everything below it.
+static void remove_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      if (unlink(p) != 0) remove_tree(p);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+int vkp_test_dir_teardown(void **state) {
+  vkp_test_dir *env = *state;
+  remove_tree(env->dir);
+  free(env);
+  return 0;
+}
+
+const char *vkp_test_dir_path(void **state, const char *name, char *buf, size_t cap) {
+  vkp_test_dir *env = *state;
+  snprintf(buf, cap, "%s/%s", env->dir, name);
+  return buf;
 }

@@ -74,6 +74,16 @@ typedef struct vkp_op_check {
 // L = sum(out * w) (w random) vs central differences of the float64 reference.
 void vkp_op_check_run(const vkp_op_check *c);
 
+// A fresh temporary directory per test, as a CMocka setup/teardown pair: *state points to a
+// vkp_test_dir; teardown removes the directory and everything in it.
+typedef struct vkp_test_dir {
+  char dir[64];
+} vkp_test_dir;
+int vkp_test_dir_setup(void **state);
+int vkp_test_dir_teardown(void **state);
+// dir/name in buf.
+const char *vkp_test_dir_path(void **state, const char *name, char *buf, size_t cap);
+
 // Fixture paths.
 const char *vkp_fixture_path(const char *rel);   // static buffer: VKP_FIXTURES_DIR/rel
 
