@@ -27,6 +27,7 @@
 #include "bench_peft.h"
 #include "vkp_classify.h"
 #include "vkp_device.h"
+#include "vkp_compare.h"
 #include "vkp_graph.h"
 #include "vkp_ops.h"
 #include "vkp_optim.h"
@@ -34,40 +35,14 @@
 #include "vkp_vit.h"
 #include "vkpeft_cli.h"
 
-// The PEFT configs, as in `vkpeft compare` (vision/classify_compare.c): the classifier head trains
-// in every method (the transfer setting), linear_probe trains only the head, full trains all.
-typedef struct method_def {
-  const char *name, *peft;
-  bool in_default;   // part of the default list
-} method_def;
-
-#define MTS "\"modules_to_save\":[\"classifier\"]"
-static const method_def methods[] = {
-    {"full", "[{\"method\":\"full\"}]", true},
-    {"linear_probe", "[{\"method\":\"linear_probe\"," MTS "}]", true},
-    {"lora", "[{\"method\":\"lora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"value\"]," MTS "}]", true},
-    {"rslora", "[{\"method\":\"rslora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"value\"]," MTS "}]", true},
-    {"dora", "[{\"method\":\"dora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"value\"]," MTS "}]", true},
-    {"loha", "[{\"method\":\"loha\",\"r\":8,\"alpha\":8,\"target_modules\":[\"query\",\"value\"]," MTS "}]", true},
-    {"lokr", "[{\"method\":\"lokr\",\"r\":8,\"alpha\":8,\"target_modules\":[\"query\",\"value\"]," MTS "}]", true},
-    {"ia3", "[{\"method\":\"ia3\",\"target_modules\":[\"key\",\"value\",\"output.dense\"],\"feedforward_modules\":[\"output.dense\"]," MTS "}]", true},
-    {"vera", "[{\"method\":\"vera\",\"r\":64,\"target_modules\":[\"query\",\"value\"]," MTS "}]", true},
-    {"houlsby", "[{\"method\":\"bottleneck\",\"bottleneck\":16,\"placement\":\"houlsby\"," MTS "}]", true},
-    {"pfeiffer", "[{\"method\":\"bottleneck\",\"bottleneck\":16,\"placement\":\"pfeiffer\"," MTS "}]", true},
-    {"adaptformer", "[{\"method\":\"adaptformer\",\"bottleneck\":16,\"adapter_scale\":0.1," MTS "}]", true},
-    {"vpt_shallow", "[{\"method\":\"vpt\",\"num_tokens\":10," MTS "}]", true},
-    {"vpt_deep", "[{\"method\":\"vpt\",\"num_tokens\":10,\"deep\":true," MTS "}]", true},
-    {"prefix", "[{\"method\":\"prefix\",\"num_virtual_tokens\":10," MTS "}]", true},
-    {"bitfit", "[{\"method\":\"bitfit\"," MTS "}]", true},
-    {"ln_tuning", "[{\"method\":\"ln_tuning\"," MTS "}]", true},
-    {"masked", "[{\"method\":\"masked\",\"density\":0.02,\"mask\":\"magnitude\",\"target_modules\":[\"query\",\"key\",\"value\",\"intermediate.dense\",\"output.dense\"]," MTS "}]", true},
-    {"hybrid", "[{\"method\":\"lora\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"query\",\"value\"]," MTS "},{\"method\":\"bitfit\"},{\"method\":\"vpt\",\"num_tokens\":5}]", true},
-    // LoRA r 8 / alpha 16 on all six linear layers of every block (the demo's fine-tuning stage,
-    // configs/fashion_lora.json; bench/compare_torch.sh measures the same in PyTorch).
-    {"lora_all", "[{\"method\":\"lora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"key\",\"value\",\"attention.output.dense\",\"intermediate.dense\",\"output.dense\"]," MTS "}]", false},
-};
-#undef MTS
-#define N_METHODS ((int)(sizeof methods / sizeof *methods))
+// The PEFT configs are those of `vkpeft compare` (vision/classify_compare.c). The default list
+// (in this order) is every method but lora_all (LoRA on all six linear layers: the demo's
+// fine-tuning stage, measured against PyTorch by bench/compare_torch.sh).
+static const char *const default_methods[] = {
+    "full",        "linear_probe", "lora",     "rslora",      "dora",   "loha",      "lokr",
+    "ia3",         "vera",         "houlsby",  "pfeiffer",    "adaptformer", "vpt_shallow", "vpt_deep",
+    "prefix",      "bitfit",       "ln_tuning", "masked",     "hybrid"};
+#define N_METHODS vkp_compare_method_count()
 
 typedef struct row {
   const char *method;
@@ -124,7 +99,7 @@ static void usage(FILE *f) {
           "  --config  vit-s: 224/16, hidden 384, 12 layers, 6 heads, MLP 1536, 3 channels, 1000 labels, batch 32\n"
           "            demo:  28/7, hidden 64, 4 layers, 4 heads, MLP 128, 1 channel, 10 labels, batch 64 (default)\n"
           "  --methods default: every method but lora_all; known:");
-  for (int i = 0; i < N_METHODS; i++) fprintf(f, " %s", methods[i].name);
+  for (int i = 0; i < N_METHODS; i++) fprintf(f, " %s", vkp_compare_method_name(i));
   fprintf(f,
           "\n  --json    one JSON object on stdout (the table then goes to stderr)\n"
           "Progress lines go to stderr.\n");
@@ -140,11 +115,6 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
   return true;
 }
 
-static int find_method(const char *name, size_t len) {
-  for (int i = 0; i < N_METHODS; i++)
-    if (strlen(methods[i].name) == len && !strncmp(methods[i].name, name, len)) return i;
-  return -1;
-}
 
 static void vit_config(bool vit_s, vkp_vit_config *c, int *batch) {
   vkp_vit_config_default(c);
@@ -169,9 +139,9 @@ static uint64_t xorshift(uint64_t *s) {
 }
 
 // Measures one method; fills r (r->ok false with r->error on failure).
-static void bench_method(const method_def *md, const vkp_vit_config *vc, int batch, int steps, row *r) {
+static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, row *r) {
   memset(r, 0, sizeof *r);
-  r->method = md->name;
+  r->method = vkp_compare_method_name(method);
   vkp_error err = {0};
   vkp_ctx *ctx = NULL;
   vkp_vit *v = NULL;
@@ -195,7 +165,7 @@ static void bench_method(const method_def *md, const vkp_vit_config *vc, int bat
     fail = vkp_ctx_error(ctx);
     goto done;
   }
-  peft = cJSON_Parse(md->peft);
+  peft = cJSON_Parse(vkp_compare_method_peft(method));
   if (!peft) {
     fail = "internal: bad PEFT config";
     goto done;
@@ -450,10 +420,10 @@ int vkp_bench_peft(int argc, char **argv) {
   if (list) {
     for (const char *p = list; *p;) {
       size_t len = strcspn(p, ",");
-      int m = find_method(p, len);
+      int m = vkp_compare_method_find(p, len);
       if (m < 0 || nsel == 64) {
         fprintf(stderr, "vkpeft bench peft: --methods: unknown method '%.*s' (known:", (int)len, p);
-        for (int k = 0; k < N_METHODS; k++) fprintf(stderr, " %s", methods[k].name);
+        for (int k = 0; k < N_METHODS; k++) fprintf(stderr, " %s", vkp_compare_method_name(k));
         fprintf(stderr, ")\n");
         return VKP_EXIT_BAD_INPUT;
       }
@@ -461,8 +431,8 @@ int vkp_bench_peft(int argc, char **argv) {
       p += len + (p[len] == ',');
     }
   } else {
-    for (int m = 0; m < N_METHODS; m++)
-      if (methods[m].in_default) sel[nsel++] = m;
+    for (size_t k = 0; k < sizeof default_methods / sizeof *default_methods; k++)
+      sel[nsel++] = vkp_compare_method_find(default_methods[k], strlen(default_methods[k]));
   }
   vkp_vit_config vc;
   int def_batch;
@@ -493,7 +463,7 @@ int vkp_bench_peft(int argc, char **argv) {
   for (int k = 0; k < nsel; k++) {
     row *r = &rows[k];
     double t0 = now_s();
-    bench_method(&methods[sel[k]], &vc, (int)batch, (int)steps, r);
+    bench_method(sel[k], &vc, (int)batch, (int)steps, r);
     if (!r->ok) {
       failed++;
       fprintf(stderr, "[%d/%d] %s: FAILED: %s\n", k + 1, nsel, r->method, r->error);

@@ -41,11 +41,15 @@ static const struct { const char *name, *peft; } methods[] = {
 int vkp_compare_method_count(void) { return (int)(sizeof methods / sizeof *methods); }
 const char *vkp_compare_method_name(int i) { return i >= 0 && i < vkp_compare_method_count() ? methods[i].name : NULL; }
 
-static int find_method(const char *name) {
+const char *vkp_compare_method_peft(int i) { return i >= 0 && i < vkp_compare_method_count() ? methods[i].peft : NULL; }
+
+int vkp_compare_method_find(const char *name, size_t len) {
   for (int i = 0; i < vkp_compare_method_count(); i++)
-    if (!strcmp(methods[i].name, name)) return i;
+    if (strlen(methods[i].name) == len && !strncmp(methods[i].name, name, len)) return i;
   return -1;
 }
+
+static int find_method(const char *name) { return vkp_compare_method_find(name, strlen(name)); }
 
 vkp_status vkp_compare_run(const cJSON *base_cfg, const char *const *only, int n_only, bool quiet, vkp_compare_row *rows,
                            int *n_rows, vkp_error *err) {

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vkp_status.h"
@@ -17,6 +18,10 @@ typedef struct vkp_compare_row {
 
 int vkp_compare_method_count(void);
 const char *vkp_compare_method_name(int i);
+// The `peft` list (JSON text) method i trains; the head trains in every method but full.
+const char *vkp_compare_method_peft(int i);
+// Index of a method name (the first len characters of name), or -1.
+int vkp_compare_method_find(const char *name, size_t len);
 // Trains `base_cfg` (a resolved classification config; its peft list is replaced) once per method
 // (all, or the n_only names given) into <output_dir>/<method>/. rows needs room for every method.
 vkp_status vkp_compare_run(const cJSON *base_cfg, const char *const *only, int n_only, bool quiet, vkp_compare_row *rows,
