@@ -21,8 +21,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/attention.h"
 
 #define ATTN_DMAX 160   // largest DV variant

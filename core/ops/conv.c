@@ -20,8 +20,8 @@
 // implicit-GEMM kernel would remove it and is the next step if memory becomes the limit.
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/conv.h"
 
 // params.i: 0 KH, 1 KW, 2 stride, 3 pad, 4 OH, 5 OW. The image geometry (C, H, W) comes from x

@@ -1,8 +1,8 @@
 // copy.c — contiguous copies of views, concatenation, slice gradients, dtype casts.
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/elementwise.h"
 
 // ---- launch (shared with elementwise.c) ----------------------------------------------------
@@ -128,7 +128,6 @@ static void pad_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 }
 static const vkp_op_def op_pad = {"slice_grad", pad_record, pad_backward};
 
-vkp_tensor *vkp_pad_slice_grad(vkp_graph *g, vkp_tensor *grad, const vkp_tensor *full, int dim, int64_t start);
 vkp_tensor *vkp_pad_slice_grad(vkp_graph *g, vkp_tensor *grad, const vkp_tensor *full, int dim, int64_t start) {
   if (!grad) return NULL;
   vkp_tensor *t = vkp_node_new(g, &op_pad, VKP_DTYPE_F32, full->ndim, full->shape, &grad, 1);

@@ -3,8 +3,8 @@
 // step the host changes the seed. The backward applies the same map to the gradient.
 #include <math.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/dropout.h"
 
 // params: f[0] p, i[1] salt

@@ -1,8 +1,8 @@
 // elementwise.c — broadcasting binary ops, pointwise unary maps, fill, in-place accumulate.
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/elementwise.h"
 
 // copy.c: the launch of every kernel of the family (one block of items per workgroup) and a

@@ -3,8 +3,8 @@
 // table is read in place (no f32 copy); only an f32 table can be trained. The backward
 // adds rows of the output gradient into the table gradient with float atomics
 // (shaderBufferFloat32AtomicAdd); devices without them fail at build time with VKP_ERR_UNSUPPORTED.
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/elementwise.h"
 #include "../../shaders/push/embedding.h"
 

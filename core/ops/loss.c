@@ -14,8 +14,8 @@
 // its gradient are 0 (PyTorch returns NaN), so one all-padding batch cannot poison training.
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/loss.h"
 
 static vkp_status noop_record(vkp_recorder *rec, const vkp_tensor *t) {

@@ -30,8 +30,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/matmul.h"
 
 #define VKP_MM_K_CHUNK 16384   // longest K range one dispatch handles (loop-length cap)

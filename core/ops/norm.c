@@ -21,8 +21,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/norm.h"
 
 // params: i[0] flags (VKP_NORM_HAS_*), f[1] eps, i[2] kind, i[3] groups

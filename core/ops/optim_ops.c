@@ -4,8 +4,8 @@
 // only their device addresses.
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/optim.h"
 
 // Node params: u64 table, u64 chunks, u64 hparams, u32 n_chunks, u32 kind (0 AdamW, 1 SGD).

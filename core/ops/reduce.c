@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/reduce_sum.h"
 
 // ---- geometry and plan ----------------------------------------------------------------------

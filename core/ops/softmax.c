@@ -3,8 +3,8 @@
 // softmax, dx = dy - exp(y) * sum(dy) for log_softmax.
 #include <string.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/softmax.h"
 
 // params.i[0] = VKP_SOFTMAX / VKP_LOG_SOFTMAX

@@ -1,6 +1,6 @@
 // sparse.c — base + scatter(values at unique flat indices): the weight of masked (sparse) tuning.
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/sparse.h"
 
 static vkp_status sparse_record(vkp_recorder *rec, const vkp_tensor *t) {

@@ -2,8 +2,8 @@
 // embedding_dim, flip_sin_to_cos, downscale_freq_shift, scale=1, max_period).
 #include <math.h>
 
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/timestep.h"
 
 // params: i[0] dim, i[1] flip, f[2] downscale_freq_shift, f[3] max_period

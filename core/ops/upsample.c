@@ -1,6 +1,6 @@
 // upsample.c — nearest-neighbour 2x upsampling (diffusers Upsample2D) and its backward.
-#include "../vkp_op.h"
-#include "../vkp_ops.h"
+#include "vkp_op.h"
+#include "vkp_ops.h"
 #include "../../shaders/push/upsample.h"
 
 // params.i[0]: 0 forward (x -> 2x), 1 backward (dy -> dx: sums of 2x2 blocks)

@@ -15,11 +15,9 @@ vkp_status vkp_model_new(vkp_ctx *ctx, vkp_model **out) {
   return VKP_OK;
 }
 
-void vkp_peft_free_all(vkp_model *m);   // peft.c
-
 void vkp_model_free(vkp_model *m) {
   if (!m) return;
-  vkp_peft_free_all(m);
+  if (m->peft_free) m->peft_free(m);   // adapters first: they refer to modules and params
   for (int i = 0; i < m->nparams; i++) {
     vkp_buffer_free(m->params[i]->buf);
     free(m->params[i]->name);

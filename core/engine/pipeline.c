@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "vkp_fileio.h"
-#include "vkp_internal.h"
+#include "engine_internal.h"
 
 static const vkp_shader_blob *find_blob(const char *name) {
   for (size_t i = 0; i < vkp_shader_blob_count; i++)

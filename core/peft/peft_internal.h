@@ -56,4 +56,7 @@ float vkp_slot_scale(const vkp_adapter_slot *s);
 // re-freezes the base parameters it unfroze (unless another adapter trains them) and frees it.
 void vkp_peft_discard(vkp_model *m, vkp_adapter *a);
 
+// Frees the PEFT state of a model (installed as vkp_model.peft_free).
+void vkp_peft_free_all(vkp_model *m);
+
 #endif

@@ -58,6 +58,7 @@ typedef struct vkp_model {
   vkp_module **modules;
   int nmodules, modules_cap;
   vkp_peft *peft;                // adapters attached to this model (NULL = none)
+  void (*peft_free)(struct vkp_model *m);   // set by the PEFT layer: frees `peft` and the slots
   bool training;                 // dropout active
   vkp_graph *graph;              // graph being built (vkp_model_begin_graph)
   vkp_error err;

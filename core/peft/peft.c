@@ -374,6 +374,7 @@ vkp_status vkp_peft_attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t se
   *out = NULL;
   if (!m->peft) {
     if (!(m->peft = calloc(1, sizeof *m->peft))) return VKP_ERR_OOM;
+    m->peft_free = vkp_peft_free_all;
     vkp_model_set_trainable(m, false);   // the first adapter freezes the base
   }
   for (int i = 0; i < m->peft->n; i++)

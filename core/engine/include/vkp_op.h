@@ -26,8 +26,6 @@ vkp_tensor *vkp_node_new(vkp_graph *g, const vkp_op_def *op, vkp_dtype dtype, in
                          vkp_tensor *const *srcs, int nsrc);
 // True if any argument is NULL (used by builders to pass NULL through).
 bool vkp_any_null(vkp_tensor *const *ts, int n);
-// Adds `g` to t->grad (creating it, or an add node). Ignored when t does not require grad.
-void vkp_grad_accumulate(vkp_graph *gr, vkp_tensor *t, vkp_tensor *g);
 // Fills contiguous strides for shape.
 void vkp_strides_contiguous(int ndim, const int64_t *shape, int64_t *stride);
 // Right-aligns a tensor's shape/strides into 4 dims (leading dims 1, stride 0).

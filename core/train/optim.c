@@ -10,7 +10,7 @@
 #include "vkp_ops.h"
 #include "vkp_optim.h"
 #include "vkp_safetensors.h"
-#include "../shaders/push/optim.h"
+#include "../../shaders/push/optim.h"
 
 // From core/ops/optim_ops.c.
 vkp_tensor *vkp_optim_append_nodes(vkp_graph *g, uint64_t table, uint64_t chunks, uint32_t n_chunks,

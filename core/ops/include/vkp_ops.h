@@ -7,6 +7,32 @@
 
 #include "vkp_graph.h"
 
+// ---- views and copies (core/ops/views.c, core/ops/copy.c) -----------------------------------
+// Views share storage with their source (no copy).
+vkp_tensor *vkp_reshape(vkp_graph *g, vkp_tensor *t, int ndim, const int64_t *shape);  // -1 infers one dim
+vkp_tensor *vkp_permute(vkp_graph *g, vkp_tensor *t, const int *perm);                 // out dim i = in dim perm[i]
+vkp_tensor *vkp_transpose(vkp_graph *g, vkp_tensor *t, int d0, int d1);
+vkp_tensor *vkp_slice(vkp_graph *g, vkp_tensor *t, int dim, int64_t start, int64_t len);
+// Same values, no gradient flows back through it (torch's .detach()).
+vkp_tensor *vkp_detach(vkp_graph *g, vkp_tensor *t);
+// Copies.
+vkp_tensor *vkp_contiguous(vkp_graph *g, vkp_tensor *t);   // returns t itself when already contiguous
+vkp_tensor *vkp_concat(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int dim);
+
+// Gradient of a slice: grad placed at [start, start+len) of dim in zeros shaped like `full`.
+vkp_tensor *vkp_pad_slice_grad(vkp_graph *g, vkp_tensor *grad, const vkp_tensor *full, int dim, int64_t start);
+
+// ---- autograd (core/ops/autograd.c) ---------------------------------------------------------
+// Appends gradient nodes of `loss` (a scalar) for each of params[0..n) (marked trainable) and
+// returns them in grads[i] (NULL when loss does not depend on params[i]). Nothing is created for
+// tensors that are not on a path from a trainable tensor to the loss. The seed gradient is
+// vkp_step_scalars.loss_scale.
+vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const *params, int n, vkp_tensor **grads);
+
+// For op implementations: adds `g` to t->grad (creating it, or an add node). Ignored when t
+// does not require grad.
+void vkp_grad_accumulate(vkp_graph *gr, vkp_tensor *t, vkp_tensor *g);
+
 // ---- elementwise (core/ops/elementwise.c) ---------------------------------------------------
 // Broadcasting follows numpy: shapes right-aligned, dims of size 1 stretch.
 vkp_tensor *vkp_add(vkp_graph *g, vkp_tensor *a, vkp_tensor *b);

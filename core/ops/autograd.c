@@ -1,7 +1,7 @@
-// backward.c — reverse-mode autodiff over the graph (vkp_graph_backward).
+// autograd.c — reverse-mode autodiff over the graph (vkp_graph_backward).
 #include <stdlib.h>
 
-#include "graph_internal.h"
+#include "vkp_op.h"
 #include "vkp_ops.h"
 
 void vkp_grad_accumulate(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
@@ -14,35 +14,35 @@ void vkp_grad_accumulate(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 }
 
 // Collects the nodes reachable from `loss` in topological order (sources first).
-static vkp_status collect(vkp_tensor *loss, vkp_ptr_list *out) {
-  vkp_ptr_list stack = {0};
+static vkp_status collect(vkp_tensor *loss, vkp_tensor_list *out) {
+  vkp_tensor_list stack = {0};
   vkp_status st = VKP_OK;
   // Mark with a visit flag kept in last_use (reset afterwards): 1 = on stack/visited.
   loss->last_use = 1;
-  st = vkp_list_push(&stack, loss);
+  st = vkp_vec_push(&stack, loss);
   while (st == VKP_OK && stack.n) {
     vkp_tensor *t = stack.v[stack.n - 1];
     bool pushed = false;
     for (int i = 0; i < t->nsrc && !pushed; i++)
       if (t->src[i]->last_use != 1) {
         t->src[i]->last_use = 1;
-        st = vkp_list_push(&stack, t->src[i]);
+        st = vkp_vec_push(&stack, t->src[i]);
         pushed = true;
       }
     if (pushed) continue;
     stack.n--;
-    st = vkp_list_push(out, t);
+    st = vkp_vec_push(out, t);
   }
   free(stack.v);
   return st;
 }
 
 vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const *params, int n, vkp_tensor **grads) {
-  if (g->err.status != VKP_OK) return g->err.status;
+  if (vkp_graph_status(g) != VKP_OK) return vkp_graph_status(g);
   if (!loss) return vkp_graph_fail(g, VKP_ERR_INVALID, "backward: loss is NULL");
   if (vkp_tensor_numel(loss) != 1)
     return vkp_graph_fail(g, VKP_ERR_SHAPE, "backward: loss '%s' is not a scalar", loss->name);
-  vkp_ptr_list topo = {0};
+  vkp_tensor_list topo = {0};
   if (collect(loss, &topo) != VKP_OK) return vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
   for (int32_t i = 0; i < topo.n; i++) {
     topo.v[i]->last_use = -1;
@@ -72,5 +72,5 @@ vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const 
   for (int i = 0; i < n; i++) grads[i] = params[i] ? params[i]->grad : NULL;
   for (int32_t i = 0; i < topo.n; i++) topo.v[i]->grad = NULL;
   free(topo.v);
-  return g->err.status;
+  return vkp_graph_status(g);
 }

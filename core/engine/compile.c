@@ -16,8 +16,8 @@ static vkp_tensor *owner(const vkp_tensor *t) { return t->view_src ? t->view_src
 // Depth-first post-order from t (sources first). Iterative, so deep graphs cannot overflow the stack.
 static vkp_status schedule(vkp_graph *g, vkp_tensor *root) {
   if (root->order >= 0) return VKP_OK;
-  vkp_ptr_list stack = {0};
-  vkp_status st = vkp_list_push(&stack, root);
+  vkp_tensor_list stack = {0};
+  vkp_status st = vkp_vec_push(&stack, root);
   root->order = -2;   // on stack
   while (st == VKP_OK && stack.n > 0) {
     vkp_tensor *t = stack.v[stack.n - 1];
@@ -26,7 +26,7 @@ static vkp_status schedule(vkp_graph *g, vkp_tensor *root) {
       vkp_tensor *s = t->src[i];
       if (s->order == -1) {
         s->order = -2;
-        st = vkp_list_push(&stack, s);
+        st = vkp_vec_push(&stack, s);
         pushed = true;
       }
     }
@@ -34,7 +34,7 @@ static vkp_status schedule(vkp_graph *g, vkp_tensor *root) {
     stack.n--;
     if (t->op) {
       t->order = g->order.n;
-      if (vkp_list_push(&g->order, t) != VKP_OK) st = VKP_ERR_OOM;
+      if (vkp_vec_push(&g->order, t) != VKP_OK) st = VKP_ERR_OOM;
     } else {
       t->order = 0;   // leaves are available from the start
     }
@@ -122,7 +122,7 @@ static bool planned_storage(const vkp_tensor *o) { return o->kind != VKP_TENSOR_
 
 static vkp_status plan_memory(vkp_graph *g) {
   planner p = {.seg = g->segment};
-  vkp_ptr_list *ord = &g->order;
+  vkp_tensor_list *ord = &g->order;
   // Liveness: last use of every storage owner.
   for (int32_t i = 0; i < ord->n; i++) {
     vkp_tensor *t = ord->v[i];

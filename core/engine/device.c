@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vkp_internal.h"
+#include "engine_internal.h"
 
 #define VKP_VALIDATION_LAYER "VK_LAYER_KHRONOS_validation"
 

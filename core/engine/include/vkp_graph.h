@@ -21,6 +21,7 @@
 
 #include "vkp_device.h"
 #include "vkp_dtype.h"
+#include "vkp_vec.h"
 
 #define VKP_MAX_DIMS 4
 #define VKP_MAX_SRC 8
@@ -30,6 +31,7 @@
 typedef struct vkp_graph vkp_graph;
 typedef struct vkp_tensor vkp_tensor;
 typedef struct vkp_op_def vkp_op_def;
+typedef VKP_VEC(vkp_tensor *) vkp_tensor_list;   // a growable list of tensor pointers
 
 typedef enum vkp_tensor_kind {
   VKP_TENSOR_INTERMEDIATE = 0,  // produced by an op; memory planned by the compiler
@@ -100,27 +102,10 @@ uint64_t vkp_tensor_nbytes(const vkp_tensor *t);
 bool vkp_tensor_is_contiguous(const vkp_tensor *t);
 bool vkp_tensor_same_shape(const vkp_tensor *a, const vkp_tensor *b);
 
-// Views (no copy; share storage with their source).
-vkp_tensor *vkp_reshape(vkp_graph *g, vkp_tensor *t, int ndim, const int64_t *shape);  // -1 infers one dim
-vkp_tensor *vkp_permute(vkp_graph *g, vkp_tensor *t, const int *perm);                 // out dim i = in dim perm[i]
-vkp_tensor *vkp_transpose(vkp_graph *g, vkp_tensor *t, int d0, int d1);
-vkp_tensor *vkp_slice(vkp_graph *g, vkp_tensor *t, int dim, int64_t start, int64_t len);
-// Same values, no gradient flows back through it (torch's .detach()).
-vkp_tensor *vkp_detach(vkp_graph *g, vkp_tensor *t);
-// Copies.
-vkp_tensor *vkp_contiguous(vkp_graph *g, vkp_tensor *t);   // returns t itself when already contiguous
-vkp_tensor *vkp_concat(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int dim);
-
 // Roots: outputs are kept and readable; expanded tensors are computed for their side effects (in
 // expansion order: in-place updates of external tensors run after everything expanded before).
 void vkp_graph_output(vkp_graph *g, vkp_tensor *t);
 void vkp_graph_expand(vkp_graph *g, vkp_tensor *t);
-
-// Appends gradient nodes of `loss` (a scalar) for each of params[0..n) (marked trainable) and
-// returns them in grads[i] (NULL when loss does not depend on params[i]). Nothing is created for
-// tensors that are not on a path from a trainable tensor to the loss. The seed gradient is
-// vkp_step_scalars.loss_scale.
-vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const *params, int n, vkp_tensor **grads);
 
 vkp_status vkp_graph_compile(vkp_graph *g);
 vkp_status vkp_graph_set_input(vkp_graph *g, vkp_tensor *t, const void *data, uint64_t bytes);

@@ -2,7 +2,7 @@
 #ifndef VKP_GRAPH_INTERNAL_H
 #define VKP_GRAPH_INTERNAL_H
 
-#include "vkp_internal.h"
+#include "engine_internal.h"
 #include "vkp_op.h"
 
 #define VKP_TENSOR_CHUNK 256
@@ -12,22 +12,17 @@ typedef struct vkp_tensor_chunk {
   vkp_tensor t[VKP_TENSOR_CHUNK];
 } vkp_tensor_chunk;
 
-typedef struct vkp_ptr_list {
-  vkp_tensor **v;
-  int32_t n, cap;
-} vkp_ptr_list;
-
 struct vkp_graph {
   vkp_ctx *ctx;
   vkp_tensor_chunk *chunks;      // tensor storage (owned)
   int32_t chunk_used;            // tensors used in the head chunk
   int32_t next_id;
-  vkp_ptr_list roots;            // in expansion order
+  vkp_tensor_list roots;            // in expansion order
   vkp_error err;                 // first build error
 
   // compiled state
   bool compiled;
-  vkp_ptr_list order;            // execution order (op nodes only)
+  vkp_tensor_list order;            // execution order (op nodes only)
   vkp_buffer **arena;            // intermediates + inputs: n_arena segments (owned)
   int n_arena;
   uint64_t segment;              // bytes per arena segment (the last may be smaller)
@@ -38,7 +33,5 @@ struct vkp_graph {
   uint32_t *query_node;          // profiling: node index per timestamp pair
   uint32_t query_count;
 };
-
-vkp_status vkp_list_push(vkp_ptr_list *l, vkp_tensor *t);
 
 #endif
