@@ -1,6 +1,8 @@
-// attention.glsl — bodies of the fused attention kernels. Each attention_<kernel>_d<DV>.comp
-// defines DV (head-dim capacity: 16, 32, 64, 128 or 160 — SD 1.5 uses 40, 80, 160; the host
-// picks the smallest DV >= D) and one of ATTN_FWD, ATTN_DQ, ATTN_DKV, then includes this file.
+#version 450
+// attention.glsl — bodies of the fused attention kernels. Each attention_<kernel>_d<DV> row of
+// variants.cmake compiles this file with -D: DV (head-dim capacity: 16, 32, 64, 128 or 160 —
+// SD 1.5 uses 40, 80, 160; the host picks the smallest DV >= D) and one of ATTN_FWD, ATTN_DQ,
+// ATTN_DKV.
 //
 // Layout: one invocation owns one row — a query row (forward, dQ) or a key row (dK/dV) — and
 // keeps that row's operands and accumulators in registers. The rows of the other side stream past
@@ -18,6 +20,9 @@
 #extension GL_KHR_shader_subgroup_shuffle : require
 #include "common.glsl"
 #include "push/attention.h"
+#if !defined(DV) || !(defined(ATTN_FWD) || defined(ATTN_DQ) || defined(ATTN_DKV))
+#error "attention.glsl: define DV and one of ATTN_FWD, ATTN_DQ, ATTN_DKV"
+#endif
 layout(local_size_x = 64) in;
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer U64Buf { uint64_t v[]; };
 

@@ -1,10 +1,11 @@
+#version 450
 // binary.glsl — body of the binary kernels: broadcasting add/sub/mul/div into a contiguous output
 // (in-place accumulation is an add with b = dst). A loop over one block of the collapsed 4-D
 // output per workgroup (push/elementwise.h): vec4 loads and stores when VKP_EW_F_VEC4, else
 // scalars; a 1-D loop (dims 0-2 of size 1) needs no coordinates, a 4-D one advances them with
-// carries (no division inside the loop). Each op has its own shader (binary_<op>.comp defines
-// VKP_BINARY_OP): lavapipe runs a switch on a push constant as masked code for every case (a
-// division per element even for an add).
+// carries (no division inside the loop). Each op has its own shader (a binary_<op> row of
+// variants.cmake sets VKP_BINARY_OP): lavapipe runs a switch on a push constant as masked code
+// for every case (a division per element even for an add).
 #include "common.glsl"
 #include "push/elementwise.h"
 #include "elementwise_index.glsl"

@@ -1,7 +1,8 @@
+#version 450
 // matmul_tile.glsl — register-blocked C = op(A)·op(B) for the common contiguous layouts, reading
 // the operands in place (the "direct" path of core/ops/matmul.c: products too small for the
-// packed path's two extra passes), shared by matmul_nn*.comp, matmul_nt*.comp and
-// matmul_tn.comp. Before including, define one of
+// packed path's two extra passes), compiled by the matmul_nn*, matmul_nt* and matmul_tn rows of
+// variants.cmake, which define (-D) one of
 //   MM_NN  A (M,K) row-major, B (K,N) row-major      (x @ W, dX = dY @ W of nn.Linear)
 //   MM_NT  A (M,K) row-major, B (N,K) row-major      (x @ W^T: nn.Linear forward)
 //   MM_TN  A (K,M) row-major, B (K,N) row-major      (A^T @ B: weight gradients)
@@ -30,6 +31,9 @@
 #include "matmul_load.glsl"
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer U64Buf { uint64_t v[]; };
 layout(local_size_x = 64) in;
+#if !(defined(MM_NN) || defined(MM_NT) || defined(MM_TN)) || !defined(TM) || !defined(TP) || !defined(UJ)
+#error "matmul_tile.glsl: define one of MM_NN, MM_NT, MM_TN, and TM, TP, UJ"
+#endif
 
 #if defined(MM_NN) || defined(MM_TN)
 #define TC (2 * TP)   // B pairs run along n: two columns per load

@@ -1,9 +1,10 @@
+#version 450
 // unary.glsl — body of the unary kernels: activations and pointwise maps, forward (out = f(a))
 // and backward (out = b * f'(a), b the upstream gradient). Operands are contiguous: a 1-D loop
 // over one block per workgroup, on vec4s when VKP_EW_F_VEC4 (every address 16-byte aligned),
-// else on floats. Each op has its own shader (unary_<op>.comp defines VKP_UNARY_OP): lavapipe
-// runs a switch on a push constant as masked code for every case, so a generic kernel would pay
-// for all of them.
+// else on floats. Each op has its own shader (a unary_<op> row of variants.cmake sets
+// VKP_UNARY_OP): lavapipe runs a switch on a push constant as masked code for every case, so a
+// generic kernel would pay for all of them.
 #include "common.glsl"
 #include "push/elementwise.h"
 #include "elementwise_index.glsl"

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "cli_model.h"
-#include "vkp_classify.h"
 #include "vkpeft_cli.h"
 
 static int usage(void) {
@@ -33,36 +32,12 @@ int cmd_eval(int argc, char **argv) {
   vkp_error err = {0};
   vkp_ctx *ctx = NULL;
   if (vkp_ctx_new(NULL, &ctx, &err)) return vkp_cli_fail("eval", err.status, err.msg);
-  vkp_vit *v = NULL;
-  vkp_data_transform tf;
-  vkp_dataset *ds = NULL;
-  vkp_eval_result res = {0};
-  const char *names[256];
-  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, &tf, &err);
-  for (int c = 0; !st && c < v->cfg.num_labels; c++) names[c] = v->cfg.labels[c];
-  if (!st) st = vkp_classify_load_source(data, v->cfg.num_channels, v->cfg.image_size, NULL, 0, &ds, &err);
-  if (!st) st = vkp_classify_evaluate(v, ds, NULL, 0, &tf, batch, &res, &err);
-  if (!st && json) {
-    printf("{\"images\": %lld, \"accuracy\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"per_class\": [", (long long)res.count,
-           res.accuracy, res.top5, res.loss);
-    for (int c = 0; c < res.n_classes; c++)
-      printf("%s{\"class\": \"%s\", \"precision\": %.6f, \"recall\": %.6f}", c ? ", " : "", c < ds->n_classes ? ds->class_names[c] : names[c],
-             res.precision[c], res.recall[c]);
-    printf("]}\n");
-  } else if (!st) {
-    printf("%s: %lld images\naccuracy %.2f%%  top-5 %.2f%%  loss %.4f\n\n%-20s %9s %9s\n", data, (long long)res.count,
-           100 * res.accuracy, 100 * res.top5, res.loss, "class", "precision", "recall");
-    for (int c = 0; c < res.n_classes; c++)
-      printf("%-20s %8.2f%% %8.2f%%\n", c < ds->n_classes ? ds->class_names[c] : names[c], 100 * res.precision[c], 100 * res.recall[c]);
-    printf("\nconfusion matrix (rows: true class, columns: predicted)\n");
-    for (int a = 0; a < res.n_classes; a++) {
-      for (int b = 0; b < res.n_classes; b++) printf("%6lld", (long long)res.confusion[a * res.n_classes + b]);
-      printf("\n");
-    }
-  }
-  vkp_eval_result_free(&res);
-  vkp_dataset_free(ds);
-  vkp_vit_free(v);
+  vkp_loaded_model lm = {0};
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &lm, &err);
+  if (!st && !lm.family->eval)
+    st = vkp_error_set(&err, VKP_ERR_UNSUPPORTED, "%s: %s models have no evaluation", cm.model_dir, lm.family->name);
+  if (!st) st = lm.family->eval(&lm, &(vkp_eval_request){.data = data, .batch = batch, .json = json}, &err);
+  vkp_loaded_model_free(&lm);
   vkp_ctx_free(ctx);
   return st ? vkp_cli_fail("eval", st, err.msg) : VKP_EXIT_OK;
 }

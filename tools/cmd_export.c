@@ -1,5 +1,5 @@
-// cmd_export.c — `vkpeft export --model DIR --adapter DIR... --merge --output DIR`: a standalone HF
-// ViT checkpoint with the adapters folded into the weights.
+// cmd_export.c — `vkpeft export --model DIR --adapter DIR... --merge --output DIR`: a standalone
+// checkpoint (HF layout of the model's family) with the adapters folded into the weights.
 #include <stdio.h>
 #include <string.h>
 
@@ -8,7 +8,7 @@
 
 static int usage(void) {
   fprintf(stderr, "usage: vkpeft export --model DIR --adapter DIR[:scale]... --merge --output DIR\n"
-                  "  Writes config.json, model.safetensors and preprocessor_config.json with the adapters merged.\n");
+                  "  Writes the checkpoint folder (config.json, weights, preprocessing) with the adapters merged.\n");
   return VKP_EXIT_BAD_INPUT;
 }
 
@@ -26,13 +26,11 @@ int cmd_export(int argc, char **argv) {
   vkp_error err = {0};
   vkp_ctx *ctx = NULL;
   if (vkp_ctx_new(NULL, &ctx, &err)) return vkp_cli_fail("export", err.status, err.msg);
-  vkp_vit *v = NULL;
-  vkp_data_transform tf;
-  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, &tf, &err);
-  if (!st) st = vkp_vit_save(v, output, &err);
-  if (!st) st = vkp_preprocess_save(&tf, v->cfg.num_channels, output, &err);
+  vkp_loaded_model lm = {0};
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &lm, &err);
+  if (!st) st = lm.family->save(&lm, output, &err);
   if (!st) printf("exported %s (%d adapter%s merged)\n", output, cm.n_adapters, cm.n_adapters == 1 ? "" : "s");
-  vkp_vit_free(v);
+  vkp_loaded_model_free(&lm);
   vkp_ctx_free(ctx);
   return st ? vkp_cli_fail("export", st, err.msg) : VKP_EXIT_OK;
 }

@@ -48,15 +48,14 @@ int cmd_info(int argc, char **argv) {
   vkp_error err = {0};
   vkp_ctx *ctx = NULL;
   if (vkp_ctx_new(NULL, &ctx, &err)) return vkp_cli_fail("info", err.status, err.msg);
-  vkp_vit *v = NULL;
-  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, NULL, &err);
+  vkp_loaded_model lm = {0};
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &lm, &err);
   if (!st) {
-    const vkp_vit_config *c = &v->cfg;
-    printf("%s: ViTForImageClassification, image %d, patch %d, %d channels, hidden %d, %d layers, %d heads, MLP %d, %d labels\n",
-           cm.model_dir, c->image_size, c->patch_size, c->num_channels, c->hidden_size, c->num_hidden_layers,
-           c->num_attention_heads, c->intermediate_size, c->num_labels);
-    for (int i = 0; i < vkp_peft_count(v->model); i++) {
-      const vkp_peft_config *pc = vkp_adapter_config(vkp_peft_get(v->model, i));
+    char line[512];
+    lm.family->describe(&lm, line, sizeof line);
+    printf("%s: %s\n", cm.model_dir, line);
+    for (int i = 0; i < vkp_peft_count(lm.model); i++) {
+      const vkp_peft_config *pc = vkp_adapter_config(vkp_peft_get(lm.model, i));
       printf("adapter %s (%s): %s", cm.adapters[i], pc->name, vkp_peft_method_name(pc->method));
       if (pc->method == VKP_PEFT_LORA)
         printf("%s%s r=%d alpha=%g", pc->use_rslora ? " rsLoRA" : "", pc->use_dora ? " DoRA" : "", pc->r, pc->alpha);
@@ -65,11 +64,11 @@ int cmd_info(int argc, char **argv) {
       if (pc->target_regex) printf(" /%s/", pc->target_regex);
       printf("\n");
     }
-    vkp_peft_report r = vkp_peft_get_report(v->model);
+    vkp_peft_report r = vkp_peft_get_report(lm.model);
     printf("parameters: %lld in the base model, %lld in adapters (%.1f KiB), %lld trainable\n", (long long)r.total_params,
            (long long)r.adapter_params, (double)r.adapter_bytes / 1024.0, (long long)r.trainable_params);
   }
-  vkp_vit_free(v);
+  vkp_loaded_model_free(&lm);
   vkp_ctx_free(ctx);
   return st ? vkp_cli_fail("info", st, err.msg) : VKP_EXIT_OK;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli_model.h"
+#include "vkp_vision_family.h"
 #include "vkp_classify.h"
 #include "vkpeft_cli.h"
 
@@ -31,9 +32,15 @@ int cmd_predict(int argc, char **argv) {
   vkp_error err = {0};
   vkp_ctx *ctx = NULL;
   if (vkp_ctx_new(NULL, &ctx, &err)) return free(files), vkp_cli_fail("predict", err.status, err.msg);
-  vkp_vit *v = NULL;
-  vkp_data_transform tf;
-  vkp_status st = vkp_cli_model_load(ctx, &cm, &v, &tf, &err);
+  vkp_loaded_model lm = {0};
+  vkp_status st = vkp_cli_model_load(ctx, &cm, &lm, &err);
+  if (!st && lm.family != &vkp_family_vit)
+    st = vkp_error_set(&err, VKP_ERR_UNSUPPORTED, "%s: predict classifies images: %s models are not image classifiers",
+                       cm.model_dir, lm.family->name);
+  vkp_vit *v = st ? NULL : ((vkp_vit_handle *)lm.impl)->vit;
+  vkp_data_transform tf = st ? (vkp_data_transform){0} : ((vkp_vit_handle *)lm.impl)->tf;
+  if (!st && ((vkp_vit_handle *)lm.impl)->tf_default)
+    fprintf(stderr, "vkpeft: no preprocessor_config.json beside the model or adapter: pixels are only scaled to [0, 1]\n");
   int C = v ? v->cfg.num_channels : 0, S = v ? v->cfg.image_size : 0;
   float *pixels = v ? malloc((size_t)n * C * S * S * sizeof *pixels) : NULL;
   for (int i = 0; i < n && !st; i++) {
@@ -56,7 +63,7 @@ int cmd_predict(int argc, char **argv) {
     printf("\n");
   }
   free(cls), free(probs), free(pixels), free(files);
-  vkp_vit_free(v);
+  vkp_loaded_model_free(&lm);
   vkp_ctx_free(ctx);
   return st ? vkp_cli_fail("predict", st, err.msg) : VKP_EXIT_OK;
 }

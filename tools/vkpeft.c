@@ -31,6 +31,7 @@ int vkp_cli_fail(const char *cmd, int status, const char *message) {
     case VKP_ERR_IO:
     case VKP_ERR_FORMAT:
     case VKP_ERR_SHAPE:
+    case VKP_ERR_UNSUPPORTED:
     case VKP_ERR_NOT_FOUND: return VKP_EXIT_BAD_INPUT;
     default: return VKP_EXIT_FAIL;
   }

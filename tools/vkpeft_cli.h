@@ -19,7 +19,7 @@ int cmd_info(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
 // Prints "vkpeft <cmd>: <message>" to stderr and returns the exit status for `status`
-// (2 for input errors: invalid, io, format, shape, not found; 1 otherwise).
+// (2 for input errors: invalid, io, format, shape, not found, unsupported; 1 otherwise).
 int vkp_cli_fail(const char *cmd, int status, const char *message);
 
 #endif

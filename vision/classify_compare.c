@@ -10,6 +10,7 @@
 #include "vkp_compare.h"
 #include "vkp_config.h"
 #include "vkp_fileio.h"
+#include "vkp_json.h"
 #include "vkp_plot.h"
 #include "vkp_png.h"
 
@@ -125,13 +126,9 @@ vkp_status vkp_compare_write(const char *out_dir, const char *title, const vkp_c
     cJSON_AddNumberToObject(r, "seconds", rows[i].seconds);
     cJSON_AddItemToArray(arr, r);
   }
-  char *text = cJSON_Print(arr);
-  cJSON_Delete(arr);
   snprintf(path, sizeof path, "%s/compare.json", out_dir);
-  chunks[0] = text;
-  sizes[0] = text ? strlen(text) : 0;
-  if (!st && text) st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
-  free(text);
+  if (!st) st = vkp_json_write_atomic(path, arr, err);
+  cJSON_Delete(arr);
   // Accuracy vs trainable parameters.
   vkp_scatter_point *pts = calloc((size_t)n, sizeof *pts);
   for (int i = 0; i < n && pts; i++)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vkp_classify.h"
+#include "vkp_metrics.h"
 
 typedef struct infer_graph {
   vkp_graph *g;
@@ -127,12 +128,14 @@ vkp_status vkp_classify_evaluate(vkp_vit *v, const vkp_dataset *ds, const size_t
     out->accuracy = (double)correct / (double)n;
     out->top5 = (double)correct5 / (double)n;
     out->loss = loss / (double)n;
-    for (int c = 0; c < classes; c++) {
-      int64_t tp = out->confusion[(size_t)c * classes + c], pred = 0, actual = 0;
-      for (int k = 0; k < classes; k++) pred += out->confusion[(size_t)k * classes + c], actual += out->confusion[(size_t)c * classes + k];
-      out->precision[c] = pred ? (double)tp / (double)pred : 0;
-      out->recall[c] = actual ? (double)tp / (double)actual : 0;
+    vkp_class_stats *cs = malloc((size_t)classes * sizeof *cs);
+    st = cs ? vkp_metrics_class_stats(out->confusion, classes, cs, NULL, NULL, err)
+            : vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+    for (int c = 0; c < classes && !st; c++) {   // a class never predicted / never seen: 0, not NaN
+      out->precision[c] = isnan(cs[c].precision) ? 0 : cs[c].precision;
+      out->recall[c] = isnan(cs[c].recall) ? 0 : cs[c].recall;
     }
+    free(cs);
   }
   free(pixels), free(buf), free(probs), free(labels), free(sel);
   vkp_graph_free(ig.g);

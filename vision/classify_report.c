@@ -8,7 +8,7 @@
 
 #include "vkp_classify.h"
 #include "vkp_config.h"
-#include "vkp_fileio.h"
+#include "vkp_json.h"
 #include "vkp_metrics.h"
 #include "vkp_plot.h"
 #include "vkp_png.h"
@@ -131,13 +131,9 @@ vkp_status vkp_classify_write_report(const char *run_dir, const cJSON *cfg, cons
     cJSON_AddNumberToObject(ev, "test_loss", test->loss);
     cJSON_AddNumberToObject(ev, "test_images", (double)test->count);
   }
-  char *evtext = cJSON_Print(ev);
-  cJSON_Delete(ev);
   snprintf(path, sizeof path, "%s/eval.json", run_dir);
-  const void *chunks[1] = {evtext};
-  size_t sizes[1] = {evtext ? strlen(evtext) : 0};
-  if (!st && evtext) st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
-  free(evtext);
+  if (!st) st = vkp_json_write_atomic(path, ev, err);
+  cJSON_Delete(ev);
   if (st) return st;
 
   // report.html

@@ -1,19 +1,17 @@
 // classify_train.c — the training loop of the image-classification workbench: one recorded graph
 // (forward, cross-entropy, backward, optimizer) replayed per micro-batch, periodic evaluation,
 // atomic checkpoints and exact resume.
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "vkp_checkpoint.h"
 #include "vkp_classify.h"
 #include "vkp_config.h"
 #include "vkp_fileio.h"
+#include "vkp_json.h"
 #include "vkp_metrics.h"
 #include "vkp_optim.h"
 #include "vkp_peft.h"
@@ -51,30 +49,6 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static vkp_status write_json(const char *path, const cJSON *j, vkp_error *err) {
-  char *text = cJSON_Print(j);
-  if (!text) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  const void *chunks[1] = {text};
-  size_t sizes[1] = {strlen(text)};
-  vkp_status st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
-  free(text);
-  return st;
-}
-
-static int rm_rf(const char *path) {
-  DIR *d = opendir(path);
-  if (!d) return unlink(path);
-  struct dirent *e;
-  char sub[2048];
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-      rm_rf(sub);
-    }
-  closedir(d);
-  return rmdir(path);
 }
 
 // ---- setup ----------------------------------------------------------------------------------
@@ -235,7 +209,7 @@ static void adapter_dir(char *out, size_t cap, const char *base, int k, int n) {
 static vkp_status save_adapters(run *r, const char *base, vkp_error *err) {
   int n = vkp_peft_count(r->v->model);
   for (int k = 0; k < n; k++) {
-    char dir[1200];
+    char dir[VKP_CHECKPOINT_PATH_MAX + 32];
     adapter_dir(dir, sizeof dir, base, k, n);
     if (vkp_peft_save(r->v->model, vkp_peft_get(r->v->model, k), dir))
       return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(r->ctx));
@@ -244,72 +218,23 @@ static vkp_status save_adapters(run *r, const char *base, vkp_error *err) {
   return VKP_OK;
 }
 
-static int64_t checkpoint_step(const char *name) {
-  long long s;
-  char tail;
-  return sscanf(name, "step-%lld%c", &s, &tail) == 1 ? (int64_t)s : -1;
-}
+static vkp_status save_params(void *user, const char *dir, vkp_error *err) { return save_adapters(user, dir, err); }
 
+// A checkpoint (core/train's vkp_checkpoint): the adapters, the optimizer, the trainer state.
 static vkp_status save_checkpoint(run *r, vkp_error *err) {
-  char base[1100], tmp[1200], path[1300];
-  snprintf(base, sizeof base, "%s/checkpoints/step-%08lld", r->dir, (long long)r->step);
-  snprintf(tmp, sizeof tmp, "%s.tmp", base);
-  rm_rf(tmp);
-  VKP_TRY(vkp_dir_create(tmp, err));
-  VKP_TRY(save_adapters(r, tmp, err));
-  snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-  if (vkp_optimizer_save(r->opt, path)) return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(r->ctx));
-  int64_t le, ls;
-  vkp_loader_tell(r->loader, &le, &ls);
-  cJSON *s = cJSON_CreateObject();
-  cJSON_AddNumberToObject(s, "step", (double)r->step);
-  cJSON_AddNumberToObject(s, "micro_step", (double)r->micro);
-  cJSON_AddNumberToObject(s, "loader_epoch", (double)le);
-  cJSON_AddNumberToObject(s, "loader_step", (double)ls);
-  cJSON_AddNumberToObject(s, "best_val_accuracy", r->best_val);
-  cJSON_AddNumberToObject(s, "best_step", (double)r->best_step);
-  cJSON_AddNumberToObject(s, "adapters", vkp_peft_count(r->v->model));
-  snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-  vkp_status st = write_json(path, s, err);
-  cJSON_Delete(s);
-  if (st) return st;
-  rm_rf(base);
-  if (rename(tmp, base)) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename checkpoint (%s)", base, strerror(errno));
-  vkp_metrics_sync(r->mw, NULL);
-  // Keep the newest keep_last checkpoints and the best one.
-  char dir[1100];
-  snprintf(dir, sizeof dir, "%s/checkpoints", r->dir);
-  DIR *d = opendir(dir);
-  int64_t steps[4096];
-  int n = 0;
-  struct dirent *e;
-  while (d && (e = readdir(d)) && n < 4096)
-    if (checkpoint_step(e->d_name) >= 0) steps[n++] = checkpoint_step(e->d_name);
-  if (d) closedir(d);
-  for (int i = 0; i < n; i++) {
-    int newer = 0;
-    for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
-    if (newer >= r->keep_last && steps[i] != r->best_step) {
-      snprintf(path, sizeof path, "%s/step-%08lld", dir, (long long)steps[i]);
-      rm_rf(path);
-    }
+  vkp_train_state s = {.step = r->step, .micro_step = r->micro, .best_metric = r->best_val, .best_step = r->best_step};
+  vkp_loader_tell(r->loader, &s.loader_epoch, &s.loader_step);
+  cJSON *extra = cJSON_CreateObject();
+  if (!extra || !cJSON_AddNumberToObject(extra, "adapters", vkp_peft_count(r->v->model))) {
+    cJSON_Delete(extra);
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   }
-  return VKP_OK;
-}
-
-static vkp_status latest_checkpoint(const char *run_dir, char *out, size_t cap, vkp_error *err) {
-  char dir[1100];
-  snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-  DIR *d = opendir(dir);
-  if (!d) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no checkpoints to resume from", run_dir);
-  int64_t best = -1;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (checkpoint_step(e->d_name) > best) best = checkpoint_step(e->d_name);
-  closedir(d);
-  if (best < 0) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no checkpoints to resume from", run_dir);
-  snprintf(out, cap, "%s/step-%08lld", dir, (long long)best);
-  return VKP_OK;
+  vkp_checkpoint_save_opts o = {.run_dir = r->dir, .keep_last = (int)r->keep_last, .ctx = r->ctx, .opt = r->opt,
+                                .save_params = save_params, .user = r, .extra = extra};
+  vkp_status st = vkp_checkpoint_save(&o, &s, err);
+  cJSON_Delete(extra);
+  if (!st) vkp_metrics_sync(r->mw, NULL);
+  return st;
 }
 
 // ---- evaluation during training -------------------------------------------------------------
@@ -379,36 +304,21 @@ static vkp_status train_loop(run *r, vkp_error *err) {
   return VKP_OK;
 }
 
-static vkp_status resume_state(run *r, const char *ckpt, int64_t *le, int64_t *ls, vkp_error *err) {
-  char path[1300];
-  snprintf(path, sizeof path, "%s/trainer_state.json", ckpt);
-  char *text = NULL;
-  size_t len;
-  VKP_TRY(vkp_file_read_all(path, 1 << 20, &text, &len, err));
-  cJSON *j = cJSON_ParseWithLength(text, len);
-  free(text);
-  if (!j) return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not valid JSON", path);
-  r->step = (int64_t)vkp_config_number(j, "step");
-  r->micro = (int64_t)vkp_config_number(j, "micro_step");
-  *le = (int64_t)vkp_config_number(j, "loader_epoch");
-  *ls = (int64_t)vkp_config_number(j, "loader_step");
-  r->best_val = vkp_config_number(j, "best_val_accuracy");
-  r->best_step = (int64_t)vkp_config_number(j, "best_step");
-  cJSON_Delete(j);
-  return VKP_OK;
-}
-
 vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *resume_dir, bool quiet,
                               vkp_train_summary *summary, vkp_error *err) {
   run R = {.ctx = ctx, .quiet = quiet, .best_val = -1, .best_step = -1}, *r = &R;
   memset(summary, 0, sizeof *summary);
   cJSON *cfg_owned = NULL;
-  char ckpt[1300] = "", path[1500];
+  vkp_checkpoint *ck = NULL;   // resuming: the newest intact checkpoint
+  char path[1500];
   vkp_status st = VKP_OK;
   if (resume_dir) {
     snprintf(path, sizeof path, "%s/config.json", resume_dir);
     st = vkp_classify_config(path, NULL, 0, &cfg_owned, err);
-    if (!st) st = latest_checkpoint(resume_dir, ckpt, sizeof ckpt, err);
+    if (!st && !(ck = calloc(1, sizeof *ck))) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+    if (!st) st = vkp_checkpoint_find_latest(resume_dir, ck, err);
+    if (!st && ck->skipped && !quiet)
+      printf("vkpeft train: %d newer checkpoint%s damaged; resuming from %s\n", ck->skipped, ck->skipped > 1 ? "s" : "", ck->dir);
     r->cfg = cfg_owned;
     r->dir = resume_dir;
   } else {
@@ -437,8 +347,8 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
   if (!st && resume_dir) {   // the adapters as checkpointed (same modules, trained values)
     int n = cJSON_GetArraySize(vkp_config_get(r->cfg, "peft"));
     for (int k = 0; k < n && !st; k++) {
-      char dir[1400];
-      adapter_dir(dir, sizeof dir, ckpt, k, n);
+      char dir[VKP_CHECKPOINT_PATH_MAX + 32];
+      adapter_dir(dir, sizeof dir, ck->dir, k, n);
       vkp_adapter *a;
       if (vkp_peft_load(r->v->model, dir, &a)) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s", vkp_ctx_error(ctx));
     }
@@ -446,13 +356,17 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
   if (!st) st = make_optimizer(r, err);
   int64_t le = 0, ls = 0;
   if (!st && resume_dir) {
-    st = resume_state(r, ckpt, &le, &ls, err);
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);
-    if (!st && vkp_optimizer_load(r->opt, path)) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s", vkp_ctx_error(ctx));
+    r->step = ck->state.step;
+    r->micro = ck->state.micro_step;
+    le = ck->state.loader_epoch;
+    ls = ck->state.loader_step;
+    r->best_val = ck->state.best_metric;
+    r->best_step = ck->state.best_step;
+    st = vkp_checkpoint_load_optimizer(ck, ctx, r->opt, err);
   }
   if (!st) {   // the resolved config, for reproduction and resume
     snprintf(path, sizeof path, "%s/config.json", r->dir);
-    if (!resume_dir) st = write_json(path, r->cfg, err);
+    if (!resume_dir) st = vkp_json_write_atomic(path, r->cfg, err);
   }
   if (!st) st = build_graph(r, err);
   if (!st) {
@@ -540,5 +454,7 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
   vkp_vit_free(r->v);
   vkp_classify_data_free(&r->data);
   cJSON_Delete(cfg_owned);
+  vkp_checkpoint_clear(ck);
+  free(ck);
   return st;
 }

@@ -6,7 +6,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "vkp_fileio.h"
+#include "vkp_json.h"
 #include "vkp_preprocess.h"
 
 vkp_status vkp_preprocess_save(const vkp_data_transform *t, int channels, const char *dir, vkp_error *err) {
@@ -26,15 +26,10 @@ vkp_status vkp_preprocess_save(const vkp_data_transform *t, int channels, const 
     cJSON_AddItemToArray(mean, cJSON_CreateNumber(t->mean[c]));
     cJSON_AddItemToArray(sd, cJSON_CreateNumber(t->std[c] != 0 ? t->std[c] : 1.0));
   }
-  char *text = cJSON_Print(j);
-  cJSON_Delete(j);
-  if (!text) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   char path[1200];
   snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-  const void *chunks[1] = {text};
-  size_t sizes[1] = {strlen(text)};
-  vkp_status st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
-  free(text);
+  vkp_status st = vkp_json_write_atomic(path, j, err);
+  cJSON_Delete(j);
   return st;
 }
 
@@ -46,15 +41,8 @@ vkp_status vkp_preprocess_load(const char *dir, int size, int channels, vkp_data
   char path[1200];
   snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
   if (access(path, F_OK) != 0) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: not found", path);
-  char *text = NULL;
-  size_t len;
-  VKP_TRY(vkp_file_read_all(path, 1 << 20, &text, &len, err));
-  cJSON *j = cJSON_ParseWithLength(text, len);
-  free(text);
-  if (!cJSON_IsObject(j)) {
-    cJSON_Delete(j);
-    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a JSON object", path);
-  }
+  cJSON *j = NULL;
+  VKP_TRY(vkp_json_load_object(path, 1 << 20, &j, err));
   vkp_status st = VKP_OK;
   if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "do_normalize"))) {
     const cJSON *mean = cJSON_GetObjectItemCaseSensitive(j, "image_mean"), *sd = cJSON_GetObjectItemCaseSensitive(j, "image_std");

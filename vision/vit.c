@@ -1,5 +1,6 @@
 // vit.c — ViT for image classification (transformers' ViTForImageClassification).
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,76 +10,48 @@
 #include <cjson/cJSON.h>
 
 #include "vkp_fileio.h"
+#include "vkp_json.h"
 #include "vkp_safetensors.h"
 #include "vkp_vit.h"
 
+// config.json keys: transformers' ViTConfig defaults, and the ranges vkpeft accepts.
+static const vkp_json_choice vit_model_types[] = {{"vit", 0}, {NULL, 0}};
+static const vkp_json_choice vit_acts[] = {{"gelu", 0}, {"gelu_new", 1}, {"gelu_pytorch_tanh", 1}, {NULL, 0}};
+#define F(member) offsetof(vkp_vit_config, member)
+static const vkp_json_field vit_fields[] = {
+    {"model_type", VKP_JSON_ENUM, VKP_JSON_CHECK_ONLY, .choices = vit_model_types, .flags = VKP_JSON_KEEP},
+    {"image_size", VKP_JSON_INT, F(image_size), .lo = 1, .hi = 8192, .def = 224},
+    {"patch_size", VKP_JSON_INT, F(patch_size), .lo = 1, .hi = 1024, .def = 16},
+    {"num_channels", VKP_JSON_INT, F(num_channels), .lo = 1, .hi = 64, .def = 3},
+    {"hidden_size", VKP_JSON_INT, F(hidden_size), .lo = 1, .hi = 16384, .def = 768},
+    {"num_hidden_layers", VKP_JSON_INT, F(num_hidden_layers), .lo = 0, .hi = VKP_VIT_MAX_LAYERS, .def = 12},
+    {"num_attention_heads", VKP_JSON_INT, F(num_attention_heads), .lo = 1, .hi = 1024, .def = 12},
+    {"intermediate_size", VKP_JSON_INT, F(intermediate_size), .lo = 1, .hi = 65536, .def = 3072},
+    {"layer_norm_eps", VKP_JSON_FLOAT, F(layer_norm_eps), .lo = 0, .hi = INFINITY, .def = 1e-12,
+     .flags = VKP_JSON_OPEN_LO},
+    {"qkv_bias", VKP_JSON_BOOL, F(qkv_bias), .def = 1},
+    {"hidden_act", VKP_JSON_ENUM, F(gelu_tanh), .size = sizeof(bool), .choices = vit_acts, .def = 0,
+     .flags = VKP_JSON_UNSUPPORTED},
+    // Read last, over the count of id2label (see vkp_vit_config_load).
+    {"num_labels", VKP_JSON_INT, F(num_labels), .lo = 1, .hi = 256, .def = 2, .flags = VKP_JSON_KEEP},
+};
+#undef F
+#define N_VIT_FIELDS ((int)(sizeof vit_fields / sizeof *vit_fields))
+
 void vkp_vit_config_default(vkp_vit_config *c) {
   memset(c, 0, sizeof *c);
-  c->image_size = 224;
-  c->patch_size = 16;
-  c->num_channels = 3;
-  c->hidden_size = 768;
-  c->num_hidden_layers = 12;
-  c->num_attention_heads = 12;
-  c->intermediate_size = 3072;
-  c->layer_norm_eps = 1e-12f;
-  c->qkv_bias = true;
-  c->num_labels = 2;
-}
-
-static vkp_status int_key(const cJSON *j, const char *key, const char *path, int lo, int hi, int *out, vkp_error *err) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-  if (!v) return VKP_OK;
-  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
-    return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be an integer in [%d, %d]", path, key, lo, hi);
-  *out = (int)v->valuedouble;
-  return VKP_OK;
+  vkp_json_field_defaults(vit_fields, N_VIT_FIELDS, c);
 }
 
 vkp_status vkp_vit_config_load(const char *path, vkp_vit_config *c, vkp_error *err) {
-  char *text = NULL;
-  size_t len = 0;
-  VKP_TRY(vkp_file_read_all(path, 16 << 20, &text, &len, err));
-  cJSON *j = cJSON_ParseWithLength(text, len);
-  free(text);
-  if (!j || !cJSON_IsObject(j)) {
-    cJSON_Delete(j);
-    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a JSON object", path);
-  }
+  cJSON *j = NULL;
+  VKP_TRY(vkp_json_load_object(path, 16 << 20, &j, err));
   vkp_vit_config_default(c);
-  vkp_status st = VKP_OK;
-  const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-  if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "vit")))
-    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'model_type' is %s, expected \"vit\"", path,
-                       cJSON_IsString(mt) ? mt->valuestring : "not a string");
-  if (!st) st = int_key(j, "image_size", path, 1, 8192, &c->image_size, err);
-  if (!st) st = int_key(j, "patch_size", path, 1, 1024, &c->patch_size, err);
-  if (!st) st = int_key(j, "num_channels", path, 1, 64, &c->num_channels, err);
-  if (!st) st = int_key(j, "hidden_size", path, 1, 16384, &c->hidden_size, err);
-  if (!st) st = int_key(j, "num_hidden_layers", path, 0, VKP_VIT_MAX_LAYERS, &c->num_hidden_layers, err);
-  if (!st) st = int_key(j, "num_attention_heads", path, 1, 1024, &c->num_attention_heads, err);
-  if (!st) st = int_key(j, "intermediate_size", path, 1, 65536, &c->intermediate_size, err);
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
-  if (!st && v) {
-    if (!cJSON_IsNumber(v) || v->valuedouble <= 0) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'layer_norm_eps' must be a positive number", path);
-    else c->layer_norm_eps = (float)v->valuedouble;
-  }
-  v = cJSON_GetObjectItemCaseSensitive(j, "qkv_bias");
-  if (!st && v) {
-    if (!cJSON_IsBool(v)) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'qkv_bias' must be true or false", path);
-    else c->qkv_bias = cJSON_IsTrue(v);
-  }
-  v = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-  if (!st && v) {
-    if (!cJSON_IsString(v)) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'hidden_act' must be a string", path);
-    else if (!strcmp(v->valuestring, "gelu")) c->gelu_tanh = false;
-    else if (!strcmp(v->valuestring, "gelu_new") || !strcmp(v->valuestring, "gelu_pytorch_tanh")) c->gelu_tanh = true;
-    else st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: key 'hidden_act': '%s' is not supported (gelu, gelu_new)", path, v->valuestring);
-  }
+  // num_labels defaults to the size of id2label, then to 2.
   const cJSON *labels = cJSON_GetObjectItemCaseSensitive(j, "id2label");
   int nl = labels && cJSON_IsObject(labels) ? cJSON_GetArraySize(labels) : 0;
-  if (!st) st = int_key(j, "num_labels", path, 1, 256, &nl, err);
   c->num_labels = nl ? nl : 2;
+  vkp_status st = vkp_json_read_fields(j, path, vit_fields, N_VIT_FIELDS, c, err);
   if (!st && c->num_labels > 256) st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: more than 256 labels", path);
   for (int i = 0; !st && i < c->num_labels; i++) {
     char k[16];
@@ -120,13 +93,8 @@ vkp_status vkp_vit_config_save(const vkp_vit_config *c, const char *path, vkp_er
     cJSON_AddStringToObject(id2, k, c->labels[i]);
     cJSON_AddNumberToObject(l2i, c->labels[i], i);
   }
-  char *text = cJSON_Print(j);
+  vkp_status st = vkp_json_write_atomic(path, j, err);
   cJSON_Delete(j);
-  if (!text) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  const void *chunks[1] = {text};
-  size_t sizes[1] = {strlen(text)};
-  vkp_status st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
-  free(text);
   return st;
 }
 

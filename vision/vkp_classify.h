@@ -8,6 +8,8 @@
 #ifndef VKP_CLASSIFY_H
 #define VKP_CLASSIFY_H
 
+#include <stdio.h>
+
 #include <cjson/cJSON.h>
 
 #include "vkp_data.h"
@@ -51,6 +53,9 @@ typedef struct vkp_eval_result {
 vkp_status vkp_classify_evaluate(vkp_vit *v, const vkp_dataset *ds, const size_t *idx, size_t n,
                                  const vkp_data_transform *tf, int batch, vkp_eval_result *out, vkp_error *err);
 void vkp_eval_result_free(vkp_eval_result *r);
+// Prints `res` as a table (with the confusion matrix), or as one JSON line when `json`.
+void vkp_classify_print_eval(const vkp_eval_result *res, const char *const *class_names, const char *data, bool json,
+                             FILE *f);
 
 // Top-k predictions for images already preprocessed (n, C, H, W).
 vkp_status vkp_classify_predict(vkp_vit *v, const float *pixels, int n, int k, int32_t *classes, float *probs,

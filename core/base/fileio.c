@@ -5,6 +5,7 @@
 
 #include "vkp_fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -231,4 +232,36 @@ vkp_status vkp_dir_create(const char *path, vkp_error *err) {
     }
   }
   return VKP_OK;
+}
+
+vkp_status vkp_path_remove_all(const char *path, vkp_error *err) {
+  struct stat sb;
+  if (lstat(path, &sb) != 0)
+    return errno == ENOENT ? VKP_OK : vkp_error_set(err, VKP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+  if (!S_ISDIR(sb.st_mode)) {
+    if (unlink(path) != 0 && errno != ENOENT)
+      return vkp_error_set(err, VKP_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    return VKP_OK;
+  }
+  vkp_status st = VKP_OK;
+  DIR *d = opendir(path);
+  if (!d) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open directory: %s", path, strerror(errno));
+  size_t plen = strlen(path);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    size_t n = plen + strlen(e->d_name) + 2;
+    char *sub = malloc(n);
+    if (!sub) {
+      st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+      break;
+    }
+    snprintf(sub, n, "%s/%s", path, e->d_name);
+    vkp_status s2 = vkp_path_remove_all(sub, err);
+    if (!st) st = s2;
+    free(sub);
+  }
+  closedir(d);
+  if (rmdir(path) != 0 && !st) st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot remove directory: %s", path, strerror(errno));
+  return st;
 }

@@ -55,3 +55,24 @@ void vkp_strbuf_printf(vkp_strbuf *b, const char *fmt, ...) {
   vkp_strbuf_put(b, big, (size_t)n);
   free(big);
 }
+
+void vkp_strbuf_json_string(vkp_strbuf *b, const char *s) {
+  vkp_strbuf_put(b, "\"", 1);
+  for (const char *p = s; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"' || c == '\\') {
+      char e[2] = {'\\', (char)c};
+      vkp_strbuf_put(b, e, 2);
+    } else if (c < 0x20) {
+      char e[8];
+      snprintf(e, sizeof e, "\\u%04x", c);
+      vkp_strbuf_put(b, e, 6);
+    } else {
+      size_t run = 1;   // copy the run of plain bytes at once
+      while (p[run] && (unsigned char)p[run] >= 0x20 && p[run] != '"' && p[run] != '\\') run++;
+      vkp_strbuf_put(b, p, run);
+      p += run - 1;
+    }
+  }
+  vkp_strbuf_put(b, "\"", 1);
+}

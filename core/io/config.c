@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "vkp_config.h"
-#include "vkp_fileio.h"
+#include "vkp_json.h"
 
 static const char *type_name(const cJSON *v) {
   if (cJSON_IsNumber(v)) return "a number";
@@ -115,17 +115,10 @@ vkp_status vkp_config_resolve(const char *defaults_json, const char *user_path, 
   if (!base) return vkp_error_set(err, VKP_ERR_INVALID, "internal: defaults are not valid JSON");
   vkp_status st = VKP_OK;
   if (user_path) {
-    char *text = NULL;
-    size_t len = 0;
-    st = vkp_file_read_all(user_path, 16 << 20, &text, &len, err);
-    if (!st) {
-      cJSON *user = cJSON_ParseWithLength(text, len);
-      if (!user) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", user_path,
-                                    (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : 0));
-      else st = vkp_config_merge(base, user, user_path, err);
-      cJSON_Delete(user);
-    }
-    free(text);
+    cJSON *user = NULL;
+    st = vkp_json_load(user_path, 16 << 20, &user, err);
+    if (!st) st = vkp_config_merge(base, user, user_path, err);
+    cJSON_Delete(user);
   }
   for (int i = 0; i < nsets && !st; i++) st = vkp_config_apply_set(base, sets[i], err);
   if (st) {

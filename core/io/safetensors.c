@@ -7,6 +7,7 @@
 #endif
 
 #include "vkp_safetensors.h"
+#include "vkp_strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -891,91 +892,39 @@ oom:
                        show(key, &kb));
 }
 
-// Growable text buffer for the header; `oom` latches the first allocation failure.
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (n > b->cap - b->n) {
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap - b->n < n) {
-      if (ncap > SIZE_MAX / 2) {
-        b->oom = true;
-        return;
-      }
-      ncap *= 2;
-    }
-    char *np = realloc(b->p, ncap);
-    if (!np) {
-      b->oom = true;
-      return;
-    }
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-// Appends s as a JSON string literal (s is valid UTF-8; only quotes, backslashes and control
-// characters need escaping).
-static void sb_json_string(sbuf *b, const char *s) {
-  sb_put(b, "\"", 1);
-  for (const char *p = s; *p; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      sb_put(b, e, 2);
-    } else if (c < 0x20) {
-      char e[8];
-      snprintf(e, sizeof e, "\\u%04x", c);
-      sb_put(b, e, 6);
-    } else {
-      sb_put(b, p, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
-
 vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *path,
                                        vkp_error *err) {
   if (!w || !path || !path[0])
     return vkp_error_set(err, VKP_ERR_INVALID, "safetensors save: writer and path are required");
   vkp_status s = VKP_OK;
-  sbuf b = {0};
+  vkp_strbuf b = {0};
   char num[64];
   int nchunks = 0;
   const void **chunks = NULL;
   size_t *sizes = NULL;
 
-  sb_puts(&b, "{");
+  vkp_strbuf_puts(&b, "{");
   if (w->nmeta > 0) {
-    sb_puts(&b, "\"__metadata__\":{");
+    vkp_strbuf_puts(&b, "\"__metadata__\":{");
     for (size_t i = 0; i < w->nmeta; i++) {
-      if (i) sb_puts(&b, ",");
-      sb_json_string(&b, w->meta[2 * i]);
-      sb_puts(&b, ":");
-      sb_json_string(&b, w->meta[2 * i + 1]);
+      if (i) vkp_strbuf_puts(&b, ",");
+      vkp_strbuf_json_string(&b, w->meta[2 * i]);
+      vkp_strbuf_puts(&b, ":");
+      vkp_strbuf_json_string(&b, w->meta[2 * i + 1]);
     }
-    sb_puts(&b, "}");
+    vkp_strbuf_puts(&b, "}");
   }
   uint64_t off = 0;
   for (size_t i = 0; i < w->n; i++) {
     const vkp_st_tensor *t = &w->t[i];
-    if (i || w->nmeta) sb_puts(&b, ",");
-    sb_json_string(&b, t->name);
-    sb_puts(&b, ":{\"dtype\":\"");
-    sb_puts(&b, vkp_dtype_name(t->dtype));
-    sb_puts(&b, "\",\"shape\":[");
+    if (i || w->nmeta) vkp_strbuf_puts(&b, ",");
+    vkp_strbuf_json_string(&b, t->name);
+    vkp_strbuf_puts(&b, ":{\"dtype\":\"");
+    vkp_strbuf_puts(&b, vkp_dtype_name(t->dtype));
+    vkp_strbuf_puts(&b, "\",\"shape\":[");
     for (int d = 0; d < t->ndim; d++) {
       snprintf(num, sizeof num, "%s%" PRId64, d ? "," : "", t->shape[d]);
-      sb_puts(&b, num);
+      vkp_strbuf_puts(&b, num);
     }
     if ((uint64_t)t->nbytes > UINT64_MAX - off) {
       s = vkp_error_set(err, VKP_ERR_INVALID, "%s: total tensor size overflows", path);
@@ -983,24 +932,24 @@ vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *pa
     }
     snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off,
              off + (uint64_t)t->nbytes);
-    sb_puts(&b, num);
+    vkp_strbuf_puts(&b, num);
     off += t->nbytes;
   }
-  sb_puts(&b, "}");
-  while (!b.oom && b.n % 8 != 0) sb_puts(&b, " ");  // data buffer starts 8-byte aligned
+  vkp_strbuf_puts(&b, "}");
+  while (!b.oom && b.len % 8 != 0) vkp_strbuf_puts(&b, " ");  // data buffer starts 8-byte aligned
   if (b.oom) {
     s = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory building the header", path);
     goto free_chunks;
   }
-  if (b.n > VKP_ST_MAX_HEADER) {
+  if (b.len > VKP_ST_MAX_HEADER) {
     s = vkp_error_set(err, VKP_ERR_INVALID,
-                      "%s: header would be %zu bytes, over the %u-byte limit of readers", path, b.n,
+                      "%s: header would be %zu bytes, over the %u-byte limit of readers", path, b.len,
                       VKP_ST_MAX_HEADER);
     goto free_chunks;
   }
 
   unsigned char len_le[8];
-  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
+  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)b.len >> (8 * i));
   if (w->n > (size_t)INT32_MAX - 2) {
     s = vkp_error_set(err, VKP_ERR_INVALID, "%s: too many tensors", path);
     goto free_chunks;
@@ -1015,7 +964,7 @@ vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *pa
   chunks[0] = len_le;
   sizes[0] = sizeof len_le;
   chunks[1] = b.p;
-  sizes[1] = b.n;
+  sizes[1] = b.len;
   for (size_t i = 0; i < w->n; i++) {
     chunks[i + 2] = w->t[i].data;
     sizes[i + 2] = w->t[i].nbytes;

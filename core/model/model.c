@@ -1,4 +1,5 @@
 // model.c — parameter store and module registry.
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ void vkp_model_free(vkp_model *m) {
   for (int i = 0; i < m->nmodules; i++) {
     free(m->modules[i]->name);
     free(m->modules[i]->alias);
+    for (int k = 0; k < m->modules[i]->n_names; k++) free(m->modules[i]->names[k]);
+    free(m->modules[i]->names);
     free(m->modules[i]);
   }
   free(m->params);
@@ -33,8 +36,13 @@ void vkp_model_free(vkp_model *m) {
   free(m);
 }
 
-static vkp_status fail(vkp_model *m, vkp_status st, const char *fmt, const char *a, const char *b) {
-  vkp_error_set(&m->err, st, fmt, a, b);
+static vkp_status fail(vkp_model *m, vkp_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static vkp_status fail(vkp_model *m, vkp_status st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m->err.msg, sizeof m->err.msg, fmt, ap);
+  va_end(ap);
+  m->err.status = st;
   return vkp_error_set(vkp_ctx_err(m->ctx), st, "%s", m->err.msg);
 }
 
@@ -53,19 +61,19 @@ vkp_param *vkp_model_find_param(const vkp_model *m, const char *name) {
 vkp_status vkp_model_add_param(vkp_model *m, const char *name, vkp_dtype dtype, int ndim, const int64_t *shape,
                                vkp_param **out) {
   *out = NULL;
-  if (vkp_model_find_param(m, name)) return fail(m, VKP_ERR_INVALID, "parameter '%s' exists already%s", name, "");
-  if (ndim < 1 || ndim > VKP_MAX_DIMS) return fail(m, VKP_ERR_SHAPE, "parameter '%s': bad rank%s", name, "");
+  if (vkp_model_find_param(m, name)) return fail(m, VKP_ERR_INVALID, "parameter '%s' exists already", name);
+  if (ndim < 1 || ndim > VKP_MAX_DIMS) return fail(m, VKP_ERR_SHAPE, "parameter '%s': bad rank", name);
   if (m->nparams == m->params_cap) {
     int cap = m->params_cap ? m->params_cap * 2 : 64;
     vkp_param **p = realloc(m->params, (size_t)cap * sizeof *p);
-    if (!p) return fail(m, VKP_ERR_OOM, "out of host memory%s%s", "", "");
+    if (!p) return fail(m, VKP_ERR_OOM, "out of host memory");
     m->params = p;
     m->params_cap = cap;
   }
   vkp_param *p = calloc(1, sizeof *p);
   if (!p || !(p->name = strdup(name))) {
     free(p);
-    return fail(m, VKP_ERR_OOM, "out of host memory%s%s", "", "");
+    return fail(m, VKP_ERR_OOM, "out of host memory");
   }
   p->ndim = ndim;
   for (int i = 0; i < ndim; i++) p->shape[i] = shape[i];
@@ -107,18 +115,59 @@ vkp_status vkp_param_read_f32(vkp_model *m, const vkp_param *p, float *data) {
   return st;
 }
 
+bool vkp_module_has_name(const vkp_module *mod, const char *name) {
+  for (int k = 0; k < mod->n_names; k++)
+    if (!strcmp(mod->names[k], name)) return true;
+  return false;
+}
+
 vkp_module *vkp_model_find_module(const vkp_model *m, const char *name) {
-  for (int i = 0; i < m->nmodules; i++) {
-    vkp_module *mod = m->modules[i];
-    if (strcmp(mod->name, name) == 0 || (mod->alias && strcmp(mod->alias, name) == 0)) return mod;
-  }
+  for (int i = 0; i < m->nmodules; i++)
+    if (vkp_module_has_name(m->modules[i], name)) return m->modules[i];
   return NULL;
+}
+
+vkp_status vkp_module_add_name(vkp_model *m, vkp_module *mod, const char *name) {
+  vkp_module *other = vkp_model_find_module(m, name);
+  if (other == mod) return VKP_OK;
+  if (other) return fail(m, VKP_ERR_INVALID, "module name '%s' is taken by '%s'", name, other->name);
+  char **v = realloc(mod->names, (size_t)(mod->n_names + 1) * sizeof *v);
+  if (!v) return fail(m, VKP_ERR_OOM, "out of host memory");
+  mod->names = v;
+  if (!(v[mod->n_names] = strdup(name))) return fail(m, VKP_ERR_OOM, "out of host memory");
+  mod->n_names++;
+  return VKP_OK;
+}
+
+vkp_status vkp_param_set_dtype(vkp_model *m, vkp_param *p, vkp_dtype dtype) {
+  if (p->dtype == dtype) return VKP_OK;
+  bool is_float = p->dtype == VKP_DTYPE_F32 || p->dtype == VKP_DTYPE_F16 || p->dtype == VKP_DTYPE_BF16;
+  bool to_float = dtype == VKP_DTYPE_F32 || dtype == VKP_DTYPE_F16 || dtype == VKP_DTYPE_BF16;
+  if (!is_float || !to_float)
+    return fail(m, VKP_ERR_INVALID, "parameter '%s': cannot store %s as %s", p->name, vkp_dtype_name(p->dtype),
+                vkp_dtype_name(dtype));
+  size_t n = (size_t)vkp_param_numel(p);
+  float *v = malloc((n ? n : 1) * sizeof *v);
+  if (!v) return fail(m, VKP_ERR_OOM, "out of host memory");
+  vkp_buffer *nb = NULL;
+  vkp_status st = vkp_param_read_f32(m, p, v);
+  if (!st) st = vkp_buffer_new(m->ctx, (uint64_t)n * vkp_dtype_size(dtype), &nb);
+  if (!st) {
+    vkp_buffer *old = p->buf;
+    vkp_dtype old_dt = p->dtype;
+    p->buf = nb, p->dtype = dtype;
+    st = vkp_param_write_f32(m, p, v);
+    if (st) p->buf = old, p->dtype = old_dt, vkp_buffer_free(nb);
+    else vkp_buffer_free(old);
+  }
+  free(v);
+  return st;
 }
 
 vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *alias, vkp_module_kind kind, int layer,
                                  int wdim, const int64_t *wshape, int64_t bias_len) {
   if (vkp_model_find_module(m, name)) {
-    fail(m, VKP_ERR_INVALID, "module '%s' exists already%s", name, "");
+    fail(m, VKP_ERR_INVALID, "module '%s' exists already", name);
     return NULL;
   }
   if (m->nmodules == m->modules_cap) {
@@ -132,6 +181,7 @@ vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *ali
   if (!mod) return NULL;
   mod->name = strdup(name);
   mod->alias = alias ? strdup(alias) : NULL;
+  if (vkp_module_add_name(m, mod, name) || (alias && vkp_module_add_name(m, mod, alias))) goto free_module;
   mod->kind = kind;
   mod->layer = layer;
   char pname[512];
@@ -155,6 +205,8 @@ vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *ali
 free_module:
   free(mod->name);
   free(mod->alias);
+  for (int k = 0; k < mod->n_names; k++) free(mod->names[k]);
+  free(mod->names);
   free(mod);
   return NULL;
 }
@@ -192,6 +244,16 @@ vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t
 
 vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char *prefix, vkp_load_report *report,
                                       vkp_name_fn on_name, void *user) {
+  vkp_load_options opt = {.prefix = prefix, .on_name = on_name, .user = user};
+  return vkp_model_load_safetensors_opts(m, path, &opt, report);
+}
+
+vkp_status vkp_model_load_safetensors_opts(vkp_model *m, const char *path, const vkp_load_options *opt,
+                                           vkp_load_report *report) {
+  const char *prefix = opt->prefix;
+  vkp_name_fn on_name = opt->on_name;
+  void *user = opt->user;
+  char mapped[1024];
   vkp_load_report rep = {0};
   vkp_safetensors *st = NULL;
   vkp_status s = vkp_safetensors_open(path, &st, &m->err);
@@ -204,7 +266,8 @@ vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char
     const vkp_st_tensor *t = vkp_safetensors_at(st, i);
     const char *name = t->name;
     if (plen && strncmp(name, prefix, plen) == 0) name += plen;
-    vkp_param *p = vkp_model_find_param(m, name);
+    if (opt->map) name = opt->map(opt->map_user, name, mapped, sizeof mapped) ? mapped : NULL;
+    vkp_param *p = name ? vkp_model_find_param(m, name) : NULL;
     if (!p) {
       rep.unused++;
       if (on_name) on_name(user, "unused", t->name);
@@ -225,6 +288,14 @@ vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char
                         t->name, ts, ps);
       break;
     }
+    if (t->dtype != VKP_DTYPE_F32 && t->dtype != VKP_DTYPE_F16 && t->dtype != VKP_DTYPE_BF16) {
+      s = vkp_error_set(vkp_ctx_err(m->ctx), VKP_ERR_FORMAT, "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16",
+                        path, t->name, vkp_dtype_name(t->dtype));
+      break;
+    }
+    if (opt->keep_dtype && !p->trainable && !p->adapter && p->dtype != t->dtype &&
+        (s = vkp_param_set_dtype(m, p, t->dtype)) != VKP_OK)
+      break;
     size_t n = vkp_st_tensor_numel(t);
     if (n > tmp_cap) {
       free(tmp);

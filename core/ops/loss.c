@@ -16,6 +16,7 @@
 
 #include "vkp_op.h"
 #include "vkp_ops.h"
+#include "ops_internal.h"
 #include "../../shaders/push/loss.h"
 
 static vkp_status noop_record(vkp_recorder *rec, const vkp_tensor *t) {
@@ -33,15 +34,10 @@ static vkp_tensor *aux_new(vkp_graph *g, int64_t n, vkp_tensor *after) {
 // forward srcs: logits (N, C), labels (N), aux (2N + 1)
 // backward srcs: logits, labels, aux, loss node, grad ([1])
 
-// Rows take a subgroup each, or a workgroup each when long (the rule and its measurements are in
-// norm.c's dispatch_rows).
-#define ROW_WG 128u
+// Rows take a subgroup each, or a workgroup each when long (ops_internal.h).
 static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_loss *pc) {
-  const vkp_device_info *info = vkp_ctx_info(vkp_rec_ctx(rec));
-  pc->mode = pc->cols >= 65536u || (info->type != VKP_DEVICE_CPU && pc->cols >= 2048u);
-  uint32_t sg = info->subgroup_size;
-  uint32_t per = pc->mode || sg == 0 || sg >= ROW_WG ? 1 : ROW_WG / sg;
-  return vkp_rec_dispatch_1d(rec, shader, pc, sizeof *pc, pc->rows, per);
+  pc->mode = vkp_rows_wide(rec, pc->cols);
+  return vkp_rec_dispatch_rows(rec, shader, pc, sizeof *pc, pc->rows, pc->mode);
 }
 
 static vkp_status ce_record(vkp_recorder *rec, const vkp_tensor *t) {

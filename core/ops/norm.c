@@ -23,6 +23,7 @@
 
 #include "vkp_op.h"
 #include "vkp_ops.h"
+#include "ops_internal.h"
 #include "../../shaders/push/norm.h"
 
 // params: i[0] flags (VKP_NORM_HAS_*), f[1] eps, i[2] kind, i[3] groups
@@ -78,25 +79,11 @@ static void geometry_of(const vkp_tensor *t, const vkp_tensor *x, vkp_pc_norm *p
 }
 
 // Row kernels (group_norm.comp, group_norm_backward.comp): a row takes one subgroup, or one
-// workgroup when wide (VKP_NORM_WIDE). Barriers are expensive on lavapipe: layer norm forward on
-// (12608, 384) took 241 ms with a workgroup per row and 7 ms with a subgroup per row, and
-// subgroup rows still won at 64K elements (21 vs 26 ms). GPUs want a workgroup once a row is
-// long. On a CPU, rows from 64K elements go wide anyway to keep each invocation's loops short
-// (Mesa 22's lavapipe stops loops after 65,535 iterations). Narrow rows are ROW_WG / subgroup-size
-// per workgroup; the kernels loop over rows, so a wrong guess of the subgroup size costs speed,
-// never results.
-#define ROW_WG 128u
-
-static bool wide_rows(vkp_recorder *rec, uint32_t len) {
-  return len >= 65536u || (vkp_ctx_info(vkp_rec_ctx(rec))->type != VKP_DEVICE_CPU && len >= 2048u);
-}
-
+// workgroup when wide (VKP_NORM_WIDE); the rule is ops_internal.h's.
 static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_norm *pc) {
-  bool wide = wide_rows(rec, pc->len);
+  bool wide = vkp_rows_wide(rec, pc->len);
   if (wide) pc->flags |= VKP_NORM_WIDE;
-  uint32_t sg = vkp_ctx_info(vkp_rec_ctx(rec))->subgroup_size;
-  uint32_t per = wide || sg == 0 || sg >= ROW_WG ? 1 : ROW_WG / sg;
-  return vkp_rec_dispatch_1d(rec, shader, pc, sizeof *pc, pc->rows, per);
+  return vkp_rec_dispatch_rows(rec, shader, pc, sizeof *pc, pc->rows, wide);
 }
 
 // ---- forward --------------------------------------------------------------------------------

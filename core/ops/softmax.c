@@ -5,6 +5,7 @@
 
 #include "vkp_op.h"
 #include "vkp_ops.h"
+#include "ops_internal.h"
 #include "../../shaders/push/softmax.h"
 
 // params.i[0] = VKP_SOFTMAX / VKP_LOG_SOFTMAX
@@ -15,15 +16,10 @@ static void geometry(const vkp_tensor *t, vkp_pc_softmax *pc) {
   pc->op = (uint32_t)t->params.i[0];
 }
 
-// Rows take a subgroup each, or a workgroup each when long (the rule and its measurements are in
-// norm.c's dispatch_rows).
-#define ROW_WG 128u
+// Rows take a subgroup each, or a workgroup each when long (ops_internal.h).
 static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_softmax *pc) {
-  const vkp_device_info *info = vkp_ctx_info(vkp_rec_ctx(rec));
-  pc->wide = pc->len >= 65536u || (info->type != VKP_DEVICE_CPU && pc->len >= 2048u);
-  uint32_t sg = info->subgroup_size;
-  uint32_t per = pc->wide || sg == 0 || sg >= ROW_WG ? 1 : ROW_WG / sg;
-  return vkp_rec_dispatch_1d(rec, shader, pc, sizeof *pc, pc->rows, per);
+  pc->wide = vkp_rows_wide(rec, pc->len);
+  return vkp_rec_dispatch_rows(rec, shader, pc, sizeof *pc, pc->rows, pc->wide);
 }
 
 static vkp_status softmax_record(vkp_recorder *rec, const vkp_tensor *t) {

@@ -28,25 +28,6 @@ struct vkp_metrics_writer {
 
 
 
-static void sb_json_string(vkp_strbuf *b, const char *s) {
-  vkp_strbuf_puts(b, "\"");
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    char esc[8];
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\';
-      esc[1] = (char)c;
-      vkp_strbuf_put(b, esc, 2);
-    } else if (c < 0x20) {
-      snprintf(esc, sizeof esc, "\\u%04x", c);
-      vkp_strbuf_puts(b, esc);
-    } else {
-      vkp_strbuf_put(b, (const char *)&c, 1);
-    }
-  }
-  vkp_strbuf_puts(b, "\"");
-}
-
 // The shortest of %.15g / %.16g / %.17g that reads back exactly; null when not finite.
 static void sb_number(vkp_strbuf *b, double v) {
   if (!isfinite(v)) {
@@ -186,7 +167,7 @@ vkp_status vkp_metrics_write(vkp_metrics_writer *w, int64_t step, const vkp_metr
   vkp_strbuf_puts(&b, num);
   for (int i = 0; i < n; i++) {
     vkp_strbuf_puts(&b, ",");
-    sb_json_string(&b, m[i].key);
+    vkp_strbuf_json_string(&b, m[i].key);
     vkp_strbuf_puts(&b, ":");
     sb_number(&b, m[i].value);
   }

@@ -29,13 +29,13 @@ VKP_PUSH_CHECK(vkp_pc_elementwise, 96)
 // loop, whose n % 4 tail the kernel handles).
 #define VKP_EW_F_VEC4 1u
 
-// binary.glsl (binary_add.comp, ...; binary.comp takes the op from the push constants)
+// binary.glsl ops: one module per op (binary_add, ...: rows of variants.cmake setting VKP_BINARY_OP)
 #define VKP_EW_ADD 0
 #define VKP_EW_SUB 1
 #define VKP_EW_MUL 2
 #define VKP_EW_DIV 3
-// unary.glsl forward (out = f(a)) and backward (out = b * f'(a)) ops (unary_<op>.comp; unary.comp
-// takes the op from the push constants)
+// unary.glsl forward (out = f(a)) and backward (out = b * f'(a)) ops: one module per op
+// (unary_<op>: rows of variants.cmake setting VKP_UNARY_OP)
 #define VKP_EW_SCALE 10       // alpha * a + beta
 #define VKP_EW_GELU_ERF 11
 #define VKP_EW_GELU_TANH 12

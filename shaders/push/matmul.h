@@ -1,4 +1,4 @@
-// Push constants of the matmul family (matmul_*.comp): C[z] (+)= op(A[z]) · op(B[z]) (+ bias).
+// Push constants of the matmul family (matmul_*): C[z] (+)= op(A[z]) · op(B[z]) (+ bias).
 #include "vkp_push.h"
 
 // Logical shapes: op(A) is (M, K), op(B) is (K, N), C is (M, N). Strides are in elements and

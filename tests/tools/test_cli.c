@@ -104,6 +104,35 @@ static void test_forward_parity_and_errors(void **state) {
   expect(args, 2, "nonexistent");
 }
 
+// Subcommands dispatch on the checkpoint's model type: a model of no registered family is named in
+// the error (not a misleading key error of another family's config), exit 2.
+static void test_model_families(void **state) {
+  (void)state;
+  char args[1400], dir[400], out[400];
+  snprintf(out, sizeof out, "%s/fam.safetensors", tmp);
+  snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s/unet/io.safetensors --output %s", VKP_FIXTURES_DIR,
+           VKP_FIXTURES_DIR, out);
+  expect(args, 2, "unsupported model: UNet2DConditionModel");
+  snprintf(args, sizeof args, "info --model %s/unet/vae", VKP_FIXTURES_DIR);
+  expect(args, 2, "unsupported model: AutoencoderKL");
+  snprintf(dir, sizeof dir, "%s/typeless", tmp);
+  mkdir(dir, 0755);
+  snprintf(args, sizeof args, "%s/config.json", dir);
+  FILE *f = fopen(args, "w");
+  fputs("{\"hidden_size\": 8}", f);
+  fclose(f);
+  snprintf(args, sizeof args, "info --model %s", dir);
+  expect(args, 2, "no 'model_type' or '_class_name'");
+  f = fopen(strcat(strcpy(out, dir), "/config.json"), "w");
+  fputs("{\"model_type\": \"vit\"} trailing", f);
+  fclose(f);
+  expect(args, 2, "text after the document");
+  snprintf(args, sizeof args, "info --model %s/vit/model", VKP_FIXTURES_DIR);
+  expect(args, 0, "ViTForImageClassification, image 32, patch 8");
+  snprintf(args, sizeof args, "info --model %s", tmp);
+  expect(args, 2, "not a model folder");
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(tmp, sizeof tmp, "/tmp/vkpeft-test-cli-XXXXXX");
@@ -112,6 +141,6 @@ static int setup(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage_and_devices), cmocka_unit_test(test_bad_configs),
-                                     cmocka_unit_test(test_forward_parity_and_errors)};
+                                     cmocka_unit_test(test_forward_parity_and_errors), cmocka_unit_test(test_model_families)};
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -31,4 +31,9 @@ vkp_status vkp_file_read_all(const char *path, size_t max_bytes, char **out, siz
 // Creates a directory and its missing parents (mkdir -p); an existing directory is fine.
 vkp_status vkp_dir_create(const char *path, vkp_error *err);
 
+// Removes a file, or a directory and everything below it (rm -rf; symbolic links are removed, not
+// followed). A path that does not exist is fine. Errors: VKP_ERR_IO (something could not be
+// removed; the rest is still removed).
+vkp_status vkp_path_remove_all(const char *path, vkp_error *err);
+
 #endif

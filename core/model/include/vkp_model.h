@@ -42,6 +42,8 @@ typedef struct vkp_param {
 typedef struct vkp_module {
   char *name;                    // checkpoint name ("vit.encoder.layer.0.attention.attention.query") (owned)
   char *alias;                   // second spelling (transformers 5: "vit.layers.0.attention.q_proj"), or NULL
+  char **names;                  // every spelling: names[0] = name, then alias, then vkp_module_add_name's (owned)
+  int n_names;
   vkp_module_kind kind;
   int layer;                     // block index (layers_to_transform); -1 if none
   int64_t in, out;               // linear: features; conv: channels; norm/embedding: dims
@@ -79,7 +81,17 @@ int64_t vkp_param_numel(const vkp_param *p);
 // shapes (bias_len 0 = no bias). Returns the module.
 vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *alias, vkp_module_kind kind, int layer,
                                  int wdim, const int64_t *wshape, int64_t bias_len);
-vkp_module *vkp_model_find_module(const vkp_model *m, const char *name);   // by name or alias
+vkp_module *vkp_model_find_module(const vkp_model *m, const char *name);   // by any of its names
+// Adds another spelling of a module's name (another library version's, a tool's): found by
+// vkp_model_find_module, matched by PEFT targeting, accepted in adapter files. A family maps all
+// its spellings in one place (its model file), at registration.
+vkp_status vkp_module_add_name(vkp_model *m, vkp_module *mod, const char *name);
+// True if `name` is one of the module's spellings.
+bool vkp_module_has_name(const vkp_module *mod, const char *name);
+
+// Changes a parameter's storage dtype (f32 <-> f16/bf16), converting its values: frozen base
+// weights kept in the checkpoint's half precision (arithmetic still accumulates in f32).
+vkp_status vkp_param_set_dtype(vkp_model *m, vkp_param *p, vkp_dtype dtype);
 
 // Random initialisation: normal(0, std) for weights, zeros for biases, ones for norm weights.
 vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed);
@@ -95,6 +107,20 @@ typedef struct vkp_load_report {
 typedef void (*vkp_name_fn)(void *user, const char *kind, const char *name);
 vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char *prefix, vkp_load_report *report,
                                       vkp_name_fn on_name, void *user);
+// Key conversion for checkpoints whose tensor names are another layout's (original-SD keys for a
+// diffusers model, ...): writes the model's parameter name for `file_key` into out and returns
+// true, or returns false for a key that belongs to no parameter of this model (reported unused).
+typedef bool (*vkp_key_map_fn)(void *user, const char *file_key, char *out, size_t cap);
+typedef struct vkp_load_options {
+  const char *prefix;            // stripped from file keys first (may be NULL)
+  vkp_key_map_fn map;            // then converted (may be NULL: names as they are)
+  void *map_user;
+  vkp_name_fn on_name;           // unused / missing names (may be NULL)
+  void *user;
+  bool keep_dtype;               // frozen parameters take the file's float dtype (f16/bf16 stay half on the device)
+} vkp_load_options;
+vkp_status vkp_model_load_safetensors_opts(vkp_model *m, const char *path, const vkp_load_options *opt,
+                                           vkp_load_report *report);
 // Saves parameters (all, or those accepted by `filter`) as f32 safetensors (atomic write).
 typedef bool (*vkp_param_filter)(const vkp_param *p, void *user);
 vkp_status vkp_model_save_safetensors(vkp_model *m, const char *path, vkp_param_filter filter, void *user,
