@@ -6,37 +6,17 @@
 #include <stdint.h>
 
 #include "vkp_data.h"
+#include "vkp_rng.h"
+#include "vkp_vec.h"
 
-// ---- deterministic random numbers (splitmix64) -------------------------------------------------
-
-static inline uint64_t vkp_data_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-typedef struct vkp_data_rng {
-  uint64_t s;
-} vkp_data_rng;
-
-static inline uint64_t vkp_data_rng_next(vkp_data_rng *r) {
-  r->s += 0x9e3779b97f4a7c15ull;
-  return vkp_data_mix64(r->s);
-}
-// Uniform in [0, 1) with 53 random bits.
-static inline double vkp_data_rng_uniform(vkp_data_rng *r) {
-  return (double)(vkp_data_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
-// Uniform integer in [0, n) (n >= 1; bias below 2^-53 * n).
-static inline size_t vkp_data_rng_below(vkp_data_rng *r, size_t n) {
-  size_t k = (size_t)(vkp_data_rng_uniform(r) * (double)n);
-  return k < n ? k : n - 1;
-}
-
-// Key streams: distinct constants so (seed, epoch) for the order and (seed, epoch, index) for
-// augmentation never produce related streams.
+// ---- deterministic random numbers: core's vkp_rng, one stream per key ---------------------------
+// Key streams: distinct constants so (seed, epoch) for the order, (seed, class) for the split and
+// (seed, epoch, index) for augmentation never produce related streams (vkp_rng_key).
 #define VKP_DATA_STREAM_ORDER 0x6f72646572ull  // "order"
 #define VKP_DATA_STREAM_SPLIT 0x73706c6974ull  // "split"
+#define VKP_DATA_STREAM_AUG 0x617567ull        // "aug"
+#define VKP_DATA_STREAM_REPEAT 0x726570ull     // "rep": copies of a repeated sample
+#define VKP_DATA_STREAM_CAPTION 0x636170ull    // "cap": a sample's caption draw
 
 // ---- dataset construction ------------------------------------------------------------------------
 
@@ -52,6 +32,19 @@ char *vkp_data_strdup(const char *s);
 // "0", "1", ... names for n classes (new array), NULL on OOM.
 char **vkp_data_numbered_names(int n);
 
+// ---- folders (folder.c) --------------------------------------------------------------------------
+
+typedef VKP_VEC(char *) vkp_data_strings;  // owned strings
+
+// Appends the non-hidden entry names of dir (not starting with '.') to names, sorted (strcmp).
+// Errors: VKP_ERR_IO (cannot open the folder), VKP_ERR_OOM.
+vkp_status vkp_data_list_dir(const char *dir, vkp_data_strings *names, vkp_error *err);
+// dir + "/" + name (no doubled '/') as a new string; NULL on OOM.
+char *vkp_data_path_join(const char *dir, const char *name);
+// Whether a file name has an image extension: .png .jpg .jpeg .bmp .gif .tga .ppm .pgm .pnm, any
+// case.
+int vkp_data_is_image_name(const char *name);
+
 // ---- file-image decoding (folder and list readers) ----------------------------------------------
 
 // Decodes n image files into a new dataset. paths (n strings) and names (n_classes strings) are
@@ -61,9 +54,58 @@ vkp_status vkp_data_decode_files(const char *what, char **paths, const int32_t *
                                   char **names, int n_classes, const vkp_data_load_opts *opts,
                                   vkp_dataset **out, vkp_error *err);
 
+// vkp_data_batch_fill with one transform key per sample (keys[k] for idx[k]).
+vkp_status vkp_data_batch_fill_keys(const vkp_dataset *ds, const vkp_data_transform *t,
+                                    const size_t *idx, const uint64_t *keys, size_t n,
+                                    float *pixels, int32_t *labels, vkp_error *err);
+
+// RGBA pixels -> `channels` (1, 3, 4) with the alpha mode (see vkp_alpha_mode; 4 copies).
+void vkp_data_convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_alpha_mode mode,
+                           uint8_t *out);
+
 // Emits a warning through opts->warn or stderr.
 void vkp_data_warn(const vkp_data_load_opts *opts, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+// ---- text lists (list.c): CSV records and JSONL objects --------------------------------------
+
+// Reads a whole text file (at most 1 GiB) into a new NUL-terminated buffer (free()).
+// Errors: VKP_ERR_IO, VKP_ERR_FORMAT (too large, a NUL byte), VKP_ERR_OOM.
+vkp_status vkp_data_read_text(const char *path, char **out, size_t *len, vkp_error *err);
+
+#define VKP_DATA_CSV_MAX_FIELDS 64
+
+typedef struct vkp_data_csv {
+  const char *p, *end;
+  int line;  // current line (1-based)
+} vkp_data_csv;
+
+// A CSV reader over text[0..len) (a UTF-8 byte-order mark is skipped).
+void vkp_data_csv_init(vkp_data_csv *c, const char *text, size_t len);
+// Parses one RFC 4180 record into fields (new strings; at most VKP_DATA_CSV_MAX_FIELDS), skipping
+// blank lines; *first_line gets the record's line. Returns the field count, 0 at the end, -1 on a
+// syntax error (message naming file:line in err), -2 on OOM; on errors no field is left allocated.
+int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const char *file,
+                        vkp_error *err);
+
+// Whether a list is JSONL: a .jsonl/.ndjson/.json extension or a first non-blank character '{'.
+int vkp_data_list_is_jsonl(const char *path, const char *text);
+
+struct cJSON;
+
+// Iterates over the lines of JSONL text (modified in place; blank lines skipped).
+typedef struct vkp_data_jsonl {
+  char *p, *end;
+  int line;  // line of the object last returned
+} vkp_data_jsonl;
+void vkp_data_jsonl_init(vkp_data_jsonl *j, char *text, size_t len);
+// The next line's JSON object as a new cJSON tree (*obj; free with cJSON_Delete). Returns 1, 0 at
+// the end, or a negative vkp_status with "file:line: not a JSON object" (or trailing text) in err.
+int vkp_data_jsonl_next(vkp_data_jsonl *j, struct cJSON **obj, const char *file, vkp_error *err);
+
+// A path from a list file: `p` itself when absolute, else relative to the list's folder. New
+// string, NULL on OOM.
+char *vkp_data_list_path(const char *list_path, const char *p);
 
 // ---- resampling ----------------------------------------------------------------------------------
 

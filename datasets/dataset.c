@@ -207,15 +207,6 @@ vkp_status vkp_dataset_mean_std(const vkp_dataset *ds, const size_t *idx, size_t
   return VKP_OK;
 }
 
-static void shuffle(size_t *v, size_t n, vkp_data_rng *r) {
-  for (size_t i = n; i > 1; i--) {
-    size_t j = vkp_data_rng_below(r, i);
-    size_t t = v[i - 1];
-    v[i - 1] = v[j];
-    v[j] = t;
-  }
-}
-
 vkp_status vkp_dataset_split(const vkp_dataset *ds, double val_fraction, uint64_t seed,
                              bool stratified, size_t **train, size_t *n_train, size_t **val,
                              size_t *n_val, vkp_error *err) {
@@ -241,8 +232,8 @@ vkp_status vkp_dataset_split(const vkp_dataset *ds, double val_fraction, uint64_
   }
   if (!stratified || K < 1) {
     for (size_t i = 0; i < N; i++) order[i] = i;
-    vkp_data_rng r = {vkp_data_mix64(seed ^ VKP_DATA_STREAM_SPLIT)};
-    shuffle(order, N, &r);
+    vkp_rng r = vkp_rng_new(vkp_rng_key(seed, VKP_DATA_STREAM_SPLIT, UINT64_MAX));
+    vkp_rng_shuffle(&r, order, N, sizeof *order, N);
     for (size_t k = 0; k < nv; k++) is_val[order[k]] = 1;
   } else {
     // Group indices by class (counting sort, ascending within a class).
@@ -277,9 +268,9 @@ vkp_status vkp_dataset_split(const vkp_dataset *ds, double val_fraction, uint64_
       given++;
     }
     for (int c = 0; c < K; c++) {
-      vkp_data_rng r = {vkp_data_mix64(vkp_data_mix64(seed ^ VKP_DATA_STREAM_SPLIT) + (uint64_t)c)};
+      vkp_rng r = vkp_rng_new(vkp_rng_key(seed, VKP_DATA_STREAM_SPLIT, (uint64_t)c));
       size_t *v = order + cstart[c], m = cstart[c + 1] - cstart[c];
-      shuffle(v, m, &r);
+      vkp_rng_shuffle(&r, v, m, sizeof *v, m);
       for (size_t k = 0; k < take[c]; k++) is_val[v[k]] = 1;
     }
     nv = given;

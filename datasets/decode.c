@@ -13,13 +13,18 @@
 #include "data_internal.h"
 #include "vkp_data.h"
 
-#define VKP_DATA_MAX_PIXELS ((size_t)1 << 28)  // per image: refuse decompression bombs
+// Per image, checked on the header before anything is decoded (decompression bombs: a small PNG
+// may declare 16384 x 16384 and cost 1 GiB per decoding thread): at most 64 megapixels and
+// 16384 pixels a side.
+#define VKP_DATA_MAX_PIXELS ((size_t)1 << 26)
+#define VKP_DATA_MAX_SIDE 16384
 
 typedef struct file_state {
   int w, h, comp;       // from the header
   vkp_status st;        // VKP_OK, VKP_ERR_IO or VKP_ERR_FORMAT
   int err_no;           // errno of an open failure
   const char *reason;   // stb_image's reason (static string)
+  int too_big;          // the header declares more than the limits
   int keep;             // still in the dataset
 } file_state;
 
@@ -36,8 +41,8 @@ typedef struct decode_job {
 } decode_job;
 
 // RGBA -> `channels` (1, 3, 4) with the alpha mode (files without alpha come with alpha 255).
-static void convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_alpha_mode mode,
-                         uint8_t *out) {
+void vkp_data_convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_alpha_mode mode,
+                           uint8_t *out) {
   for (size_t p = 0; p < npix; p++) {
     const uint8_t *s = rgba + 4 * p;
     if (channels == 4) {
@@ -71,9 +76,10 @@ static void decode_one(decode_job *j, size_t k) {
     if (!stbi_info_from_file(fp, &f->w, &f->h, &f->comp) || f->w <= 0 || f->h <= 0) {
       f->st = VKP_ERR_FORMAT;
       f->reason = stbi_failure_reason();
-    } else if ((size_t)f->w * (size_t)f->h > VKP_DATA_MAX_PIXELS) {
+    } else if ((size_t)f->w * (size_t)f->h > VKP_DATA_MAX_PIXELS || f->w > VKP_DATA_MAX_SIDE ||
+               f->h > VKP_DATA_MAX_SIDE) {
       f->st = VKP_ERR_FORMAT;
-      f->reason = "image larger than 256 megapixels";
+      f->too_big = 1;
     }
     fclose(fp);
     return;
@@ -105,7 +111,7 @@ static void decode_one(decode_job *j, size_t k) {
   uint8_t *dst = ds->pixels + ds->offsets[k];
   size_t npix = (size_t)w * (size_t)h;
   if (!j->fixed_w || (w == j->fixed_w && h == j->fixed_h)) {
-    convert_rgba(rgba, npix, C, j->opts->alpha, dst);
+    vkp_data_convert_rgba(rgba, npix, C, j->opts->alpha, dst);
   } else {
     uint8_t *conv = malloc(npix * (size_t)C);
     float *tmp = malloc((size_t)j->fixed_w * (size_t)h * (size_t)C * sizeof *tmp);
@@ -113,7 +119,7 @@ static void decode_one(decode_job *j, size_t k) {
       f->st = VKP_ERR_OOM;
       f->reason = "out of memory";
     } else {
-      convert_rgba(rgba, npix, C, j->opts->alpha, conv);
+      vkp_data_convert_rgba(rgba, npix, C, j->opts->alpha, conv);
       vkp_data_resize_u8(conv, w, h, C, dst, j->fixed_w, j->fixed_h, tmp);
     }
     free(conv);
@@ -153,6 +159,11 @@ static vkp_status file_error(const char *path, const file_state *f, vkp_error *e
   if (f->st == VKP_ERR_IO)
     return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(f->err_no));
   if (f->st == VKP_ERR_OOM) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+  if (f->too_big)
+    return vkp_error_set(err, VKP_ERR_FORMAT,
+                         "%s: image declares %dx%d pixels, over the limit of %zu megapixels and "
+                         "%d pixels a side (not decoded)",
+                         path, f->w, f->h, VKP_DATA_MAX_PIXELS >> 20, VKP_DATA_MAX_SIDE);
   return vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt or unsupported image (stb_image: %s)",
                        path, f->reason ? f->reason : "unknown error");
 }

@@ -11,6 +11,7 @@
 
 #include "data_internal.h"
 #include "vkp_data.h"
+#include "vkp_strbuf.h"
 
 #define DIGITS_MAX_BYTES (64u << 20)
 #define DIGITS_PIXELS 64
@@ -30,45 +31,42 @@ static vkp_status read_text(const char *path, char **out, size_t *len, vkp_error
   fclose(probe);
   gzFile gz = gzopen(path, "rb");  // reads plain files transparently
   if (!gz) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  size_t cap = 1 << 20, n = 0;
-  char *buf = malloc(cap + 1);
-  vkp_status st = VKP_OK;
-  while (buf) {
-    int r = gzread(gz, buf + n, (unsigned)(cap - n));
+  enum { CHUNK = 1 << 16 };
+  char *chunk = malloc(CHUNK);
+  vkp_strbuf b = {0};
+  vkp_status st = chunk ? VKP_OK : vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+  while (!st) {
+    int r = gzread(gz, chunk, CHUNK);
     if (r < 0) {
       int zerr = 0;
       const char *m = gzerror(gz, &zerr);
-      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", path,
-                         zmsg(path, m));
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt gzip data (zlib: %s)", path, zmsg(path, m));
       break;
     }
-    n += (size_t)r;
-    if (n < cap) {
-      int zerr = 0;
-      const char *m = gzerror(gz, &zerr);
-      if (zerr != Z_OK && zerr != Z_STREAM_END)
-        st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: truncated or corrupt gzip data (zlib: %s)",
-                           path, zmsg(path, m));
-      break;
-    }
-    if (cap >= DIGITS_MAX_BYTES) {
+    if (b.len + (size_t)r > DIGITS_MAX_BYTES) {
       st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: larger than %u bytes", path, DIGITS_MAX_BYTES);
       break;
     }
-    char *nb = realloc(buf, 2 * cap + 1);
-    if (!nb) free(buf);
-    buf = nb;
-    cap *= 2;
+    vkp_strbuf_put(&b, chunk, (size_t)r);
+    if (b.oom) st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+    if (r < CHUNK) {   // the end, or an error
+      int zerr = 0;
+      const char *m = gzerror(gz, &zerr);
+      if (!st && zerr != Z_OK && zerr != Z_STREAM_END)
+        st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: truncated or corrupt gzip data (zlib: %s)", path, zmsg(path, m));
+      break;
+    }
   }
   gzclose(gz);
-  if (!buf) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
+  free(chunk);
+  if (!st && !b.p) vkp_strbuf_put(&b, "", 0);   // an empty file: still a string
+  if (!st && b.oom) st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
   if (st != VKP_OK) {
-    free(buf);
+    free(b.p);
     return st;
   }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
+  *out = b.p;
+  *len = b.len;
   return VKP_OK;
 }
 

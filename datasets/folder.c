@@ -9,28 +9,19 @@
 #include <sys/stat.h>
 
 #include "data_internal.h"
+#include "vkp_vec.h"
 #include "vkp_data.h"
 
 #define MAX_DEPTH 16
 
-typedef struct strvec {
-  char **v;
-  size_t n, cap;
-} strvec;
+typedef vkp_data_strings strvec;
 
 static int strvec_push(strvec *s, char *str) {  // takes str; frees it on failure
   if (!str) return -1;
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 64;
-    char **v = realloc(s->v, cap * sizeof *v);
-    if (!v) {
-      free(str);
-      return -1;
-    }
-    s->v = v;
-    s->cap = cap;
+  if (vkp_vec_push(s, str)) {
+    free(str);
+    return -1;
   }
-  s->v[s->n++] = str;
   return 0;
 }
 
@@ -38,7 +29,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static char *join(const char *dir, const char *name) {
+char *vkp_data_path_join(const char *dir, const char *name) {
   size_t a = strlen(dir), b = strlen(name);
   char *p = malloc(a + b + 2);
   if (!p) return NULL;
@@ -49,7 +40,7 @@ static char *join(const char *dir, const char *name) {
   return p;
 }
 
-static int is_image_name(const char *name) {
+int vkp_data_is_image_name(const char *name) {
   static const char *const ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif",
                                     ".tga", ".ppm", ".pgm", ".pnm"};
   const char *dot = strrchr(name, '.');
@@ -59,8 +50,7 @@ static int is_image_name(const char *name) {
   return 0;
 }
 
-// Appends the non-hidden entry names of dir to names, sorted (strcmp).
-static vkp_status list_dir(const char *dir, strvec *names, vkp_error *err) {
+vkp_status vkp_data_list_dir(const char *dir, strvec *names, vkp_error *err) {
   DIR *d = opendir(dir);
   if (!d) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
   struct dirent *e;
@@ -80,9 +70,9 @@ static vkp_status list_dir(const char *dir, strvec *names, vkp_error *err) {
 // Appends the image files under dir (recursively, sorted) to files.
 static vkp_status collect(const char *dir, int depth, strvec *files, vkp_error *err) {
   strvec names = {0};
-  vkp_status st = list_dir(dir, &names, err);
-  for (size_t i = 0; st == VKP_OK && i < names.n; i++) {
-    char *p = join(dir, names.v[i]);
+  vkp_status st = vkp_data_list_dir(dir, &names, err);
+  for (int32_t i = 0; st == VKP_OK && i < names.n; i++) {
+    char *p = vkp_data_path_join(dir, names.v[i]);
     struct stat sb;
     if (!p) {
       st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", dir);
@@ -94,13 +84,13 @@ static vkp_status collect(const char *dir, int depth, strvec *files, vkp_error *
                            MAX_DEPTH);
       else st = collect(p, depth + 1, files, err);
       free(p);
-    } else if (S_ISREG(sb.st_mode) && is_image_name(names.v[i])) {
+    } else if (S_ISREG(sb.st_mode) && vkp_data_is_image_name(names.v[i])) {
       if (strvec_push(files, p)) st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", dir);
     } else {
       free(p);
     }
   }
-  vkp_data_free_strings(names.v, names.n);
+  vkp_data_free_strings(names.v, (size_t)names.n);
   return st;
 }
 
@@ -112,14 +102,13 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
   if (!root) return vkp_error_set(err, VKP_ERR_INVALID, "vkp_data_load_folder: root is NULL");
   if (!opts) opts = &defaults;
   strvec entries = {0}, classes = {0}, files = {0};
-  int32_t *labels = NULL;
-  size_t nlab = 0, caplab = 0;
+  VKP_VEC(int32_t) labels = {0};   // (files.n)
   char **names = NULL;
   int n_classes = 0;
-  vkp_status st = list_dir(root, &entries, err);
+  vkp_status st = vkp_data_list_dir(root, &entries, err);
   if (st != VKP_OK) goto done;
-  for (size_t i = 0; i < entries.n; i++) {
-    char *p = join(root, entries.v[i]);
+  for (int32_t i = 0; i < entries.n; i++) {
+    char *p = vkp_data_path_join(root, entries.v[i]);
     struct stat sb;
     if (!p) {
       st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", root);
@@ -151,7 +140,6 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     for (int c = 0; c < n_classes; c++)
       if (!(names[c] = vkp_data_strdup(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
   } else {
-    if (classes.n > INT32_MAX) goto oom;
     n_classes = (int)classes.n;
     names = classes.v;  // taken over
     classes.v = NULL;
@@ -160,13 +148,13 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     if (!classes.v) goto oom;
     for (int c = 0; c < n_classes; c++)
       if (!(classes.v[c] = vkp_data_strdup(names[c]))) goto oom;
-    classes.n = classes.cap = (size_t)n_classes;
+    classes.n = classes.cap = n_classes;
   }
-  for (size_t k = 0; k < classes.n; k++) {
+  for (int32_t k = 0; k < classes.n; k++) {
     int id = -1;
     for (int c = 0; c < n_classes; c++)
       if (strcmp(names[c], classes.v[k]) == 0) id = c;
-    char *dir = join(root, classes.v[k]);
+    char *dir = vkp_data_path_join(root, classes.v[k]);
     if (!dir) goto oom;
     if (id < 0) {
       st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: class folder '%s' is not in the given class list",
@@ -174,7 +162,7 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
       free(dir);
       goto done;
     }
-    size_t before = files.n;
+    int32_t before = files.n;
     st = collect(dir, 1, &files, err);
     if (st == VKP_OK && files.n == before) {
       if (opts->skip_bad)
@@ -188,16 +176,10 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
     }
     free(dir);
     if (st != VKP_OK) goto done;
-    if (files.n > caplab) {
-      size_t cap = files.cap;
-      int32_t *l = realloc(labels, cap * sizeof *l);
-      if (!l) goto oom;
-      labels = l;
-      caplab = cap;
-    }
-    while (nlab < files.n) labels[nlab++] = id;
+    if (vkp_vec_reserve(&labels, files.n)) goto oom;
+    while (labels.n < files.n) labels.v[labels.n++] = id;
   }
-  st = vkp_data_decode_files(root, files.v, labels, files.n, names, n_classes, opts, out, err);
+  st = vkp_data_decode_files(root, files.v, labels.v, (size_t)files.n, names, n_classes, opts, out, err);
   files.v = NULL;  // taken over (freed) by decode_files_
   files.n = 0;
   names = NULL;
@@ -205,10 +187,10 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
 oom:
   st = vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", root);
 done:
-  vkp_data_free_strings(entries.v, entries.n);
-  vkp_data_free_strings(classes.v, classes.n);
-  vkp_data_free_strings(files.v, files.n);
+  vkp_data_free_strings(entries.v, (size_t)entries.n);
+  vkp_data_free_strings(classes.v, (size_t)classes.n);
+  vkp_data_free_strings(files.v, (size_t)files.n);
   vkp_data_free_strings(names, (size_t)n_classes);
-  free(labels);
+  free(labels.v);
   return st;
 }

@@ -9,6 +9,9 @@
 #include <cJSON.h>
 
 #include "data_internal.h"
+#include "vkp_fileio.h"
+#include "vkp_strbuf.h"
+#include "vkp_vec.h"
 #include "vkp_data.h"
 
 #define LIST_MAX_BYTES (1u << 30)
@@ -21,13 +24,10 @@ typedef struct row {
   int line;
 } row;
 
-typedef struct rows {
-  row *v;
-  size_t n, cap;
-} rows;
+typedef VKP_VEC(row) rows;
 
 static void rows_free(rows *r) {
-  for (size_t i = 0; i < r->n; i++) {
+  for (size_t i = 0; i < (size_t)r->n; i++) {
     free(r->v[i].path);
     free(r->v[i].label);
   }
@@ -49,14 +49,7 @@ static int parse_uint(const char *s, long long *out) {
 // Takes path and label (frees them on failure).
 static vkp_status rows_push(rows *r, char *path, char *label, int line, const char *file,
                             vkp_error *err) {
-  if (!path || !label) goto oom;
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? 2 * r->cap : 256;
-    row *v = realloc(r->v, cap * sizeof *v);
-    if (!v) goto oom;
-    r->v = v;
-    r->cap = cap;
-  }
+  if (!path || !label || vkp_vec_reserve(r, (int64_t)r->n + 1)) goto oom;
   row *w = &r->v[r->n++];
   *w = (row){path, label, 0, 0, line};
   w->is_int = parse_uint(label, &w->id);
@@ -67,56 +60,29 @@ oom:
   return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
 }
 
-static vkp_status read_file(const char *path, char **out, size_t *len, vkp_error *err) {
-  *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (n < cap) break;
-    if (cap >= LIST_MAX_BYTES) {
-      free(buf);
-      fclose(f);
-      return vkp_error_set(err, VKP_ERR_FORMAT, "%s: list larger than %u bytes", path,
-                           LIST_MAX_BYTES);
-    }
-    char *nb = realloc(buf, 2 * cap + 1);
-    if (!nb) free(buf);
-    buf = nb;
-    cap *= 2;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (!buf) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
-  if (bad) {
-    free(buf);
-    return vkp_error_set(err, VKP_ERR_IO, "%s: read error", path);
-  }
-  buf[n] = '\0';
-  if (strlen(buf) != n) {
-    free(buf);
+vkp_status vkp_data_read_text(const char *path, char **out, size_t *len, vkp_error *err) {
+  VKP_TRY(vkp_file_read_all(path, LIST_MAX_BYTES, out, len, err));
+  if (strlen(*out) != *len) {
+    free(*out);
+    *out = NULL;
     return vkp_error_set(err, VKP_ERR_FORMAT, "%s: NUL byte in a text list", path);
   }
-  *out = buf;
-  *len = n;
   return VKP_OK;
 }
 
 // ---- CSV (RFC 4180) -------------------------------------------------------------------------------
 
-#define CSV_MAX_FIELDS 64
+#define CSV_MAX_FIELDS VKP_DATA_CSV_MAX_FIELDS
 
-typedef struct csv {
-  const char *p, *end;
-  int line;
-} csv;
+void vkp_data_csv_init(vkp_data_csv *c, const char *text, size_t len) {
+  *c = (vkp_data_csv){text, text + len, 1};
+  if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
+      (unsigned char)text[2] == 0xBF)
+    c->p += 3;  // UTF-8 byte-order mark
+}
 
-// Parses one record into fields (new strings). Returns the field count, 0 at end of input, -1 on
-// a syntax error (message in err), -2 on OOM; on errors no field is left allocated.
-static int csv_record(csv *c, char **fields, int *first_line, const char *file, vkp_error *err) {
+int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const char *file,
+                        vkp_error *err) {
   // Skip blank lines.
   while (c->p < c->end && (*c->p == '\n' || *c->p == '\r')) {
     if (*c->p == '\n') c->line++;
@@ -125,11 +91,11 @@ static int csv_record(csv *c, char **fields, int *first_line, const char *file, 
   if (c->p >= c->end) return 0;
   *first_line = c->line;
   int nf = 0, rc = -2;
-  char *f = NULL;
+  vkp_strbuf f = {0};
   for (;;) {
     // One field.
-    size_t cap = 64, n = 0;
-    if (!(f = malloc(cap))) goto fail;
+    f.len = 0;
+    vkp_strbuf_put(&f, "", 0);   // "" for an empty field
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t')) c->p++;
     if (c->p < c->end && *c->p == '"') {
       c->p++;
@@ -146,12 +112,7 @@ static int csv_record(csv *c, char **fields, int *first_line, const char *file, 
           else break;
         }
         if (ch == '\n') c->line++;
-        if (n + 1 >= cap) {
-          char *g = realloc(f, cap *= 2);
-          if (!g) goto fail;
-          f = g;
-        }
-        f[n++] = ch;
+        vkp_strbuf_put(&f, &ch, 1);
       }
       while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r')) c->p++;
       if (c->p < c->end && *c->p != ',' && *c->p != '\n') {
@@ -160,25 +121,21 @@ static int csv_record(csv *c, char **fields, int *first_line, const char *file, 
         goto fail;
       }
     } else {
-      while (c->p < c->end && *c->p != ',' && *c->p != '\n') {
-        if (n + 1 >= cap) {
-          char *g = realloc(f, cap *= 2);
-          if (!g) goto fail;
-          f = g;
-        }
-        f[n++] = *c->p++;
-      }
-      while (n && (f[n - 1] == ' ' || f[n - 1] == '\t' || f[n - 1] == '\r')) n--;
+      const char *start = c->p;
+      while (c->p < c->end && *c->p != ',' && *c->p != '\n') c->p++;
+      size_t n = (size_t)(c->p - start);
+      while (n && (start[n - 1] == ' ' || start[n - 1] == '\t' || start[n - 1] == '\r')) n--;
+      vkp_strbuf_put(&f, start, n);
     }
-    f[n] = '\0';
+    if (f.oom) goto fail;
     if (nf == CSV_MAX_FIELDS) {
       vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: more than %d fields", file, *first_line,
                     CSV_MAX_FIELDS);
       rc = -1;
       goto fail;
     }
-    fields[nf++] = f;
-    f = NULL;
+    if (!(fields[nf] = strdup(f.p))) goto fail;
+    nf++;
     if (c->p < c->end && *c->p == ',') {
       c->p++;
       continue;
@@ -187,10 +144,11 @@ static int csv_record(csv *c, char **fields, int *first_line, const char *file, 
       c->p++;
       c->line++;
     }
+    free(f.p);
     return nf;
   }
 fail:
-  free(f);
+  free(f.p);
   for (int k = 0; k < nf; k++) free(fields[k]);
   return rc;
 }
@@ -206,15 +164,13 @@ static const char *const LABEL_KEYS[] = {"label", "class", "target", NULL};
 
 static vkp_status parse_csv(const char *file, const char *text, size_t len, rows *out,
                             vkp_error *err) {
-  csv c = {text, text + len, 1};
-  if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
-      (unsigned char)text[2] == 0xBF)
-    c.p += 3;  // UTF-8 byte-order mark
+  vkp_data_csv c;
+  vkp_data_csv_init(&c, text, len);
   char *f[CSV_MAX_FIELDS];
   int path_col = 0, label_col = 1, first = 1;
   for (;;) {
     int line = 0;
-    int nf = csv_record(&c, f, &line, file, err);
+    int nf = vkp_data_csv_record(&c, f, &line, file, err);
     if (nf == 0) return VKP_OK;
     if (nf == -1) return VKP_ERR_FORMAT;
     if (nf == -2) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
@@ -259,17 +215,22 @@ static const cJSON *get_any(const cJSON *o, const char *const *keys) {
   return NULL;
 }
 
-static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *out, vkp_error *err) {
-  char *p = text, *end = text + len;
-  if (len >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
-      (unsigned char)p[2] == 0xBF)
-    p += 3;
-  for (int line = 1; p < end; line++) {
-    char *nl = memchr(p, '\n', (size_t)(end - p));
-    char *e = nl ? nl : end;
-    size_t n = (size_t)(e - p);
-    char *s = p;
-    p = nl ? nl + 1 : end;
+void vkp_data_jsonl_init(vkp_data_jsonl *j, char *text, size_t len) {
+  *j = (vkp_data_jsonl){text, text + len, 0};
+  if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
+      (unsigned char)text[2] == 0xBF)
+    j->p += 3;
+}
+
+int vkp_data_jsonl_next(vkp_data_jsonl *j, cJSON **obj, const char *file, vkp_error *err) {
+  *obj = NULL;
+  while (j->p < j->end) {
+    j->line++;
+    char *nl = memchr(j->p, '\n', (size_t)(j->end - j->p));
+    char *e = nl ? nl : j->end;
+    size_t n = (size_t)(e - j->p);
+    char *s = j->p;
+    j->p = nl ? nl + 1 : j->end;
     while (n && isspace((unsigned char)s[n - 1])) n--;
     while (n && isspace((unsigned char)*s)) s++, n--;
     if (!n) continue;
@@ -277,12 +238,27 @@ static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *ou
     cJSON *o = cJSON_ParseWithLengthOpts(s, n, &parse_end, 0);
     if (!o || !cJSON_IsObject(o)) {
       cJSON_Delete(o);
-      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: not a JSON object", file, line);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: not a JSON object", file, j->line);
     }
     if (parse_end && parse_end < s + n) {
       cJSON_Delete(o);
-      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after the JSON object", file, line);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after the JSON object", file,
+                           j->line);
     }
+    *obj = o;
+    return 1;
+  }
+  return 0;
+}
+
+static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *out, vkp_error *err) {
+  vkp_data_jsonl j;
+  vkp_data_jsonl_init(&j, text, len);
+  for (;;) {
+    cJSON *o = NULL;
+    int rc = vkp_data_jsonl_next(&j, &o, file, err);
+    if (rc <= 0) return rc == 0 ? VKP_OK : (vkp_status)rc;
+    int line = j.line;
     const cJSON *jp = get_any(o, PATH_KEYS), *jl = get_any(o, LABEL_KEYS);
     vkp_status st = VKP_OK;
     char num[32];
@@ -324,7 +300,7 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
     if (!(names = calloc((size_t)K, sizeof *names))) goto oom;
     for (int c = 0; c < K; c++)
       if (!(names[c] = vkp_data_strdup(opts->class_names[c] ? opts->class_names[c] : ""))) goto oom;
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < (size_t)r->n; i++) {
       int id = -1;
       for (int c = 0; c < K && id < 0; c++)
         if (strcmp(names[c], r->v[i].label) == 0) id = c;
@@ -339,7 +315,7 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
   } else {
     int all_int = 1;
     long long maxid = -1;
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < (size_t)r->n; i++) {
       all_int &= r->v[i].is_int;
       if (r->v[i].is_int && r->v[i].id > maxid) maxid = r->v[i].id;
     }
@@ -349,14 +325,14 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
                              maxid);
       K = (int)maxid + 1;
       if (!(names = vkp_data_numbered_names(K))) goto oom;
-      for (size_t i = 0; i < r->n; i++) ids[i] = (int32_t)r->v[i].id;
+      for (size_t i = 0; i < (size_t)r->n; i++) ids[i] = (int32_t)r->v[i].id;
     } else {
       char **sorted = malloc(r->n * sizeof *sorted);
       if (!sorted) goto oom;
-      for (size_t i = 0; i < r->n; i++) sorted[i] = r->v[i].label;
+      for (size_t i = 0; i < (size_t)r->n; i++) sorted[i] = r->v[i].label;
       qsort(sorted, r->n, sizeof *sorted, cmp_str);
       size_t u = 0;
-      for (size_t i = 0; i < r->n; i++)
+      for (size_t i = 0; i < (size_t)r->n; i++)
         if (u == 0 || strcmp(sorted[u - 1], sorted[i]) != 0) sorted[u++] = sorted[i];
       if (u > (1 << 20)) {
         free(sorted);
@@ -373,7 +349,7 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
           free(sorted);
           goto oom;
         }
-      for (size_t i = 0; i < r->n; i++) {
+      for (size_t i = 0; i < (size_t)r->n; i++) {
         char *key = r->v[i].label;
         char **hit = bsearch(&key, sorted, u, sizeof *sorted, cmp_str);
         ids[i] = (int32_t)(hit - sorted);
@@ -394,6 +370,26 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && strcasecmp(s + a - b, suffix) == 0;
 }
 
+int vkp_data_list_is_jsonl(const char *path, const char *text) {
+  const char *q = text;
+  while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') q++;
+  if ((unsigned char)q[0] == 0xEF && (unsigned char)q[1] == 0xBB && (unsigned char)q[2] == 0xBF)
+    q += 3;
+  return ends_with(path, ".jsonl") || ends_with(path, ".ndjson") || ends_with(path, ".json") ||
+         *q == '{';
+}
+
+char *vkp_data_list_path(const char *list_path, const char *p) {
+  const char *slash = strrchr(list_path, '/');
+  size_t dirlen = slash ? (size_t)(slash - list_path) + 1 : 0;
+  size_t pl = strlen(p), pre = p[0] == '/' ? 0 : dirlen;
+  char *out = malloc(pre + pl + 1);
+  if (!out) return NULL;
+  memcpy(out, list_path, pre);
+  memcpy(out + pre, p, pl + 1);
+  return out;
+}
+
 vkp_status vkp_data_load_list(const char *list_path, const vkp_data_load_opts *opts,
                               vkp_dataset **out, vkp_error *err) {
   static const vkp_data_load_opts defaults = {0};
@@ -406,13 +402,9 @@ vkp_status vkp_data_load_list(const char *list_path, const vkp_data_load_opts *o
   rows r = {0};
   int32_t *ids = NULL;
   int K = 0;
-  vkp_status st = read_file(list_path, &text, &len, err);
+  vkp_status st = vkp_data_read_text(list_path, &text, &len, err);
   if (st != VKP_OK) return st;
-  const char *q = text;
-  while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') q++;
-  if ((unsigned char)q[0] == 0xEF && (unsigned char)q[1] == 0xBB && (unsigned char)q[2] == 0xBF) q += 3;
-  int jsonl = ends_with(list_path, ".jsonl") || ends_with(list_path, ".ndjson") ||
-              ends_with(list_path, ".json") || *q == '{';
+  int jsonl = vkp_data_list_is_jsonl(list_path, text);
   st = jsonl ? parse_jsonl(list_path, text, len, &r, err) : parse_csv(list_path, text, len, &r, err);
   if (st != VKP_OK) goto done;
   if (r.n == 0) {
@@ -422,15 +414,8 @@ vkp_status vkp_data_load_list(const char *list_path, const vkp_data_load_opts *o
   if (!(ids = malloc(r.n * sizeof *ids)) || !(paths = calloc(r.n, sizeof *paths))) goto oom;
   if ((st = assign_ids(list_path, &r, opts, ids, &names, &K, err)) != VKP_OK) goto done;
   // Paths relative to the list's folder.
-  const char *slash = strrchr(list_path, '/');
-  size_t dirlen = slash ? (size_t)(slash - list_path) + 1 : 0;
-  for (size_t i = 0; i < r.n; i++) {
-    const char *p = r.v[i].path;
-    size_t pl = strlen(p), pre = p[0] == '/' ? 0 : dirlen;
-    if (!(paths[i] = malloc(pre + pl + 1))) goto oom;
-    memcpy(paths[i], list_path, pre);
-    memcpy(paths[i] + pre, p, pl + 1);
-  }
+  for (size_t i = 0; i < (size_t)r.n; i++)
+    if (!(paths[i] = vkp_data_list_path(list_path, r.v[i].path))) goto oom;
   st = vkp_data_decode_files(list_path, paths, ids, r.n, names, K, opts, out, err);
   paths = NULL;  // taken over
   names = NULL;

@@ -5,6 +5,8 @@
 // [step*B, step*B + n) of epoch `epoch`'s order, a Fisher-Yates shuffle of the samples keyed by
 // (seed, epoch); sample i's augmentation is keyed by (seed, epoch, i). So a batch's contents
 // depend on (seed, epoch, step) alone: not on the worker count, the timing or where a run resumed.
+// With repeats, the sample list holds copies (image i, copy c < repeats[i]); copy c's key is
+// vkp_data_sample_copy_key(seed, epoch, i, c), which also draws its caption.
 //
 // Concurrency: a ring of `n_slots` batch buffers. A worker takes the lowest unassigned seq and a
 // free slot under the mutex, fills the slot without the lock, and marks it ready. The consumer
@@ -29,13 +31,15 @@ typedef struct slot {
   float *pixels;     // (B, C, H, W)
   int32_t *labels;   // (B)
   size_t *indices;   // (B)
+  uint64_t *keys;    // (B) transform key of each sample
+  size_t *captions;  // (B) caption index of each sample (with caption_start)
   vkp_status st;
   vkp_error err;
 } slot;
 
 typedef struct perm {
   int64_t epoch;
-  size_t *order;  // (n_samples)
+  size_t *order;  // (n_samples) positions in the sample list
   int refs;
   int valid;
 } perm;
@@ -44,7 +48,9 @@ struct vkp_loader {
   const vkp_dataset *ds;  // borrowed
   vkp_data_transform t;
   vkp_loader_opts o;
-  size_t *samples;        // (n_samples) the sample list; owned
+  size_t *samples;        // (n_samples) the sample list (dataset indices); owned
+  uint32_t *copies;       // (n_samples) copy number of each sample (repeats), or NULL; owned
+  size_t *caption_start;  // (ds->count + 1) copied from the options, or NULL; owned
   size_t n_samples;
   size_t epoch_samples;   // n_samples, or rounded down to whole batches with drop_last
   int64_t steps;          // batches per epoch
@@ -69,15 +75,9 @@ struct vkp_loader {
 // ---- epoch orders --------------------------------------------------------------------------------
 
 static void build_order(const vkp_loader *l, int64_t epoch, size_t *order) {
-  memcpy(order, l->samples, l->n_samples * sizeof *order);
-  vkp_data_rng r = {vkp_data_mix64(vkp_data_mix64(l->o.seed ^ VKP_DATA_STREAM_ORDER) +
-                                     (uint64_t)epoch)};
-  for (size_t i = l->n_samples; i > 1; i--) {
-    size_t j = vkp_data_rng_below(&r, i);
-    size_t t = order[i - 1];
-    order[i - 1] = order[j];
-    order[j] = t;
-  }
+  for (size_t k = 0; k < l->n_samples; k++) order[k] = k;
+  vkp_rng r = vkp_rng_new(vkp_rng_key(l->o.seed, VKP_DATA_STREAM_ORDER, (uint64_t)epoch));
+  vkp_rng_shuffle(&r, order, l->n_samples, sizeof *order, l->n_samples);   // torch.randperm order
 }
 
 // The order of `epoch` with a reference taken; called with the mutex held.
@@ -106,16 +106,28 @@ static void seq_position(const vkp_loader *l, int64_t seq, int64_t *epoch, int64
   *step = seq % l->steps;
 }
 
+// order: positions in the sample list (a shuffle), or NULL for the list's own order.
 static void fill_slot(vkp_loader *l, slot *s, const size_t *order) {
   int64_t epoch, step;
   seq_position(l, s->seq, &epoch, &step);
   size_t B = (size_t)l->o.batch_size, first = (size_t)step * B;
   size_t n = l->epoch_samples - first < B ? l->epoch_samples - first : B;
   s->n = (int)n;
-  memcpy(s->indices, order + first, n * sizeof *s->indices);
+  for (size_t k = 0; k < n; k++) {
+    size_t pos = order ? order[first + k] : first + k, i = l->samples[pos];
+    uint64_t key = vkp_data_sample_copy_key(l->o.seed, epoch, i, l->copies ? l->copies[pos] : 0);
+    s->indices[k] = i;
+    s->keys[k] = key;
+    if (l->caption_start) {
+      size_t c0 = l->caption_start[i], nc = l->caption_start[i + 1] - c0;
+      s->captions[k] = c0 + (l->o.first_caption
+                                 ? 0
+                                 : (size_t)(vkp_rng_key(key, VKP_DATA_STREAM_CAPTION, 0) % nc));
+    }
+  }
   vkp_error_clear(&s->err);
-  s->st = vkp_data_batch_fill(l->ds, &l->t, s->indices, n, l->o.seed, epoch, s->pixels, s->labels,
-                              &s->err);
+  s->st = vkp_data_batch_fill_keys(l->ds, &l->t, s->indices, s->keys, n, s->pixels, s->labels,
+                                   &s->err);
 }
 
 // Fills s (state FILLING, seq set) outside the lock; called with the mutex held, returns with it.
@@ -123,7 +135,7 @@ static void produce(vkp_loader *l, slot *s) {
   int64_t epoch, step;
   seq_position(l, s->seq, &epoch, &step);
   perm *p = l->o.shuffle ? perm_acquire(l, epoch) : NULL;
-  const size_t *order = p ? p->order : l->samples;
+  const size_t *order = p ? p->order : NULL;
   pthread_mutex_unlock(&l->mu);
   fill_slot(l, s, order);
   pthread_mutex_lock(&l->mu);
@@ -181,12 +193,16 @@ void vkp_loader_free(vkp_loader *l) {
     free(l->slots[i].pixels);
     free(l->slots[i].labels);
     free(l->slots[i].indices);
+    free(l->slots[i].keys);
+    free(l->slots[i].captions);
   }
   for (int i = 0; l->perms && i < l->n_perms; i++) free(l->perms[i].order);
   free(l->slots);
   free(l->perms);
   free(l->threads);
   free(l->samples);
+  free(l->copies);
+  free(l->caption_start);
   free(l);
 }
 
@@ -215,6 +231,25 @@ vkp_status vkp_loader_new(const vkp_dataset *ds, const vkp_data_transform *t,
     if (opts->indices[k] >= ds->count)
       return vkp_error_set(err, VKP_ERR_INVALID, "%s: loader index %zu out of range (%zu images)",
                            ds->name, opts->indices[k], ds->count);
+  size_t n_images = n;  // samples before repeats
+  if (opts->repeats) {
+    n = 0;
+    for (size_t k = 0; k < n_images; k++) {
+      size_t i = opts->indices ? opts->indices[k] : k;
+      int32_t r = opts->repeats[i];
+      if (r < 1)
+        return vkp_error_set(err, VKP_ERR_INVALID, "%s: image %zu has repeat count %d (want >= 1)",
+                             ds->name, i, (int)r);
+      if (n > SIZE_MAX / 2 / sizeof(size_t) - (size_t)r)
+        return vkp_error_set(err, VKP_ERR_INVALID, "%s: too many samples with repeats", ds->name);
+      n += (size_t)r;
+    }
+  }
+  for (size_t k = 0; opts->caption_start && k < n_images; k++) {
+    size_t i = opts->indices ? opts->indices[k] : k;
+    if (opts->caption_start[i + 1] <= opts->caption_start[i])
+      return vkp_error_set(err, VKP_ERR_INVALID, "%s: image %zu has no caption", ds->name, i);
+  }
   size_t B = (size_t)opts->batch_size;
   if (opts->drop_last && n < B)
     return vkp_error_set(err, VKP_ERR_INVALID,
@@ -227,6 +262,8 @@ vkp_status vkp_loader_new(const vkp_dataset *ds, const vkp_data_transform *t,
   l->t = *t;
   l->o = *opts;
   l->o.indices = NULL;
+  l->o.repeats = NULL;
+  l->o.caption_start = NULL;
   l->held = -1;
   l->n_samples = n;
   l->steps = (int64_t)(opts->drop_last ? n / B : (n + B - 1) / B);
@@ -248,18 +285,32 @@ vkp_status vkp_loader_new(const vkp_dataset *ds, const vkp_data_transform *t,
   l->n_slots = workers == 0 ? 1 : (prefetch > workers ? prefetch : workers) + 1;
   l->n_perms = l->n_slots + 2;
   l->samples = malloc(n * sizeof *l->samples);
+  if (opts->repeats && !(l->copies = malloc(n * sizeof *l->copies))) goto oom;
+  if (opts->caption_start) {
+    if (!(l->caption_start = malloc((ds->count + 1) * sizeof *l->caption_start))) goto oom;
+    memcpy(l->caption_start, opts->caption_start, (ds->count + 1) * sizeof *l->caption_start);
+  }
   l->slots = calloc((size_t)l->n_slots, sizeof *l->slots);
   l->perms = calloc((size_t)l->n_perms, sizeof *l->perms);
   l->threads = calloc((size_t)(workers ? workers : 1), sizeof *l->threads);
   if (!l->samples || !l->slots || !l->perms || !l->threads) goto oom;
-  for (size_t k = 0; k < n; k++) l->samples[k] = opts->indices ? opts->indices[k] : k;
+  for (size_t k = 0, pos = 0; k < n_images; k++) {
+    size_t i = opts->indices ? opts->indices[k] : k;
+    int32_t r = opts->repeats ? opts->repeats[i] : 1;
+    for (int32_t c = 0; c < r; c++, pos++) {
+      l->samples[pos] = i;
+      if (l->copies) l->copies[pos] = (uint32_t)c;
+    }
+  }
   if (B > SIZE_MAX / sizeof(float) / (l->per_sample ? l->per_sample : 1)) goto oom;
   for (int i = 0; i < l->n_slots; i++) {
     slot *s = &l->slots[i];
     s->pixels = alloc_aligned(B * l->per_sample * sizeof *s->pixels);
     s->labels = alloc_aligned(B * sizeof *s->labels);
     s->indices = alloc_aligned(B * sizeof *s->indices);
-    if (!s->pixels || !s->labels || !s->indices) goto oom;
+    s->keys = alloc_aligned(B * sizeof *s->keys);
+    s->captions = alloc_aligned(B * sizeof *s->captions);
+    if (!s->pixels || !s->labels || !s->indices || !s->keys || !s->captions) goto oom;
   }
   if (opts->shuffle)
     for (int i = 0; i < l->n_perms; i++)
@@ -305,7 +356,7 @@ vkp_status vkp_loader_next(vkp_loader *l, vkp_batch *out, vkp_error *err) {
     pthread_mutex_lock(&l->mu);
     perm *p = l->o.shuffle ? perm_acquire(l, epoch) : NULL;
     pthread_mutex_unlock(&l->mu);
-    fill_slot(l, s, p ? p->order : l->samples);
+    fill_slot(l, s, p ? p->order : NULL);
     pthread_mutex_lock(&l->mu);
     if (p) p->refs--;
     pthread_mutex_unlock(&l->mu);
@@ -336,7 +387,7 @@ vkp_status vkp_loader_next(vkp_loader *l, vkp_batch *out, vkp_error *err) {
   int64_t epoch, step;
   seq_position(l, s->seq, &epoch, &step);
   *out = (vkp_batch){s->pixels, s->labels, s->indices, s->n, l->C, l->t.out_h, l->t.out_w,
-                     epoch, step};
+                     epoch, step, l->caption_start ? s->captions : NULL};
   return VKP_OK;
 }
 

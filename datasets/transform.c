@@ -14,9 +14,12 @@
 #include "vkp_data.h"
 
 uint64_t vkp_data_sample_key(uint64_t seed, int64_t epoch, size_t index) {
-  uint64_t h = vkp_data_mix64(seed ^ 0x617567ull /* "aug" */);
-  h = vkp_data_mix64(h + (uint64_t)epoch);
-  return vkp_data_mix64(h + (uint64_t)index);
+  return vkp_rng_key(seed ^ VKP_DATA_STREAM_AUG, (uint64_t)epoch, (uint64_t)index);
+}
+
+uint64_t vkp_data_sample_copy_key(uint64_t seed, int64_t epoch, size_t index, uint32_t copy) {
+  uint64_t k = vkp_data_sample_key(seed, epoch, index);
+  return copy ? vkp_rng_key(k, VKP_DATA_STREAM_REPEAT, copy) : k;
 }
 
 int vkp_data_transform_channels(const vkp_data_transform *t, int in_channels) {
@@ -109,7 +112,7 @@ static void plan_taps(const axis_plan *a, int n, int flip, tap *out) {
 static int round_even(double x) { return (int)nearbyint(x); }
 
 // Chooses the source window. Returns the two axis plans and whether to flip.
-static void choose_window(const vkp_data_transform *t, int W, int H, vkp_data_rng *r,
+static void choose_window(const vkp_data_transform *t, int W, int H, vkp_rng *r,
                           axis_plan *ax, axis_plan *ay) {
   int ow = t->out_w, oh = t->out_h;
   *ax = (axis_plan){0.0, (double)W / ow, 0.0, W - 1.0, W};
@@ -146,12 +149,12 @@ static void choose_window(const vkp_data_transform *t, int W, int H, vkp_data_rn
       double area = (double)W * H, lr0 = log(r0), lr1 = log(r1);
       int cw = 0, ch = 0, cx = 0, cy = 0, found = 0;
       for (int attempt = 0; attempt < 10 && !found; attempt++) {
-        double target = area * (s0 + (s1 - s0) * vkp_data_rng_uniform(r));
-        double aspect = exp(lr0 + (lr1 - lr0) * vkp_data_rng_uniform(r));
+        double target = area * (s0 + (s1 - s0) * vkp_rng_uniform(r));
+        double aspect = exp(lr0 + (lr1 - lr0) * vkp_rng_uniform(r));
         int w = round_even(sqrt(target * aspect)), h = round_even(sqrt(target / aspect));
         if (w > 0 && w <= W && h > 0 && h <= H) {
-          cy = (int)vkp_data_rng_below(r, (size_t)(H - h + 1));
-          cx = (int)vkp_data_rng_below(r, (size_t)(W - w + 1));
+          cy = (int)vkp_rng_int(r, 0, H - h + 1);
+          cx = (int)vkp_rng_int(r, 0, W - w + 1);
           cw = w;
           ch = h;
           found = 1;
@@ -182,9 +185,9 @@ static void choose_window(const vkp_data_transform *t, int W, int H, vkp_data_rn
     }
     case VKP_CROP_RANDOM_PAD: {
       int p = t->pad;
-      int x = W + 2 * p >= ow ? (int)vkp_data_rng_below(r, (size_t)(W + 2 * p - ow + 1)) - p
+      int x = W + 2 * p >= ow ? (int)vkp_rng_int(r, 0, W + 2 * p - ow + 1) - p
                               : -((ow - W) / 2);
-      int y = H + 2 * p >= oh ? (int)vkp_data_rng_below(r, (size_t)(H + 2 * p - oh + 1)) - p
+      int y = H + 2 * p >= oh ? (int)vkp_rng_int(r, 0, H + 2 * p - oh + 1) - p
                               : -((oh - H) / 2);
       ax->origin = x;
       ax->scale = 1.0;
@@ -200,10 +203,10 @@ vkp_status vkp_data_transform_apply(const vkp_data_transform *t, const uint8_t *
   VKP_TRY(vkp_data_transform_check(t, c, err));
   if (!img || !dst || w <= 0 || h <= 0)
     return vkp_error_set(err, VKP_ERR_INVALID, "transform: bad image %dx%d or NULL buffer", w, h);
-  vkp_data_rng r = {key};
+  vkp_rng r = vkp_rng_new(key);
   axis_plan ax, ay;
   choose_window(t, w, h, &r, &ax, &ay);
-  int flip = t->hflip > 0 && vkp_data_rng_uniform(&r) < t->hflip;
+  int flip = t->hflip > 0 && vkp_rng_uniform(&r) < t->hflip;
   int ow = t->out_w, oh = t->out_h, oc = vkp_data_transform_channels(t, c);
   // Per-axis taps, planned for CHUNK output rows/columns at a time so the stack stays small.
   enum { CHUNK = 1024 };
@@ -266,9 +269,11 @@ vkp_status vkp_data_transform_apply(const vkp_data_transform *t, const uint8_t *
   return VKP_OK;
 }
 
-vkp_status vkp_data_batch_fill(const vkp_dataset *ds, const vkp_data_transform *t,
-                               const size_t *idx, size_t n, uint64_t seed, int64_t epoch,
-                               float *pixels, int32_t *labels, vkp_error *err) {
+// Fills sample k of a batch: image idx[k] with key keys[k], or vkp_data_sample_key(seed, epoch,
+// idx[k]) when keys is NULL.
+static vkp_status batch_fill(const vkp_dataset *ds, const vkp_data_transform *t, const size_t *idx,
+                             const uint64_t *keys, size_t n, uint64_t seed, int64_t epoch,
+                             float *pixels, int32_t *labels, vkp_error *err) {
   if (!ds || !t || (n && !idx))
     return vkp_error_set(err, VKP_ERR_INVALID, "batch: NULL dataset, transform or indices");
   VKP_TRY(vkp_data_transform_check(t, ds->channels, err));
@@ -279,10 +284,22 @@ vkp_status vkp_data_batch_fill(const vkp_dataset *ds, const vkp_data_transform *
       return vkp_error_set(err, VKP_ERR_INVALID, "%s: batch index %zu out of range (%zu images)",
                            ds->name, i, ds->count);
     if (labels) labels[k] = ds->labels[i];
+    uint64_t key = keys ? keys[k] : vkp_data_sample_key(seed, epoch, i);
     if (pixels)
       VKP_TRY(vkp_data_transform_apply(t, vkp_dataset_image(ds, i), ds->widths[i], ds->heights[i],
-                                       ds->channels, vkp_data_sample_key(seed, epoch, i),
-                                       pixels + k * per, err));
+                                       ds->channels, key, pixels + k * per, err));
   }
   return VKP_OK;
+}
+
+vkp_status vkp_data_batch_fill(const vkp_dataset *ds, const vkp_data_transform *t,
+                               const size_t *idx, size_t n, uint64_t seed, int64_t epoch,
+                               float *pixels, int32_t *labels, vkp_error *err) {
+  return batch_fill(ds, t, idx, NULL, n, seed, epoch, pixels, labels, err);
+}
+
+vkp_status vkp_data_batch_fill_keys(const vkp_dataset *ds, const vkp_data_transform *t,
+                                    const size_t *idx, const uint64_t *keys, size_t n,
+                                    float *pixels, int32_t *labels, vkp_error *err) {
+  return batch_fill(ds, t, idx, keys, n, 0, 0, pixels, labels, err);
 }

@@ -162,7 +162,9 @@ typedef struct vkp_data_load_opts {
 // recursively (sorted) for .png .jpg .jpeg .bmp .gif .tga .ppm .pgm .pnm files (any case); other
 // files are ignored. Images are in class order, then path order.
 // Errors: VKP_ERR_IO (root missing / unreadable, an image unreadable), VKP_ERR_FORMAT (no class
-// folders, an empty class folder, a corrupt image; the message names the file), VKP_ERR_OOM.
+// folders, an empty class folder, a corrupt image, an image whose header declares more than 64
+// megapixels or 16384 pixels a side, refused before decoding; the message names the file),
+// VKP_ERR_OOM.
 vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts,
                                 vkp_dataset **out, vkp_error *err);
 
@@ -244,6 +246,10 @@ int vkp_data_transform_channels(const vkp_data_transform *t, int in_channels);
 // choices depend on nothing else, so an image's augmentation is the same whichever thread or
 // batch prepares it.
 uint64_t vkp_data_sample_key(uint64_t seed, int64_t epoch, size_t index);
+// The key of copy `copy` of a sample drawn several times an epoch (vkp_loader_opts.repeats):
+// copy 0 is vkp_data_sample_key's, the others are hashed from it, so each copy has its own
+// augmentation and caption draw.
+uint64_t vkp_data_sample_copy_key(uint64_t seed, int64_t epoch, size_t index, uint32_t copy);
 
 // Applies t to one HWC uint8 image (w x h x c) with the random key `key`, writing
 // (out_channels, out_h, out_w) floats to dst. Errors: VKP_ERR_INVALID (see _check).
@@ -274,6 +280,14 @@ typedef struct vkp_loader_opts {
   const size_t *indices;     // the samples (e.g. a split); NULL = every image; copied
   size_t n_indices;
   int64_t start_epoch, start_step;  // the first batch returned (resume from vkp_loader_tell)
+  // Image–text data (vkp_pairs_loader_new sets these from a vkp_pairs); NULL = none.
+  const int32_t *repeats;        // (ds->count) image i is drawn repeats[i] >= 1 times an epoch
+                                 // (kohya's N_name folders); copy c is keyed by
+                                 // vkp_data_sample_copy_key(seed, epoch, i, c)
+  const size_t *caption_start;   // (ds->count + 1) image i has the captions caption_start[i] ..
+                                 // caption_start[i + 1] - 1 of a caption list (at least one)
+  bool first_caption;            // always an image's first caption (kohya without
+                                 // --enable_wildcard); else one drawn uniformly per sample copy
 } vkp_loader_opts;
 
 typedef struct vkp_loader vkp_loader;
@@ -286,10 +300,14 @@ typedef struct vkp_batch {
   int n;                    // batch_size, or less for an epoch's last batch when !drop_last
   int channels, height, width;
   int64_t epoch, step;      // this batch's position: step-th batch of epoch `epoch`
+  const size_t *captions;   // (n) caption-list index of each sample; NULL without caption_start
 } vkp_batch;
 
 // A loader over ds (borrowed: it must outlive the loader and not change) with transform t (copied).
-// Errors: VKP_ERR_INVALID (bad options or transform, no samples, an index out of range),
+// repeats and caption_start are copied too. An epoch is every sample (opts->indices, or every
+// image) repeats[i] times; the shuffle permutes those copies.
+// Errors: VKP_ERR_INVALID (bad options or transform, no samples, an index out of range, a repeat
+// count < 1, an image without captions),
 // VKP_ERR_OOM, VKP_ERR_UNSUPPORTED (threads could not be started).
 vkp_status vkp_loader_new(const vkp_dataset *ds, const vkp_data_transform *t,
                           const vkp_loader_opts *opts, vkp_loader **out, vkp_error *err);

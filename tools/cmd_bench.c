@@ -17,6 +17,7 @@
 #include "vkp_dtype.h"
 #include "vkp_graph.h"
 #include "vkp_ops.h"
+#include "vkp_rng.h"
 #include "vkpeft_cli.h"
 
 #ifdef VKP_HAVE_CBLAS
@@ -179,13 +180,9 @@ static int bench_matmul(int argc, char **argv) {
     st = VKP_ERR_OOM;
     goto done;
   }
-  uint64_t seed = 0x9E3779B97F4A7C15ull;
-  for (size_t i = 0; i < na + nb; i++) {
-    seed ^= seed >> 12, seed ^= seed << 25, seed ^= seed >> 27;
-    float r = (float)((seed * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f * 2 - 1;
-    if (i < na) ha[i] = r;
-    else hb[i - na] = r;
-  }
+  vkp_rng rng = vkp_rng_new(0);
+  vkp_rng_uniform_fill(&rng, ha, na, -1.0f, 1.0f);
+  vkp_rng_uniform_fill(&rng, hb, nb, -1.0f, 1.0f);
   if (bdt != VKP_DTYPE_F32) {   // B stored in 16 bits; the reference sees the rounded values
     vkp_convert_from_f32(bdt, hb, hb16, nb);
     vkp_convert_to_f32(bdt, hb16, hb, nb);
@@ -367,10 +364,7 @@ static int bench_block(int argc, char **argv) {
   float *host = NULL, *xin = NULL;
   int32_t *labels = NULL;
   vkp_status st = VKP_OK;
-  uint64_t seed = 0x9E3779B97F4A7C15ull;
-#define BLOCK_RAND(lo, hi) \
-  (seed ^= seed >> 12, seed ^= seed << 25, seed ^= seed >> 27, \
-   (lo) + ((hi) - (lo)) * (float)((seed * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f)
+  vkp_rng rng = vkp_rng_new(0);
   host = malloc((size_t)(F * C) * 4);
   xin = malloc((size_t)(B * T * C) * 4);
   labels = malloc((size_t)(B * T) * 4);
@@ -382,7 +376,7 @@ static int bench_block(int argc, char **argv) {
   vkp_tensor *p[NP];
   for (int i = 0; i < NP; i++) {
     int64_t n = specs[i].shape[0] * (specs[i].ndim > 1 ? specs[i].shape[1] : 1);
-    for (int64_t k = 0; k < n; k++) host[k] = BLOCK_RAND(specs[i].lo, specs[i].hi);
+    vkp_rng_uniform_fill(&rng, host, (size_t)n, specs[i].lo, specs[i].hi);
     if ((st = vkp_buffer_new(ctx, (uint64_t)n * 4, &bufs[i])) ||
         (st = vkp_buffer_write(bufs[i], 0, host, (uint64_t)n * 4)))
       goto done;
@@ -407,8 +401,8 @@ static int bench_block(int argc, char **argv) {
   if ((st = vkp_graph_backward(g, loss, p, NP, grads))) goto done;
   for (int i = 0; i < NP; i++) vkp_graph_output(g, grads[i]);
   if ((st = vkp_graph_compile(g))) goto done;
-  for (int64_t k = 0; k < B * T * C; k++) xin[k] = BLOCK_RAND(-1.0f, 1.0f);
-  for (int64_t k = 0; k < B * T; k++) labels[k] = (int32_t)(BLOCK_RAND(0.0f, 1.0f) * (float)C) % (int32_t)C;
+  vkp_rng_uniform_fill(&rng, xin, (size_t)(B * T * C), -1.0f, 1.0f);
+  for (int64_t k = 0; k < B * T; k++) labels[k] = (int32_t)vkp_rng_int(&rng, 0, C);
   if ((st = vkp_graph_set_input(g, x, xin, (uint64_t)(B * T * C) * 4)) ||
       (st = vkp_graph_set_input(g, lab, labels, (uint64_t)(B * T) * 4)))
     goto done;
@@ -437,7 +431,6 @@ static int bench_block(int argc, char **argv) {
   }
   print_device(ctx);
   printf("}\n");
-#undef BLOCK_RAND
 done:
   if (st) rc = vkp_cli_fail("bench", st, g && vkp_graph_status(g) ? vkp_graph_error(g) : vkp_ctx_error(ctx));
   vkp_graph_free(g);

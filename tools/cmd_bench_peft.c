@@ -32,16 +32,14 @@
 #include "vkp_ops.h"
 #include "vkp_optim.h"
 #include "vkp_peft.h"
+#include "vkp_rng.h"
 #include "vkp_vit.h"
 #include "vkpeft_cli.h"
 
-// The PEFT configs are those of `vkpeft compare` (vision/classify_compare.c). The default list
-// (in this order) is every method but lora_all (LoRA on all six linear layers: the demo's
+// The PEFT configs are those of `vkpeft compare` (vision/classify_compare.c: the presets of the
+// PEFT method table, core/peft/methods.c, and a hybrid). The default list (in that order) leaves
+// out the presets marked extra, e.g. lora_all (LoRA on all six linear layers: the demo's
 // fine-tuning stage, measured against PyTorch by bench/compare_torch.sh).
-static const char *const default_methods[] = {
-    "full",        "linear_probe", "lora",     "rslora",      "dora",   "loha",      "lokr",
-    "ia3",         "vera",         "houlsby",  "pfeiffer",    "adaptformer", "vpt_shallow", "vpt_deep",
-    "prefix",      "bitfit",       "ln_tuning", "masked",     "hybrid"};
 #define N_METHODS vkp_compare_method_count()
 
 typedef struct row {
@@ -133,11 +131,6 @@ static void vit_config(bool vit_s, vkp_vit_config *c, int *batch) {
   for (int i = 0; i < c->num_labels && i < 256; i++) snprintf(c->labels[i], sizeof c->labels[i], "LABEL_%d", i);
 }
 
-static uint64_t xorshift(uint64_t *s) {
-  *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
-  return *s * 0x2545F4914F6CDD1Dull;
-}
-
 // Measures one method; fills r (r->ok false with r->error on failure).
 static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, row *r) {
   memset(r, 0, sizeof *r);
@@ -165,9 +158,9 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
     fail = vkp_ctx_error(ctx);
     goto done;
   }
-  peft = cJSON_Parse(vkp_compare_method_peft(method));
+  peft = vkp_compare_method_peft(method, &err);
   if (!peft) {
-    fail = "internal: bad PEFT config";
+    fail = err.msg;
     goto done;
   }
   if (vkp_classify_attach(v, peft, 7, &err)) {
@@ -263,9 +256,9 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
       fail = "out of host memory";
       goto done;
     }
-    uint64_t seed = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < npx; i++) pixels[i] = (float)(xorshift(&seed) >> 40) / 8388608.0f - 1.0f;
-    for (int i = 0; i < batch; i++) labels[i] = (int32_t)(xorshift(&seed) % (uint64_t)vc->num_labels);
+    vkp_rng rng = vkp_rng_new(0);   // as torch.manual_seed(0); torch.empty(npx).uniform_(-1, 1); ...
+    vkp_rng_uniform_fill(&rng, pixels, npx, -1.0f, 1.0f);
+    for (int i = 0; i < batch; i++) labels[i] = (int32_t)vkp_rng_int(&rng, 0, vc->num_labels);
     for (int k = 0; k <= steps; k++) {   // k = 0 warms up
       double ts = now_s(), tc = cpu_s();
       vkp_step_scalars sc = {.loss_scale = 1.0f, .seed = (uint32_t)k};
@@ -431,8 +424,8 @@ int vkp_bench_peft(int argc, char **argv) {
       p += len + (p[len] == ',');
     }
   } else {
-    for (size_t k = 0; k < sizeof default_methods / sizeof *default_methods; k++)
-      sel[nsel++] = vkp_compare_method_find(default_methods[k], strlen(default_methods[k]));
+    for (int k = 0; k < N_METHODS && nsel < 64; k++)
+      if (vkp_compare_method_default(k)) sel[nsel++] = k;
   }
   vkp_vit_config vc;
   int def_batch;

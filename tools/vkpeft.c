@@ -22,6 +22,7 @@ static const command commands[] = {
     {"forward", cmd_forward, "run a checkpoint (+ adapters) on tensors from a safetensors file"},
     {"compare", cmd_compare, "fine-tune with every PEFT method under one budget; table + plot"},
     {"bench", cmd_bench, "benchmarks (matmul, dispatch overhead, transformer block)"},
+    {"tokenize", cmd_tokenize, "CLIP token ids of texts (OpenAI or Hugging Face tokenizer), as JSON lines"},
 };
 
 int vkp_cli_fail(const char *cmd, int status, const char *message) {

@@ -10,44 +10,71 @@
 #include "vkp_compare.h"
 #include "vkp_config.h"
 #include "vkp_fileio.h"
+#include "vkp_peft_method.h"
 #include "vkp_json.h"
 #include "vkp_plot.h"
 #include "vkp_png.h"
 
-// Each entry: a name and the `peft` list it trains (the classifier head trains in every method,
-// as in the usual transfer setting; linear_probe trains only the head).
-static const struct { const char *name, *peft; } methods[] = {
-    {"lora", "[{\"method\":\"lora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"lora_all", "[{\"method\":\"lora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"key\",\"value\",\"attention.output.dense\",\"intermediate.dense\",\"output.dense\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"rslora", "[{\"method\":\"rslora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"dora", "[{\"method\":\"dora\",\"r\":8,\"lora_alpha\":16,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"loha", "[{\"method\":\"loha\",\"r\":8,\"alpha\":8,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"lokr", "[{\"method\":\"lokr\",\"r\":8,\"alpha\":8,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"ia3", "[{\"method\":\"ia3\",\"target_modules\":[\"key\",\"value\",\"output.dense\"],\"feedforward_modules\":[\"output.dense\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"vera", "[{\"method\":\"vera\",\"r\":64,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"houlsby", "[{\"method\":\"bottleneck\",\"bottleneck\":16,\"placement\":\"houlsby\",\"modules_to_save\":[\"classifier\"]}]"},
-    {"pfeiffer", "[{\"method\":\"bottleneck\",\"bottleneck\":16,\"placement\":\"pfeiffer\",\"modules_to_save\":[\"classifier\"]}]"},
-    {"adaptformer", "[{\"method\":\"adaptformer\",\"bottleneck\":16,\"adapter_scale\":0.1,\"modules_to_save\":[\"classifier\"]}]"},
-    {"vpt_shallow", "[{\"method\":\"vpt\",\"num_tokens\":10,\"modules_to_save\":[\"classifier\"]}]"},
-    {"vpt_deep", "[{\"method\":\"vpt\",\"num_tokens\":10,\"deep\":true,\"modules_to_save\":[\"classifier\"]}]"},
-    {"prefix", "[{\"method\":\"prefix\",\"num_virtual_tokens\":10,\"modules_to_save\":[\"classifier\"]}]"},
-    {"bitfit", "[{\"method\":\"bitfit\",\"modules_to_save\":[\"classifier\"]}]"},
-    {"ln_tuning", "[{\"method\":\"ln_tuning\",\"modules_to_save\":[\"classifier\"]}]"},
-    {"masked", "[{\"method\":\"masked\",\"density\":0.02,\"mask\":\"magnitude\",\"target_modules\":[\"query\",\"key\",\"value\",\"intermediate.dense\",\"output.dense\"],\"modules_to_save\":[\"classifier\"]}]"},
-    {"hybrid", "[{\"method\":\"lora\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"query\",\"value\"],\"modules_to_save\":[\"classifier\"]},{\"method\":\"bitfit\"},{\"method\":\"vpt\",\"num_tokens\":5}]"},
-    {"full", "[{\"method\":\"full\"}]"},
-    {"linear_probe", "[{\"method\":\"linear_probe\",\"modules_to_save\":[\"classifier\"]}]"},
-};
+// The methods are the presets of the PEFT method table (vkp_peft_method.h: every method's
+// examples, in table order), then one hybrid. Presets name modules by role; a ViT's are below. The
+// classifier head trains in every method but full, as in the usual transfer setting.
+static const char *vit_role(void *user, const char *role) {
+  (void)user;
+  static const char *const roles[][2] = {{"q", "query"},
+                                         {"k", "key"},
+                                         {"v", "value"},
+                                         {"o", "attention.output.dense"},
+                                         {"mlp_in", "intermediate.dense"},
+                                         {"mlp_out", "output.dense"},
+                                         {"head", "classifier"}};
+  for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+    if (!strcmp(roles[i][0], role)) return roles[i][1];
+  return NULL;
+}
 
-int vkp_compare_method_count(void) { return (int)(sizeof methods / sizeof *methods); }
-const char *vkp_compare_method_name(int i) { return i >= 0 && i < vkp_compare_method_count() ? methods[i].name : NULL; }
+// Several adapters on one model: a small LoRA, BitFit and shallow prompts.
+static const char *const hybrid[] = {
+    "{\"method\":\"lora\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"@q\",\"@v\"],\"modules_to_save\":[\"@head\"]}",
+    "{\"method\":\"bitfit\"}", "{\"method\":\"vpt\",\"num_tokens\":5}"};
+#define HYBRID_NAME "hybrid"
 
-const char *vkp_compare_method_peft(int i) { return i >= 0 && i < vkp_compare_method_count() ? methods[i].peft : NULL; }
+int vkp_compare_method_count(void) { return vkp_peft_preset_count() + 1; }
+
+const char *vkp_compare_method_name(int i) {
+  if (i == vkp_peft_preset_count()) return HYBRID_NAME;
+  const vkp_peft_preset *p = vkp_peft_preset_at(i);
+  return p ? p->name : NULL;
+}
+
+bool vkp_compare_method_default(int i) {
+  const vkp_peft_preset *p = vkp_peft_preset_at(i);
+  return i == vkp_peft_preset_count() || (p && !p->extra);
+}
+
+cJSON *vkp_compare_method_peft(int i, vkp_error *err) {
+  int n = vkp_peft_preset_count();
+  if (i < 0 || i > n) {
+    vkp_error_set(err, VKP_ERR_INVALID, "compare: no method %d", i);
+    return NULL;
+  }
+  const char *const *entries = i == n ? hybrid : &vkp_peft_preset_at(i)->config;
+  int count = i == n ? (int)(sizeof hybrid / sizeof *hybrid) : 1;
+  cJSON *list = cJSON_CreateArray();
+  for (int k = 0; list && k < count; k++) {
+    cJSON *e = NULL;
+    if (vkp_peft_preset_resolve(entries[k], vit_role, NULL, &e, err)) {
+      cJSON_Delete(list);
+      return NULL;
+    }
+    cJSON_AddItemToArray(list, e);
+  }
+  if (!list) vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  return list;
+}
 
 int vkp_compare_method_find(const char *name, size_t len) {
-  for (int i = 0; i < vkp_compare_method_count(); i++)
-    if (strlen(methods[i].name) == len && !strncmp(methods[i].name, name, len)) return i;
-  return -1;
+  if (strlen(HYBRID_NAME) == len && !strncmp(HYBRID_NAME, name, len)) return vkp_peft_preset_count();
+  return vkp_peft_preset_find(name, len);
 }
 
 static int find_method(const char *name) { return vkp_compare_method_find(name, strlen(name)); }
@@ -64,25 +91,27 @@ vkp_status vkp_compare_run(const cJSON *base_cfg, const char *const *only, int n
     int m = n_only ? find_method(only[k]) : k;
     cJSON *cfg = cJSON_Duplicate(base_cfg, true);
     char dir[1200], set[1400];
-    snprintf(dir, sizeof dir, "%s/%s", out, methods[m].name);
+    snprintf(dir, sizeof dir, "%s/%s", out, vkp_compare_method_name(m));
     snprintf(set, sizeof set, "output_dir=%s", dir);
     vkp_status st = vkp_config_apply_set(cfg, set, err);
-    cJSON_ReplaceItemInObjectCaseSensitive(cfg, "peft", cJSON_Parse(methods[m].peft));
+    cJSON *peft = st ? NULL : vkp_compare_method_peft(m, err);
+    if (!st && !peft) st = err->status;
+    if (peft) cJSON_ReplaceItemInObjectCaseSensitive(cfg, "peft", peft);
     // A fresh device context per method, so its peak memory is its own.
     vkp_ctx *ctx = NULL;
     if (!st) st = vkp_ctx_new(NULL, &ctx, err);
     vkp_train_summary s = {0};
-    if (!quiet) printf("== %s\n", methods[m].name);
+    if (!quiet) printf("== %s\n", vkp_compare_method_name(m));
     if (!st) st = vkp_classify_train(ctx, cfg, NULL, quiet, &s, err);
     vkp_ctx_free(ctx);
     cJSON_Delete(cfg);
     if (st) {
       char msg[VKP_ERROR_MSG_MAX];
       snprintf(msg, sizeof msg, "%s", err->msg);
-      return vkp_error_set(err, st, "compare: method %s: %s", methods[m].name, msg);
+      return vkp_error_set(err, st, "compare: method %s: %s", vkp_compare_method_name(m), msg);
     }
     vkp_compare_row *r = &rows[(*n_rows)++];
-    snprintf(r->method, sizeof r->method, "%s", methods[m].name);
+    snprintf(r->method, sizeof r->method, "%s", vkp_compare_method_name(m));
     r->test_acc = s.test_acc;
     r->best_val_acc = s.best_val_acc;
     r->trainable = s.trainable_params;

@@ -203,31 +203,12 @@ vkp_status vkp_classify_attach(vkp_vit *v, const cJSON *peft_list, uint64_t seed
   cJSON_ArrayForEach(item, peft_list) {
     char where[64];
     snprintf(where, sizeof where, "config peft[%d]", i);
-    if (!cJSON_IsObject(item)) return vkp_error_set(err, VKP_ERR_INVALID, "%s: must be an object", where);
-    const cJSON *method = cJSON_GetObjectItemCaseSensitive(item, "method");
-    if (!cJSON_IsString(method)) return vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'method' is required (a string)", where);
-    vkp_peft_method meth;
-    if (!vkp_peft_method_parse(method->valuestring, &meth))
-      return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown method '%s'", where, method->valuestring);
-    // Translate to an HF-style adapter config and parse it with the PEFT layer's rules.
-    cJSON *hf = cJSON_Duplicate(item, true);
-    cJSON_DeleteItemFromObjectCaseSensitive(hf, "method");
-    cJSON_AddStringToObject(hf, "peft_type", method->valuestring);
-    const char *mname = method->valuestring;
-    if (!strcasecmp(mname, "rslora")) cJSON_AddBoolToObject(hf, "use_rslora", true);
-    if (!strcasecmp(mname, "dora")) cJSON_AddBoolToObject(hf, "use_dora", true);
-    if (!strcasecmp(mname, "pfeiffer")) cJSON_AddStringToObject(hf, "placement", "pfeiffer");
-    if (!strcasecmp(mname, "vpt_deep")) cJSON_AddBoolToObject(hf, "deep", true);
+    // An HF-style adapter config with the method's name; aliases imply their keys (vkp_peft.h).
     vkp_peft_config pc;
-    vkp_status st = vkp_peft_config_from_json(hf, where, &pc, err);
-    cJSON_Delete(hf);
-    if (st) return st;
+    VKP_TRY(vkp_peft_config_from_entry(item, where, &pc, err));
     if (!cJSON_GetObjectItemCaseSensitive(item, "adapter_name") && i > 0) snprintf(pc.name, sizeof pc.name, "adapter%d", i);
     vkp_adapter *a = NULL;
-    if (meth == VKP_PEFT_FULL && pc.n_modules_to_save == 0) {
-      // Full fine-tuning: every base weight trains; nothing is attached but the bookkeeping.
-    }
-    st = vkp_peft_attach(v->model, &pc, seed + (uint64_t)i * 7919u, &a);
+    vkp_status st = vkp_peft_attach(v->model, &pc, seed + (uint64_t)i * 7919u, &a);
     vkp_peft_config_clear(&pc);
     if (st) return vkp_error_set(err, st, "%s: %s", where, vkp_ctx_error(v->model->ctx));
     i++;

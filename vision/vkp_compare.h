@@ -16,10 +16,14 @@ typedef struct vkp_compare_row {
   uint64_t peak_bytes, arena_bytes;
 } vkp_compare_row;
 
+// The methods: every preset of the PEFT method table (vkp_peft_method.h), then a hybrid.
 int vkp_compare_method_count(void);
 const char *vkp_compare_method_name(int i);
-// The `peft` list (JSON text) method i trains; the head trains in every method but full.
-const char *vkp_compare_method_peft(int i);
+// True for the methods `vkpeft bench peft` runs by default (all but the table's extra presets).
+bool vkp_compare_method_default(int i);
+// The `peft` list (a new JSON array, caller frees) method i trains on a ViT; the head trains in
+// every method but full. NULL with err set on failure.
+cJSON *vkp_compare_method_peft(int i, vkp_error *err);
 // Index of a method name (the first len characters of name), or -1.
 int vkp_compare_method_find(const char *name, size_t len);
 // Trains `base_cfg` (a resolved classification config; its peft list is replaced) once per method

@@ -218,16 +218,6 @@ static void on_name(void *user, const char *kind, const char *name) {
   if (!skip && !ln->unexpected++) snprintf(ln->first_unexpected, sizeof ln->first_unexpected, "%s", name);
 }
 
-// Gives parameter p the storage dtype dt (a new, zeroed buffer).
-static vkp_status set_dtype(vkp_model *m, vkp_param *p, vkp_dtype dt) {
-  vkp_buffer *buf;
-  VKP_TRY(vkp_buffer_new(m->ctx, (uint64_t)vkp_param_numel(p) * vkp_dtype_size(dt), &buf));
-  vkp_buffer_free(p->buf);
-  p->buf = buf;
-  p->dtype = dt;
-  return VKP_OK;
-}
-
 vkp_status vkp_clip_load(vkp_ctx *ctx, const char *dir, const vkp_clip_load_opts *opts, vkp_clip **out,
                          vkp_error *err) {
   *out = NULL;
@@ -264,7 +254,7 @@ vkp_status vkp_clip_load(vkp_ctx *ctx, const char *dir, const vkp_clip_load_opts
     vkp_param *p = c->model->params[i];
     const vkp_st_tensor *t = vkp_safetensors_find(sf, p->name);
     if (p->ndim >= 2 && t && (t->dtype == VKP_DTYPE_F16 || t->dtype == VKP_DTYPE_BF16)) {
-      st = set_dtype(c->model, p, t->dtype);
+      st = vkp_param_set_dtype(c->model, p, t->dtype);
       if (st) vkp_error_set(err, st, "%s: %s", path, vkp_ctx_error(ctx));
     }
   }

@@ -252,16 +252,17 @@ vkp_status vkp_clip_inputs_new(vkp_clip *c, vkp_graph *g, int64_t image_batch, i
 
 vkp_status vkp_clip_inputs_set(vkp_clip *c, vkp_graph *g, const vkp_clip_inputs *in, const float *pixels,
                                const int32_t *ids, const float *mask) {
+  vkp_error *err = vkp_ctx_err(c->model->ctx);
+  if ((in->pixel_values && !pixels) || (in->input_ids && !ids) || (in->attention_mask && !mask))
+    return vkp_error_set(err, VKP_ERR_INVALID, "clip: the graph has %s inputs, but no data for them was given",
+                         in->pixel_values && !pixels ? "pixel_values" : in->input_ids && !ids ? "input_ids" : "attention_mask");
   if (in->pixel_values) VKP_TRY(vkp_graph_set_input(g, in->pixel_values, pixels, vkp_tensor_nbytes(in->pixel_values)));
   if (!in->input_ids) return VKP_OK;
   int64_t B = in->input_ids->shape[0], T = in->input_ids->shape[1];
   VKP_TRY(vkp_graph_set_input(g, in->input_ids, ids, vkp_tensor_nbytes(in->input_ids)));
-  if (in->attention_mask) {
-    if (!mask) return vkp_error_set(vkp_ctx_err(c->model->ctx), VKP_ERR_INVALID, "clip: the graph has an attention_mask input: pass a mask");
-    VKP_TRY(vkp_graph_set_input(g, in->attention_mask, mask, vkp_tensor_nbytes(in->attention_mask)));
-  }
+  if (in->attention_mask) VKP_TRY(vkp_graph_set_input(g, in->attention_mask, mask, vkp_tensor_nbytes(in->attention_mask)));
   float *onehot = malloc((size_t)(B * T) * sizeof *onehot);
-  if (!onehot) return vkp_error_set(vkp_ctx_err(c->model->ctx), VKP_ERR_OOM, "out of host memory");
+  if (!onehot) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   vkp_clip_pool_onehot(&c->cfg.text, ids, B, T, onehot);
   vkp_status st = vkp_graph_set_input(g, in->pool_onehot, onehot, (uint64_t)(B * T) * sizeof *onehot);
   free(onehot);

@@ -82,6 +82,19 @@ def ranges_of(values):
     return out
 
 
+def table(f, comment, decl, rows, per_line, fmt, count_name):
+    """A C array `decl` of rows (tuples formatted with fmt), per_line to a line, and its count."""
+    if comment:
+        f.write("// %s\n" % comment)
+    f.write(decl + " = {\n")
+    for i in range(0, len(rows), per_line):
+        f.write("    " + " ".join(fmt % r for r in rows[i:i + per_line]) + "\n")
+    f.write("};\n")
+    if count_name:
+        f.write("const int %s = %d;\n" % (count_name, len(rows)))
+    f.write("\n")
+
+
 def write_unicode(path):
     flags = char_flags()
     class_ranges = ranges_of(flags)
@@ -140,35 +153,20 @@ def write_unicode(path):
         f.write("// Python %s (unicodedata %s), regex %s.\n" % (
             sys.version.split()[0], unicodedata.unidata_version, regex.__version__))
         f.write('#include "clip_tok_internal.h"\n\n')
-        f.write("// Flags (CLIP_TOK_L ...) of every code point from `start` up to the next entry's start.\n")
-        f.write("const clip_tok_class_range clip_tok_class_ranges[] = {\n")
-        for i in range(0, len(class_ranges), 6):
-            f.write("    " + " ".join("{0x%X, %d}," % r for r in class_ranges[i:i + 6]) + "\n")
-        f.write("};\nconst int clip_tok_class_count = %d;\n\n" % len(class_ranges))
-        f.write("// Single-character lowercase mappings (str.lower), sorted by code point.\n")
-        f.write("const clip_tok_pair clip_tok_lower_map[] = {\n")
-        for i in range(0, len(lower), 6):
-            f.write("    " + " ".join("{0x%X, 0x%X}," % p for p in lower[i:i + 6]) + "\n")
-        f.write("};\nconst int clip_tok_lower_count = %d;\n\n" % len(lower))
-        f.write("// Canonical combining classes (non-zero), as inclusive ranges.\n")
-        f.write("const clip_tok_ccc_range clip_tok_ccc_ranges[] = {\n")
-        for i in range(0, len(ccc_ranges), 5):
-            f.write("    " + " ".join("{0x%X, 0x%X, %d}," % r for r in ccc_ranges[i:i + 5]) + "\n")
-        f.write("};\nconst int clip_tok_ccc_count = %d;\n\n" % len(ccc_ranges))
-        f.write("// Full canonical decompositions (NFD of one character; Hangul excluded): pool[off..off+len).\n")
-        f.write("const clip_tok_decomp clip_tok_decomps[] = {\n")
-        for i in range(0, len(decomp), 5):
-            f.write("    " + " ".join("{0x%X, %d, %d}," % d for d in decomp[i:i + 5]) + "\n")
-        f.write("};\nconst int clip_tok_decomp_count = %d;\n" % len(decomp))
-        f.write("const uint32_t clip_tok_decomp_pool[] = {\n")
-        for i in range(0, len(pool), 10):
-            f.write("    " + " ".join("0x%X," % c for c in pool[i:i + 10]) + "\n")
-        f.write("};\n\n")
-        f.write("// Primary composites: (first, second) -> composed, sorted by (first, second).\n")
-        f.write("const clip_tok_compose_entry clip_tok_composes[] = {\n")
-        for i in range(0, len(compose), 4):
-            f.write("    " + " ".join("{0x%X, 0x%X, 0x%X}," % c for c in compose[i:i + 4]) + "\n")
-        f.write("};\nconst int clip_tok_compose_count = %d;\n\n" % len(compose))
+        table(f, "Flags (CLIP_TOK_L ...) of every code point from `start` up to the next entry's start.",
+              "const clip_tok_class_range clip_tok_class_ranges[]", class_ranges, 6, "{0x%X, %d},",
+              "clip_tok_class_count")
+        table(f, "Single-character lowercase mappings (str.lower), sorted by code point.",
+              "const clip_tok_pair clip_tok_lower_map[]", lower, 6, "{0x%X, 0x%X},", "clip_tok_lower_count")
+        table(f, "Canonical combining classes (non-zero), as inclusive ranges.",
+              "const clip_tok_ccc_range clip_tok_ccc_ranges[]", ccc_ranges, 5, "{0x%X, 0x%X, %d},",
+              "clip_tok_ccc_count")
+        table(f, "Full canonical decompositions (NFD of one character; Hangul excluded): pool[off..off+len).",
+              "const clip_tok_decomp clip_tok_decomps[]", decomp, 5, "{0x%X, %d, %d},", "clip_tok_decomp_count")
+        table(f, None, "const uint32_t clip_tok_decomp_pool[]", [(c,) for c in pool], 10, "0x%X,", None)
+        table(f, "Primary composites: (first, second) -> composed, sorted by (first, second).",
+              "const clip_tok_compose_entry clip_tok_composes[]", compose, 4, "{0x%X, 0x%X, 0x%X},",
+              "clip_tok_compose_count")
         f.write("// ftfy's fix_character_width: NFKC of U+FF01..U+FFEF (NULL: unchanged), UTF-8.\n")
         f.write("const char *const clip_tok_width_map[CLIP_TOK_WIDTH_LAST - CLIP_TOK_WIDTH_FIRST + 1] = {\n")
         for i in range(0, len(width), 8):

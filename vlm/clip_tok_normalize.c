@@ -92,7 +92,7 @@ static vkp_status breaks_escapes_controls(const clip_cps *in, clip_cps *out) {
 static vkp_status fix_segment(clip_cps *seg, bool unescape_html, clip_cps *tmp) {
   clip_cps before = {0};
   vkp_status st = VKP_OK;
-  for (int round = 0; round < 32 && !st; round++) {   // ftfy repeats until nothing changes
+  for (int round = 0; round < 256 && !st; round++) {   // ftfy repeats until nothing changes
     before.n = 0;
     st = vkp_vec_reserve(&before, (int64_t)seg->n + 1);
     if (st) break;

@@ -56,8 +56,8 @@ vkp_status clip_tok_split(const clip_cps *text, vkp_clip_normalizer norm, clip_p
       for (int s = 0; s < 2 && !len; s++) {
         if (!literal_at(text, i, specials[s].lit, openai)) continue;
         len = (int32_t)strlen(specials[s].lit);
-        if (openai) {
-          VKP_TRY(emit(out, i, len, specials[s].kind));
+        if (openai) {   // one piece; it is the special token only when spelt exactly (the BPE cache)
+          VKP_TRY(emit(out, i, len, literal_at(text, i, specials[s].lit, false) ? specials[s].kind : CLIP_PIECE_WORD));
         } else {   // ByteLevel's GPT-2 regex splits the match again: "<|", the name, "|>"
           VKP_TRY(emit(out, i, 2, CLIP_PIECE_WORD));
           VKP_TRY(emit(out, i + 2, len - 4, CLIP_PIECE_WORD));

@@ -12,9 +12,12 @@
 #include "vkp_rng.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
+#ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
+#endif
 
 // ---- engine --------------------------------------------------------------------------------------
 
@@ -234,6 +237,22 @@ void vkp_rng_randperm(vkp_rng *r, int64_t *out, int64_t n) {
     int64_t z = (int64_t)(vkp_rng_u64(r) % (uint64_t)(i + 1));
     out[i] = out[z];
     out[z] = i;
+  }
+}
+
+void vkp_rng_shuffle(vkp_rng *r, void *base, size_t n, size_t size, size_t k) {
+  unsigned char *b = base;
+  bool small = n < (size_t)(UINT32_MAX / 20);
+  if (k > n) k = n;
+  for (size_t i = 0; i < k && i + 1 < n; i++) {
+    size_t z = (size_t)((small ? vkp_rng_u32(r) : vkp_rng_u64(r)) % (uint64_t)(n - i));
+    if (z == 0) continue;
+    unsigned char *p = b + i * size, *q = b + (i + z) * size;
+    for (size_t c = 0; c < size; c++) {
+      unsigned char t = p[c];
+      p[c] = q[c];
+      q[c] = t;
+    }
   }
 }
 

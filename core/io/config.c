@@ -6,15 +6,6 @@
 #include "vkp_config.h"
 #include "vkp_json.h"
 
-static const char *type_name(const cJSON *v) {
-  if (cJSON_IsNumber(v)) return "a number";
-  if (cJSON_IsString(v)) return "a string";
-  if (cJSON_IsBool(v)) return "true or false";
-  if (cJSON_IsArray(v)) return "a list";
-  if (cJSON_IsObject(v)) return "an object";
-  return "null";
-}
-
 static bool compatible(const cJSON *def, const cJSON *v) {
   if (cJSON_IsNull(def)) return cJSON_IsNull(v) || cJSON_IsString(v);
   if (cJSON_IsBool(def)) return cJSON_IsBool(v);
@@ -30,7 +21,7 @@ static vkp_status merge(cJSON *base, const cJSON *user, const char *where, char 
     cJSON *d = cJSON_GetObjectItemCaseSensitive(base, u->string);
     if (!d) return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown key '%s'", where, path);
     if (!compatible(d, u))
-      return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be %s, not %s", where, path, type_name(d), type_name(u));
+      return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be %s, not %s", where, path, vkp_json_kind(d), vkp_json_kind(u));
     if (cJSON_IsObject(d) && d->child) {
       VKP_TRY(merge(d, u, where, path, plen, err));
     } else {
@@ -89,7 +80,7 @@ vkp_status vkp_config_apply_set(cJSON *base, const char *assignment, vkp_error *
       if (!child && !(in_list && cJSON_IsObject(cur))) {
         st = vkp_error_set(err, VKP_ERR_INVALID, "--set: unknown key '%s'", key);
       } else if (child && !in_list && !compatible(child, value)) {
-        st = vkp_error_set(err, VKP_ERR_INVALID, "--set: key '%s' must be %s, not %s", key, type_name(child), type_name(value));
+        st = vkp_error_set(err, VKP_ERR_INVALID, "--set: key '%s' must be %s, not %s", key, vkp_json_kind(child), vkp_json_kind(value));
       } else if (cJSON_IsArray(cur)) {
         cJSON_ReplaceItemInArray(cur, (int)strtol(tok, NULL, 10), value);
         value = NULL;

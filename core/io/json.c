@@ -24,7 +24,7 @@ vkp_status vkp_json_parse(const char *text, size_t len, const char *where, cJSON
   for (const char *p = end; p && p < text + len; p++)
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
       cJSON_Delete(j);
-      return vkp_error_set(err, VKP_ERR_FORMAT, "%s: text after the JSON document (at byte %zu)", where,
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s: trailing text after the JSON document (at byte %zu)", where,
                            (size_t)(p - text));
     }
   *out = j;
@@ -63,10 +63,10 @@ vkp_status vkp_json_write_atomic(const char *path, const cJSON *doc, vkp_error *
 
 // ---- table-driven reading -----------------------------------------------------------------------
 
-static const char *json_kind(const cJSON *v) {
+const char *vkp_json_kind(const cJSON *v) {
   if (cJSON_IsNumber(v)) return "a number";
   if (cJSON_IsString(v)) return "a string";
-  if (cJSON_IsBool(v)) return "true/false";
+  if (cJSON_IsBool(v)) return "true or false";
   if (cJSON_IsArray(v)) return "a list";
   if (cJSON_IsObject(v)) return "an object";
   return "null";
@@ -79,10 +79,9 @@ static void range_text(const vkp_json_field *f, bool integer, char *out, size_t 
     out[0] = '\0';
   } else if (isinf(f->hi)) {   // one-sided
     snprintf(out, cap, integer ? " %s %.0f" : " %s %g", (f->flags & VKP_JSON_OPEN_LO) ? ">" : ">=", f->lo);
-  } else if (f->flags & VKP_JSON_OPEN_LO) {
-    snprintf(out, cap, integer ? " in (%.0f, %.0f]" : " in (%g, %g]", f->lo, f->hi);
   } else {
-    snprintf(out, cap, integer ? " in [%.0f, %.0f]" : " in [%g, %g]", f->lo, f->hi);
+    snprintf(out, cap, integer ? " in %c%.0f, %.0f%c" : " in %c%g, %g%c", (f->flags & VKP_JSON_OPEN_LO) ? '(' : '[',
+             f->lo, f->hi, (f->flags & VKP_JSON_OPEN_HI) ? ')' : ']');
   }
 }
 
@@ -135,14 +134,14 @@ static vkp_status read_number(const vkp_json_field *f, const cJSON *v, const cha
   const char *what = integer ? "an integer" : "a finite number";
   if (!cJSON_IsNumber(v))
     return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be %s%s, not %s", where, f->key, what, range,
-                         json_kind(v));
+                         vkp_json_kind(v));
   double d = v->valuedouble;
   bool ok = isfinite(d) && (!integer || d == floor(d));
   if (ok && f->type == VKP_JSON_FLOAT) ok = fabs(d) <= FLT_MAX;   // 1e300 is not a float
-  if (ok) ok = d <= hi && ((f->flags & VKP_JSON_OPEN_LO) ? d > lo : d >= lo);
+  if (ok) ok = ((f->flags & VKP_JSON_OPEN_HI) ? d < hi : d <= hi) && ((f->flags & VKP_JSON_OPEN_LO) ? d > lo : d >= lo);
   if (!ok) {
     char shown[48];
-    snprintf(shown, sizeof shown, "%.17g", d);
+    snprintf(shown, sizeof shown, "%.15g", d);
     return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be %s%s, not %s", where, f->key, what,
                          range[0] ? range : f->type == VKP_JSON_FLOAT ? " (float range)" : "", shown);
   }
@@ -161,13 +160,13 @@ static vkp_status read_field(const vkp_json_field *f, const cJSON *v, const char
     case VKP_JSON_BOOL:
       if (!cJSON_IsBool(v))
         return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be true or false, not %s", where, f->key,
-                             json_kind(v));
+                             vkp_json_kind(v));
       *(bool *)dst = cJSON_IsTrue(v);
       return VKP_OK;
     case VKP_JSON_STRING:
       if (!cJSON_IsString(v))
         return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be a string, not %s", where, f->key,
-                             json_kind(v));
+                             vkp_json_kind(v));
       if (strlen(v->valuestring) >= f->size)
         return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' is longer than %zu bytes", where, f->key,
                              f->size ? f->size - 1 : 0);
@@ -178,7 +177,7 @@ static vkp_status read_field(const vkp_json_field *f, const cJSON *v, const char
       choices_text(f->choices, list, sizeof list);
       if (!cJSON_IsString(v))
         return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be one of %s, not %s", where, f->key, list,
-                             json_kind(v));
+                             vkp_json_kind(v));
       for (int i = 0; f->choices && f->choices[i].name; i++)
         if (!strcmp(f->choices[i].name, v->valuestring)) {
           store_number(f, dst, f->choices[i].value);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vkp_fileio.h"
+#include "vkp_strbuf.h"
 
 // ---- images -------------------------------------------------------------------------------------
 
@@ -110,31 +111,16 @@ typedef struct encode_state {
   const vkp_image *img;
   png_text *chunks;  // (n_text)
   int n_text;
-  unsigned char *buf;  // output bytes (grows)
-  size_t len, cap;
+  vkp_strbuf out;   // the encoded bytes (binary; the strbuf's NUL after them is not part of it)
 } encode_state;
 
 static void on_write(png_structp png, png_bytep data, png_size_t n) {
   encode_state *e = png_get_io_ptr(png);
-  if (n > e->cap - e->len) {
-    size_t ncap = e->cap ? e->cap : 4096;
-    while (n > ncap - e->len) {
-      if (ncap > SIZE_MAX / 2) {
-        ncap = 0;
-        break;
-      }
-      ncap *= 2;
-    }
-    unsigned char *nb = ncap ? realloc(e->buf, ncap) : NULL;
-    if (!nb) {
-      e->sess.oom = 1;
-      png_error(png, "out of memory");
-    }
-    e->buf = nb;
-    e->cap = ncap;
+  vkp_strbuf_put(&e->out, (const char *)data, n);
+  if (e->out.oom) {
+    e->sess.oom = 1;
+    png_error(png, "out of memory");
   }
-  memcpy(e->buf + e->len, data, n);
-  e->len += n;
 }
 
 static void on_flush(png_structp png) { (void)png; }
@@ -213,10 +199,10 @@ vkp_status vkp_png_encode(const vkp_image *img, const vkp_png_text *text, int n_
   if (encode_session(&e) != 0) {
     st = e.sess.oom ? vkp_error_set(err, VKP_ERR_OOM, "PNG encode: out of memory")
                     : vkp_error_set(err, VKP_ERR_FORMAT, "PNG encode: %s", e.sess.msg);
-    free(e.buf);
+    free(e.out.p);
   } else {
-    *out = e.buf;
-    *out_len = e.len;
+    *out = (uint8_t *)e.out.p;
+    *out_len = e.out.len;
   }
   free(e.chunks);
   return st;

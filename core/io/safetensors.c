@@ -8,6 +8,7 @@
 
 #include "vkp_safetensors.h"
 #include "vkp_strbuf.h"
+#include "vkp_vec.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "vkp_fileio.h"
+#include "vkp_json.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "vkpeft assumes a little-endian host (safetensors data is little-endian)"
@@ -401,21 +403,10 @@ static vkp_status parse_header(vkp_safetensors *st, const char *hdr, size_t n, u
   const char *path = st->path;
   vkp_status s = VKP_OK;
   st_range *ranges = NULL;
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(hdr, n, &end, 0);
-  if (!root) {
-    size_t at = (end && end >= hdr && end <= hdr + n) ? (size_t)(end - hdr) : 0;
-    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: header is not valid JSON (error near byte %zu)",
-                         path, at);
-  }
-  for (const char *p = end; p < hdr + n; p++) {
-    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-      s = vkp_error_set(err, VKP_ERR_FORMAT,
-                        "%s: header has trailing bytes after the JSON object (at byte %zu)", path,
-                        (size_t)(p - hdr));
-      goto free_json;
-    }
-  }
+  char where[4200];
+  snprintf(where, sizeof where, "%s: header", path);
+  cJSON *root = NULL;
+  VKP_TRY(vkp_json_parse(hdr, n, where, &root, err));   // one document, nothing after it
   if (!cJSON_IsObject(root)) {
     char vb[64];
     s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: header is %s, not a JSON object", path,
@@ -700,10 +691,8 @@ vkp_status vkp_safetensors_read_f32(const vkp_safetensors *st, const char *name,
 // ---- writer -------------------------------------------------------------------------------------
 
 struct vkp_safetensors_writer {
-  vkp_st_tensor *t;  // (n) in insertion order; name and data are owned (malloc) copies
-  size_t n, cap;
-  char **meta;  // (nmeta, 2): owned key, value copies
-  size_t nmeta, meta_cap;
+  VKP_VEC(vkp_st_tensor) t;   // in insertion order; name and data are owned (malloc) copies
+  VKP_VEC(char *) meta;       // (pairs): owned key, value copies
   name_index index;
 };
 
@@ -721,13 +710,13 @@ vkp_status vkp_safetensors_writer_new(vkp_safetensors_writer **out, vkp_error *e
 
 void vkp_safetensors_writer_free(vkp_safetensors_writer *w) {
   if (!w) return;
-  for (size_t i = 0; i < w->n; i++) {
-    free((char *)w->t[i].name);
-    free((void *)w->t[i].data);
+  for (size_t i = 0; i < (size_t)w->t.n; i++) {
+    free((char *)w->t.v[i].name);
+    free((void *)w->t.v[i].data);
   }
-  for (size_t i = 0; i < 2 * w->nmeta; i++) free(w->meta[i]);
-  free(w->meta);
-  free(w->t);
+  for (size_t i = 0; i < (size_t)w->meta.n; i++) free(w->meta.v[i]);
+  free(w->meta.v);
+  free(w->t.v);
   free(w->index.slots);
   free(w);
 }
@@ -762,7 +751,7 @@ static vkp_status writer_check(vkp_safetensors_writer *w, const char *name, vkp_
     return vkp_error_set(err, VKP_ERR_INVALID, "safetensors writer: tensor '%s': size overflows",
                          show(name, &nb));
   *nbytes = numel * vkp_dtype_size(dtype);
-  if (index_find(&w->index, w->t, name, NULL))
+  if (index_find(&w->index, w->t.v, name, NULL))
     return vkp_error_set(err, VKP_ERR_INVALID, "safetensors writer: tensor '%s' added twice",
                          show(name, &nb));
   return VKP_OK;
@@ -774,28 +763,21 @@ static vkp_status writer_append(vkp_safetensors_writer *w, const char *name, vkp
                                 int ndim, const int64_t *shape, void *data, size_t nbytes,
                                 vkp_error *err) {
   show_buf nb;
-  if (w->n == w->cap) {
-    size_t ncap = w->cap ? 2 * w->cap : 16;
-    vkp_st_tensor *nt = ncap < SIZE_MAX / sizeof *nt ? realloc(w->t, ncap * sizeof *nt) : NULL;
-    if (!nt) goto oom;
-    w->t = nt;
-    w->cap = ncap;
-  }
-  if ((w->n + 1) * 2 > w->index.mask + 1) {  // grow and rehash the index
+  if (vkp_vec_reserve(&w->t, (int64_t)w->t.n + 1)) goto oom;
+  if ((size_t)(w->t.n + 1) * 2 > w->index.mask + 1) {  // grow and rehash the index
     name_index nix;
-    if (!index_init(&nix, 2 * (w->n + 1))) goto oom;
-    for (size_t i = 0; i < w->n; i++) {
+    if (!index_init(&nix, 2 * (size_t)(w->t.n + 1))) goto oom;
+    for (size_t i = 0; i < (size_t)w->t.n; i++) {
       size_t pos;
-      index_find(&nix, w->t, w->t[i].name, &pos);
+      index_find(&nix, w->t.v, w->t.v[i].name, &pos);
       nix.slots[pos] = (uint32_t)(i + 1);
     }
     free(w->index.slots);
     w->index = nix;
   }
-  if (w->n >= UINT32_MAX - 1) goto oom;
   char *name_copy = strdup(name);
   if (!name_copy) goto oom;
-  vkp_st_tensor *t = &w->t[w->n];
+  vkp_st_tensor *t = &w->t.v[w->t.n];
   memset(t, 0, sizeof *t);
   t->name = name_copy;
   t->dtype = dtype;
@@ -804,9 +786,9 @@ static vkp_status writer_append(vkp_safetensors_writer *w, const char *name, vkp
   t->data = data;
   t->nbytes = nbytes;
   size_t pos;
-  index_find(&w->index, w->t, name, &pos);
-  w->index.slots[pos] = (uint32_t)(w->n + 1);
-  w->n++;
+  index_find(&w->index, w->t.v, name, &pos);
+  w->index.slots[pos] = (uint32_t)(w->t.n + 1);
+  w->t.n++;
   return VKP_OK;
 
 oom:
@@ -864,25 +846,18 @@ vkp_status vkp_safetensors_writer_set_metadata(vkp_safetensors_writer *w, const 
                          show(key, &kb));
   char *v = strdup(value);
   if (!v) goto oom;
-  for (size_t i = 0; i < w->nmeta; i++) {
-    if (strcmp(w->meta[2 * i], key) == 0) {
-      free(w->meta[2 * i + 1]);
-      w->meta[2 * i + 1] = v;
+  for (size_t i = 0; i < (size_t)w->meta.n / 2; i++) {
+    if (strcmp(w->meta.v[2 * i], key) == 0) {
+      free(w->meta.v[2 * i + 1]);
+      w->meta.v[2 * i + 1] = v;
       return VKP_OK;
     }
   }
-  if (w->nmeta == w->meta_cap) {
-    size_t ncap = w->meta_cap ? 2 * w->meta_cap : 8;
-    char **nm = realloc(w->meta, 2 * ncap * sizeof *nm);
-    if (!nm) goto free_v;
-    w->meta = nm;
-    w->meta_cap = ncap;
-  }
+  if (vkp_vec_reserve(&w->meta, (int64_t)w->meta.n + 2)) goto free_v;
   char *k = strdup(key);
   if (!k) goto free_v;
-  w->meta[2 * w->nmeta] = k;
-  w->meta[2 * w->nmeta + 1] = v;
-  w->nmeta++;
+  w->meta.v[w->meta.n++] = k;
+  w->meta.v[w->meta.n++] = v;
   return VKP_OK;
 
 free_v:
@@ -904,20 +879,20 @@ vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *pa
   size_t *sizes = NULL;
 
   vkp_strbuf_puts(&b, "{");
-  if (w->nmeta > 0) {
+  if (w->meta.n / 2 > 0) {
     vkp_strbuf_puts(&b, "\"__metadata__\":{");
-    for (size_t i = 0; i < w->nmeta; i++) {
+    for (size_t i = 0; i < (size_t)w->meta.n / 2; i++) {
       if (i) vkp_strbuf_puts(&b, ",");
-      vkp_strbuf_json_string(&b, w->meta[2 * i]);
+      vkp_strbuf_json_string(&b, w->meta.v[2 * i]);
       vkp_strbuf_puts(&b, ":");
-      vkp_strbuf_json_string(&b, w->meta[2 * i + 1]);
+      vkp_strbuf_json_string(&b, w->meta.v[2 * i + 1]);
     }
     vkp_strbuf_puts(&b, "}");
   }
   uint64_t off = 0;
-  for (size_t i = 0; i < w->n; i++) {
-    const vkp_st_tensor *t = &w->t[i];
-    if (i || w->nmeta) vkp_strbuf_puts(&b, ",");
+  for (size_t i = 0; i < (size_t)w->t.n; i++) {
+    const vkp_st_tensor *t = &w->t.v[i];
+    if (i || w->meta.n / 2) vkp_strbuf_puts(&b, ",");
     vkp_strbuf_json_string(&b, t->name);
     vkp_strbuf_puts(&b, ":{\"dtype\":\"");
     vkp_strbuf_puts(&b, vkp_dtype_name(t->dtype));
@@ -950,11 +925,11 @@ vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *pa
 
   unsigned char len_le[8];
   for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)b.len >> (8 * i));
-  if (w->n > (size_t)INT32_MAX - 2) {
+  if (w->t.n > INT32_MAX - 2) {
     s = vkp_error_set(err, VKP_ERR_INVALID, "%s: too many tensors", path);
     goto free_chunks;
   }
-  nchunks = (int)w->n + 2;
+  nchunks = (int)w->t.n + 2;
   chunks = malloc((size_t)nchunks * sizeof *chunks);
   sizes = malloc((size_t)nchunks * sizeof *sizes);
   if (!chunks || !sizes) {
@@ -965,9 +940,9 @@ vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *pa
   sizes[0] = sizeof len_le;
   chunks[1] = b.p;
   sizes[1] = b.len;
-  for (size_t i = 0; i < w->n; i++) {
-    chunks[i + 2] = w->t[i].data;
-    sizes[i + 2] = w->t[i].nbytes;
+  for (size_t i = 0; i < (size_t)w->t.n; i++) {
+    chunks[i + 2] = w->t.v[i].data;
+    sizes[i + 2] = w->t.v[i].nbytes;
   }
   s = vkp_file_write_atomic(path, chunks, sizes, nchunks, err);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vkp_model.h"
+#include "vkp_rng.h"
 #include "vkp_safetensors.h"
 
 vkp_status vkp_model_new(vkp_ctx *ctx, vkp_model **out) {
@@ -221,25 +222,26 @@ vkp_status vkp_param_fill(vkp_model *m, vkp_param *p, float value) {
   return st;
 }
 
-vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed) {
+// Random initialisation: torch.nn.init's normal_ / uniform_ on a generator (vkp_rng) seeded per
+// (seed, parameter name), so a parameter's values do not depend on what else the model holds.
+static vkp_status init_random(vkp_model *m, vkp_param *p, bool normal, float a, uint64_t seed) {
   size_t n = (size_t)vkp_param_numel(p);
   float *v = malloc(n * sizeof *v);
   if (!v) return VKP_ERR_OOM;
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-  for (const char *c = p->name; *c; c++) s = (s ^ (uint8_t)*c) * 0x100000001B3ull;   // per-name stream
-  for (size_t i = 0; i < n; i += 2) {
-    double u[2];
-    for (int k = 0; k < 2; k++) {
-      s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
-      u[k] = ((double)((s * 0x2545F4914F6CDD1Dull) >> 11) + 0.5) / 9007199254740992.0;
-    }
-    double r = sqrt(-2 * log(u[0]));
-    v[i] = (float)(std * r * cos(6.283185307179586 * u[1]));
-    if (i + 1 < n) v[i + 1] = (float)(std * r * sin(6.283185307179586 * u[1]));
-  }
+  vkp_rng r = vkp_rng_new(vkp_rng_key_str(seed, p->name));
+  if (normal) vkp_rng_normal_fill(&r, v, n, 0.0, a);
+  else vkp_rng_uniform_fill(&r, v, n, -a, a);
   vkp_status st = vkp_param_write_f32(m, p, v);
   free(v);
   return st;
+}
+
+vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed) {
+  return init_random(m, p, true, std, seed);
+}
+
+vkp_status vkp_param_init_uniform(vkp_model *m, vkp_param *p, float bound, uint64_t seed) {
+  return init_random(m, p, false, bound, seed);
 }
 
 vkp_status vkp_model_load_safetensors(vkp_model *m, const char *path, const char *prefix, vkp_load_report *report,
@@ -293,7 +295,7 @@ vkp_status vkp_model_load_safetensors_opts(vkp_model *m, const char *path, const
                         path, t->name, vkp_dtype_name(t->dtype));
       break;
     }
-    if (opt->keep_dtype && !p->trainable && !p->adapter && p->dtype != t->dtype &&
+    if (opt->keep_dtype && p->ndim >= 2 && !p->trainable && !p->adapter && p->dtype != t->dtype &&
         (s = vkp_param_set_dtype(m, p, t->dtype)) != VKP_OK)
       break;
     size_t n = vkp_st_tensor_numel(t);

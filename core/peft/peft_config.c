@@ -1,42 +1,15 @@
-// peft_config.c — PEFT method names, configs, and HF adapter_config.json (de)serialisation.
+// peft_config.c — PEFT configs and HF adapter_config.json (de)serialisation, driven by the
+// method table: each method declares its keys (vkp_peft_method_def.fields, read with
+// vkp_json_read_fields, and .keys with their own parse/write); the keys every method shares
+// (targets, modules_to_save, layers, adapter name) and peft's keys that vkpeft ignores or accepts
+// only at their default are handled here.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "peft_internal.h"
-
-static const char *method_names[VKP_PEFT_METHOD_COUNT] = {
-    "lora", "loha", "lokr", "ia3", "vera", "bottleneck", "adaptformer", "vpt",
-    "prefix", "bitfit", "ln_tuning", "masked", "full", "linear_probe"};
-// HF PEFT peft_type spelling (vkpeft-only methods use their own upper-case names).
-static const char *peft_types[VKP_PEFT_METHOD_COUNT] = {
-    "LORA", "LOHA", "LOKR", "IA3", "VERA", "VKPEFT_BOTTLENECK", "VKPEFT_ADAPTFORMER", "VKPEFT_VPT",
-    "VKPEFT_PREFIX", "VKPEFT_BITFIT", "LN_TUNING", "VKPEFT_MASKED", "VKPEFT_FULL", "VKPEFT_LINEAR_PROBE"};
-
-const char *vkp_peft_method_name(vkp_peft_method m) {
-  return m >= 0 && m < VKP_PEFT_METHOD_COUNT ? method_names[m] : "?";
-}
-
-bool vkp_peft_method_parse(const char *name, vkp_peft_method *out) {
-  for (int i = 0; i < VKP_PEFT_METHOD_COUNT; i++)
-    if (!strcasecmp(name, method_names[i]) || !strcasecmp(name, peft_types[i])) {
-      *out = (vkp_peft_method)i;
-      return true;
-    }
-  // Spellings users reach for.
-  static const struct { const char *alias; vkp_peft_method m; } extra[] = {
-      {"rslora", VKP_PEFT_LORA}, {"dora", VKP_PEFT_LORA}, {"houlsby", VKP_PEFT_BOTTLENECK},
-      {"pfeiffer", VKP_PEFT_BOTTLENECK}, {"adapter", VKP_PEFT_BOTTLENECK}, {"vpt_deep", VKP_PEFT_VPT},
-      {"vpt_shallow", VKP_PEFT_VPT}, {"prefix_tuning", VKP_PEFT_PREFIX}, {"layernorm", VKP_PEFT_LN_TUNING},
-      {"sparse", VKP_PEFT_MASKED}, {"linear", VKP_PEFT_LINEAR_PROBE}};
-  for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
-    if (!strcasecmp(name, extra[i].alias)) {
-      *out = extra[i].m;
-      return true;
-    }
-  return false;
-}
 
 void vkp_peft_config_init(vkp_peft_config *c, vkp_peft_method method) {
   memset(c, 0, sizeof *c);
@@ -52,8 +25,8 @@ void vkp_peft_config_init(vkp_peft_config *c, vkp_peft_method method) {
   c->adapter_scale = 1.0f;
   c->n_tokens = 10;
   c->density = 0.01f;
-  if (method == VKP_PEFT_VERA) c->r = 256;
-  if (method == VKP_PEFT_ADAPTFORMER) c->adapter_scale = 0.1f, c->bottleneck = 64;
+  const vkp_peft_method_def *d = vkp_peft_method_get(method);
+  if (d) vkp_json_field_defaults(d->fields, d->n_fields, c);   // the method's own defaults
 }
 
 static void free_list(char **v, int *n) {
@@ -69,14 +42,34 @@ void vkp_peft_config_clear(vkp_peft_config *c) {
   c->target_regex = NULL;
 }
 
-// ---- JSON -----------------------------------------------------------------------------------
+// ---- keys shared by several methods ---------------------------------------------------------
 
 static vkp_status bad(vkp_error *err, const char *where, const char *key, const char *why) {
   return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s': %s", where, key, why);
 }
 
-static vkp_status read_strings(const cJSON *v, const char *where, const char *key, char **out, int *n,
-                               vkp_error *err) {
+vkp_status vkp_peft_key_bias(const cJSON *v, const char *where, vkp_peft_config *c, vkp_error *err) {
+  (void)c;
+  if (!cJSON_IsString(v) || strcmp(v->valuestring, "none"))
+    return vkp_error_set(err, VKP_ERR_UNSUPPORTED,
+                         "%s: key 'bias': only \"none\" is supported (use the bitfit method to train biases)", where);
+  return VKP_OK;
+}
+
+void vkp_peft_write_bias(cJSON *j, const vkp_peft_config *c) {
+  (void)c;
+  cJSON_AddStringToObject(j, "bias", "none");
+}
+
+vkp_status vkp_peft_check_probability(float p, const char *where, const char *key, vkp_error *err) {
+  if (p >= 0 && p < 1) return VKP_OK;
+  return vkp_error_set(err, VKP_ERR_INVALID, "%s: key '%s' must be a probability in [0, 1), not %g", where, key, (double)p);
+}
+
+// ---- common keys ------------------------------------------------------------------------------
+
+vkp_status vkp_peft_read_strings(const cJSON *v, const char *where, const char *key, char **out, int *n,
+                                 vkp_error *err) {
   free_list(out, n);
   if (cJSON_IsNull(v)) return VKP_OK;
   if (cJSON_IsString(v)) {   // a single string (HF: a regex for target_modules)
@@ -92,6 +85,56 @@ static vkp_status read_strings(const cJSON *v, const char *where, const char *ke
   }
   return VKP_OK;
 }
+
+static vkp_status read_layer(const cJSON *e, const char *where, int *out, vkp_error *err) {
+  const double hi = 1 << 20;
+  bool ok = cJSON_IsNumber(e) && e->valuedouble == floor(e->valuedouble) && e->valuedouble >= 0 && e->valuedouble <= hi;
+  if (ok) {
+    *out = (int)e->valuedouble;
+    return VKP_OK;
+  }
+  char shown[48];
+  if (cJSON_IsNumber(e)) snprintf(shown, sizeof shown, "%.17g", e->valuedouble);
+  else snprintf(shown, sizeof shown, "%s", cJSON_IsString(e) ? "a string" : "another JSON value");
+  return vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'layers_to_transform' must be an integer in [0, %.0f], not %s",
+                       where, hi, shown);
+}
+
+static vkp_status read_common(const char *k, const cJSON *v, const char *where, vkp_peft_config *out, bool *known,
+                              vkp_error *err) {
+  *known = true;
+  if (!strcmp(k, "target_modules")) {
+    if (cJSON_IsString(v)) {
+      free(out->target_regex);
+      out->target_regex = strdup(v->valuestring);
+      return VKP_OK;
+    }
+    return vkp_peft_read_strings(v, where, k, out->target_modules, &out->n_target_modules, err);
+  }
+  if (!strcmp(k, "modules_to_save")) return vkp_peft_read_strings(v, where, k, out->modules_to_save, &out->n_modules_to_save, err);
+  if (!strcmp(k, "layers_to_transform")) {
+    out->n_layers_to_transform = 0;
+    if (cJSON_IsNumber(v)) return read_layer(v, where, &out->layers_to_transform[out->n_layers_to_transform++], err);
+    if (cJSON_IsNull(v)) return VKP_OK;
+    if (!cJSON_IsArray(v)) return bad(err, where, k, "expected an integer or a list of integers");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+      if (out->n_layers_to_transform >= 64) return bad(err, where, k, "too many layers");
+      VKP_TRY(read_layer(e, where, &out->layers_to_transform[out->n_layers_to_transform++], err));
+    }
+    return VKP_OK;
+  }
+  if (!strcmp(k, "adapter_name")) {
+    if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= sizeof out->name)
+      return bad(err, where, k, "expected a short non-empty string");
+    snprintf(out->name, sizeof out->name, "%s", v->valuestring);
+    return VKP_OK;
+  }
+  *known = false;
+  return VKP_OK;
+}
+
+// ---- JSON -> config -----------------------------------------------------------------------------
 
 static bool is_default_value(const cJSON *v) {
   return cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsObject(v) && !v->child) ||
@@ -116,166 +159,77 @@ static bool in_list(const char *const *list, const char *key) {
   return false;
 }
 
-// Keys that belong to some methods only (a key of another method is an unknown key); keys not
-// listed here (target_modules, modules_to_save, layers_to_transform, adapter_name) fit every method.
-#define M_(x) (1u << VKP_PEFT_##x)
-static const struct {
-  const char *key;
-  unsigned methods;
-} method_keys[] = {
-    {"r", M_(LORA) | M_(LOHA) | M_(LOKR) | M_(VERA)},
-    {"lora_alpha", M_(LORA)},
-    {"alpha", M_(LOHA) | M_(LOKR)},
-    {"lora_dropout", M_(LORA)},
-    {"vera_dropout", M_(VERA)},
-    {"use_rslora", M_(LORA)},
-    {"use_dora", M_(LORA)},
-    {"bias", M_(LORA) | M_(VERA)},
-    {"init_lora_weights", M_(LORA)},
-    {"init_weights", M_(LOHA) | M_(LOKR) | M_(VERA) | M_(BOTTLENECK) | M_(ADAPTFORMER) | M_(MASKED)},
-    {"init_ia3_weights", M_(IA3)},
-    {"feedforward_modules", M_(IA3)},
-    {"decompose_factor", M_(LOKR)},
-    {"d_initial", M_(VERA)},
-    {"projection_prng_key", M_(VERA)},
-    {"save_projection", M_(VERA)},
-    {"bottleneck", M_(BOTTLENECK) | M_(ADAPTFORMER)},
-    {"placement", M_(BOTTLENECK)},
-    {"adapter_scale", M_(BOTTLENECK) | M_(ADAPTFORMER)},
-    {"num_tokens", M_(VPT) | M_(PREFIX)},
-    {"num_virtual_tokens", M_(VPT) | M_(PREFIX)},
-    {"deep", M_(VPT)},
-    {"density", M_(MASKED)},
-    {"mask", M_(MASKED)},
-};
-#undef M_
-
-static bool key_fits_method(vkp_peft_method m, const char *key) {
-  for (size_t i = 0; i < sizeof method_keys / sizeof *method_keys; i++)
-    if (!strcmp(method_keys[i].key, key)) return (method_keys[i].methods >> m) & 1u;
-  return true;
+static const vkp_json_field *method_field(const vkp_peft_method_def *d, const char *key) {
+  for (int i = 0; i < d->n_fields; i++)
+    if (!strcmp(d->fields[i].key, key)) return &d->fields[i];
+  return NULL;
 }
 
-static vkp_status get_number(const cJSON *v, const char *where, const char *key, double *out, vkp_error *err) {
-  if (!cJSON_IsNumber(v)) return bad(err, where, key, "expected a number");
-  *out = v->valuedouble;
-  return VKP_OK;
+static const vkp_peft_key *method_key(const vkp_peft_method_def *d, const char *key) {
+  for (int i = 0; i < d->n_keys; i++)
+    if (!strcmp(d->keys[i].key, key)) return &d->keys[i];
+  return NULL;
 }
 
-static vkp_status get_bool(const cJSON *v, const char *where, const char *key, bool *out, vkp_error *err) {
-  if (!cJSON_IsBool(v)) return bad(err, where, key, "expected true or false");
-  *out = cJSON_IsTrue(v);
-  return VKP_OK;
-}
-
-static vkp_status get_int(const cJSON *v, const char *where, const char *key, int lo, int hi, int *out,
-                          vkp_error *err) {
-  double d = 0;
-  VKP_TRY(get_number(v, where, key, &d, err));
-  if (d != floor(d) || d < lo || d > hi) {
-    char why[96];
-    snprintf(why, sizeof why, "expected an integer in [%d, %d]", lo, hi);
-    return bad(err, where, key, why);
-  }
-  *out = (int)d;
-  return VKP_OK;
-}
+static vkp_status from_json(const cJSON *json, const char *where, vkp_peft_config *out, vkp_error *err);
 
 vkp_status vkp_peft_config_from_json(const cJSON *json, const char *where, vkp_peft_config *out, vkp_error *err) {
+  memset(out, 0, sizeof *out);
+  vkp_status st = from_json(json, where, out, err);
+  if (st) vkp_peft_config_clear(out);   // nothing half-read stays allocated
+  return st;
+}
+
+static vkp_status from_json(const cJSON *json, const char *where, vkp_peft_config *out, vkp_error *err) {
   if (!cJSON_IsObject(json)) return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a JSON object", where);
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(json, "peft_type");
-  vkp_peft_method method;
   if (!cJSON_IsString(type)) return bad(err, where, "peft_type", "missing or not a string");
-  if (!vkp_peft_method_parse(type->valuestring, &method)) return bad(err, where, "peft_type", "unknown PEFT method");
-  vkp_peft_config_init(out, method);
-  double d;
+  const vkp_peft_method_def *d = vkp_peft_method_find(type->valuestring, NULL);
+  if (!d) return bad(err, where, "peft_type", "unknown PEFT method");
+  vkp_peft_config_init(out, d->id);
   const cJSON *v;
   cJSON_ArrayForEach(v, json) {
     const char *k = v->string;
-    vkp_status st = VKP_OK;
-    if (!strcmp(k, "peft_type") || in_list(ignored_keys, k)) continue;
+    if (!strcmp(k, "peft_type") || in_list(ignored_keys, k) || method_field(d, k)) continue;   // fields: below
+    const vkp_peft_key *mk = method_key(d, k);
+    if (mk) {
+      VKP_TRY(mk->parse(v, where, out, err));
+      continue;
+    }
     if (in_list(default_only_keys, k)) {
       if (!is_default_value(v)) return vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: key '%s': only the default value is supported", where, k);
       continue;
     }
-    if (!key_fits_method(method, k))
-      return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown key '%s' for peft_type %s", where, k, type->valuestring);
-    if (!strcmp(k, "target_modules")) {
-      if (cJSON_IsString(v)) {
-        free(out->target_regex);
-        out->target_regex = strdup(v->valuestring);
-      } else {
-        st = read_strings(v, where, k, out->target_modules, &out->n_target_modules, err);
-      }
-    } else if (!strcmp(k, "modules_to_save")) st = read_strings(v, where, k, out->modules_to_save, &out->n_modules_to_save, err);
-    else if (!strcmp(k, "feedforward_modules")) st = read_strings(v, where, k, out->feedforward_modules, &out->n_feedforward_modules, err);
-    else if (!strcmp(k, "layers_to_transform")) {
-      out->n_layers_to_transform = 0;
-      if (cJSON_IsNumber(v)) st = get_int(v, where, k, 0, 1 << 20, &out->layers_to_transform[out->n_layers_to_transform++], err);
-      else if (cJSON_IsArray(v)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, v) {
-          if (out->n_layers_to_transform >= 64) return bad(err, where, k, "too many layers");
-          if ((st = get_int(e, where, k, 0, 1 << 20, &out->layers_to_transform[out->n_layers_to_transform++], err))) break;
-        }
-      } else if (!cJSON_IsNull(v)) st = bad(err, where, k, "expected an integer or a list of integers");
-    } else if (!strcmp(k, "r")) st = get_int(v, where, k, 1, 1 << 16, &out->r, err);
-    else if (!strcmp(k, "lora_alpha") || !strcmp(k, "alpha")) {
-      if (!(st = get_number(v, where, k, &d, err))) out->alpha = (float)d;
-    } else if (!strcmp(k, "lora_dropout") || !strcmp(k, "vera_dropout")) {
-      if (!(st = get_number(v, where, k, &d, err))) {
-        if (d < 0 || d >= 1) st = bad(err, where, k, "expected a probability in [0, 1)");
-        out->dropout = (float)d;
-      }
-    } else if (!strcmp(k, "use_rslora")) st = get_bool(v, where, k, &out->use_rslora, err);
-    else if (!strcmp(k, "use_dora")) st = get_bool(v, where, k, &out->use_dora, err);
-    else if (!strcmp(k, "bias")) {
-      if (!cJSON_IsString(v) || strcmp(v->valuestring, "none")) st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: key 'bias': only \"none\" is supported (use the bitfit method to train biases)", where);
-    } else if (!strcmp(k, "init_lora_weights")) {
-      if (cJSON_IsBool(v)) out->init_weights = cJSON_IsTrue(v), out->init = VKP_LORA_INIT_DEFAULT;
-      else if (cJSON_IsString(v) && !strcmp(v->valuestring, "gaussian")) out->init = VKP_LORA_INIT_GAUSSIAN;
-      else st = bad(err, where, k, "expected true, false or \"gaussian\"");
-    } else if (!strcmp(k, "init_weights") || !strcmp(k, "init_ia3_weights")) st = get_bool(v, where, k, &out->init_weights, err);
-    else if (!strcmp(k, "decompose_factor")) st = get_int(v, where, k, -1, 1 << 20, &out->decompose_factor, err);
-    else if (!strcmp(k, "d_initial")) {
-      if (!(st = get_number(v, where, k, &d, err))) out->vera_d_initial = (float)d;
-    } else if (!strcmp(k, "projection_prng_key")) {
-      int seed;
-      if (!(st = get_int(v, where, k, 0, 1 << 30, &seed, err))) out->projection_seed = (uint32_t)seed;
-    } else if (!strcmp(k, "save_projection")) {
-      bool b;
-      st = get_bool(v, where, k, &b, err);
-    } else if (!strcmp(k, "bottleneck")) st = get_int(v, where, k, 1, 1 << 16, &out->bottleneck, err);
-    else if (!strcmp(k, "placement")) {
-      if (!cJSON_IsString(v) || (strcmp(v->valuestring, "houlsby") && strcmp(v->valuestring, "pfeiffer")))
-        st = bad(err, where, k, "expected \"houlsby\" or \"pfeiffer\"");
-      else out->pfeiffer = !strcmp(v->valuestring, "pfeiffer");
-    } else if (!strcmp(k, "adapter_scale")) {
-      if (!(st = get_number(v, where, k, &d, err))) out->adapter_scale = (float)d;
-    } else if (!strcmp(k, "num_tokens") || !strcmp(k, "num_virtual_tokens")) st = get_int(v, where, k, 1, 4096, &out->n_tokens, err);
-    else if (!strcmp(k, "deep")) st = get_bool(v, where, k, &out->deep, err);
-    else if (!strcmp(k, "density")) {
-      if (!(st = get_number(v, where, k, &d, err))) {
-        if (d <= 0 || d > 1) st = bad(err, where, k, "expected a fraction in (0, 1]");
-        out->density = (float)d;
-      }
-    } else if (!strcmp(k, "mask")) {
-      if (!cJSON_IsString(v)) st = bad(err, where, k, "expected \"random\", \"magnitude\" or \"gradient\"");
-      else if (!strcmp(v->valuestring, "random")) out->mask = VKP_MASK_RANDOM;
-      else if (!strcmp(v->valuestring, "magnitude")) out->mask = VKP_MASK_MAGNITUDE;
-      else if (!strcmp(v->valuestring, "gradient")) out->mask = VKP_MASK_GRADIENT;
-      else st = bad(err, where, k, "expected \"random\", \"magnitude\" or \"gradient\"");
-    } else if (!strcmp(k, "adapter_name")) {
-      if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= sizeof out->name)
-        st = bad(err, where, k, "expected a short non-empty string");
-      else snprintf(out->name, sizeof out->name, "%s", v->valuestring);
-    } else {
-      st = vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown key '%s' for peft_type %s", where, k, type->valuestring);
-    }
-    if (st != VKP_OK) return st;
+    bool known;
+    VKP_TRY(read_common(k, v, where, out, &known, err));
+    if (!known) return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown key '%s' for peft_type %s", where, k, type->valuestring);
   }
-  return VKP_OK;
+  VKP_TRY(vkp_json_read_fields(json, where, d->fields, d->n_fields, out, err));
+  return d->validate ? d->validate(out, where, err) : VKP_OK;
 }
+
+vkp_status vkp_peft_config_from_entry(const cJSON *entry, const char *where, vkp_peft_config *out, vkp_error *err) {
+  if (!cJSON_IsObject(entry)) return vkp_error_set(err, VKP_ERR_INVALID, "%s: must be an object", where);
+  const cJSON *method = cJSON_GetObjectItemCaseSensitive(entry, "method");
+  if (!cJSON_IsString(method)) return vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'method' is required (a string)", where);
+  const vkp_peft_alias *alias = NULL;
+  if (!vkp_peft_method_find(method->valuestring, &alias))
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: unknown method '%s'", where, method->valuestring);
+  // An HF-style adapter config: peft_type = the method, plus the keys the alias implies.
+  cJSON *hf = cJSON_Duplicate(entry, true);
+  if (!hf) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  cJSON_DeleteItemFromObjectCaseSensitive(hf, "method");
+  cJSON_AddStringToObject(hf, "peft_type", method->valuestring);
+  cJSON *implied = alias && alias->implies ? cJSON_Parse(alias->implies) : NULL;
+  for (cJSON *c = implied ? implied->child : NULL; c; c = c->next)
+    if (!cJSON_GetObjectItemCaseSensitive(hf, c->string)) cJSON_AddItemToObject(hf, c->string, cJSON_Duplicate(c, true));
+  cJSON_Delete(implied);
+  vkp_status st = vkp_peft_config_from_json(hf, where, out, err);
+  cJSON_Delete(hf);
+  return st;
+}
+
+// ---- config -> JSON -----------------------------------------------------------------------------
 
 static cJSON *string_array(char *const *v, int n) {
   cJSON *a = cJSON_CreateArray();
@@ -283,9 +237,32 @@ static cJSON *string_array(char *const *v, int n) {
   return a;
 }
 
+static void write_field(cJSON *j, const vkp_json_field *f, const vkp_peft_config *c) {
+  const char *p = (const char *)c + f->offset;
+  switch (f->type) {
+    case VKP_JSON_INT: cJSON_AddNumberToObject(j, f->key, *(const int *)p); break;
+    case VKP_JSON_INT64: cJSON_AddNumberToObject(j, f->key, (double)*(const int64_t *)p); break;
+    case VKP_JSON_FLOAT: cJSON_AddNumberToObject(j, f->key, *(const float *)p); break;
+    case VKP_JSON_DOUBLE: cJSON_AddNumberToObject(j, f->key, *(const double *)p); break;
+    case VKP_JSON_BOOL: cJSON_AddBoolToObject(j, f->key, *(const bool *)p); break;
+    case VKP_JSON_STRING: cJSON_AddStringToObject(j, f->key, p); break;
+    case VKP_JSON_ENUM: {
+      int value = f->size == 1 ? *(const uint8_t *)p : *(const int *)p;
+      for (int i = 0; f->choices && f->choices[i].name; i++)
+        if (f->choices[i].value == value) cJSON_AddStringToObject(j, f->key, f->choices[i].name);
+      break;
+    }
+  }
+}
+
 cJSON *vkp_peft_config_to_json(const vkp_peft_config *c) {
+  const vkp_peft_method_def *d = vkp_peft_method_get(c->method);
   cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "peft_type", peft_types[c->method]);
+  if (!d || !j) {
+    cJSON_Delete(j);
+    return NULL;
+  }
+  cJSON_AddStringToObject(j, "peft_type", d->peft_type);
   cJSON_AddStringToObject(j, "peft_version", "vkpeft");
   if (c->target_regex) cJSON_AddStringToObject(j, "target_modules", c->target_regex);
   else cJSON_AddItemToObject(j, "target_modules", string_array(c->target_modules, c->n_target_modules));
@@ -299,58 +276,10 @@ cJSON *vkp_peft_config_to_json(const vkp_peft_config *c) {
     cJSON_AddNullToObject(j, "layers_to_transform");
   }
   cJSON_AddBoolToObject(j, "inference_mode", true);
-  switch (c->method) {
-    case VKP_PEFT_LORA:
-      cJSON_AddNumberToObject(j, "r", c->r);
-      cJSON_AddNumberToObject(j, "lora_alpha", c->alpha);
-      cJSON_AddNumberToObject(j, "lora_dropout", c->dropout);
-      cJSON_AddBoolToObject(j, "use_rslora", c->use_rslora);
-      cJSON_AddBoolToObject(j, "use_dora", c->use_dora);
-      cJSON_AddStringToObject(j, "bias", "none");
-      if (c->init == VKP_LORA_INIT_GAUSSIAN) cJSON_AddStringToObject(j, "init_lora_weights", "gaussian");
-      else cJSON_AddBoolToObject(j, "init_lora_weights", c->init_weights);
-      break;
-    case VKP_PEFT_LOHA:
-    case VKP_PEFT_LOKR:
-      cJSON_AddNumberToObject(j, "r", c->r);
-      cJSON_AddNumberToObject(j, "alpha", c->alpha);
-      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
-      if (c->method == VKP_PEFT_LOKR) cJSON_AddNumberToObject(j, "decompose_factor", c->decompose_factor);
-      break;
-    case VKP_PEFT_IA3:
-      cJSON_AddItemToObject(j, "feedforward_modules", string_array(c->feedforward_modules, c->n_feedforward_modules));
-      cJSON_AddBoolToObject(j, "init_ia3_weights", c->init_weights);
-      break;
-    case VKP_PEFT_VERA:
-      cJSON_AddNumberToObject(j, "r", c->r);
-      cJSON_AddNumberToObject(j, "d_initial", c->vera_d_initial);
-      cJSON_AddNumberToObject(j, "projection_prng_key", c->projection_seed);
-      cJSON_AddBoolToObject(j, "save_projection", true);
-      cJSON_AddNumberToObject(j, "vera_dropout", c->dropout);
-      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
-      break;
-    case VKP_PEFT_BOTTLENECK:
-    case VKP_PEFT_ADAPTFORMER:
-      cJSON_AddNumberToObject(j, "bottleneck", c->bottleneck);
-      cJSON_AddNumberToObject(j, "adapter_scale", c->adapter_scale);
-      if (c->method == VKP_PEFT_BOTTLENECK) cJSON_AddStringToObject(j, "placement", c->pfeiffer ? "pfeiffer" : "houlsby");
-      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
-      break;
-    case VKP_PEFT_VPT:
-      cJSON_AddNumberToObject(j, "num_tokens", c->n_tokens);
-      cJSON_AddBoolToObject(j, "deep", c->deep);
-      break;
-    case VKP_PEFT_PREFIX:
-      cJSON_AddNumberToObject(j, "num_virtual_tokens", c->n_tokens);
-      break;
-    case VKP_PEFT_MASKED:
-      cJSON_AddNumberToObject(j, "density", c->density);
-      cJSON_AddStringToObject(j, "mask", c->mask == VKP_MASK_RANDOM ? "random" : c->mask == VKP_MASK_MAGNITUDE ? "magnitude" : "gradient");
-      cJSON_AddBoolToObject(j, "init_weights", c->init_weights);
-      break;
-    default:
-      break;
-  }
+  for (int i = 0; i < d->n_fields; i++)
+    if (!(d->fields[i].flags & VKP_PEFT_FIELD_READ_ONLY)) write_field(j, &d->fields[i], c);
+  for (int i = 0; i < d->n_keys; i++)
+    if (d->keys[i].write) d->keys[i].write(j, c);
   if (strcmp(c->name, "default")) cJSON_AddStringToObject(j, "adapter_name", c->name);
   return j;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "vkp_fileio.h"
+#include "vkp_vec.h"
 
 #define METRICS_MAX_FILE ((size_t)1 << 34)  // 16 GiB: far beyond any real log
 
@@ -213,7 +214,7 @@ vkp_status vkp_metrics_close(vkp_metrics_writer *w, vkp_error *err) {
 
 typedef struct reader {
   vkp_metrics_log *log;
-  int cap_series;
+  int32_t cap_series;
   int hint;  // index of the series after the last one appended to (records repeat key order)
   int oom;
 } reader;
@@ -227,13 +228,8 @@ static vkp_metric_series *series_for(reader *r, const char *key) {
       r->hint = i + 1;
       return &log->series[i];
     }
-  if (log->n_series == r->cap_series) {
-    int ncap = r->cap_series ? r->cap_series * 2 : 16;
-    vkp_metric_series *ns = realloc(log->series, (size_t)ncap * sizeof *ns);
-    if (!ns) return NULL;
-    log->series = ns;
-    r->cap_series = ncap;
-  }
+  if (vkp_vec_reserve_((void **)&log->series, &r->cap_series, (int64_t)log->n_series + 1, sizeof *log->series))
+    return NULL;
   vkp_metric_series *s = &log->series[log->n_series];
   memset(s, 0, sizeof *s);
   s->key = strdup(key);
@@ -243,19 +239,16 @@ static vkp_metric_series *series_for(reader *r, const char *key) {
   return s;
 }
 
-// Appends (step, v); capacity doubles when n reaches a power of two.
+// Appends (step, v). The two arrays grow as VKP_VEC arrays do; their capacity is not stored but
+// implied by n (powers of two from 16, the growth rule of vkp_vec_reserve_).
 static int series_push(vkp_metric_series *s, double step, double v) {
-  if (s->n == 0 || (s->n & (s->n - 1)) == 0) {
-    size_t ncap = s->n ? (size_t)s->n * 2 : 64;
-    if (s->n == 0 || ncap > 64) {
-      double *a = realloc(s->step, ncap * sizeof *a);
-      if (!a) return -1;
-      s->step = a;
-      double *b = realloc(s->value, ncap * sizeof *b);
-      if (!b) return -1;
-      s->value = b;
-    }
-  }
+  int32_t cap = 0;
+  if (s->n > 0)
+    for (cap = 16; cap < s->n; cap *= 2) {}
+  int32_t cap2 = cap;
+  if (vkp_vec_reserve_((void **)&s->step, &cap, (int64_t)s->n + 1, sizeof *s->step) ||
+      vkp_vec_reserve_((void **)&s->value, &cap2, (int64_t)s->n + 1, sizeof *s->value))
+    return -1;
   s->step[s->n] = step;
   s->value[s->n] = v;
   s->n++;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vkp_fileio.h"
+#include "vkp_vec.h"
 
 #define REPORT_MAX_IMAGE ((size_t)256 << 20)  // 256 MiB per embedded PNG
 
@@ -20,8 +21,7 @@
 struct vkp_report {
   char *title, *subtitle;  // owned
   vkp_strbuf body;               // HTML of the items so far
-  char **sections;         // (n_sections) headings, owned
-  int n_sections, cap_sections;
+  VKP_VEC(char *) sections;   // headings, owned
   int in_gallery;          // the last item was an image: a <div class="gallery"> is open
   int oom;                 // an allocation failed; the report can no longer be written
 };
@@ -96,8 +96,8 @@ vkp_report *vkp_report_new(const char *title, const char *subtitle) {
 
 void vkp_report_free(vkp_report *r) {
   if (!r) return;
-  for (int i = 0; i < r->n_sections; i++) free(r->sections[i]);
-  free(r->sections);
+  for (int i = 0; i < r->sections.n; i++) free(r->sections.v[i]);
+  free(r->sections.v);
   free(r->body.p);
   free(r->title);
   free(r->subtitle);
@@ -125,17 +125,12 @@ static vkp_status end_item(vkp_report *r, vkp_error *err) {
 
 vkp_status vkp_report_add_section(vkp_report *r, const char *heading, vkp_error *err) {
   VKP_TRY(begin_item(r, 0, "section", err));
-  if (r->n_sections == r->cap_sections) {
-    int ncap = r->cap_sections ? r->cap_sections * 2 : 8;
-    char **ns = realloc(r->sections, (size_t)ncap * sizeof *ns);
-    if (!ns) return vkp_error_set(err, VKP_ERR_OOM, "report: out of memory");
-    r->sections = ns;
-    r->cap_sections = ncap;
-  }
   char *h = strdup(heading ? heading : "");
-  if (!h) return vkp_error_set(err, VKP_ERR_OOM, "report: out of memory");
-  r->sections[r->n_sections++] = h;
-  vkp_strbuf_printf(&r->body, "<h2 id=\"s%d\">", r->n_sections);
+  if (!h || vkp_vec_push(&r->sections, h)) {
+    free(h);
+    return vkp_error_set(err, VKP_ERR_OOM, "report: out of memory");
+  }
+  vkp_strbuf_printf(&r->body, "<h2 id=\"s%d\">", r->sections.n);
   sb_html(&r->body, h, 0);
   vkp_strbuf_puts(&r->body, "</h2>\n");
   return end_item(r, err);
@@ -422,11 +417,11 @@ vkp_status vkp_report_render(const vkp_report *r, char **html, size_t *len, vkp_
     vkp_strbuf_puts(&b, "</div>");
   }
   vkp_strbuf_puts(&b, "</div></header>\n");
-  if (r->n_sections > 1) {
+  if (r->sections.n > 1) {
     vkp_strbuf_puts(&b, "<nav><div class=\"wrap\">");
-    for (int i = 0; i < r->n_sections; i++) {
+    for (int i = 0; i < r->sections.n; i++) {
       vkp_strbuf_printf(&b, "<a href=\"#s%d\">", i + 1);
-      sb_html(&b, r->sections[i], 0);
+      sb_html(&b, r->sections.v[i], 0);
       vkp_strbuf_puts(&b, "</a>");
     }
     vkp_strbuf_puts(&b, "</div></nav>\n");

@@ -75,11 +75,13 @@ static vkp_status manifest_add(const char *root, const char *rel, cJSON *files, 
   while (!st && (e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, VKP_CHECKPOINT_STATE_FILE))
       continue;
-    char sub[VKP_CHECKPOINT_PATH_MAX], full[VKP_CHECKPOINT_PATH_MAX];
-    snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
-    snprintf(full, sizeof full, "%s/%s", root, sub);
+    char sub[VKP_CHECKPOINT_PATH_MAX], full[2 * VKP_CHECKPOINT_PATH_MAX];
+    int ns = snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+    int nf = snprintf(full, sizeof full, "%s/%s", root, sub);
     struct stat sb;
-    if (lstat(full, &sb) != 0) {
+    if (ns < 0 || nf < 0 || (size_t)ns >= sizeof sub || (size_t)nf >= sizeof full) {
+      st = vkp_error_set(err, VKP_ERR_INVALID, "%s/%s: path too long", path, e->d_name);
+    } else if (lstat(full, &sb) != 0) {
       st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot stat: %s", full, strerror(errno));
     } else if (S_ISDIR(sb.st_mode)) {
       st = depth < 8 ? manifest_add(root, sub, files, depth + 1, err)
@@ -146,7 +148,10 @@ static cJSON *state_to_json(const vkp_train_state *s, const cJSON *extra) {
 
 static vkp_status state_from_json(const cJSON *j, const char *where, vkp_train_state *s, vkp_error *err) {
   memset(s, 0, sizeof *s);
-  VKP_TRY(vkp_json_read_fields(j, where, state_fields, N_STATE_FIELDS, s, err));
+  if (vkp_json_read_fields(j, where, state_fields, N_STATE_FIELDS, s, err)) {   // a damaged checkpoint
+    if (err) err->status = VKP_ERR_FORMAT;
+    return VKP_ERR_FORMAT;
+  }
   const cJSON *legacy = cJSON_GetObjectItemCaseSensitive(j, "best_val_accuracy");   // before best_metric
   if (!cJSON_GetObjectItemCaseSensitive(j, "best_metric") && cJSON_IsNumber(legacy)) s->best_metric = legacy->valuedouble;
   const cJSON *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");

@@ -10,6 +10,7 @@
 #include "vkp_ops.h"
 #include "vkp_optim.h"
 #include "vkp_safetensors.h"
+#include "vkp_vec.h"
 #include "../../shaders/push/optim.h"
 
 // From core/ops/optim_ops.c.
@@ -26,8 +27,7 @@ typedef struct param_entry {
 
 struct vkp_param_set {
   vkp_ctx *ctx;
-  param_entry **v;   // pointers, so vkp_param_set_get results stay valid as the set grows
-  int n, cap;
+  VKP_VEC(param_entry *) e;   // pointers, so vkp_param_set_get results stay valid as the set grows
 };
 
 vkp_status vkp_param_set_new(vkp_ctx *ctx, vkp_param_set **out) {
@@ -39,12 +39,12 @@ vkp_status vkp_param_set_new(vkp_ctx *ctx, vkp_param_set **out) {
 
 void vkp_param_set_free(vkp_param_set *ps) {
   if (!ps) return;
-  for (int i = 0; i < ps->n; i++) {
-    if (ps->v[i]->owned) vkp_buffer_free(ps->v[i]->info.buffer);
-    free(ps->v[i]->name);
-    free(ps->v[i]);
+  for (int i = 0; i < ps->e.n; i++) {
+    if (ps->e.v[i]->owned) vkp_buffer_free(ps->e.v[i]->info.buffer);
+    free(ps->e.v[i]->name);
+    free(ps->e.v[i]);
   }
-  free(ps->v);
+  free(ps->e.v);
   free(ps);
 }
 
@@ -86,13 +86,7 @@ vkp_status vkp_param_set_add(vkp_param_set *ps, const char *name, vkp_buffer *bu
   if (!buf || byte_offset > vkp_buffer_size(buf) || bytes > vkp_buffer_size(buf) - byte_offset)
     return vkp_error_set(err, VKP_ERR_INVALID, "param '%s': %llu bytes at offset %llu do not fit its buffer", name,
                          (unsigned long long)bytes, (unsigned long long)byte_offset);
-  if (ps->n == ps->cap) {
-    int cap = ps->cap ? ps->cap * 2 : 32;
-    param_entry **v = realloc(ps->v, (size_t)cap * sizeof *v);
-    if (!v) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-    ps->v = v;
-    ps->cap = cap;
-  }
+  if (vkp_vec_reserve(&ps->e, (int64_t)ps->e.n + 1)) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   param_entry *e = calloc(1, sizeof *e);
   char *copy = strdup(name);
   if (!e || !copy) {
@@ -104,9 +98,8 @@ vkp_status vkp_param_set_add(vkp_param_set *ps, const char *name, vkp_buffer *bu
   e->info = (vkp_param_info){.name = copy, .ndim = ndim, .dtype = dtype, .buffer = buf,
                              .byte_offset = byte_offset, .trainable = trainable};
   for (int d = 0; d < ndim; d++) e->info.shape[d] = shape[d];
-  ps->v[ps->n] = e;
-  if (index) *index = ps->n;
-  ps->n++;
+  if (index) *index = ps->e.n;
+  ps->e.v[ps->e.n++] = e;
   return VKP_OK;
 }
 
@@ -123,27 +116,27 @@ vkp_status vkp_param_set_create(vkp_param_set *ps, const char *name, int ndim, c
     vkp_buffer_free(buf);
     return st;
   }
-  ps->v[i]->owned = true;
+  ps->e.v[i]->owned = true;
   if (index) *index = i;
   return VKP_OK;
 }
 
-int vkp_param_set_count(const vkp_param_set *ps) { return ps->n; }
+int vkp_param_set_count(const vkp_param_set *ps) { return ps->e.n; }
 
 const vkp_param_info *vkp_param_set_get(const vkp_param_set *ps, int i) {
-  return i >= 0 && i < ps->n ? &ps->v[i]->info : NULL;
+  return i >= 0 && i < ps->e.n ? &ps->e.v[i]->info : NULL;
 }
 
 int vkp_param_set_find(const vkp_param_set *ps, const char *name) {
-  for (int i = 0; i < ps->n; i++)
-    if (strcmp(ps->v[i]->name, name) == 0) return i;
+  for (int i = 0; i < ps->e.n; i++)
+    if (strcmp(ps->e.v[i]->name, name) == 0) return i;
   return -1;
 }
 
 vkp_tensor *vkp_param_set_tensor(vkp_param_set *ps, vkp_graph *g, int i) {
   const vkp_param_info *p = vkp_param_set_get(ps, i);
   if (!p) {
-    vkp_graph_fail(g, VKP_ERR_INVALID, "param set: no parameter %d (%d in the set)", i, ps->n);
+    vkp_graph_fail(g, VKP_ERR_INVALID, "param set: no parameter %d (%d in the set)", i, ps->e.n);
     return NULL;
   }
   return vkp_tensor_external(g, p->name, p->buffer, p->byte_offset, p->dtype, p->ndim, p->shape);
@@ -223,8 +216,7 @@ struct vkp_optimizer {
   vkp_buffer **grad;         // (n) accumulated gradients; NULL for frozen parameters (owned)
   vkp_buffer **state[2];     // (n) AdamW m, v / SGD momentum, NULL (owned)
   vkp_buffer *hparams;       // vkp_optim_hparams (owned)
-  vkp_buffer **tables;       // one per vkp_optimizer_append: entries + chunks (owned)
-  int ntables, tables_cap;
+  VKP_VEC(vkp_buffer *) tables;   // one per vkp_optimizer_append: entries + chunks (owned)
   int64_t steps;
 };
 
@@ -255,7 +247,7 @@ vkp_status vkp_optimizer_new(vkp_param_set *ps, const vkp_optim_config *cfg, vkp
   if (!opt) return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_OOM, "out of host memory");
   opt->ctx = ctx;
   opt->ps = ps;
-  opt->n = ps->n;
+  opt->n = ps->e.n;
   opt->cfg = *cfg;
   size_t n = (size_t)(opt->n ? opt->n : 1);
   opt->grad = calloc(n, sizeof *opt->grad);
@@ -268,7 +260,7 @@ vkp_status vkp_optimizer_new(vkp_param_set *ps, const vkp_optim_config *cfg, vkp
   if (st == VKP_OK) st = write_hparams(opt);
   int nstate = cfg->kind == VKP_OPTIM_ADAMW ? 2 : 1;
   for (int i = 0; i < opt->n && st == VKP_OK; i++) {
-    const vkp_param_info *p = &ps->v[i]->info;
+    const vkp_param_info *p = &ps->e.v[i]->info;
     if (!p->trainable) continue;
     uint64_t bytes = (uint64_t)shape_numel(p->ndim, p->shape) * 4;
     st = vkp_buffer_new(ctx, bytes, &opt->grad[i]);   // zeroed on creation
@@ -289,8 +281,8 @@ void vkp_optimizer_free(vkp_optimizer *opt) {
     for (int s = 0; s < 2; s++)
       if (opt->state[s]) vkp_buffer_free(opt->state[s][i]);
   }
-  for (int i = 0; i < opt->ntables; i++) vkp_buffer_free(opt->tables[i]);
-  free(opt->tables);
+  for (int i = 0; i < opt->tables.n; i++) vkp_buffer_free(opt->tables.v[i]);
+  free(opt->tables.v);
   free(opt->grad);
   free(opt->state[0]);
   free(opt->state[1]);
@@ -349,7 +341,7 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
   int nactive = 0;
   uint64_t nchunks = 0;
   for (int i = 0; i < opt->n && grads; i++) {
-    const vkp_param_info *p = &opt->ps->v[i]->info;
+    const vkp_param_info *p = &opt->ps->e.v[i]->info;
     vkp_tensor *gr = grads[i];
     if (!gr || !opt->grad[i]) continue;
     bool same = gr->ndim == p->ndim;
@@ -386,12 +378,7 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
   uint64_t bytes = entries_bytes + nchunks * 8;
   uint8_t *host = calloc(1, bytes);
   vkp_buffer *table = NULL;
-  if (opt->ntables == opt->tables_cap) {
-    int cap = opt->tables_cap ? opt->tables_cap * 2 : 8;
-    vkp_buffer **t = realloc(opt->tables, (size_t)cap * sizeof *t);
-    if (t) opt->tables = t, opt->tables_cap = cap;
-  }
-  if (!host || opt->ntables == opt->tables_cap) {
+  if (!host || vkp_vec_reserve(&opt->tables, (int64_t)opt->tables.n + 1)) {
     free(host);
     free(active);
     vkp_graph_fail(g, VKP_ERR_OOM, "out of host memory");
@@ -402,7 +389,7 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
   uint64_t c = 0;
   for (int k = 0; k < nactive; k++) {
     int i = active[k];
-    const vkp_param_info *p = &opt->ps->v[i]->info;
+    const vkp_param_info *p = &opt->ps->e.v[i]->info;
     uint32_t n = (uint32_t)shape_numel(p->ndim, p->shape);
     ent[k] = (vkp_optim_entry){.p = vkp_buffer_address(p->buffer) + p->byte_offset,
                                .g = vkp_buffer_address(opt->grad[i]),
@@ -423,7 +410,7 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
     vkp_graph_fail(g, st, "optimizer: %s", vkp_ctx_error(opt->ctx));
     return NULL;
   }
-  opt->tables[opt->ntables++] = table;
+  opt->tables.v[opt->tables.n++] = table;
   // 3. Norm and update, after every accumulation (roots run in expansion order).
   uint64_t base = vkp_buffer_address(table);
   vkp_tensor *norm = NULL;
@@ -484,7 +471,7 @@ vkp_status vkp_optimizer_save(vkp_optimizer *opt, const char *path) {
     st = vkp_safetensors_writer_set_metadata(w, "nesterov", cfg.nesterov ? "true" : "false", err);
   float *host = NULL;
   for (int i = 0; i < opt->n && st == VKP_OK; i++) {
-    const vkp_param_info *p = &opt->ps->v[i]->info;
+    const vkp_param_info *p = &opt->ps->e.v[i]->info;
     if (!opt->grad[i]) continue;
     int64_t n = shape_numel(p->ndim, p->shape);
     float *h = realloc(host, (size_t)n * 4);
@@ -562,7 +549,7 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
   char key[VKP_NAME_MAX + 64];
   size_t expected = 0;
   for (int i = 0; i < opt->n && s == VKP_OK; i++) {
-    const vkp_param_info *p = &opt->ps->v[i]->info;
+    const vkp_param_info *p = &opt->ps->e.v[i]->info;
     if (!opt->grad[i]) continue;
     for (int w = 0; w < 2 && s == VKP_OK; w++) {
       if (!state_suffix(opt, w)) continue;
@@ -585,7 +572,7 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
         if (!opt->grad[i]) continue;
         for (int w = 0; w < 2 && !known; w++) {
           if (!state_suffix(opt, w)) continue;
-          snprintf(key, sizeof key, "%s.%s", opt->ps->v[i]->name, state_suffix(opt, w));
+          snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->name, state_suffix(opt, w));
           known = strcmp(key, name) == 0;
         }
       }
@@ -601,7 +588,7 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
     if (!opt->grad[i]) continue;
     for (int w = 0; w < 2 && s == VKP_OK; w++) {
       if (!state_suffix(opt, w)) continue;
-      snprintf(key, sizeof key, "%s.%s", opt->ps->v[i]->name, state_suffix(opt, w));
+      snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->name, state_suffix(opt, w));
       const vkp_st_tensor *t = vkp_safetensors_find(st, key);
       s = vkp_buffer_write(opt->state[w][i], 0, t->data, t->nbytes);
     }

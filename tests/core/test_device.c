@@ -104,7 +104,7 @@ static void test_memory_planner(void **state) {
   float *x = malloc(n * 4), *got = malloc(n * 4);
   double *mid = malloc(n * sizeof(double)), *want = malloc(n * sizeof(double));
   vkp_rng rng = vkp_rng_new(7);
-  vkp_rng_fill(&rng, x, n, -1, 1);
+  vkp_rng_uniform_fill(&rng, x, n, -1, 1);
   vkp_graph *g;
   VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
   vkp_tensor *in = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 1, &n);

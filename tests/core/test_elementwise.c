@@ -453,8 +453,8 @@ static void test_inplace(void **state) {
   enum { R = 7, C = 37, N = R * C };
   vkp_rng rng = vkp_rng_new(7);
   float base[N + 1], add[N], got[N + 1];
-  vkp_rng_fill(&rng, base, N + 1, -1, 1);
-  vkp_rng_fill(&rng, add, N, -1, 1);
+  vkp_rng_uniform_fill(&rng, base, N + 1, -1, 1);
+  vkp_rng_uniform_fill(&rng, add, N, -1, 1);
   for (int off = 0; off <= 1; off++) {
     vkp_buffer *buf = NULL;
     vkp_graph *g = NULL;

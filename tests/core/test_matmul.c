@@ -277,10 +277,10 @@ static void check_w16(const w16_case *c, uint64_t seed) {
   float *got = malloc(nc * 4), *gx = malloc(na * 4);
   double *want = malloc(nc * 8), *want_gx = malloc(na * 8);
   uint16_t *w16 = malloc(nb * 2 + 2);
-  vkp_rng_fill(&rng, x, na, -1, 1);
-  vkp_rng_fill(&rng, w, nb, -1, 1);
-  vkp_rng_fill(&rng, bias, (size_t)N, -1, 1);
-  vkp_rng_fill(&rng, gw, nc, -1, 1);
+  vkp_rng_uniform_fill(&rng, x, na, -1, 1);
+  vkp_rng_uniform_fill(&rng, w, nb, -1, 1);
+  vkp_rng_uniform_fill(&rng, bias, (size_t)N, -1, 1);
+  vkp_rng_uniform_fill(&rng, gw, nc, -1, 1);
   vkp_convert_from_f32(c->dt, w, w16, nb);
   vkp_convert_to_f32(c->dt, w16, w, nb);   // the reference uses the rounded weights
   // b (K, N), or (N, K) when tb: element (k, n) of op(b)

@@ -166,8 +166,8 @@ static void test_dropout(void **state) {
   float *x = malloc(DROP_N * sizeof *x), *w = malloc(DROP_N * sizeof *w);
   float *y = malloc(DROP_N * sizeof *y), *y2 = malloc(DROP_N * sizeof *y2), *y3 = malloc(DROP_N * sizeof *y3);
   float *dx = malloc(DROP_N * sizeof *dx);
-  vkp_rng_fill(&rng, x, DROP_N, 0.5f, 1.5f);   // nonzero: a zero output means dropped
-  vkp_rng_fill(&rng, w, DROP_N, -1.0f, 1.0f);
+  vkp_rng_uniform_fill(&rng, x, DROP_N, 0.5f, 1.5f);   // nonzero: a zero output means dropped
+  vkp_rng_uniform_fill(&rng, w, DROP_N, -1.0f, 1.0f);
   vkp_buffer *xb;
   VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, DROP_N * 4, &xb));
   VKP_ASSERT_OK(ctx, vkp_buffer_write(xb, 0, x, DROP_N * 4));

@@ -279,7 +279,7 @@ static vkp_param_set *make_params(vkp_ctx *ctx, vkp_rng *rng, ref_param *ref) {
   for (int i = 0; i < 4; i++) {
     int64_t n = k_shapes[i][0] * k_shapes[i][1];
     float *init = malloc((size_t)n * 4);
-    vkp_rng_fill(rng, init, (size_t)n, -1, 1);
+    vkp_rng_uniform_fill(rng, init, (size_t)n, -1, 1);
     char name[32];
     snprintf(name, sizeof name, "p%d", i);
     VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, name, 2, k_shapes[i], k_trainable[i], init, NULL));
@@ -304,7 +304,7 @@ static void run_reference_case(const vkp_optim_config *cfg, uint64_t seed) {
     if (k_trainable[i]) grads[i] = malloc((size_t)ref[i].n * 4);
   for (int t = 1; t <= 3; t++) {
     for (int i = 0; i < 4; i++)
-      if (grads[i]) vkp_rng_fill(&rng, grads[i], (size_t)ref[i].n, t == 2 ? -3.0f : -1.0f, 1.0f);
+      if (grads[i]) vkp_rng_uniform_fill(&rng, grads[i], (size_t)ref[i].n, t == 2 ? -3.0f : -1.0f, 1.0f);
     update_graph_run(ctx, &u, ps, opt, grads, lrs[t - 1], true);
     double norm;
     double clip = ref_clip(grads, ref, 4, cfg->max_grad_norm, &norm);
@@ -381,9 +381,9 @@ static void test_grad_accumulation(void **state) {
   const int64_t shape[2] = {17, 301};
   const int64_t n = 17 * 301;
   float *init = malloc(n * 4), *x1 = malloc(n * 4), *x2 = malloc(n * 4), *got = malloc(n * 4);
-  vkp_rng_fill(&rng, init, n, -1, 1);
-  vkp_rng_fill(&rng, x1, n, -1, 1);
-  vkp_rng_fill(&rng, x2, n, -2, 0.5f);
+  vkp_rng_uniform_fill(&rng, init, n, -1, 1);
+  vkp_rng_uniform_fill(&rng, x1, n, -1, 1);
+  vkp_rng_uniform_fill(&rng, x2, n, -2, 0.5f);
   vkp_param_set *ps;
   VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
   VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, "w", 2, shape, true, init, NULL));
@@ -523,7 +523,7 @@ static void test_save_load(void **state) {
     if (k_trainable[i]) grads[i] = malloc((size_t)(k_shapes[i][0] * k_shapes[i][1]) * 4);
   for (int t = 0; t < 2; t++) {
     for (int i = 0; i < 4; i++)
-      if (grads[i]) vkp_rng_fill(&rng, grads[i], (size_t)(k_shapes[i][0] * k_shapes[i][1]), -1, 1);
+      if (grads[i]) vkp_rng_uniform_fill(&rng, grads[i], (size_t)(k_shapes[i][0] * k_shapes[i][1]), -1, 1);
     update_graph_run(ctx, &ua, ps, a, grads, 0.01f, true);
   }
   VKP_ASSERT_OK(ctx, vkp_optimizer_save(a, path));
@@ -564,7 +564,7 @@ static void test_save_load(void **state) {
   update_graph ub;
   update_graph_build(ctx, ps2, b, &ub);
   for (int i = 0; i < 4; i++)
-    if (grads[i]) vkp_rng_fill(&rng, grads[i], (size_t)(k_shapes[i][0] * k_shapes[i][1]), -1, 1);
+    if (grads[i]) vkp_rng_uniform_fill(&rng, grads[i], (size_t)(k_shapes[i][0] * k_shapes[i][1]), -1, 1);
   update_graph_run(ctx, &ua, ps, a, grads, 0.01f, true);
   update_graph_run(ctx, &ub, ps2, b, grads, 0.01f, true);
   for (int i = 0; i < 4; i++) {

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "vkp_peft.h"
+#include "vkp_peft_method.h"
 #include "vkp_test.h"
 
 #define WHERE "run/adapter_config.json"
@@ -78,14 +79,23 @@ static void assert_config_equal(const vkp_peft_config *a, const vkp_peft_config 
 
 static void test_method_names(void **s) {
   (void)s;
-  const char *names[VKP_PEFT_METHOD_COUNT] = {"lora", "loha", "lokr", "ia3", "vera", "bottleneck", "adaptformer",
-                                              "vpt", "prefix", "bitfit", "ln_tuning", "masked", "full", "linear_probe"};
+  // The method table: one def per method, in enum order, every name and peft_type parses back.
   for (int i = 0; i < VKP_PEFT_METHOD_COUNT; i++) {
+    const vkp_peft_method_def *d = vkp_peft_methods[i];
     vkp_peft_method m = VKP_PEFT_METHOD_COUNT;
-    assert_string_equal(vkp_peft_method_name((vkp_peft_method)i), names[i]);
-    assert_true(vkp_peft_method_parse(names[i], &m));
+    assert_non_null(d);
+    assert_int_equal(d->id, i);
+    assert_string_equal(vkp_peft_method_name((vkp_peft_method)i), d->name);
+    assert_true(vkp_peft_method_parse(d->name, &m));
     assert_int_equal(m, i);
+    assert_true(vkp_peft_method_parse(d->peft_type, &m));
+    assert_int_equal(m, i);
+    assert_true(d->level == VKP_PEFT_LEVEL_SELECTIVE ? d->select || !d->create : d->create != NULL);
+    assert_true(d->level != VKP_PEFT_LEVEL_WEIGHT || d->merge);   // weight-level methods merge
+    assert_true(d->n_presets >= 1);                                 // compare / bench run every method
+    printf("  %-13s %-20s %d keys, %d presets\n", d->name, d->peft_type, d->n_fields + d->n_keys, d->n_presets);
   }
+  assert_string_equal(vkp_peft_method_name(VKP_PEFT_OFT), "oft");
   assert_string_equal(vkp_peft_method_name(VKP_PEFT_METHOD_COUNT), "?");
   // HF peft_type spellings and the aliases users reach for.
   const struct { const char *name; vkp_peft_method m; } alias[] = {
@@ -94,7 +104,7 @@ static void test_method_names(void **s) {
       {"rslora", VKP_PEFT_LORA},       {"DoRA", VKP_PEFT_LORA},        {"houlsby", VKP_PEFT_BOTTLENECK},
       {"pfeiffer", VKP_PEFT_BOTTLENECK}, {"vpt_deep", VKP_PEFT_VPT},   {"vpt_shallow", VKP_PEFT_VPT},
       {"prefix_tuning", VKP_PEFT_PREFIX}, {"sparse", VKP_PEFT_MASKED}, {"VKPEFT_BOTTLENECK", VKP_PEFT_BOTTLENECK},
-      {"VKPEFT_LINEAR_PROBE", VKP_PEFT_LINEAR_PROBE},
+      {"VKPEFT_LINEAR_PROBE", VKP_PEFT_LINEAR_PROBE}, {"OFT", VKP_PEFT_OFT}, {"coft", VKP_PEFT_OFT},
   };
   for (size_t i = 0; i < sizeof alias / sizeof *alias; i++) {
     vkp_peft_method m = VKP_PEFT_METHOD_COUNT;
@@ -370,15 +380,15 @@ static void test_errors(void **s) {
   parse_fails("{\"peft_type\": \"IA3\", \"r\": 8}", VKP_ERR_INVALID, WHERE ": unknown key 'r' for peft_type IA3");
   parse_fails("{\"peft_type\": \"vpt\", \"bottleneck\": 8}", VKP_ERR_INVALID, WHERE ": unknown key 'bottleneck' for peft_type vpt");
   // Wrong types and out-of-range values.
-  parse_fails("{\"peft_type\": \"LORA\", \"r\": \"four\"}", VKP_ERR_INVALID, WHERE ": key 'r': expected a number");
-  parse_fails("{\"peft_type\": \"LORA\", \"r\": 2.5}", VKP_ERR_INVALID, WHERE ": key 'r': expected an integer in [1, 65536]");
-  parse_fails("{\"peft_type\": \"LORA\", \"r\": 0}", VKP_ERR_INVALID, WHERE ": key 'r': expected an integer in [1, 65536]");
-  parse_fails("{\"peft_type\": \"LORA\", \"lora_alpha\": null}", VKP_ERR_INVALID, WHERE ": key 'lora_alpha': expected a number");
+  parse_fails("{\"peft_type\": \"LORA\", \"r\": \"four\"}", VKP_ERR_INVALID, WHERE ": key 'r' must be an integer in [1, 65536], not a string");
+  parse_fails("{\"peft_type\": \"LORA\", \"r\": 2.5}", VKP_ERR_INVALID, WHERE ": key 'r' must be an integer in [1, 65536], not 2.5");
+  parse_fails("{\"peft_type\": \"LORA\", \"r\": 0}", VKP_ERR_INVALID, WHERE ": key 'r' must be an integer in [1, 65536], not 0");
+  parse_fails("{\"peft_type\": \"LORA\", \"lora_alpha\": null}", VKP_ERR_INVALID, WHERE ": key 'lora_alpha' must be a finite number, not null");
   parse_fails("{\"peft_type\": \"LORA\", \"use_rslora\": \"yes\"}", VKP_ERR_INVALID,
-              WHERE ": key 'use_rslora': expected true or false");
-  parse_fails("{\"peft_type\": \"LORA\", \"use_dora\": 1}", VKP_ERR_INVALID, WHERE ": key 'use_dora': expected true or false");
+              WHERE ": key 'use_rslora' must be true or false, not a string");
+  parse_fails("{\"peft_type\": \"LORA\", \"use_dora\": 1}", VKP_ERR_INVALID, WHERE ": key 'use_dora' must be true or false, not a number");
   parse_fails("{\"peft_type\": \"LORA\", \"lora_dropout\": 1}", VKP_ERR_INVALID,
-              WHERE ": key 'lora_dropout': expected a probability in [0, 1)");
+              WHERE ": key 'lora_dropout' must be a probability in [0, 1), not 1");
   parse_fails("{\"peft_type\": \"LORA\", \"target_modules\": 5}", VKP_ERR_INVALID,
               WHERE ": key 'target_modules': expected a list of strings");
   parse_fails("{\"peft_type\": \"LORA\", \"target_modules\": [\"query\", 1]}", VKP_ERR_INVALID,
@@ -388,19 +398,19 @@ static void test_errors(void **s) {
   parse_fails("{\"peft_type\": \"LORA\", \"layers_to_transform\": \"0\"}", VKP_ERR_INVALID,
               WHERE ": key 'layers_to_transform': expected an integer or a list of integers");
   parse_fails("{\"peft_type\": \"LORA\", \"layers_to_transform\": [0, -1]}", VKP_ERR_INVALID,
-              WHERE ": key 'layers_to_transform': expected an integer in [0, 1048576]");
+              WHERE ": key 'layers_to_transform' must be an integer in [0, 1048576], not -1");
   parse_fails("{\"peft_type\": \"LORA\", \"init_lora_weights\": \"pissa\"}", VKP_ERR_INVALID,
               WHERE ": key 'init_lora_weights': expected true, false or \"gaussian\"");
   parse_fails("{\"peft_type\": \"LOKR\", \"decompose_factor\": -2}", VKP_ERR_INVALID,
-              WHERE ": key 'decompose_factor': expected an integer in [-1, 1048576]");
+              WHERE ": key 'decompose_factor' must be an integer in [-1, 1048576], not -2");
   parse_fails("{\"peft_type\": \"bottleneck\", \"placement\": \"middle\"}", VKP_ERR_INVALID,
-              WHERE ": key 'placement': expected \"houlsby\" or \"pfeiffer\"");
+              WHERE ": key 'placement' is \"middle\", expected \"houlsby\", \"pfeiffer\"");
   parse_fails("{\"peft_type\": \"vpt\", \"num_tokens\": 0}", VKP_ERR_INVALID,
-              WHERE ": key 'num_tokens': expected an integer in [1, 4096]");
-  parse_fails("{\"peft_type\": \"vpt\", \"deep\": \"true\"}", VKP_ERR_INVALID, WHERE ": key 'deep': expected true or false");
-  parse_fails("{\"peft_type\": \"masked\", \"density\": 0}", VKP_ERR_INVALID, WHERE ": key 'density': expected a fraction in (0, 1]");
+              WHERE ": key 'num_tokens' must be an integer in [1, 4096], not 0");
+  parse_fails("{\"peft_type\": \"vpt\", \"deep\": \"true\"}", VKP_ERR_INVALID, WHERE ": key 'deep' must be true or false, not a string");
+  parse_fails("{\"peft_type\": \"masked\", \"density\": 0}", VKP_ERR_INVALID, WHERE ": key 'density' must be a finite number in (0, 1], not 0");
   parse_fails("{\"peft_type\": \"masked\", \"mask\": \"topk\"}", VKP_ERR_INVALID,
-              WHERE ": key 'mask': expected \"random\", \"magnitude\" or \"gradient\"");
+              WHERE ": key 'mask' is \"topk\", expected \"random\", \"magnitude\", \"gradient\"");
   parse_fails("{\"peft_type\": \"LORA\", \"adapter_name\": \"\"}", VKP_ERR_INVALID,
               WHERE ": key 'adapter_name': expected a short non-empty string");
   // peft options at a non-default value: a clear "unsupported", never silently other numbers.

@@ -144,8 +144,8 @@ static vkp_model *make_model(vkp_module **mod, uint64_t seed) {
   assert_non_null(*mod);
   vkp_rng r = vkp_rng_new(seed);
   float w[NW], b[COUT];
-  vkp_rng_fill(&r, w, NW, -0.3f, 0.3f);
-  vkp_rng_fill(&r, b, COUT, -0.2f, 0.2f);
+  vkp_rng_uniform_fill(&r, w, NW, -0.3f, 0.3f);
+  vkp_rng_uniform_fill(&r, b, COUT, -0.2f, 0.2f);
   VKP_ASSERT_OK(ctx, vkp_param_write_f32(m, (*mod)->weight, w));
   VKP_ASSERT_OK(ctx, vkp_param_write_f32(m, (*mod)->bias, b));
   return m;
@@ -258,7 +258,7 @@ static void check_gradients(vkp_model *m, vkp_module *mod, ref_model *r, const f
   int oh = IH, ow = IW, ny = NB * COUT * oh * ow;   // stride 1, pad 1
   float wy[MAXY], y[MAXY];
   vkp_rng g = vkp_rng_new(77);
-  vkp_rng_fill(&g, wy, (size_t)ny, -1, 1);
+  vkp_rng_uniform_fill(&g, wy, (size_t)ny, -1, 1);
   vkp_param **tp;
   float **grads;
   int nt = run_device(m, mod, x, 1, 1, y, ny, wy, &tp, &grads);
@@ -402,7 +402,7 @@ static void run_method(const char *method) {
   float x[NX];
   double xd[NX];
   vkp_rng g = vkp_rng_new(19);
-  vkp_rng_fill(&g, x, NX, -1, 1);
+  vkp_rng_uniform_fill(&g, x, NX, -1, 1);
   for (int i = 0; i < NX; i++) xd[i] = x[i];
   if (!strcmp(method, "dora")) {
     // At initialisation DoRA's magnitude is ||W + ΔW||, so the output equals LoRA's (peft).
@@ -477,7 +477,7 @@ static void test_lora_plus_ia3(void **s) {
   float x[NX], got[MAXY];
   double xd[NX], want[MAXY];
   vkp_rng g = vkp_rng_new(4);
-  vkp_rng_fill(&g, x, NX, -1, 1);
+  vkp_rng_uniform_fill(&g, x, NX, -1, 1);
   for (int i = 0; i < NX; i++) xd[i] = x[i];
   int oh, ow, ny = NB * COUT * IH * IW;
   ref_forward(&rl, xd, 1, 1, want, &oh, &ow);

@@ -30,10 +30,6 @@
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
 
-#ifndef VKP_FIXTURES_DIR
-#define VKP_FIXTURES_DIR "/work/shared/fixtures"
-#endif
-
 // ---- helpers ------------------------------------------------------------------------------------
 
 
@@ -587,11 +583,8 @@ static void test_mutations(void **state) {
 
 static void test_fixture_vit(void **state) {
   (void)state;
-  const char *path = VKP_FIXTURES_DIR "/vit/model/model.safetensors";
-  if (access(path, R_OK) != 0) {
-    print_message("fixture %s not present\n", path);
-    skip();
-  }
+  const char *path = vkp_fixture_path("vit/model/model.safetensors");
+  if (access(path, R_OK) != 0) fail_msg("fixture %s is missing (the reference fixtures are required)", path);
   vkp_error err = {0};
   vkp_safetensors *st = NULL;
   vkp_status s = vkp_safetensors_open(path, &st, &err);

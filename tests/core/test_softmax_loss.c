@@ -120,7 +120,7 @@ static void test_cross_entropy_replay(void **state) {
   vkp_rng rng = vkp_rng_new(7);
   float x[N * C];
   double xd[N * C];
-  vkp_rng_fill(&rng, x, N * C, -3, 3);
+  vkp_rng_uniform_fill(&rng, x, N * C, -3, 3);
   for (int i = 0; i < N * C; i++) xd[i] = x[i];
   vkp_buffer *buf = NULL;
   VKP_ASSERT_OK(ctx, vkp_buffer_new(ctx, sizeof x, &buf));

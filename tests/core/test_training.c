@@ -25,7 +25,7 @@ static vkp_tensor *param(vkp_param_set *ps, vkp_graph *g, vkp_rng *rng, const ch
   for (int d = 0; d < ndim; d++) n *= shape[d];
   float *init = malloc((size_t)n * 4);
   for (int64_t k = 0; k < n; k++) init[k] = bound < 0 ? 1.0f : 0.0f;
-  if (bound > 0) vkp_rng_fill(rng, init, (size_t)n, -bound, bound);
+  if (bound > 0) vkp_rng_uniform_fill(rng, init, (size_t)n, -bound, bound);
   int i;
   VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, name, ndim, shape, true, init, &i));
   free(init);
@@ -104,7 +104,7 @@ static void test_mlp(void **state) {
   double first = 0, last = 0;
   vkp_lr_schedule sched = vkp_lr_cosine(1e-2f, 10, STEPS);
   for (int step = 0; step < STEPS; step++) {
-    vkp_rng_fill(&rng, xs, B * IN, -1, 1);
+    vkp_rng_uniform_fill(&rng, xs, B * IN, -1, 1);
     for (int b = 0; b < B; b++) ys[b] = xs[b * IN] * xs[b * IN + 1] > 0;
     VKP_ASSERT_OK(t.ctx, vkp_graph_set_input(t.g, x, xs, sizeof xs));
     VKP_ASSERT_OK(t.ctx, vkp_graph_set_input(t.g, y, ys, sizeof ys));

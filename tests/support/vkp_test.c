@@ -32,24 +32,6 @@ int vkp_test_teardown(void **state) {
   return 0;
 }
 
-vkp_rng vkp_rng_new(uint64_t seed) { return (vkp_rng){seed * 0x9E3779B97F4A7C15ull + 0x1234567ull}; }
-
-double vkp_rng_uniform(vkp_rng *r) {
-  r->s ^= r->s >> 12;
-  r->s ^= r->s << 25;
-  r->s ^= r->s >> 27;
-  return (double)((r->s * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
-}
-
-double vkp_rng_normal(vkp_rng *r) {
-  double u = vkp_rng_uniform(r) + 1e-12, v = vkp_rng_uniform(r);
-  return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
-
-void vkp_rng_fill(vkp_rng *r, float *x, size_t n, float lo, float hi) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * vkp_rng_uniform(r));
-}
-
 double vkp_max_rel_err(const float *got, const double *want, size_t n, double floor) {
   double worst = 0;
   for (size_t i = 0; i < n; i++) {
@@ -114,7 +96,7 @@ void vkp_op_check_run(const vkp_op_check *c) {
     host[i] = malloc(ne * sizeof(float));
     dref[i] = malloc(ne * sizeof(double));
     if (in->data) memcpy(host[i], in->data, ne * sizeof(float));
-    else vkp_rng_fill(&rng, host[i], ne, in->lo, in->hi);
+    else vkp_rng_uniform_fill(&rng, host[i], ne, in->lo, in->hi);
     if (in->dtype == VKP_DTYPE_I32)
       for (size_t k = 0; k < ne; k++) host[i][k] = floorf(host[i][k]);
     for (size_t k = 0; k < ne; k++) dref[i][k] = host[i][k];
@@ -138,7 +120,7 @@ void vkp_op_check_run(const vkp_op_check *c) {
   bool any_trainable = false;
   for (int i = 0; i < n; i++) any_trainable |= c->in[i].trainable;
   float *w = malloc(out_n * sizeof(float));
-  vkp_rng_fill(&rng, w, out_n, -1.0f, 1.0f);
+  vkp_rng_uniform_fill(&rng, w, out_n, -1.0f, 1.0f);
   vkp_tensor *wt = NULL, *grads[VKP_TEST_MAX_INPUTS] = {0};
   vkp_tensor *params[VKP_TEST_MAX_INPUTS] = {0};
   if (any_trainable) {

@@ -14,6 +14,7 @@
 #include "vkp_device.h"
 #include "vkp_graph.h"
 #include "vkp_ops.h"
+#include "vkp_rng.h"
 
 #define VKP_TEST_MAX_INPUTS 8
 
@@ -22,14 +23,8 @@ vkp_ctx *vkp_test_ctx(void);
 // CMocka group teardown: fails if the validation layer reported anything; frees the context.
 int vkp_test_teardown(void **state);
 
-// Deterministic random numbers (xorshift64*).
-typedef struct vkp_rng {
-  uint64_t s;
-} vkp_rng;
-vkp_rng vkp_rng_new(uint64_t seed);
-double vkp_rng_uniform(vkp_rng *r);                 // [0, 1)
-double vkp_rng_normal(vkp_rng *r);
-void vkp_rng_fill(vkp_rng *r, float *x, size_t n, float lo, float hi);
+// Deterministic random numbers: the library's one generator (vkp_rng.h: vkp_rng_new,
+// vkp_rng_uniform, vkp_rng_normal, vkp_rng_uniform_fill, ...).
 
 // Asserts |got - want| <= atol + rtol * |want| elementwise; prints the worst element on failure.
 void vkp_assert_close(const char *what, const float *got, const double *want, size_t n, double rtol, double atol);

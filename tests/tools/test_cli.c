@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vkp_parity.h"
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
 
@@ -104,6 +105,58 @@ static void test_forward_parity_and_errors(void **state) {
   expect(args, 2, "nonexistent");
 }
 
+// CLIP through the program: `forward` on the fixture's CLIPModel matches transformers, `info`
+// describes it, a text-only input runs the text tower alone, bad ids are refused.
+static void test_clip_forward(void **state) {
+  (void)state;
+  char args[2048], out[400], bad[400];
+  snprintf(out, sizeof out, "%s/clip.safetensors", tmp);
+  snprintf(args, sizeof args, "forward --model %s/clip/model --inputs %s/clip/io.safetensors --output %s --loss", VKP_FIXTURES_DIR,
+           VKP_FIXTURES_DIR, out);
+  expect(args, 0, NULL);
+  vkp_safetensors *got, *want;
+  vkp_error err = {0};
+  snprintf(args, sizeof args, "%s/clip/io.safetensors", VKP_FIXTURES_DIR);
+  if (vkp_safetensors_open(out, &got, &err) || vkp_safetensors_open(args, &want, &err)) fail_msg("%s", err.msg);
+  const char *names[] = {"text_embeds", "image_embeds", "logits_per_image", "loss"};
+  for (int i = 0; i < 4; i++) {
+    size_t n, m;
+    float *g = vkp_fixture_tensor(got, names[i], &n), *w = vkp_fixture_tensor(want, names[i], &m);
+    assert_int_equal(n, m);
+    vkp_check_rel(names[i], g, w, n, 1e-4);
+    free(g), free(w);
+  }
+  assert_non_null(vkp_safetensors_find(got, "text_hidden_states/2"));
+  assert_non_null(vkp_safetensors_find(got, "vision_hidden_states/2"));
+  vkp_safetensors_free(got);
+  vkp_safetensors_free(want);
+  snprintf(args, sizeof args, "info --model %s/clip/model", VKP_FIXTURES_DIR);
+  expect(args, 0, "CLIPModel, text: vocab 49408, hidden 32, 2 layers");
+  // ids outside the vocabulary: exit 2 naming the entry.
+  snprintf(bad, sizeof bad, "%s/bad_ids.safetensors", tmp);
+  vkp_safetensors_writer *w;
+  if (vkp_safetensors_writer_new(&w, &err)) fail_msg("%s", err.msg);
+  float ids[2 * 4] = {49406, 320, 1125, 49407, 49406, 60000, 49407, 49407};
+  if (vkp_safetensors_writer_add_f32(w, "input_ids", VKP_DTYPE_F32, 2, (int64_t[]){2, 4}, ids, &err) ||
+      vkp_safetensors_writer_save(w, bad, &err))
+    fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  snprintf(args, sizeof args, "forward --model %s/clip/model --inputs %s --output %s", VKP_FIXTURES_DIR, bad, out);
+  expect(args, 2, "input_ids[1][1] = 60000 is outside the vocabulary");
+  // The same rows with a valid id: the text tower runs alone (no pixel_values), no image outputs.
+  ids[5] = 320;
+  if (vkp_safetensors_writer_new(&w, &err) ||
+      vkp_safetensors_writer_add_f32(w, "input_ids", VKP_DTYPE_F32, 2, (int64_t[]){2, 4}, ids, &err) ||
+      vkp_safetensors_writer_save(w, bad, &err))
+    fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  expect(args, 0, NULL);
+  if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
+  assert_non_null(vkp_safetensors_find(got, "text_embeds"));
+  assert_null(vkp_safetensors_find(got, "image_embeds"));
+  vkp_safetensors_free(got);
+}
+
 // Subcommands dispatch on the checkpoint's model type: a model of no registered family is named in
 // the error (not a misleading key error of another family's config), exit 2.
 static void test_model_families(void **state) {
@@ -141,6 +194,7 @@ static int setup(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage_and_devices), cmocka_unit_test(test_bad_configs),
-                                     cmocka_unit_test(test_forward_parity_and_errors), cmocka_unit_test(test_model_families)};
+                                     cmocka_unit_test(test_forward_parity_and_errors), cmocka_unit_test(test_model_families),
+                                     cmocka_unit_test(test_clip_forward)};
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vkp_checkpoint.h"
 #include "vkp_classify.h"
 #include "vkp_config.h"
 #include "vkp_metrics.h"
@@ -86,9 +87,19 @@ static void test_train_and_outputs(void **state) {
     snprintf(p, sizeof p, "%s/%s", dir, files[i]);
     if (access(p, R_OK)) fail_msg("missing %s", files[i]);
   }
+  // keep_last = 2: the two newest checkpoints stay, and the best one; the others are gone.
   char p[700];
-  snprintf(p, sizeof p, "%s/checkpoints/step-00000100", dir);
-  assert_int_not_equal(access(p, F_OK), 0);   // keep_last = 2 removed the oldest
+  snprintf(p, sizeof p, "%s/checkpoints/step-00000120", dir);
+  vkp_checkpoint ck;
+  if (vkp_checkpoint_read(p, &ck, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(ck.state.step, 120);
+  assert_true(ck.state.best_step >= 20 && ck.state.best_step <= 120 && ck.state.best_step % 20 == 0);
+  for (int step = 10; step <= 120; step += 10) {
+    snprintf(p, sizeof p, "%s/checkpoints/step-%08d", dir, step);
+    bool kept = step >= 110 || step == ck.state.best_step;
+    if ((access(p, F_OK) == 0) != kept) fail_msg("checkpoint step %d: %s", step, kept ? "missing" : "not removed");
+  }
+  vkp_checkpoint_clear(&ck);
   assert_png(dir, "plots/loss.png");
   assert_png(dir, "plots/accuracy.png");
   assert_png(dir, "plots/lr.png");

@@ -259,7 +259,7 @@ static int group_setup(void **state) {
   vkp_error err = {0};
   if (vkp_vit_save(v, g_base, &err)) fail_msg("save base: %s", err.msg);
   vkp_vit_free(v);
-  vkp_rng_fill(&r, g_pixels, NPIX, -1, 1);
+  vkp_rng_uniform_fill(&r, g_pixels, NPIX, -1, 1);
   v = load_vit(g_base);
   vit_logits(v, g_pixels, NB, g_base_logits);
   vkp_vit_free(v);
@@ -749,8 +749,8 @@ static void test_bad_adapters(void **s) {
        {"no_target_match", "no module matches target_modules"}},
       {"unknown_key", "{\"lora_fancy\": 1}", NULL, 0, VKP_ERR_INVALID,
        {"adapter_config.json", "unknown key 'lora_fancy' for peft_type LORA"}},
-      {"wrong_type", "{\"r\": \"four\"}", NULL, 0, VKP_ERR_INVALID, {"adapter_config.json", "key 'r': expected a number"}},
-      {"not_integer", "{\"r\": 2.5}", NULL, 0, VKP_ERR_INVALID, {"adapter_config.json", "key 'r': expected an integer"}},
+      {"wrong_type", "{\"r\": \"four\"}", NULL, 0, VKP_ERR_INVALID, {"adapter_config.json", "key 'r' must be an integer in [1, 65536], not a string"}},
+      {"not_integer", "{\"r\": 2.5}", NULL, 0, VKP_ERR_INVALID, {"adapter_config.json", "key 'r' must be an integer in [1, 65536], not 2.5"}},
       {"targets_type", "{\"target_modules\": 5}", NULL, 0, VKP_ERR_INVALID,
        {"adapter_config.json", "key 'target_modules': expected a list of strings"}},
       {"invalid_json", NULL, "{\"peft_type\": \"LORA\", \"r\": 4,", 0, VKP_ERR_FORMAT,

@@ -7,35 +7,11 @@
 #include <string.h>
 
 #include "vkp_optim.h"
+#include "vkp_parity.h"
 #include "vkp_peft.h"
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
 #include "vkp_vit.h"
-
-static double rel_err(const float *got, const float *want, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)got[i] - want[i]);
-    if (!(d <= diff)) diff = d;
-    if (fabs(want[i]) > scale) scale = fabs(want[i]);
-  }
-  return diff / (scale > 0 ? scale : 1);
-}
-
-static float *fixture(vkp_safetensors *st, const char *name, size_t *n) {
-  const vkp_st_tensor *t = vkp_safetensors_find(st, name);
-  if (!t) fail_msg("fixture tensor '%s' missing", name);
-  *n = vkp_st_tensor_numel(t);
-  float *v = malloc(*n * sizeof *v);
-  vkp_convert_to_f32(t->dtype, t->data, v, *n);
-  return v;
-}
-
-static void check(const char *what, const float *got, const float *want, size_t n, double tol) {
-  double e = rel_err(got, want, n);
-  printf("  %-70s rel err %.2e\n", what, e);
-  if (!(e < tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
-}
 
 static vkp_vit *load_model(void) {
   vkp_ctx *ctx = vkp_test_ctx();
@@ -53,7 +29,7 @@ static void test_base_forward(void **state) {
   vkp_error err = {0};
   if (vkp_safetensors_open(vkp_fixture_path("vit/io.safetensors"), &io, &err)) fail_msg("%s", err.msg);
   size_t np, n;
-  float *pixels = fixture(io, "pixel_values", &np);
+  float *pixels = vkp_fixture_tensor(io, "pixel_values", &np);
   vkp_graph *g;
   VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
   vkp_tensor *px = vkp_tensor_input(g, "pixel_values", VKP_DTYPE_F32, 4, (int64_t[]){3, 3, 32, 32});
@@ -64,17 +40,17 @@ static void test_base_forward(void **state) {
   VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, px, pixels, np * 4));
   VKP_ASSERT_OK(ctx, vkp_graph_run(g));
-  float *want = fixture(io, "logits", &n), got[15];
+  float *want = vkp_fixture_tensor(io, "logits", &n), got[15];
   VKP_ASSERT_OK(ctx, vkp_graph_read(g, out.logits, got, sizeof got));
-  check("logits", got, want, n, 1e-4);
+  vkp_check_rel("logits", got, want, n, 1e-4);
   free(want);
   for (int i = 0; i <= 2; i++) {
     char name[32];
     snprintf(name, sizeof name, "hidden_states/%d", i);
-    want = fixture(io, name, &n);
+    want = vkp_fixture_tensor(io, name, &n);
     float *h = malloc(n * 4);
     VKP_ASSERT_OK(ctx, vkp_graph_read(g, out.hidden[i], h, n * 4));
-    check(name, h, want, n, 1e-4);
+    vkp_check_rel(name, h, want, n, 1e-4);
     free(h);
     free(want);
   }
@@ -82,28 +58,6 @@ static void test_base_forward(void **state) {
   vkp_graph_free(g);
   vkp_safetensors_free(io);
   vkp_vit_free(v);
-}
-
-// The fixture's adapter_model.safetensors holds the parameters AFTER the AdamW step (they equal
-// `step1/*` in io.safetensors), while logits, loss and grad/* were computed before it. The
-// parameters before the step follow exactly from AdamW's first step (m̂ = g, v̂ = g²):
-//   p1 = p0 (1 - lr·wd) - lr · g / (|g| + eps)   =>   p0 = (p1 + lr · g / (|g| + eps)) / (1 - lr·wd)
-static void restore_initial(vkp_model *m, vkp_safetensors *io) {
-  const double lr = 1e-2, wd = 0.01, eps = 1e-8;
-  vkp_param **tp;
-  int nt = vkp_model_trainable(m, &tp);
-  for (int i = 0; i < nt; i++) {
-    char peft_name[512], key[600];
-    vkp_peft_param_peft_name(m, tp[i], peft_name, sizeof peft_name);
-    snprintf(key, sizeof key, "grad/%s", peft_name);
-    size_t n;
-    float *g = fixture(io, key, &n), *p = malloc(n * 4);
-    VKP_ASSERT_OK(m->ctx, vkp_param_read_f32(m, tp[i], p));
-    for (size_t k = 0; k < n; k++) p[k] = (float)((p[k] + lr * g[k] / (fabs(g[k]) + eps)) / (1 - lr * wd));
-    VKP_ASSERT_OK(m->ctx, vkp_param_write_f32(m, tp[i], p));
-    free(g), free(p);
-  }
-  free(tp);
 }
 
 // One peft method: adapter from the fixture folder; logits, loss, gradients.
@@ -122,9 +76,9 @@ static void run_method(const char *method) {
   snprintf(path, sizeof path, "%s/io.safetensors", dir);
   if (vkp_safetensors_open(path, &io, &err)) fail_msg("%s", err.msg);
   if (vkp_safetensors_open(vkp_fixture_path("vit/io.safetensors"), &io_base, &err)) fail_msg("%s", err.msg);
-  restore_initial(m, io);
+  vkp_undo_adamw_step(m, io, 1e-2, 0.01, 1e-8);   // the adapter file holds the values after the step
   size_t np, nl, n;
-  float *pixels = fixture(io_base, "pixel_values", &np), *labels_f = fixture(io_base, "labels", &nl);
+  float *pixels = vkp_fixture_tensor(io_base, "pixel_values", &np), *labels_f = vkp_fixture_tensor(io_base, "labels", &nl);
   int32_t labels[3];
   for (size_t i = 0; i < nl; i++) labels[i] = (int32_t)labels_f[i];
 
@@ -165,24 +119,24 @@ static void run_method(const char *method) {
   VKP_ASSERT_OK(ctx, vkp_graph_run(g));
   printf("[%s]\n", method);
   float got[16];
-  float *want = fixture(io, "logits", &n);
+  float *want = vkp_fixture_tensor(io, "logits", &n);
   VKP_ASSERT_OK(ctx, vkp_graph_read(g, out.logits, got, n * 4));
-  check("logits", got, want, n, 1e-4);
+  vkp_check_rel("logits", got, want, n, 1e-4);
   free(want);
-  want = fixture(io, "loss", &n);
+  want = vkp_fixture_tensor(io, "loss", &n);
   VKP_ASSERT_OK(ctx, vkp_graph_read(g, loss, got, 4));
-  check("loss", got, want, 1, 1e-4);
+  vkp_check_rel("loss", got, want, 1, 1e-4);
   free(want);
   int checked = 0;
   for (int i = 0; i < nt; i++) {
     char peft_name[512], key[600];
     vkp_peft_param_peft_name(m, tp[i], peft_name, sizeof peft_name);
     snprintf(key, sizeof key, "grad/%s", peft_name);
-    want = fixture(io, key, &n);
+    want = vkp_fixture_tensor(io, key, &n);
     if (n != (size_t)vkp_param_numel(tp[i])) fail_msg("%s: size mismatch", key);
     float *gd = malloc(n * 4);
     VKP_ASSERT_OK(ctx, vkp_graph_read(g, grads[i], gd, n * 4));
-    check(key, gd, want, n, 1e-3);
+    vkp_check_rel(key, gd, want, n, 1e-3);
     free(gd);
     free(want);
     checked++;
@@ -191,10 +145,10 @@ static void run_method(const char *method) {
     char peft_name[512], key[600];
     vkp_peft_param_peft_name(m, tp[i], peft_name, sizeof peft_name);
     snprintf(key, sizeof key, "step1/%s", peft_name);
-    want = fixture(io, key, &n);
+    want = vkp_fixture_tensor(io, key, &n);
     float *p1 = malloc(n * 4);
     VKP_ASSERT_OK(ctx, vkp_param_read_f32(m, tp[i], p1));
-    check(key, p1, want, n, 1e-4);
+    vkp_check_rel(key, p1, want, n, 1e-4);
     free(p1);
     free(want);
   }

@@ -93,6 +93,53 @@ static void forward(vkp_clip *c, const inputs *x, bool images, bool texts, const
   VKP_ASSERT_OK(ctx, vkp_graph_run(r->g));
 }
 
+// A training graph on the fixture's batch: forward, the contrastive loss (an output) and the
+// gradient of every trainable tensor (outputs; each must exist). Not compiled yet.
+typedef struct train {
+  vkp_graph *g;
+  vkp_clip_inputs in;
+  vkp_clip_outputs out;
+  vkp_param **tp;      // trainable parameters (owned)
+  vkp_tensor **grads;  // their gradients (owned)
+  int nt;
+} train;
+
+static void train_build(vkp_clip *c, train *t) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &t->g));
+  VKP_ASSERT_OK(ctx, vkp_clip_inputs_new(c, t->g, B, B, T, true, &t->in));
+  if (vkp_clip_forward(c, t->g, &t->in, &t->out)) fail_msg("forward: %s", vkp_graph_error(t->g));
+  vkp_graph_output(t->g, t->out.loss);
+  t->nt = vkp_model_trainable(c->model, &t->tp);
+  vkp_tensor **pt = calloc((size_t)t->nt, sizeof *pt);
+  t->grads = calloc((size_t)t->nt, sizeof *t->grads);
+  for (int i = 0; i < t->nt; i++) pt[i] = vkp_param_tensor(c->model, t->tp[i]);
+  VKP_ASSERT_OK(ctx, vkp_graph_backward(t->g, t->out.loss, pt, t->nt, t->grads));
+  for (int i = 0; i < t->nt; i++) {
+    if (!t->grads[i]) fail_msg("no gradient for %s", t->tp[i]->name);
+    vkp_graph_output(t->g, t->grads[i]);
+  }
+  free(pt);
+}
+
+static void train_free(train *t) {
+  free(t->tp), free(t->grads);
+  vkp_graph_free(t->g);
+}
+
+// The pooled text output is exactly row (pooled position + shift) of last_hidden_state.
+static void check_pooled_at_eos(vkp_clip *c, vkp_graph *g, const vkp_clip_outputs *out, const int32_t *ids, int64_t shift) {
+  float *last = read_tensor(g, out->text_last_hidden), *pooled = read_tensor(g, out->text_pooled);
+  int64_t C = c->cfg.text.hidden_size, Tl = out->text_last_hidden->shape[1];
+  for (int b = 0; b < B; b++) {
+    int64_t at = vkp_clip_pool_index(&c->cfg.text, ids + b * T, T) + shift;
+    for (int64_t k = 0; k < C; k++)
+      if (fabsf(pooled[b * C + k] - last[(b * Tl + at) * C + k]) > 1e-6f)
+        fail_msg("row %d: the pooled output is not last_hidden_state[%lld]", b, (long long)at);
+  }
+  free(last), free(pooled);
+}
+
 // ---- 1. the base model --------------------------------------------------------------------------
 
 static void test_base_forward(void **state) {
@@ -138,27 +185,15 @@ static void test_lora(void **state) {
   inputs x;
   inputs_open(&x);
 
-  vkp_graph *g;
-  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
-  vkp_clip_inputs in;
-  VKP_ASSERT_OK(ctx, vkp_clip_inputs_new(c, g, B, B, T, true, &in));
-  vkp_clip_outputs out;
-  if (vkp_clip_forward(c, g, &in, &out)) fail_msg("forward: %s", vkp_graph_error(g));
-  vkp_graph_output(g, out.logits_per_image);
-  vkp_graph_output(g, out.loss);
-  vkp_param **tp;
-  int nt = vkp_model_trainable(m, &tp);
+  train t;
+  train_build(c, &t);
+  vkp_graph *g = t.g;
+  vkp_param **tp = t.tp;
+  vkp_tensor **grads = t.grads;
+  int nt = t.nt;
   assert_int_equal(nt, 16);
-  vkp_tensor **pt = calloc((size_t)nt, sizeof *pt), **grads = calloc((size_t)nt, sizeof *grads);
-  for (int i = 0; i < nt; i++) {
-    assert_true(tp[i]->adapter);
-    pt[i] = vkp_param_tensor(m, tp[i]);
-  }
-  VKP_ASSERT_OK(ctx, vkp_graph_backward(g, out.loss, pt, nt, grads));
-  for (int i = 0; i < nt; i++) {
-    if (!grads[i]) fail_msg("no gradient for %s", tp[i]->name);
-    vkp_graph_output(g, grads[i]);
-  }
+  for (int i = 0; i < nt; i++) assert_true(tp[i]->adapter);
+  vkp_graph_output(g, t.out.logits_per_image);
   // One torch.optim.AdamW step (lr 1e-2, betas (0.9, 0.999), eps 1e-8, weight decay 0.01).
   vkp_param_set *ps;
   VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
@@ -172,11 +207,11 @@ static void test_lora(void **state) {
   vkp_step_scalars sc = {.loss_scale = 1};
   vkp_optimizer_prepare_step(opt, 1e-2f, true, &sc);
   VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &sc));
-  VKP_ASSERT_OK(ctx, vkp_clip_inputs_set(c, g, &in, x.pixels, x.ids, x.mask));
+  VKP_ASSERT_OK(ctx, vkp_clip_inputs_set(c, g, &t.in, x.pixels, x.ids, x.mask));
   VKP_ASSERT_OK(ctx, vkp_graph_run(g));
   printf("[lora]\n");
-  check_output(g, out.logits_per_image, io, "logits_per_image", 1e-4);
-  check_output(g, out.loss, io, "loss", 1e-4);
+  check_output(g, t.out.logits_per_image, io, "logits_per_image", 1e-4);
+  check_output(g, t.out.loss, io, "loss", 1e-4);
   for (int i = 0; i < nt; i++) {
     char peft_name[512], key[600];
     vkp_peft_param_peft_name(m, tp[i], peft_name, sizeof peft_name);
@@ -197,8 +232,7 @@ static void test_lora(void **state) {
   int in_fixture = 0;   // every gradient of the fixture was checked
   for (size_t i = 0; i < vkp_safetensors_count(io); i++) in_fixture += !strncmp(vkp_safetensors_at(io, i)->name, "grad/", 5);
   assert_int_equal(nt, in_fixture);
-  free(tp), free(pt), free(grads);
-  vkp_graph_free(g);
+  train_free(&t);
   vkp_optimizer_free(opt);
   vkp_param_set_free(ps);
   vkp_safetensors_free(io);
@@ -257,12 +291,12 @@ static void copy_file(const char *from, const char *to) {
   free(text);
 }
 
-// The fixture checkpoint converted to f16 (as fp16 hub checkpoints are): matrices stay f16 on the
-// device, vectors are f32, and the embeddings stay within ~1e-2.
-static void test_f16(void **state) {
+// The fixture checkpoint converted to f16 / bf16 (as 16-bit hub checkpoints are): matrices stay
+// 16-bit on the device, vectors are f32, and the embeddings stay within ~1e-2.
+static void run_16bit(void **state, vkp_dtype dt) {
   vkp_error err = {0};
   char path[512], dir[256];
-  snprintf(dir, sizeof dir, "%s", vkp_test_dir_path(state, "clip16", path, sizeof path));
+  snprintf(dir, sizeof dir, "%s", vkp_test_dir_path(state, vkp_dtype_name(dt), path, sizeof path));
   if (vkp_dir_create(dir, &err)) fail_msg("%s", err.msg);
   vkp_safetensors *src;
   if (vkp_safetensors_open(vkp_fixture_path("clip/model/model.safetensors"), &src, &err)) fail_msg("%s", err.msg);
@@ -273,7 +307,7 @@ static void test_f16(void **state) {
     size_t n = vkp_st_tensor_numel(t);
     float *v = malloc(n * 4);
     vkp_convert_to_f32(t->dtype, t->data, v, n);
-    if (vkp_safetensors_writer_add_f32(w, t->name, VKP_DTYPE_F16, t->ndim, t->shape, v, &err)) fail_msg("%s", err.msg);
+    if (vkp_safetensors_writer_add_f32(w, t->name, dt, t->ndim, t->shape, v, &err)) fail_msg("%s", err.msg);
     free(v);
   }
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -284,23 +318,23 @@ static void test_f16(void **state) {
   copy_file(vkp_fixture_path("clip/model/config.json"), path);
 
   vkp_clip *c = load(dir, VKP_CLIP_TOWERS_ALL);
-  const char *f16[] = {"text_model.embeddings.token_embedding.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight",
+  const char *matrices[] = {"text_model.embeddings.token_embedding.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight",
                        "vision_model.embeddings.patch_embedding.weight", "vision_model.encoder.layers.1.mlp.fc2.weight",
                        "text_projection.weight", "visual_projection.weight", "vision_model.embeddings.position_embedding.weight"};
-  for (size_t i = 0; i < sizeof f16 / sizeof *f16; i++) {
-    vkp_param *p = vkp_model_find_param(c->model, f16[i]);
+  for (size_t i = 0; i < sizeof matrices / sizeof *matrices; i++) {
+    vkp_param *p = vkp_model_find_param(c->model, matrices[i]);
     assert_non_null(p);
-    if (p->dtype != VKP_DTYPE_F16) fail_msg("%s is stored as %s, not F16", f16[i], vkp_dtype_name(p->dtype));
+    if (p->dtype != dt) fail_msg("%s is stored as %s, not %s", matrices[i], vkp_dtype_name(p->dtype), vkp_dtype_name(dt));
   }
-  const char *f32[] = {"text_model.encoder.layers.0.self_attn.q_proj.bias", "vision_model.pre_layrnorm.weight",
+  const char *vectors[] = {"text_model.encoder.layers.0.self_attn.q_proj.bias", "vision_model.pre_layrnorm.weight",
                        "vision_model.embeddings.class_embedding", "logit_scale"};
-  for (size_t i = 0; i < sizeof f32 / sizeof *f32; i++)
-    assert_int_equal(vkp_model_find_param(c->model, f32[i])->dtype, VKP_DTYPE_F32);
+  for (size_t i = 0; i < sizeof vectors / sizeof *vectors; i++)
+    assert_int_equal(vkp_model_find_param(c->model, vectors[i])->dtype, VKP_DTYPE_F32);
   inputs x;
   inputs_open(&x);
   run r;
   forward(c, &x, true, true, NULL, &r);
-  printf("[f16 weights]\n");
+  printf("[%s weights]\n", vkp_dtype_name(dt));
   check_output(r.g, r.out.text_embeds, x.io, "text_embeds", 1e-2);
   check_output(r.g, r.out.image_embeds, x.io, "image_embeds", 1e-2);
   check_output(r.g, r.out.logits_per_image, x.io, "logits_per_image", 1e-2);
@@ -313,6 +347,9 @@ static void test_f16(void **state) {
   for (int i = 0; i < c->model->nparams; i++) assert_int_equal(c->model->params[i]->dtype, VKP_DTYPE_F32);
   vkp_clip_free(c);
 }
+
+static void test_f16(void **state) { run_16bit(state, VKP_DTYPE_F16); }
+static void test_bf16(void **state) { run_16bit(state, VKP_DTYPE_BF16); }
 
 // Writes the fixture config with `edit` applied into dir/config.json (and links the weights).
 static void edited_folder(const char *dir, void (*edit)(cJSON *j)) {
@@ -373,15 +410,8 @@ static void test_legacy_pooling(void **state) {
   memcpy(ids, x.ids, sizeof ids);
   ids[1 * T + 2] = 2;
   forward(c, &x, false, true, ids, &r);
-  float *last = read_tensor(r.g, r.out.text_last_hidden), *pooled = read_tensor(r.g, r.out.text_pooled);
-  int64_t C = c->cfg.text.hidden_size;
-  for (int b = 0; b < B; b++) {
-    int64_t at = vkp_clip_pool_index(&c->cfg.text, ids + b * T, T);
-    assert_true(ids[b * T + at] == 49407);
-    for (int64_t k = 0; k < C; k++)
-      if (fabsf(pooled[b * C + k] - last[(b * T + at) * C + k]) > 1e-6f) fail_msg("row %d: pooled != last_hidden[%lld]", b, (long long)at);
-  }
-  free(last), free(pooled);
+  for (int b = 0; b < B; b++) assert_true(ids[b * T + vkp_clip_pool_index(&c->cfg.text, ids + b * T, T)] == 49407);
+  check_pooled_at_eos(c, r.g, &r.out, ids, 0);
   vkp_graph_free(r.g);
   inputs_close(&x);
   vkp_clip_free(c);
@@ -535,48 +565,28 @@ static void test_block_methods(void **state) {
   VKP_ASSERT_OK(ctx, vkp_peft_attach(c->model, &pc, 3, &a));
   vkp_peft_config_clear(&pc);
 
-  vkp_graph *g;
-  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
-  vkp_clip_inputs in;
-  VKP_ASSERT_OK(ctx, vkp_clip_inputs_new(c, g, B, B, T, true, &in));
-  vkp_clip_outputs out;
-  if (vkp_clip_forward(c, g, &in, &out)) fail_msg("forward: %s", vkp_graph_error(g));
-  assert_int_equal(out.text_last_hidden->shape[1], T + 3);
-  assert_int_equal(out.vision_last_hidden->shape[1], 1 + 16 + 3);
-  vkp_graph_output(g, out.loss);
-  vkp_graph_output(g, out.text_last_hidden);
-  vkp_graph_output(g, out.text_pooled);
-  vkp_param **tp;
-  int nt = vkp_model_trainable(c->model, &tp);
-  vkp_tensor **pt = calloc((size_t)nt, sizeof *pt), **grads = calloc((size_t)nt, sizeof *grads);
-  for (int i = 0; i < nt; i++) pt[i] = vkp_param_tensor(c->model, tp[i]);
-  VKP_ASSERT_OK(ctx, vkp_graph_backward(g, out.loss, pt, nt, grads));
-  for (int i = 0; i < nt; i++) {
-    if (!grads[i]) fail_msg("no gradient for %s", tp[i]->name);
-    vkp_graph_output(g, grads[i]);
-  }
-  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
-  VKP_ASSERT_OK(ctx, vkp_clip_inputs_set(c, g, &in, x.pixels, x.ids, x.mask));
-  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
-  float loss, *last = read_tensor(g, out.text_last_hidden), *pooled = read_tensor(g, out.text_pooled);
-  VKP_ASSERT_OK(ctx, vkp_graph_read(g, out.loss, &loss, 4));
-  printf("[bottleneck + deep prompts + vision prefix] loss %.5f, %d trainable tensors\n", loss, nt);
+  train t;
+  train_build(c, &t);
+  assert_int_equal(t.out.text_last_hidden->shape[1], T + 3);
+  assert_int_equal(t.out.vision_last_hidden->shape[1], 1 + 16 + 3);
+  vkp_graph_output(t.g, t.out.text_last_hidden);
+  vkp_graph_output(t.g, t.out.text_pooled);
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(t.g));
+  VKP_ASSERT_OK(ctx, vkp_clip_inputs_set(c, t.g, &t.in, x.pixels, x.ids, x.mask));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(t.g));
+  float loss;
+  VKP_ASSERT_OK(ctx, vkp_graph_read(t.g, t.out.loss, &loss, 4));
+  printf("[bottleneck + deep prompts + vision prefix] loss %.5f, %d trainable tensors\n", loss, t.nt);
   assert_true(isfinite(loss));
-  int64_t C = c->cfg.text.hidden_size, Tp = T + 3;
-  for (int b = 0; b < B; b++) {
-    int64_t at = vkp_clip_pool_index(&c->cfg.text, x.ids + b * T, T) + 3;   // behind the 3 prompts
-    for (int64_t k = 0; k < C; k++)
-      if (fabsf(pooled[b * C + k] - last[(b * Tp + at) * C + k]) > 1e-6f) fail_msg("row %d: pooled is not the end token", b);
-  }
-  for (int i = 0; i < nt; i++) {
-    float *gd = read_tensor(g, grads[i]);
-    double s = 0;
-    for (int64_t k = 0; k < vkp_param_numel(tp[i]); k++) s += fabs(gd[k]);
-    if (!isfinite(s)) fail_msg("gradient of %s is not finite", tp[i]->name);
+  check_pooled_at_eos(c, t.g, &t.out, x.ids, 3);   // behind the 3 prompts
+  for (int i = 0; i < t.nt; i++) {
+    float *gd = read_tensor(t.g, t.grads[i]);
+    double sum = 0;
+    for (int64_t k = 0; k < vkp_param_numel(t.tp[i]); k++) sum += fabs(gd[k]);
+    if (!isfinite(sum)) fail_msg("gradient of %s is not finite", t.tp[i]->name);
     free(gd);
   }
-  free(last), free(pooled), free(tp), free(pt), free(grads);
-  vkp_graph_free(g);
+  train_free(&t);
   inputs_close(&x);
   vkp_clip_free(c);
 }
@@ -626,6 +636,7 @@ int main(void) {
       cmocka_unit_test(test_lora),
       cmocka_unit_test(test_text_only),
       cmocka_unit_test_setup_teardown(test_f16, vkp_test_dir_setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_bf16, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_legacy_pooling, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_bad_config, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_new_save_load, vkp_test_dir_setup, vkp_test_dir_teardown),

@@ -20,8 +20,9 @@
 //
 // Only torch's x86-64 build with AVX2 (the default on any x86-64 CPU of the last decade; AVX-512
 // machines use the same kernel) is reproduced for randn with n >= 16; an ARM build of torch uses
-// libm's float log/sin/cos there and differs in the last bits. Everything else is exact on all
-// platforms. Derived streams (one per epoch, per sample, per parameter) are seeded with
+// libm's float log/sin/cos there and differs in the last bits. The scalar path follows torch >=
+// 2.0 (sqrt(-2 log1p(-u))); torch 1.x took log(1 - u), which differs in the last bit of a double
+// now and then. Everything else is exact on all platforms. Derived streams (one per epoch, per sample, per parameter) are seeded with
 // vkp_rng_key, a hash, never by drawing seeds from another generator.
 //
 // The state is plain data (2.5 KB): copy it to fork a stream, save it with a checkpoint
@@ -81,6 +82,10 @@ void vkp_rng_uniform_fill(vkp_rng *r, float *out, size_t n, float lo, float hi);
 void vkp_rng_randint(vkp_rng *r, int64_t lo, int64_t hi, int64_t *out, size_t n);
 // torch.randperm(n) (int64): out gets a permutation of 0..n-1.
 void vkp_rng_randperm(vkp_rng *r, int64_t *out, int64_t n);
+// Shuffles the array `base` (n elements of `size` bytes) into base[torch.randperm(n)], or only its
+// first k elements into base[torch.randperm(n)[:k]] (k < n: a random k-subset in random order, in
+// k draws). Below 2^32 / 20 elements this is torch's randperm exactly; above, 64-bit draws.
+void vkp_rng_shuffle(vkp_rng *r, void *base, size_t n, size_t size, size_t k);
 
 // Saved state, for checkpoints: VKP_RNG_STATE_WORDS uint32 words (engine state, position, normal
 // cache). vkp_rng_set_state checks what it is given (VKP_ERR_FORMAT on a bad position).

@@ -26,7 +26,8 @@
 // ---- documents ---------------------------------------------------------------------------------
 
 // Parses text[0..len) as exactly one JSON document: anything but white space after it is an error
-// (cJSON alone stops at the end of the first value). `where` names the text in messages.
+// (cJSON alone stops at the end of the first value): "<where>: trailing text after the JSON
+// document (at byte N)", "<where>: not valid JSON (near byte N)".
 // *out: new tree, caller frees with cJSON_Delete. Errors: VKP_ERR_FORMAT.
 vkp_status vkp_json_parse(const char *text, size_t len, const char *where, cJSON **out, vkp_error *err);
 // Reads the file at `path` (at most max_bytes) and parses it with vkp_json_parse.
@@ -37,6 +38,10 @@ vkp_status vkp_json_load_object(const char *path, size_t max_bytes, cJSON **out,
 // Writes `doc` formatted (cJSON_Print) to `path` atomically (temp file, fsync, rename: see
 // vkp_file_write_atomic). Errors: VKP_ERR_OOM, VKP_ERR_IO.
 vkp_status vkp_json_write_atomic(const char *path, const cJSON *doc, vkp_error *err);
+
+// What a value is, for messages: "a number", "a string", "true or false", "a list", "an object",
+// "null".
+const char *vkp_json_kind(const cJSON *v);
 
 // ---- table-driven reading -----------------------------------------------------------------------
 
@@ -62,6 +67,7 @@ typedef struct vkp_json_choice {
 #define VKP_JSON_OPEN_LO 8u       // the lower bound is exclusive (v > lo)
 #define VKP_JSON_UNSUPPORTED 16u  // ENUM: another string is VKP_ERR_UNSUPPORTED (a value the
                                   // format allows that vkpeft does not implement), not INVALID
+#define VKP_JSON_OPEN_HI 32u      // the upper bound is exclusive (v < hi), e.g. a dropout in [0, 1)
 
 #define VKP_JSON_CHECK_ONLY ((size_t)-1)   // offset of an ENUM that is checked, not stored
 

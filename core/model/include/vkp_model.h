@@ -15,6 +15,7 @@
 
 typedef struct vkp_peft vkp_peft;
 typedef struct vkp_adapter_slot vkp_adapter_slot;
+typedef struct vkp_nn_hooks vkp_nn_hooks;   // vkp_nn.h
 
 typedef enum vkp_module_kind {
   VKP_MODULE_LINEAR = 0,
@@ -49,6 +50,9 @@ typedef struct vkp_module {
   int64_t in, out;               // linear: features; conv: channels; norm/embedding: dims
   int kh, kw;                    // conv kernel
   bool feedforward;              // (IA)^3: scale this module's input, not its output
+  unsigned sites;                // BLOCK: adapter sites its forward offers (VKP_NN_AFTER_* of vkp_nn.h; 0: a
+                                 // transformer block, after attention and after the MLP)
+  bool cross;                    // ATTENTION: cross-attention (keys and values from another sequence)
   vkp_param *weight, *bias;      // may be NULL
   vkp_adapter_slot *slots;       // PEFT adapters attached here (list, owned by the PEFT layer)
 } vkp_module;
@@ -61,6 +65,7 @@ typedef struct vkp_model {
   int nmodules, modules_cap;
   vkp_peft *peft;                // adapters attached to this model (NULL = none)
   void (*peft_free)(struct vkp_model *m);   // set by the PEFT layer: frees `peft` and the slots
+  const vkp_nn_hooks *nn_hooks;  // set by the PEFT layer: applies adapters in the layer calls (vkp_nn.h)
   bool training;                 // dropout active
   vkp_graph *graph;              // graph being built (vkp_model_begin_graph)
   vkp_error err;
@@ -95,6 +100,8 @@ vkp_status vkp_param_set_dtype(vkp_model *m, vkp_param *p, vkp_dtype dtype);
 
 // Random initialisation: normal(0, std) for weights, zeros for biases, ones for norm weights.
 vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed);
+// Uniform values in [-bound, bound) (torch.nn.init.uniform_), seeded like init_normal.
+vkp_status vkp_param_init_uniform(vkp_model *m, vkp_param *p, float bound, uint64_t seed);
 vkp_status vkp_param_fill(vkp_model *m, vkp_param *p, float value);
 
 // Loads every tensor of a safetensors file whose name (after stripping `prefix`, may be NULL)
@@ -117,7 +124,8 @@ typedef struct vkp_load_options {
   void *map_user;
   vkp_name_fn on_name;           // unused / missing names (may be NULL)
   void *user;
-  bool keep_dtype;               // frozen parameters take the file's float dtype (f16/bf16 stay half on the device)
+  bool keep_dtype;               // frozen matrices/kernels (ndim >= 2) take the file's float dtype (f16/bf16
+                                 // stay half on the device); vectors (biases, norms) stay f32
 } vkp_load_options;
 vkp_status vkp_model_load_safetensors_opts(vkp_model *m, const char *path, const vkp_load_options *opt,
                                            vkp_load_report *report);

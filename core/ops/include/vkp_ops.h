@@ -113,4 +113,9 @@ vkp_tensor *vkp_sparse_add(vkp_graph *g, vkp_tensor *base, vkp_tensor *values, v
 // Converts to f32 (from f16/bf16/f32).
 vkp_tensor *vkp_cast_f32(vkp_graph *g, vkp_tensor *x);
 
+// ---- small dense linear algebra (core/ops/linalg.c) -----------------------------------------
+// Inverse of each (n, n) matrix of a (..., n, n) tensor, 1 <= n <= 64 (Gauss-Jordan with partial
+// pivoting); differentiable (dA = -A^-T dY A^-T).
+vkp_tensor *vkp_inverse(vkp_graph *g, vkp_tensor *a);
+
 #endif

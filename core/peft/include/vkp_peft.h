@@ -1,14 +1,16 @@
 // vkp_peft.h — the PEFT layer shared by every model package.
 //
 // Methods hook into the layer calls of vkp_nn.h at three points:
-//   weight level (linear, conv2d): LoRA / rsLoRA / DoRA, LoHa, LoKr, (IA)^3, VeRA, masked (sparse)
-//     tuning; BitFit and LayerNorm tuning unfreeze existing parameters;
-//   block level (after attention / after the MLP): bottleneck adapters (Houlsby, Pfeiffer) and the
-//     AdaptFormer parallel MLP adapter;
+//   weight level (linear, conv2d): LoRA / rsLoRA / DoRA, LoHa, LoKr, (IA)^3, VeRA, OFT, masked
+//     (sparse) tuning; BitFit and LayerNorm tuning unfreeze existing parameters;
+//   block level (after attention / cross-attention / the MLP / a ResNet block): bottleneck adapters
+//     (Houlsby, Pfeiffer) and the AdaptFormer parallel MLP adapter;
 //   sequence level: visual prompt tuning (shallow / deep) and prefix tuning (keys/values).
-// An adapter is one method with its options; a hybrid is several adapters on one model. Several
-// adapters can be active at once, each with its own scale; each can be disabled, merged into the
-// base weights (weight-level methods) and unmerged.
+// Each method is one entry of the method table (vkp_peft_method.h, one file per family under
+// core/peft/method_*.c). An adapter is one method with its options; a hybrid is several adapters
+// on one model. Several adapters can be active at once, each with its own scale; each can be
+// disabled, merged into the base weights (weight-level methods) and unmerged. Adapter files are
+// read and written through the formats of vkp_adapter_format.h (HF PEFT folders today).
 #ifndef VKP_PEFT_H
 #define VKP_PEFT_H
 
@@ -31,6 +33,7 @@ typedef enum vkp_peft_method {
   VKP_PEFT_MASKED,        // sparse masked tuning of chosen weight matrices
   VKP_PEFT_FULL,          // every base parameter trainable
   VKP_PEFT_LINEAR_PROBE,  // nothing but modules_to_save
+  VKP_PEFT_OFT,           // orthogonal fine-tuning: block-diagonal Cayley rotations of the weights' inputs
   VKP_PEFT_METHOD_COUNT
 } vkp_peft_method;
 
@@ -45,7 +48,7 @@ typedef struct vkp_peft_config {
   // targeting (HF PEFT semantics)
   char *target_modules[VKP_PEFT_MAX_TARGETS];   // suffixes of module names (owned strings)
   int n_target_modules;
-  char *target_regex;                      // full-match regex over module names (owned), or NULL
+  char *target_regex;                      // Python-re full-match regex over module names (owned), or NULL
   char *modules_to_save[VKP_PEFT_MAX_TARGETS];
   int n_modules_to_save;
   char *feedforward_modules[VKP_PEFT_MAX_TARGETS];   // (IA)^3
@@ -72,6 +75,14 @@ typedef struct vkp_peft_config {
   // selective
   float density;                           // masked tuning: fraction of weights trainable
   vkp_mask_kind mask;
+  // OFT (peft OFTConfig; `r` is the number of blocks, exactly one of r and oft_block_size is > 0)
+  int oft_block_size;                      // rotation block size (peft default 32)
+  float module_dropout;                    // kept and written; peft 0.21 never applies it
+  bool coft;                               // constrained OFT: the skew blocks are projected to norm <= eps
+  float eps;                               // COFT radius (6e-5)
+  bool block_share;                        // one rotation shared by every block
+  bool use_cayley_neumann;                 // R from the Neumann series of the Cayley transform (peft default)
+  int num_cayley_neumann_terms;            // terms of that series (5)
 } vkp_peft_config;
 
 void vkp_peft_config_init(vkp_peft_config *c, vkp_peft_method method);
@@ -82,6 +93,9 @@ bool vkp_peft_method_parse(const char *name, vkp_peft_method *out);
 // file (`where`) and the key.
 vkp_status vkp_peft_config_from_json(const cJSON *json, const char *where, vkp_peft_config *out, vkp_error *err);
 cJSON *vkp_peft_config_to_json(const vkp_peft_config *c);
+// A `peft` list entry of a training config: {"method": <name or alias>, HF keys...}. Aliases
+// imply keys ("rslora": use_rslora, "dora": use_dora, "pfeiffer": placement, "vpt_deep": deep, ...).
+vkp_status vkp_peft_config_from_entry(const cJSON *entry, const char *where, vkp_peft_config *out, vkp_error *err);
 
 typedef struct vkp_adapter vkp_adapter;
 
@@ -107,7 +121,8 @@ vkp_status vkp_masked_set_scores(vkp_model *m, vkp_adapter *a, int slot, const f
 vkp_module *vkp_adapter_slot_module(const vkp_adapter *a, int slot);
 
 // HF PEFT folders: adapter_config.json + adapter_model.safetensors. Names are written in the
-// model's alias spelling when it has one (transformers 5 / peft current), and both spellings load.
+// model's alias spelling when it has one (transformers 5 / peft current), and every spelling of a
+// module loads. (The HF PEFT format of vkp_adapter_format.h; other formats plug in there.)
 vkp_status vkp_peft_save(vkp_model *m, const vkp_adapter *a, const char *dir);
 vkp_status vkp_peft_load(vkp_model *m, const char *dir, vkp_adapter **out);
 
