@@ -83,8 +83,9 @@ typedef struct vkp_data_csv {
 // A CSV reader over text[0..len) (a UTF-8 byte-order mark is skipped).
 void vkp_data_csv_init(vkp_data_csv *c, const char *text, size_t len);
 // Parses one RFC 4180 record into fields (new strings; at most VKP_DATA_CSV_MAX_FIELDS), skipping
-// blank lines; *first_line gets the record's line. Returns the field count, 0 at the end, -1 on a
-// syntax error (message naming file:line in err), -2 on OOM; on errors no field is left allocated.
+// blank lines; *first_line gets the record's line. Returns the field count, 0 (VKP_OK) at the end,
+// or a negative vkp_status: VKP_ERR_FORMAT (a syntax error; the message names file:line) or
+// VKP_ERR_OOM; on errors no field is left allocated.
 int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const char *file,
                         vkp_error *err);
 
@@ -93,15 +94,16 @@ int vkp_data_list_is_jsonl(const char *path, const char *text);
 
 struct cJSON;
 
-// Iterates over the lines of JSONL text (modified in place; blank lines skipped).
-typedef struct vkp_data_jsonl {
-  char *p, *end;
-  int line;  // line of the object last returned
-} vkp_data_jsonl;
-void vkp_data_jsonl_init(vkp_data_jsonl *j, char *text, size_t len);
-// The next line's JSON object as a new cJSON tree (*obj; free with cJSON_Delete). Returns 1, 0 at
-// the end, or a negative vkp_status with "file:line: not a JSON object" (or trailing text) in err.
-int vkp_data_jsonl_next(vkp_data_jsonl *j, struct cJSON **obj, const char *file, vkp_error *err);
+// Calls row(object, file, line, user, err) for the JSON object on each non-blank line of JSONL text
+// (modified in place; a UTF-8 byte-order mark skipped), stopping at the first failure.
+// Errors: VKP_ERR_FORMAT ("file:line: not a JSON object", "... text after the JSON object"), or
+// row's.
+vkp_status vkp_data_jsonl_each(const char *file, char *text, size_t len,
+                               vkp_status (*row)(const struct cJSON *o, const char *file,
+                                                 int line, void *user, vkp_error *err),
+                               void *user, vkp_error *err);
+// The value of the first of `keys` (NULL-terminated) that object o has, or NULL.
+const struct cJSON *vkp_data_json_get_any(const struct cJSON *o, const char *const *keys);
 
 // A path from a list file: `p` itself when absolute, else relative to the list's folder. New
 // string, NULL on OOM.

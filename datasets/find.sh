@@ -6,12 +6,13 @@
 #   bash datasets/find.sh mnist        # just these; exit status 1 if any is missing
 #
 # Output: "<name><TAB><path>" for an installed set (the folder or file to give vkpeft), or
-# "<name><TAB>missing: <what to install>" on stderr. The C library's vkp_data_locate searches the
-# same places for fashion-mnist, mnist and digits ($VKPEFT_DATA_DIR/<name>/ first).
+# "<name><TAB>missing: <what to install>" on stderr. The C library searches the same places
+# ($VKPEFT_DATA_DIR/<name>/ first): vkp_data_locate for fashion-mnist, mnist and digits,
+# vkp_pairs_locate for the image-text sets (emoji-*, icons-*; the path printed is their PNG folder).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-known=(fashion-mnist mnist digits tanuki-emoji gemojione paper-icons oxygen-icons tango-icons)
+known=(fashion-mnist mnist digits emoji-noto emoji-emojione icons-paper icons-oxygen icons-tango)
 
 found() { printf '%s\t%s\n' "$1" "$2"; }
 missing() { printf '%s\tmissing: %s\n' "$1" "$2" >&2; return 1; }
@@ -76,27 +77,35 @@ locate_one() {
         missing "$name" "Debian package python3-sklearn (apt-get install python3-sklearn) bundles sklearn/datasets/data/digits.csv.gz"
       fi
       ;;
-    tanuki-emoji)
-      f=$(deb_files ruby-tanuki-emoji '/emoji-test\.txt$' | head -n1)
-      if [ -n "$f" ]; then
+    emoji-noto)
+      f=$(deb_files ruby-tanuki-emoji '/emoji_u1f600\.png$' | head -n1)
+      if [ -n "$env_dir" ] && [ -f "$env_dir/emoji-test.txt" ]; then
+        found "$name" "$env_dir"
+      elif [ -n "$f" ]; then
         found "$name" "$(dirname "$f")"
       else
         missing "$name" "Debian package ruby-tanuki-emoji (apt-get install ruby-tanuki-emoji): 72x72 Noto emoji PNGs + emoji-test.txt"
       fi
       ;;
-    gemojione)
-      f=$(deb_files ruby-gemojione '\.png$' | head -n1)
-      if [ -n "$f" ]; then
+    emoji-emojione)
+      f=$(deb_files ruby-gemojione '/assets/png/1F600\.png$' | head -n1)
+      if [ -n "$env_dir" ] && [ -f "$env_dir/index.json" ]; then
+        found "$name" "$env_dir"
+      elif [ -n "$f" ]; then
         found "$name" "$(dirname "$f")"
       else
         missing "$name" "Debian package ruby-gemojione (apt-get install ruby-gemojione): 64x64 EmojiOne PNGs"
       fi
       ;;
-    paper-icons | oxygen-icons | tango-icons)
-      local pkg=${name%-icons}-icon-theme
-      f=$(deb_files "$pkg" '/index\.theme$' | head -n1)
-      if [ -n "$f" ]; then
-        found "$name" "$(dirname "$f")"
+    icons-paper | icons-oxygen | icons-tango)
+      local pkg=${name#icons-}-icon-theme size=48x48
+      [ "$name" = icons-tango ] && size=32x32
+      # The size folder the C library reads (one per theme, see docs/DATA.md).
+      f=$(deb_files "$pkg" "/$size/[^/]+/[^/]+\.png\$" | head -n1)
+      if [ -n "$env_dir" ] && [ -d "$env_dir" ]; then
+        found "$name" "$env_dir"
+      elif [ -n "$f" ]; then
+        found "$name" "${f%%/$size/*}/$size"
       else
         missing "$name" "Debian package $pkg (apt-get install $pkg): an icon theme (one style)"
       fi

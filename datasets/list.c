@@ -90,7 +90,7 @@ int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const c
   }
   if (c->p >= c->end) return 0;
   *first_line = c->line;
-  int nf = 0, rc = -2;
+  int nf = 0, rc = VKP_ERR_OOM;
   vkp_strbuf f = {0};
   for (;;) {
     // One field.
@@ -103,7 +103,7 @@ int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const c
         if (c->p >= c->end) {
           vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: unterminated quoted field", file,
                         *first_line);
-          rc = -1;
+          rc = VKP_ERR_FORMAT;
           goto fail;
         }
         char ch = *c->p++;
@@ -117,7 +117,7 @@ int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const c
       while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r')) c->p++;
       if (c->p < c->end && *c->p != ',' && *c->p != '\n') {
         vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after a closing quote", file, c->line);
-        rc = -1;
+        rc = VKP_ERR_FORMAT;
         goto fail;
       }
     } else {
@@ -131,7 +131,7 @@ int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const c
     if (nf == CSV_MAX_FIELDS) {
       vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: more than %d fields", file, *first_line,
                     CSV_MAX_FIELDS);
-      rc = -1;
+      rc = VKP_ERR_FORMAT;
       goto fail;
     }
     if (!(fields[nf] = strdup(f.p))) goto fail;
@@ -148,6 +148,7 @@ int vkp_data_csv_record(vkp_data_csv *c, char **fields, int *first_line, const c
     return nf;
   }
 fail:
+  if (rc == VKP_ERR_OOM) vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
   free(f.p);
   for (int k = 0; k < nf; k++) free(fields[k]);
   return rc;
@@ -171,9 +172,7 @@ static vkp_status parse_csv(const char *file, const char *text, size_t len, rows
   for (;;) {
     int line = 0;
     int nf = vkp_data_csv_record(&c, f, &line, file, err);
-    if (nf == 0) return VKP_OK;
-    if (nf == -1) return VKP_ERR_FORMAT;
-    if (nf == -2) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
+    if (nf <= 0) return (vkp_status)nf;  // the end (VKP_OK) or an error
     vkp_status st = VKP_OK;
     if (first) {
       first = 0;
@@ -207,7 +206,7 @@ static vkp_status parse_csv(const char *file, const char *text, size_t len, rows
 
 // ---- JSONL --------------------------------------------------------------------------------------
 
-static const cJSON *get_any(const cJSON *o, const char *const *keys) {
+const cJSON *vkp_data_json_get_any(const cJSON *o, const char *const *keys) {
   for (; *keys; keys++) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, *keys);
     if (v) return v;
@@ -215,22 +214,20 @@ static const cJSON *get_any(const cJSON *o, const char *const *keys) {
   return NULL;
 }
 
-void vkp_data_jsonl_init(vkp_data_jsonl *j, char *text, size_t len) {
-  *j = (vkp_data_jsonl){text, text + len, 0};
-  if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB &&
-      (unsigned char)text[2] == 0xBF)
-    j->p += 3;
-}
-
-int vkp_data_jsonl_next(vkp_data_jsonl *j, cJSON **obj, const char *file, vkp_error *err) {
-  *obj = NULL;
-  while (j->p < j->end) {
-    j->line++;
-    char *nl = memchr(j->p, '\n', (size_t)(j->end - j->p));
-    char *e = nl ? nl : j->end;
-    size_t n = (size_t)(e - j->p);
-    char *s = j->p;
-    j->p = nl ? nl + 1 : j->end;
+vkp_status vkp_data_jsonl_each(const char *file, char *text, size_t len,
+                               vkp_status (*row)(const cJSON *o, const char *file, int line,
+                                                 void *user, vkp_error *err),
+                               void *user, vkp_error *err) {
+  char *p = text, *end = text + len;
+  if (len >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+      (unsigned char)p[2] == 0xBF)
+    p += 3;
+  for (int line = 1; p < end; line++) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    char *e = nl ? nl : end;
+    size_t n = (size_t)(e - p);
+    char *s = p;
+    p = nl ? nl + 1 : end;
     while (n && isspace((unsigned char)s[n - 1])) n--;
     while (n && isspace((unsigned char)*s)) s++, n--;
     if (!n) continue;
@@ -238,50 +235,47 @@ int vkp_data_jsonl_next(vkp_data_jsonl *j, cJSON **obj, const char *file, vkp_er
     cJSON *o = cJSON_ParseWithLengthOpts(s, n, &parse_end, 0);
     if (!o || !cJSON_IsObject(o)) {
       cJSON_Delete(o);
-      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: not a JSON object", file, j->line);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: not a JSON object", file, line);
     }
     if (parse_end && parse_end < s + n) {
       cJSON_Delete(o);
-      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after the JSON object", file,
-                           j->line);
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: text after the JSON object", file, line);
     }
-    *obj = o;
-    return 1;
-  }
-  return 0;
-}
-
-static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *out, vkp_error *err) {
-  vkp_data_jsonl j;
-  vkp_data_jsonl_init(&j, text, len);
-  for (;;) {
-    cJSON *o = NULL;
-    int rc = vkp_data_jsonl_next(&j, &o, file, err);
-    if (rc <= 0) return rc == 0 ? VKP_OK : (vkp_status)rc;
-    int line = j.line;
-    const cJSON *jp = get_any(o, PATH_KEYS), *jl = get_any(o, LABEL_KEYS);
-    vkp_status st = VKP_OK;
-    char num[32];
-    if (!cJSON_IsString(jp) || !jp->valuestring[0]) {
-      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: no \"path\" string", file, line);
-    } else if (cJSON_IsString(jl) && jl->valuestring[0]) {
-      st = rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(jl->valuestring),
-                     line, file, err);
-      if (st == VKP_OK) out->v[out->n - 1].is_int = 0;  // a string label is always a name
-    } else if (cJSON_IsNumber(jl) && jl->valuedouble >= 0 && jl->valuedouble <= (1 << 30) &&
-               jl->valuedouble == (double)(long long)jl->valuedouble) {
-      snprintf(num, sizeof num, "%lld", (long long)jl->valuedouble);
-      st = rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(num), line, file,
-                     err);
-    } else {
-      st = vkp_error_set(err, VKP_ERR_FORMAT,
-                         "%s:%d: \"label\" must be a class name or a non-negative integer", file,
-                         line);
-    }
+    vkp_status st = row(o, file, line, user, err);
     cJSON_Delete(o);
     if (st != VKP_OK) return st;
   }
   return VKP_OK;
+}
+
+// One JSONL object of a labelled list -> a row of out (user).
+static vkp_status label_row(const cJSON *o, const char *file, int line, void *user,
+                            vkp_error *err) {
+  rows *out = user;
+  const cJSON *jp = vkp_data_json_get_any(o, PATH_KEYS);
+  const cJSON *jl = vkp_data_json_get_any(o, LABEL_KEYS);
+  char num[32];
+  if (!cJSON_IsString(jp) || !jp->valuestring[0])
+    return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: no \"path\" string", file, line);
+  if (cJSON_IsString(jl) && jl->valuestring[0]) {
+    VKP_TRY(rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(jl->valuestring),
+                      line, file, err));
+    out->v[out->n - 1].is_int = 0;  // a string label is always a name
+    return VKP_OK;
+  }
+  if (cJSON_IsNumber(jl) && jl->valuedouble >= 0 && jl->valuedouble <= (1 << 30) &&
+      jl->valuedouble == (double)(long long)jl->valuedouble) {
+    snprintf(num, sizeof num, "%lld", (long long)jl->valuedouble);
+    return rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(num), line, file,
+                     err);
+  }
+  return vkp_error_set(err, VKP_ERR_FORMAT,
+                       "%s:%d: \"label\" must be a class name or a non-negative integer", file,
+                       line);
+}
+
+static vkp_status parse_jsonl(const char *file, char *text, size_t len, rows *out, vkp_error *err) {
+  return vkp_data_jsonl_each(file, text, len, label_row, out, err);
 }
 
 // ---- labels -> class ids ------------------------------------------------------------------------

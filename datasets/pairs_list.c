@@ -66,9 +66,7 @@ static vkp_status parse_csv(const char *file, const char *text, size_t len, prow
   for (;;) {
     int line = 0;
     int nf = vkp_data_csv_record(&c, f, &line, file, err);
-    if (nf == 0) return VKP_OK;
-    if (nf == -1) return VKP_ERR_FORMAT;
-    if (nf == -2) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", file);
+    if (nf <= 0) return (vkp_status)nf;  // the end (VKP_OK) or an error
     if (first) {
       first = 0;
       int hp = col_of(f, nf, PATH_COLS), hc = col_of(f, nf, CAPTION_COLS);
@@ -99,14 +97,6 @@ static vkp_status parse_csv(const char *file, const char *text, size_t len, prow
   }
 }
 
-static const cJSON *get_any(const cJSON *o, const char *const *keys) {
-  for (; *keys; keys++) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, *keys);
-    if (v) return v;
-  }
-  return NULL;
-}
-
 static const char *const PATH_KEYS[] = {"file_name", "path", "image", "file", NULL};
 static const char *const CAPTION_KEYS[] = {"text", "caption", NULL};
 
@@ -125,12 +115,14 @@ static char *json_text(const cJSON *v, int *oom) {
   return s;
 }
 
-// One JSONL object -> rows (one per caption).
-static vkp_status jsonl_row(const cJSON *o, int line, const char *file, prows *out,
+// One JSONL object -> rows of out (user), one per caption.
+static vkp_status jsonl_row(const cJSON *o, const char *file, int line, void *user,
                             vkp_error *err) {
+  prows *out = user;
   int oom = 0;
-  const cJSON *jp = get_any(o, PATH_KEYS), *jc = get_any(o, CAPTION_KEYS),
-              *jn = get_any(o, NAME_COLS);
+  const cJSON *jp = vkp_data_json_get_any(o, PATH_KEYS);
+  const cJSON *jc = vkp_data_json_get_any(o, CAPTION_KEYS);
+  const cJSON *jn = vkp_data_json_get_any(o, NAME_COLS);
   if (!cJSON_IsString(jp) || !jp->valuestring[0])
     return vkp_error_set(err, VKP_ERR_FORMAT,
                          "%s:%d: no \"file_name\" (or \"path\", \"image\", \"file\") string", file,
@@ -164,16 +156,7 @@ static vkp_status jsonl_row(const cJSON *o, int line, const char *file, prows *o
 
 static vkp_status parse_jsonl(const char *file, char *text, size_t len, prows *out,
                               vkp_error *err) {
-  vkp_data_jsonl j;
-  vkp_data_jsonl_init(&j, text, len);
-  for (;;) {
-    cJSON *o = NULL;
-    int rc = vkp_data_jsonl_next(&j, &o, file, err);
-    if (rc <= 0) return rc == 0 ? VKP_OK : (vkp_status)rc;
-    vkp_status st = jsonl_row(o, j.line, file, out, err);
-    cJSON_Delete(o);
-    if (st != VKP_OK) return st;
-  }
+  return vkp_data_jsonl_each(file, text, len, jsonl_row, out, err);
 }
 
 static int cmp_path_order(const void *a, const void *b) {

@@ -126,9 +126,10 @@ vkp_status vkp_pairs_load_named(const char *name, const vkp_pairs_opts *opts, vk
   vkp_pairs_opts o = opts ? *opts : (vkp_pairs_opts){0};
   if (o.width <= 0 && o.height <= 0) o.width = o.height = s->size;
   vkp_pairs *p = NULL;
-  if (s->kind == SET_NOTO) VKP_TRY(vkp_pairs_load_noto(f.images, f.names, &o, &p, err));
-  else if (s->kind == SET_EMOJIONE) VKP_TRY(vkp_pairs_load_emojione(f.images, f.names, &o, &p, err));
-  else VKP_TRY(vkp_pairs_load_icons(f.images, s->size, &o, &p, err));
+  vkp_status st = s->kind == SET_NOTO       ? vkp_pairs_load_noto(f.images, f.names, &o, &p, err)
+                  : s->kind == SET_EMOJIONE ? vkp_pairs_load_emojione(f.images, f.names, &o, &p, err)
+                                            : vkp_pairs_load_icons(f.images, s->size, &o, &p, err);
+  if (st != VKP_OK) return st;
   char *copy = vkp_data_strdup(s->name);
   if (!copy) {
     vkp_pairs_free(p);

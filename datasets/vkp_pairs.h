@@ -109,13 +109,13 @@ vkp_status vkp_pairs_load_list(const char *list_path, const vkp_pairs_opts *opts
 
 // ---- installed real sets -------------------------------------------------------------------------
 //
-//   name            package             images                         names / captions
-//   emoji-noto      ruby-tanuki-emoji   Noto emoji, 72x72 RGBA PNG     emoji-test.txt (Unicode 13.1)
+//   name            package             images                        names / captions
+//   emoji-noto      ruby-tanuki-emoji   Noto emoji, 72x72 RGBA PNG    emoji-test.txt (Unicode 13.1)
 //                                       (flags 128x128, resized)
-//   emoji-emojione  ruby-gemojione      EmojiOne emoji, 64x64 PNG      config/index.json "name"
-//   icons-paper     paper-icon-theme    Paper/48x48, 48x48 PNG         file name
-//   icons-oxygen    oxygen-icon-theme   oxygen/base/48x48, 48x48 PNG   file name
-//   icons-tango     tango-icon-theme    Tango/32x32, 32x32 PNG         file name
+//   emoji-emojione  ruby-gemojione      EmojiOne emoji, 64x64 PNG     config/index.json "name"
+//   icons-paper     paper-icon-theme    Paper/48x48, 48x48 PNG        file name
+//   icons-oxygen    oxygen-icon-theme   oxygen/base/48x48, 48x48 PNG  file name
+//   icons-tango     tango-icon-theme    Tango/32x32, 32x32 PNG        file name
 //
 // Captions are the names lower-cased ("grinning face with big eyes", "folder music": an icon's
 // file stem with '-' and '_' as spaces). Emoji keys are code points (the two emoji sets share

@@ -96,7 +96,7 @@ static void usage(FILE *f) {
           "default 3).\n"
           "  --config  vit-s: 224/16, hidden 384, 12 layers, 6 heads, MLP 1536, 3 channels, 1000 labels, batch 32\n"
           "            demo:  28/7, hidden 64, 4 layers, 4 heads, MLP 128, 1 channel, 10 labels, batch 64 (default)\n"
-          "  --methods default: every method but lora_all; known:");
+          "  --methods default: every method but the extra presets (lora_all); known:");
   for (int i = 0; i < N_METHODS; i++) fprintf(f, " %s", vkp_compare_method_name(i));
   fprintf(f,
           "\n  --json    one JSON object on stdout (the table then goes to stderr)\n"

@@ -5,8 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "vkp_clip_eval.h"
+#include "vkp_json.h"
 #include "vkp_ops.h"
 
 const float vkp_clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -22,13 +26,13 @@ void vkp_clip_transform(int image_size, vkp_data_transform *t) {
   for (int c = 0; c < 3; c++) t->mean[c] = vkp_clip_mean[c], t->std[c] = vkp_clip_std[c];
 }
 
-vkp_status vkp_clip_preprocess(const vkp_dataset *ds, const size_t *idx, size_t n, int image_size, float *pixels,
-                               vkp_error *err) {
-  if (!ds || (n && !pixels) || image_size < 1) return vkp_error_set(err, VKP_ERR_INVALID, "clip preprocess: bad arguments");
-  vkp_data_transform t;
-  vkp_clip_transform(image_size, &t);
+vkp_status vkp_clip_preprocess(const vkp_dataset *ds, const size_t *idx, size_t n, const vkp_data_transform *tf,
+                               float *pixels, vkp_error *err) {
+  if (!ds || (n && !pixels) || !tf || tf->out_w < 1 || tf->out_h < 1 || tf->out_channels != 3)
+    return vkp_error_set(err, VKP_ERR_INVALID, "clip preprocess: bad arguments (the transform must give 3 channels)");
+  const vkp_data_transform t = *tf;
   uint8_t *rgb = NULL;
-  size_t rgb_cap = 0, plane = (size_t)3 * image_size * image_size;
+  size_t rgb_cap = 0, plane = (size_t)3 * t.out_w * t.out_h;
   vkp_status st = VKP_OK;
   for (size_t k = 0; k < n && !st; k++) {
     size_t i = idx ? idx[k] : k;
@@ -54,6 +58,63 @@ vkp_status vkp_clip_preprocess(const vkp_dataset *ds, const size_t *idx, size_t 
     st = vkp_data_transform_apply(&t, img, w, h, c, 0, pixels + k * plane, err);
   }
   free(rgb);
+  return st;
+}
+
+// A number, or the first number of a list (HF writes both).
+static bool json_num(const cJSON *j, int i, double *v) {
+  if (cJSON_IsArray(j)) j = cJSON_GetArrayItem(j, cJSON_GetArraySize(j) > i ? i : 0);
+  if (!cJSON_IsNumber(j)) return false;
+  *v = j->valuedouble;
+  return true;
+}
+
+// size / crop_size: an int, or {"shortest_edge": n} / {"height": h, "width": w}.
+static int json_size(const cJSON *j) {
+  if (cJSON_IsNumber(j)) return j->valueint;
+  const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "shortest_edge");
+  if (!k) k = cJSON_GetObjectItemCaseSensitive(j, "height");
+  return cJSON_IsNumber(k) ? k->valueint : 0;
+}
+
+vkp_status vkp_clip_transform_load(const char *model_dir, const char *aux_dir, int image_size, vkp_data_transform *t,
+                                   vkp_error *err) {
+  vkp_clip_transform(image_size, t);
+  char path[4200] = "";
+  const char *dirs[2] = {aux_dir, model_dir};
+  for (int i = 0; i < 2 && !path[0]; i++) {
+    if (!dirs[i]) continue;
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dirs[i]);
+    if (access(path, F_OK)) path[0] = '\0';
+  }
+  if (!path[0]) return VKP_OK;
+  cJSON *j = NULL;
+  VKP_TRY(vkp_json_load_object(path, 1 << 20, &j, err));
+  vkp_status st = VKP_OK;
+  const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "do_center_crop");
+  const cJSON *norm = cJSON_GetObjectItemCaseSensitive(j, "do_normalize");
+  int crop_size = json_size(cJSON_GetObjectItemCaseSensitive(j, "crop_size"));
+  int short_edge = json_size(cJSON_GetObjectItemCaseSensitive(j, "size"));
+  if (crop && !cJSON_IsBool(crop)) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: key 'do_center_crop' must be true or false", path);
+  else if (cJSON_IsFalse(crop)) t->crop = VKP_CROP_NONE, t->resize_short = 0;
+  else {
+    if (crop_size && crop_size != image_size)
+      st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'crop_size' is %d, but the model's image_size is %d", path, crop_size,
+                         image_size);
+    if (short_edge >= image_size) t->resize_short = short_edge;
+  }
+  if (!st && cJSON_IsFalse(norm))
+    for (int c = 0; c < 3; c++) t->mean[c] = 0, t->std[c] = 1;
+  else if (!st) {
+    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(j, "image_mean"), *sd = cJSON_GetObjectItemCaseSensitive(j, "image_std");
+    for (int c = 0; c < 3 && !st; c++) {
+      double m = t->mean[c], s = t->std[c];
+      if ((mean && !json_num(mean, c, &m)) || (sd && (!json_num(sd, c, &s) || s <= 0)))
+        st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: keys 'image_mean' / 'image_std' must be numbers or lists of numbers (std > 0)", path);
+      t->mean[c] = (float)m, t->std[c] = (float)s;
+    }
+  }
+  cJSON_Delete(j);
   return st;
 }
 
@@ -91,9 +152,14 @@ typedef struct emb_graph {
 struct vkp_clip_embedder {
   vkp_clip *c;
   int batch;
+  vkp_data_transform tf;   // images of vkp_clip_embedder_dataset
   emb_graph graphs[EMB_MAX_GRAPHS];
   uint64_t clock;
 };
+
+vkp_clip *vkp_clip_embedder_model(const vkp_clip_embedder *e) { return e ? e->c : NULL; }
+
+void vkp_clip_embedder_set_transform(vkp_clip_embedder *e, const vkp_data_transform *t) { e->tf = *t; }
 
 vkp_status vkp_clip_embedder_new(vkp_clip *c, int batch, vkp_clip_embedder **out, vkp_error *err) {
   *out = NULL;
@@ -102,6 +168,7 @@ vkp_status vkp_clip_embedder_new(vkp_clip *c, int batch, vkp_clip_embedder **out
   if (!e) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   e->c = c;
   e->batch = batch > 0 ? batch : 64;
+  if (c->cfg.has_vision) vkp_clip_transform(c->cfg.vision.image_size, &e->tf);
   *out = e;
   return VKP_OK;
 }
@@ -257,11 +324,10 @@ vkp_status vkp_clip_embedder_texts(vkp_clip_embedder *e, const vkp_clip_tokenize
     if (!bids || !fmask || !buf) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   }
   // Padding rows: the empty text (start + end token).
-  int32_t empty_ids[VKP_CLIP_CONTEXT_LENGTH * 4], empty_mask[VKP_CLIP_CONTEXT_LENGTH * 4];
-  if (!st && Tmax <= VKP_CLIP_CONTEXT_LENGTH * 4 && vkp_clip_tokenize(tok, "", (int)Tmax, info.default_pad, empty_ids, empty_mask, NULL))
+  int32_t *empty_ids = malloc((size_t)Tmax * sizeof *empty_ids), *empty_mask = malloc((size_t)Tmax * sizeof *empty_mask);
+  if (!st && (!empty_ids || !empty_mask)) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  if (!st && vkp_clip_tokenize(tok, "", (int)Tmax, info.default_pad, empty_ids, empty_mask, NULL))
     st = vkp_error_set(err, VKP_ERR_OOM, "clip embed: cannot tokenize the empty text");
-  if (!st && Tmax > VKP_CLIP_CONTEXT_LENGTH * 4)
-    st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "clip embed: more than %d text positions", VKP_CLIP_CONTEXT_LENGTH * 4);
   int64_t d = x ? x->out->shape[1] : 0;
   for (int64_t s = 0; s < n && !st; s += B) {
     int64_t m = n - s < B ? n - s : B;
@@ -271,7 +337,7 @@ vkp_status vkp_clip_embedder_texts(vkp_clip_embedder *e, const vkp_clip_tokenize
     }
     st = run_batch(e, x, NULL, bids, fmask, m, buf, out + s * d, err);
   }
-  free(ids), free(mask), free(bids), free(fmask), free(buf);
+  free(ids), free(mask), free(bids), free(fmask), free(buf), free(empty_ids), free(empty_mask);
   return st;
 }
 
@@ -289,5 +355,39 @@ vkp_status vkp_clip_embed_texts(vkp_clip *c, const vkp_clip_tokenizer *tok, cons
   VKP_TRY(vkp_clip_embedder_new(c, batch, &e, err));
   vkp_status st = vkp_clip_embedder_texts(e, tok, texts, n, out, err);
   vkp_clip_embedder_free(e);
+  return st;
+}
+
+vkp_status vkp_clip_embedder_dataset(vkp_clip_embedder *e, const vkp_dataset *ds, const size_t *idx, size_t n, float *out,
+                                     vkp_error *err) {
+  if (!e || !ds || (n && !out)) return vkp_error_set(err, VKP_ERR_INVALID, "clip embed: bad arguments");
+  vkp_clip *c = e->c;
+  if (!c->cfg.has_vision) return vkp_error_set(err, VKP_ERR_INVALID, "clip embed: the model has no vision tower");
+  int S = c->cfg.vision.image_size;
+  if (e->tf.out_w != S || e->tf.out_h != S)
+    return vkp_error_set(err, VKP_ERR_INVALID, "clip embed: the transform gives %dx%d images, the model takes %dx%d", e->tf.out_w,
+                         e->tf.out_h, S, S);
+  if (c->cfg.vision.num_channels != 3)
+    return vkp_error_set(err, VKP_ERR_UNSUPPORTED, "clip embed: images need a 3-channel model (it has %d)", c->cfg.vision.num_channels);
+  size_t chunk = (size_t)e->batch * 4, plane = (size_t)3 * S * S;
+  if (chunk > n) chunk = n;
+  float *px = malloc((chunk ? chunk : 1) * plane * sizeof *px);
+  if (!px) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  int64_t d = vkp_clip_embed_dim(c);
+  vkp_status st = VKP_OK;
+  size_t *seq = NULL;
+  for (size_t s = 0; s < n && !st; s += chunk) {
+    size_t m = n - s < chunk ? n - s : chunk;
+    if (!idx && !seq) {   // identity indices for this chunk
+      seq = malloc(chunk * sizeof *seq);
+      if (!seq) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+    }
+    if (st) break;
+    if (!idx)
+      for (size_t k = 0; k < m; k++) seq[k] = s + k;
+    st = vkp_clip_preprocess(ds, idx ? idx + s : seq, m, &e->tf, px, err);
+    if (!st) st = vkp_clip_embedder_images(e, px, (int64_t)m, out + s * d, err);
+  }
+  free(seq), free(px);
   return st;
 }

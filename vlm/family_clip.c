@@ -1,11 +1,12 @@
 // family_clip.c — transformers CLIP (CLIPModel, CLIPTextModel[WithProjection],
 // CLIPVisionModel[WithProjection]) as a model family: `vkpeft forward`, `info` and `export` on
-// CLIP folders (see vkp_family.h).
+// CLIP folders, and `eval` (see vkp_family.h).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vkp_clip.h"
+#include "vkp_clip_eval.h"
 #include "vkp_family.h"
 #include "vkp_ops.h"
 
@@ -122,6 +123,11 @@ static vkp_status clip_forward(const vkp_loaded_model *lm, vkp_graph *g, const v
   return st ? vkp_error_set(err, st, "out of host memory") : VKP_OK;
 }
 
+// `vkpeft eval`: retrieval, zero-shot, linear probe, WiSE-FT, gallery (vlm/clip_eval_cmd.c).
+static vkp_status clip_eval(const vkp_loaded_model *lm, const vkp_eval_request *req, vkp_error *err) {
+  return vkp_clip_eval_command(lm->impl, req, err);
+}
+
 static const char *const clip_types[] = {"clip", "clip_text_model", "clip_vision_model", NULL};
 
 const vkp_model_family vkp_family_clip = {
@@ -133,5 +139,5 @@ const vkp_model_family vkp_family_clip = {
     .describe = clip_describe,
     .save = clip_save,
     .forward = clip_forward,
-    .eval = NULL,
+    .eval = clip_eval,
 };

@@ -24,6 +24,7 @@
 #include "vkp_clip.h"
 #include "vkp_clip_tokenizer.h"
 #include "vkp_data.h"
+#include "vkp_family.h"
 #include "vkp_pairs.h"
 #include "vkp_png.h"
 
@@ -37,11 +38,20 @@ extern const float vkp_clip_mean[3], vkp_clip_std[3];
 // No augmentation; trainers may change crop/hflip afterwards.
 void vkp_clip_transform(int image_size, vkp_data_transform *t);
 
-// Preprocesses images idx[0..n-1] of ds (idx NULL: 0..n-1) into pixels (n, 3, S, S),
-// S = image_size. RGBA images are composited on white first (vkp_data_rgba_to_rgb), grey is
-// replicated. Errors: VKP_ERR_INVALID (index out of range), VKP_ERR_OOM.
-vkp_status vkp_clip_preprocess(const vkp_dataset *ds, const size_t *idx, size_t n, int image_size, float *pixels,
-                               vkp_error *err);
+// The transform of a model folder: CLIP's (vkp_clip_transform) unless `aux_dir` (an adapter's
+// folder, may be NULL) or else `model_dir` holds a preprocessor_config.json (CLIPImageProcessor,
+// e.g. written by the CLIP trainer): then its do_center_crop, size.shortest_edge, crop_size (must
+// be image_size), do_normalize, image_mean and image_std. Output is always image_size square.
+// Errors: VKP_ERR_IO / VKP_ERR_FORMAT (the file; bad keys name the key), VKP_ERR_INVALID (crop_size).
+vkp_status vkp_clip_transform_load(const char *model_dir, const char *aux_dir, int image_size, vkp_data_transform *t,
+                                   vkp_error *err);
+
+// Preprocesses images idx[0..n-1] of ds (idx NULL: 0..n-1) with t (3 output channels) into pixels
+// (n, 3, t->out_h, t->out_w). RGBA images are composited on white first (vkp_data_rgba_to_rgb),
+// grey is replicated. Errors: VKP_ERR_INVALID (index out of range, a transform without 3
+// channels), VKP_ERR_OOM.
+vkp_status vkp_clip_preprocess(const vkp_dataset *ds, const size_t *idx, size_t n, const vkp_data_transform *t,
+                               float *pixels, vkp_error *err);
 
 // The tokenizer for a model folder: the folder's own (vocab.json + merges.txt, or its tokenizer/
 // subfolder) when it has one, else the copy of OpenAI's built into the program.
@@ -61,7 +71,11 @@ typedef struct vkp_clip_embedder vkp_clip_embedder;
 vkp_status vkp_clip_embedder_new(vkp_clip *c, int batch, vkp_clip_embedder **out, vkp_error *err);
 void vkp_clip_embedder_free(vkp_clip_embedder *e);   // NULL: no-op
 void vkp_clip_embedder_reset(vkp_clip_embedder *e);  // drops the compiled graphs
-int vkp_clip_embed_dim(const vkp_clip *c);            // P: projection_dim, or hidden size without projection
+int vkp_clip_embed_dim(const vkp_clip *c);
+vkp_clip *vkp_clip_embedder_model(const vkp_clip_embedder *e);
+// The preprocessing of vkp_clip_embedder_dataset (default: vkp_clip_transform(image_size));
+// its output size must be the model's image_size.
+void vkp_clip_embedder_set_transform(vkp_clip_embedder *e, const vkp_data_transform *t);            // P: projection_dim, or hidden size without projection
 
 // pixels (n, C, S, S) preprocessed -> out (n, P) image_embeds (L2-normalised).
 // Errors: VKP_ERR_INVALID (no vision tower, n < 0), graph/device errors.
@@ -70,6 +84,11 @@ vkp_status vkp_clip_embedder_images(vkp_clip_embedder *e, const float *pixels, i
 // flavour: tok's default), truncated to the model's positions (end token kept).
 vkp_status vkp_clip_embedder_texts(vkp_clip_embedder *e, const vkp_clip_tokenizer *tok, const char *const *texts,
                                    int64_t n, float *out, vkp_error *err);
+
+// Images idx[0..n-1] of ds (idx NULL: 0..n-1) -> out (n, P): vkp_clip_preprocess'd a few batches at
+// a time, then embedded. Errors: those of both.
+vkp_status vkp_clip_embedder_dataset(vkp_clip_embedder *e, const vkp_dataset *ds, const size_t *idx, size_t n, float *out,
+                                     vkp_error *err);
 
 // One-shot forms (a temporary embedder: graphs compiled once per call).
 vkp_status vkp_clip_embed_images(vkp_clip *c, const float *pixels, int64_t n, int batch, float *out, vkp_error *err);
@@ -159,12 +178,15 @@ vkp_status vkp_clip_linear_probe(const float *train_x, const int32_t *train_y, i
 // ---- WiSE-FT ------------------------------------------------------------------------------------
 //
 // Weight-space ensembling (Wortsman et al. 2022): θ = (1-α)·θ_zero-shot + α·θ_tuned.
-// - A weight-level adapter (LoRA, LoHa, LoKr, (IA)^3, ...: θ_tuned = θ + ΔW): the mix is exactly
-//   the adapter merged at scale α (vkp_adapter_set_scale(a, α) + vkp_adapter_merge); `vkpeft eval
-//   --adapter DIR --interpolate α` does that. Other methods (prompts, bottleneck adapters) have no
-//   weight-space form: their output is scaled by α instead.
-// - Two full checkpoints (full fine-tuning): vkp_clip_interpolate below, `vkpeft eval --model
-//   ZERO_SHOT_DIR --tuned TUNED_DIR --interpolate α`.
+// - Adapters: θ_tuned is the model with its adapters merged (weight-level deltas folded in;
+//   BitFit / LN tuning / full / modules_to_save values loaded over the base), θ_zero-shot a fresh
+//   load of the same folder: vkp_clip_interpolate_dir(tuned, model_dir, 1-α). For a weight-level
+//   method this equals the adapter merged at scale α (vkp_adapter_set_scale + vkp_adapter_merge:
+//   θ + α·ΔW); unlike scaling it also mixes selective methods and modules_to_save correctly.
+//   Methods without a weight-space form (prompts, prefixes, bottleneck adapters) cannot merge and
+//   are refused. `vkpeft eval --model DIR --adapter A --interpolate α`.
+// - Two full checkpoints (full fine-tuning): `vkpeft eval --model ZERO_SHOT_DIR --tuned TUNED_DIR
+//   --interpolate α` = vkp_clip_interpolate_dir(zero_shot, tuned_dir, α).
 
 // Mixes tuned's base parameters into c's in place: c = (1-α)·c + α·tuned, for every base parameter
 // of c (adapter parameters are left alone), matched by name (same shape). Parameters missing in
@@ -204,6 +226,7 @@ vkp_status vkp_clip_gallery_png(const vkp_clip_gallery *g, const char *path, vkp
 typedef struct vkp_clip_eval_opts {
   vkp_clip_embedder *embedder;   // reused when given (the trainer keeps one); NULL: temporary
   int batch;                     // temporary embedder's batch; 0 = 64
+  const vkp_data_transform *transform;   // temporary embedder's preprocessing; NULL = CLIP's
   bool zero_shot;                // also zero-shot over the names of the evaluated images
   const char *const *templates;  // NULL = vkp_clip_default_templates
   int n_templates;
@@ -220,5 +243,39 @@ typedef struct vkp_clip_eval_result {
 // Evaluates images idx[0..n-1] of p (idx NULL: all) with their captions.
 vkp_status vkp_clip_eval_pairs(vkp_clip *c, const vkp_clip_tokenizer *tok, const vkp_pairs *p, const size_t *idx,
                                size_t n, const vkp_clip_eval_opts *opts, vkp_clip_eval_result *out, vkp_error *err);
+
+// ---- command-line support (`vkpeft eval`, `vkpeft embed`) -----------------------------------------
+
+// A data spec: SOURCE[:SPLIT].
+//   SOURCE  a named pair set (emoji-noto, emoji-emojione, icons-paper, icons-oxygen, icons-tango), a
+//           caption folder (images with .txt captions, or kohya `N_name` sub-folders), a CSV/JSONL
+//           pair list (a header / keys naming a `caption` or `text` column), or a labelled image set:
+//           a named one (digits, fashion-mnist, mnist; its split is train/test, default test, or train
+//           where there is no test), a class-per-folder image folder, a path,label list
+//   SPLIT   all (default) | val | train, optionally :FRACTION[:SEED] (default 0.1, seed 0):
+//           pairs split by key (vkp_pairs_split), labelled images stratified (vkp_dataset_split)
+typedef struct vkp_clip_eval_data {
+  char spec[4096];
+  vkp_pairs *pairs;          // image–text pairs (names: zero-shot classes), or NULL
+  vkp_dataset *labelled;     // a labelled image set, or NULL
+  bool split;                // idx / other_idx are the two sides of a split
+  size_t *idx, n;            // the selected images (idx NULL: all)
+  size_t *other_idx, n_other;// the other side (a linear probe's training images)
+  char other_named[4200];    // named labelled sets: the probe's training set spec ("fashion-mnist:train")
+} vkp_clip_eval_data;
+
+vkp_status vkp_clip_eval_data_load(const char *spec, vkp_clip_eval_data *out, vkp_error *err);
+void vkp_clip_eval_data_free(vkp_clip_eval_data *d);
+static inline const vkp_dataset *vkp_clip_eval_data_images(const vkp_clip_eval_data *d) {
+  return d->pairs ? d->pairs->images : d->labelled;
+}
+static inline size_t vkp_clip_eval_data_count(const vkp_clip_eval_data *d) {
+  return d->idx ? d->n : vkp_clip_eval_data_images(d)->count;
+}
+
+// `vkpeft eval` on a CLIP model (vkp_family_clip's eval hook): loads req->data, applies WiSE-FT
+// with req->tuned, prints retrieval (pairs), zero-shot (names / classes), the linear probe
+// (req->probe) and writes the gallery (req->gallery), as a table or JSON (req->json).
+vkp_status vkp_clip_eval_command(vkp_clip *c, const vkp_eval_request *req, vkp_error *err);
 
 #endif

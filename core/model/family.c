@@ -4,36 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "vkp_family.h"
-#include "vkp_fileio.h"
+#include "vkp_json.h"
 
 #define CONFIG_MAX_BYTES (4u << 20)
 
-// Reads `dir/name` as JSON; VKP_ERR_NOT_FOUND when the file does not exist.
+// Reads `dir/name` as a JSON object (trailing text is an error).
 static vkp_status read_json(const char *dir, const char *name, cJSON **out, char *path, size_t cap, vkp_error *err) {
-  *out = NULL;
   snprintf(path, cap, "%s/%s", dir, name);
-  char *text = NULL;
-  size_t len = 0;
-  vkp_status st = vkp_file_read_all(path, CONFIG_MAX_BYTES, &text, &len, err);
-  if (st) return st;
-  const char *end = NULL;
-  *out = cJSON_ParseWithLengthOpts(text, len, &end, false);
-  bool trailing = *out && end && strspn(end, " \t\r\n") != strlen(end);
-  free(text);
-  if (!*out || trailing) {
-    cJSON_Delete(*out);
-    *out = NULL;
-    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not valid JSON%s", path, trailing ? " (text after the document)" : "");
-  }
-  if (!cJSON_IsObject(*out)) {
-    cJSON_Delete(*out);
-    *out = NULL;
-    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a JSON object", path);
-  }
-  return VKP_OK;
+  return vkp_json_load_object(path, CONFIG_MAX_BYTES, out, err);
 }
 
 vkp_status vkp_family_model_type(const char *dir, char *out, size_t cap, vkp_error *err) {

@@ -144,7 +144,8 @@ static vkp_tensor *coft_project(vkp_model *m, vkp_adapter_slot *s, vkp_tensor *v
   vkp_tensor *norm = vkp_sqrt(g, vkp_scale(g, vkp_sum_axis(g, vkp_sqr(g, vec), 1), 2.0f));   // (np, 1)
   vkp_tensor *den = vkp_affine(g, vkp_relu(g, vkp_affine(g, norm, 1.0f, (float)-e)), 1.0f, (float)e);   // max(norm, e)
   vkp_tensor *factor = vkp_div(g, vkp_fill(g, VKP_DTYPE_F32, 2, (int64_t[]){1, 1}, (float)e), den);
-  vkp_tensor *st = vkp_add(g, vec, vkp_detach(g, vkp_sub(g, vkp_mul(g, vec, factor), vec)));
+  // proj + (vec - vec): exactly the projected values, with the identity as gradient.
+  vkp_tensor *st = vkp_add(g, vkp_detach(g, vkp_mul(g, vec, factor)), vkp_sub(g, vec, vkp_detach(g, vec)));
   vkp_tensor *write = vkp_assign(g, vec, vkp_detach(g, st));
   if (write) vkp_graph_expand(g, write);
   return st;

@@ -10,6 +10,7 @@
 #include <pcre2.h>
 
 #include "peft_internal.h"
+#include "vkp_strbuf.h"
 
 // ---- names ----------------------------------------------------------------------------------
 
@@ -102,6 +103,11 @@ bool vkp_peft_name_targeted(const vkp_adapter *a, const vkp_module *mod) {
 static bool module_targeted(const vkp_adapter *a, const vkp_module *mod) {
   const vkp_peft_config *c = &a->cfg;
   const vkp_peft_method_def *d = a->def;
+  if (a->only) {   // an explicit module list (vkp_adapter_attach_modules)
+    for (int i = 0; i < a->n_only; i++)
+      if (a->only[i] == mod) return d->fits && d->fits(c, mod);
+    return false;
+  }
   if (!d->fits || !d->fits(c, mod) || !vkp_peft_layer_selected(c, mod)) return false;
   if (c->target_regex || c->n_target_modules) return vkp_peft_name_targeted(a, mod);
   return d->default_target && d->default_target(c, mod);
@@ -234,7 +240,42 @@ static vkp_status attach_module(vkp_model *m, vkp_adapter *a, vkp_module *mod, u
   return st;
 }
 
+static vkp_status attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t seed, vkp_module *const *only, int n_only,
+                         vkp_adapter **out);
+
 vkp_status vkp_peft_attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t seed, vkp_adapter **out) {
+  return attach(m, cfg, seed, NULL, 0, out);
+}
+
+// The adapter's target_modules becomes a regex that names exactly these modules (peft's fullmatch),
+// so the adapter saved as an HF PEFT folder loads onto the same modules.
+vkp_status vkp_adapter_attach_modules(vkp_model *m, const vkp_peft_config *cfg, vkp_module *const *mods, int n,
+                                      uint64_t seed, vkp_adapter **out) {
+  *out = NULL;
+  vkp_strbuf re = {0};
+  vkp_strbuf_puts(&re, "(?:");
+  for (int i = 0; i < n; i++) {
+    if (i) vkp_strbuf_puts(&re, "|");
+    for (const char *c = vkp_module_file_name(mods[i]); *c; c++) {
+      if (strchr(".^$*+?()[]{}|\\", *c)) vkp_strbuf_puts(&re, "\\");
+      vkp_strbuf_put(&re, c, 1);
+    }
+  }
+  vkp_strbuf_puts(&re, ")");
+  if (re.oom) {
+    free(re.p);
+    return vkp_error_set(vkp_ctx_err(m->ctx), VKP_ERR_OOM, "out of host memory");
+  }
+  vkp_peft_config c = *cfg;
+  c.n_target_modules = 0;
+  c.target_regex = re.p;
+  vkp_status st = attach(m, &c, seed, mods, n, out);
+  free(re.p);
+  return st;
+}
+
+static vkp_status attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t seed, vkp_module *const *only, int n_only,
+                         vkp_adapter **out) {
   vkp_error *err = vkp_ctx_err(m->ctx);
   *out = NULL;
   const vkp_peft_method_def *def = vkp_peft_method_get(cfg->method);
@@ -264,6 +305,7 @@ vkp_status vkp_peft_attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t se
   if (!st) st = copy_strings(a->cfg.feedforward_modules, &a->cfg.n_feedforward_modules, cfg->feedforward_modules, cfg->n_feedforward_modules);
   a->scale = 1.0f;
   a->enabled = true;
+  a->only = only, a->n_only = n_only;
   if (!st && a->cfg.target_regex) {
     pcre2_code *re = NULL;
     st = regex_compile(a->cfg.target_regex, &re, err);
@@ -307,6 +349,7 @@ vkp_status vkp_peft_attach(vkp_model *m, const vkp_peft_config *cfg, uint64_t se
     if (!v) st = VKP_ERR_OOM;
     else m->peft->adapters = v, m->peft->cap = cap;
   }
+  a->only = NULL, a->n_only = 0;
   if (st) {
     vkp_peft_discard(m, a);   // unlinks partially created slots and frees their parameters
     return st;

@@ -44,6 +44,8 @@ struct vkp_adapter {
   vkp_param **saved;               // modules_to_save / BitFit / LN-tuning parameters (trainable base params)
   int nsaved, saved_cap;
   void *target_re;                 // the compiled target_regex (pcre2_code *, owned), or NULL
+  vkp_module *const *only;         // during vkp_adapter_attach_modules: exactly these modules
+  int n_only;
 };
 
 struct vkp_peft {

@@ -1,5 +1,6 @@
 // test_peft_config.c — PEFT method names and HF adapter_config.json parsing (no device needed):
 // every method's keys, to_json -> from_json round trips, and the exact messages for bad keys.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,13 @@ static void assert_config_equal(const vkp_peft_config *a, const vkp_peft_config 
   assert_int_equal(a->deep, b->deep);
   assert_true(a->density == b->density);
   assert_int_equal(a->mask, b->mask);
+  assert_int_equal(a->oft_block_size, b->oft_block_size);
+  assert_true(a->module_dropout == b->module_dropout);
+  assert_int_equal(a->coft, b->coft);
+  assert_true(a->eps == b->eps);
+  assert_int_equal(a->block_share, b->block_share);
+  assert_int_equal(a->use_cayley_neumann, b->use_cayley_neumann);
+  assert_int_equal(a->num_cayley_neumann_terms, b->num_cayley_neumann_terms);
 }
 
 // ---- names ----------------------------------------------------------------------------------------
@@ -323,6 +331,10 @@ static void test_roundtrip_every_method(void **s) {
       case VKP_PEFT_VPT: c.n_tokens = 7, c.deep = true; break;
       case VKP_PEFT_PREFIX: c.n_tokens = 9; break;
       case VKP_PEFT_MASKED: c.density = 0.03f, c.mask = VKP_MASK_MAGNITUDE, c.init_weights = false; break;
+      case VKP_PEFT_OFT:
+        c.r = 4, c.oft_block_size = 0, c.coft = true, c.eps = 1e-3f, c.block_share = true, c.use_cayley_neumann = false;
+        c.num_cayley_neumann_terms = 7, c.module_dropout = 0.125f, c.init_weights = false;
+        break;
       default: break;
     }
     roundtrip(&c);
@@ -338,6 +350,45 @@ static void test_roundtrip_every_method(void **s) {
   vkp_peft_config_init(&c, VKP_PEFT_MASKED);
   c.mask = VKP_MASK_GRADIENT;
   roundtrip(&c);
+  vkp_peft_config_clear(&c);
+}
+
+// An OFT adapter_config.json with every key peft 0.21's OFTConfig writes.
+static void test_parse_oft(void **s) {
+  (void)s;
+  vkp_peft_config c;
+  parse_ok("{\"auto_mapping\": null, \"base_model_name_or_path\": null, \"bias\": \"none\", \"block_share\": false,"
+           " \"coft\": true, \"eps\": 0.001, \"exclude_modules\": null, \"fan_in_fan_out\": false, \"inference_mode\": true,"
+           " \"init_weights\": true, \"layers_pattern\": null, \"layers_to_transform\": null, \"module_dropout\": 0.0,"
+           " \"modules_to_save\": [\"classifier\"], \"num_cayley_neumann_terms\": 5, \"oft_block_size\": 16,"
+           " \"peft_type\": \"OFT\", \"peft_version\": \"0.21.0\", \"r\": 0, \"revision\": null,"
+           " \"target_modules\": [\"q_proj\", \"v_proj\"], \"task_type\": null, \"use_cayley_neumann\": true}", &c);
+  assert_int_equal(c.method, VKP_PEFT_OFT);
+  assert_int_equal(c.r, 0);
+  assert_int_equal(c.oft_block_size, 16);
+  assert_true(c.coft);
+  assert_true(fabsf(c.eps - 1e-3f) < 1e-9f);
+  assert_true(c.use_cayley_neumann);
+  assert_int_equal(c.num_cayley_neumann_terms, 5);
+  assert_int_equal(c.n_target_modules, 2);
+  vkp_peft_config_clear(&c);
+  parse_fails("{\"peft_type\": \"OFT\", \"r\": 4}", VKP_ERR_INVALID,
+              WHERE ": exactly one of 'r' and 'oft_block_size' must be non-zero (r x oft_block_size = the layer's input "
+                    "size), not r = 4 and oft_block_size = 32");
+  parse_fails("{\"peft_type\": \"OFT\", \"oft_block_size\": 0}", VKP_ERR_INVALID,
+              WHERE ": exactly one of 'r' and 'oft_block_size' must be non-zero (r x oft_block_size = the layer's input "
+                    "size), not r = 0 and oft_block_size = 0");
+  parse_fails("{\"peft_type\": \"OFT\", \"bias\": \"oft_only\"}", VKP_ERR_UNSUPPORTED,
+              WHERE ": key 'bias': only \"none\" is supported (use the bitfit method to train biases)");
+  parse_fails("{\"peft_type\": \"OFT\", \"lora_alpha\": 8}", VKP_ERR_INVALID, WHERE ": unknown key 'lora_alpha' for peft_type OFT");
+  // A training config entry: the "coft" alias implies coft.
+  cJSON *e = cJSON_Parse("{\"method\": \"coft\", \"oft_block_size\": 8, \"target_modules\": [\"query\"]}");
+  vkp_error err = {0};
+  if (vkp_peft_config_from_entry(e, "config peft[0]", &c, &err)) fail_msg("%s", err.msg);
+  cJSON_Delete(e);
+  assert_int_equal(c.method, VKP_PEFT_OFT);
+  assert_true(c.coft);
+  assert_int_equal(c.oft_block_size, 8);
   vkp_peft_config_clear(&c);
 }
 
@@ -436,6 +487,7 @@ int main(void) {
       cmocka_unit_test(test_parse_loha_lokr),
       cmocka_unit_test(test_parse_ia3_vera),
       cmocka_unit_test(test_parse_additive_and_selective),
+      cmocka_unit_test(test_parse_oft),
       cmocka_unit_test(test_roundtrip_every_method),
       cmocka_unit_test(test_fixture_configs),
       cmocka_unit_test(test_errors),

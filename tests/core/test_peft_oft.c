@@ -10,6 +10,9 @@
 // Checks per case: parameter layout, forward (after attach and perturbed), the gradient of every
 // oft_R entry by central differences, merge == unmerged and unmerge restoring W, a user scale,
 // and an HF PEFT save / load round trip (keys and adapter_config.json).
+// And against peft 0.21 itself: tests/core/data/peft_oft_reference.safetensors, written by
+// gen_peft_oft_reference.py (peft's forward, its gradient of oft_R, COFT's in-place projection,
+// its merged weights) for linear and conv layers in every mode above.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,11 +500,122 @@ static void test_oft_config_errors(void **state) {
   vkp_model_free(m);
 }
 
+// ---- peft's own numbers ----------------------------------------------------------------------------
+
+static const vkp_st_tensor *need(const vkp_safetensors *sf, const char *c, const char *what) {
+  char key[200];
+  snprintf(key, sizeof key, "%s.%s", c, what);
+  const vkp_st_tensor *t = vkp_safetensors_find(sf, key);
+  if (!t) fail_msg("reference: no tensor %s", key);
+  return t;
+}
+
+static const float *f32(const vkp_st_tensor *t) { return (const float *)t->data; }
+
+static double rel(const float *got, const float *want, size_t n) {
+  double e = 0, s = 0;
+  for (size_t i = 0; i < n; i++) e = fmax(e, fabs((double)got[i] - want[i])), s = fmax(s, fabs(want[i]));
+  return e / fmax(s, 1e-30);
+}
+
+static void test_oft_matches_peft(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_error err = {0};
+  vkp_safetensors *sf = NULL;
+  char path[600];
+  snprintf(path, sizeof path, "%s/tests/core/data/peft_oft_reference.safetensors", VKP_SOURCE_DIR);
+  if (vkp_safetensors_open(path, &sf, &err)) fail_msg("%s", err.msg);
+  cJSON *meta = cJSON_Parse(vkp_safetensors_metadata(sf, "json"));
+  assert_non_null(meta);
+  printf("  reference: peft %s, torch %s\n", cJSON_GetObjectItem(meta, "peft_version")->valuestring,
+         cJSON_GetObjectItem(meta, "torch_version")->valuestring);
+  const cJSON *c;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItem(meta, "cases")) {
+    const char *name = c->string, *layer = cJSON_GetObjectItem(c, "layer")->valuestring;
+    bool conv = !strcmp(layer, "conv");
+    const vkp_st_tensor *w = need(sf, name, "weight"), *b = need(sf, name, "bias"), *p0 = need(sf, name, "oft_R"),
+                        *x = need(sf, name, "x"), *wy = need(sf, name, "wy"), *y = need(sf, name, "y"),
+                        *grad = need(sf, name, "grad"), *after = need(sf, name, "oft_R_after"),
+                        *ym = need(sf, name, "y_merged"), *wm = need(sf, name, "weight_merged");
+    // The model: the same layer and weights; conv padding = (output size - input size + k - 1) / 2.
+    vkp_model *m;
+    VKP_ASSERT_OK(ctx, vkp_model_new(ctx, &m));
+    int pad = 0;
+    vkp_module *mod = conv ? vkp_model_add_module(m, "conv", NULL, VKP_MODULE_CONV2D, 0, 4, w->shape, w->shape[0])
+                           : vkp_model_add_module(m, "lin", NULL, VKP_MODULE_LINEAR, 0, 2, w->shape, w->shape[0]);
+    if (conv) pad = (int)(y->shape[2] - x->shape[2] + w->shape[2] - 1) / 2;
+    VKP_ASSERT_OK(ctx, vkp_param_write_f32(m, mod->weight, f32(w)));
+    VKP_ASSERT_OK(ctx, vkp_param_write_f32(m, mod->bias, f32(b)));
+    // The adapter from peft's config keys, through adapter_config.json parsing.
+    cJSON *j = cJSON_Duplicate(cJSON_GetObjectItem(c, "config"), true);
+    cJSON_AddStringToObject(j, "peft_type", "OFT");
+    cJSON_AddItemToObject(j, "target_modules", cJSON_CreateStringArray((const char *[]){layer}, 1));
+    cJSON_AddBoolToObject(j, "init_weights", false);
+    vkp_peft_config cfg;
+    if (vkp_peft_config_from_json(j, name, &cfg, &err)) fail_msg("%s", err.msg);
+    cJSON_Delete(j);
+    vkp_adapter *a;
+    VKP_ASSERT_OK(ctx, vkp_peft_attach(m, &cfg, 1, &a));
+    vkp_peft_config_clear(&cfg);
+    char pname[64];
+    snprintf(pname, sizeof pname, "%s.oft_R.weight", layer);
+    vkp_param *p = vkp_model_find_param(m, pname);
+    assert_non_null(p);
+    assert_int_equal(p->ndim, 2);   // peft's layout, after its adjustment of r / oft_block_size
+    assert_int_equal(p->shape[0], p0->shape[0]);
+    assert_int_equal(p->shape[1], p0->shape[1]);
+    VKP_ASSERT_OK(ctx, vkp_param_write_f32(m, p, f32(p0)));
+    // Forward + gradient. peft's unmerged conv forward folds overlapping patches back by summing
+    // them (not its merged map): where patches overlap vkpeft matches peft's merged output.
+    int64_t ny = (int64_t)vkp_st_tensor_numel(y);
+    bool overlap = conv && vkp_st_tensor_numel(ym) && rel(f32(y), f32(ym), (size_t)ny) > 1e-4;
+    float *got = malloc((size_t)ny * 4), *g = malloc(vkp_st_tensor_numel(grad) * 4), *now = malloc(vkp_st_tensor_numel(after) * 4);
+    vkp_graph *gr;
+    VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &gr));
+    vkp_model_begin_graph(m, gr);
+    vkp_tensor *xt = vkp_tensor_input(gr, "x", VKP_DTYPE_F32, x->ndim, x->shape);
+    vkp_tensor *yt = conv ? vkp_nn_conv2d(m, mod, xt, 1, pad) : vkp_nn_linear(m, mod, xt);
+    vkp_tensor *wt = vkp_tensor_input(gr, "wy", VKP_DTYPE_F32, wy->ndim, wy->shape), *gt = NULL, *pt = vkp_param_tensor(m, p);
+    vkp_graph_output(gr, yt);
+    VKP_ASSERT_OK(ctx, vkp_graph_backward(gr, vkp_sum(gr, vkp_mul(gr, yt, wt)), &pt, 1, &gt));
+    vkp_graph_output(gr, gt);
+    if (vkp_graph_compile(gr)) fail_msg("%s: %s / %s", name, vkp_graph_error(gr), vkp_ctx_error(ctx));
+    VKP_ASSERT_OK(ctx, vkp_graph_set_input(gr, xt, x->data, vkp_st_tensor_numel(x) * 4));
+    VKP_ASSERT_OK(ctx, vkp_graph_set_input(gr, wt, wy->data, vkp_st_tensor_numel(wy) * 4));
+    VKP_ASSERT_OK(ctx, vkp_graph_run(gr));
+    VKP_ASSERT_OK(ctx, vkp_graph_read(gr, yt, got, (uint64_t)ny * 4));
+    VKP_ASSERT_OK(ctx, vkp_graph_read(gr, gt, g, vkp_st_tensor_numel(grad) * 4));
+    vkp_graph_free(gr);
+    VKP_ASSERT_OK(ctx, vkp_param_read_f32(m, p, now));
+    double ey = rel(got, f32(overlap ? ym : y), (size_t)ny), eg = rel(g, f32(grad), vkp_st_tensor_numel(grad)),
+           ep = rel(now, f32(after), vkp_st_tensor_numel(after));
+    // Merge: peft's merged weight.
+    VKP_ASSERT_OK(ctx, vkp_adapter_merge(m, a));
+    float *wmg = malloc(vkp_st_tensor_numel(wm) * 4);
+    VKP_ASSERT_OK(ctx, vkp_param_read_f32(m, mod->weight, wmg));
+    double ew = rel(wmg, f32(wm), vkp_st_tensor_numel(wm));
+    // (Where patches overlap peft's gradient is that of its fold-sum forward: not compared.)
+    printf("  %-26s oft_R %lld x %lld: y rel %.1e%s, grad rel %.1e%s, oft_R after %.1e, merged W rel %.1e\n", name,
+           (long long)p->shape[0], (long long)p->shape[1], ey, overlap ? " (vs peft's merged form)" : "", eg,
+           overlap ? " (not compared)" : "", ep, ew);
+    if (!(ey < 1e-5)) fail_msg("%s: output differs from peft (rel %.3e)", name, ey);
+    if (!overlap && !(eg < 1e-4)) fail_msg("%s: gradient differs from peft (rel %.3e)", name, eg);
+    if (!(ep < 1e-6)) fail_msg("%s: oft_R after the forward differs from peft (rel %.3e)", name, ep);
+    if (!(ew < 1e-5)) fail_msg("%s: merged weight differs from peft (rel %.3e)", name, ew);
+    free(got), free(g), free(now), free(wmg);
+    vkp_model_free(m);
+  }
+  cJSON_Delete(meta);
+  vkp_safetensors_free(sf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_oft_cases),
       cmocka_unit_test_setup_teardown(test_oft_save_load, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test(test_oft_config_errors),
+      cmocka_unit_test(test_oft_matches_peft),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }

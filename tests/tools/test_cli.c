@@ -163,15 +163,20 @@ static void test_model_families(void **state) {
   (void)state;
   char args[1400], dir[400], out[400];
   snprintf(out, sizeof out, "%s/fam.safetensors", tmp);
-  snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s/unet/io.safetensors --output %s", VKP_FIXTURES_DIR,
-           VKP_FIXTURES_DIR, out);
-  expect(args, 2, "unsupported model: UNet2DConditionModel");
-  snprintf(args, sizeof args, "info --model %s/unet/vae", VKP_FIXTURES_DIR);
-  expect(args, 2, "unsupported model: AutoencoderKL");
-  snprintf(dir, sizeof dir, "%s/typeless", tmp);
+  snprintf(dir, sizeof dir, "%s/flux", tmp);
   mkdir(dir, 0755);
   snprintf(args, sizeof args, "%s/config.json", dir);
   FILE *f = fopen(args, "w");
+  fputs("{\"_class_name\": \"FluxTransformer2DModel\", \"in_channels\": 64}", f);
+  fclose(f);
+  snprintf(args, sizeof args, "forward --model %s --inputs %s/unet/io.safetensors --output %s", dir, VKP_FIXTURES_DIR, out);
+  expect(args, 2, "unsupported model: FluxTransformer2DModel");
+  snprintf(args, sizeof args, "info --model %s", dir);
+  expect(args, 2, "unsupported model: FluxTransformer2DModel");
+  snprintf(dir, sizeof dir, "%s/typeless", tmp);
+  mkdir(dir, 0755);
+  snprintf(args, sizeof args, "%s/config.json", dir);
+  f = fopen(args, "w");
   fputs("{\"hidden_size\": 8}", f);
   fclose(f);
   snprintf(args, sizeof args, "info --model %s", dir);
@@ -179,11 +184,78 @@ static void test_model_families(void **state) {
   f = fopen(strcat(strcpy(out, dir), "/config.json"), "w");
   fputs("{\"model_type\": \"vit\"} trailing", f);
   fclose(f);
-  expect(args, 2, "text after the document");
+  expect(args, 2, "trailing text after the JSON document");
   snprintf(args, sizeof args, "info --model %s/vit/model", VKP_FIXTURES_DIR);
   expect(args, 0, "ViTForImageClassification, image 32, patch 8");
   snprintf(args, sizeof args, "info --model %s", tmp);
   expect(args, 2, "not a model folder");
+}
+
+// Compares tensor `name` of two safetensors files (rows [first, first + n) of `want` when n > 0).
+static void compare_tensor(vkp_safetensors *got, vkp_safetensors *want, const char *name, size_t first, size_t n, double tol) {
+  size_t ng, nw;
+  float *g = vkp_fixture_tensor(got, name, &ng), *w = vkp_fixture_tensor(want, name, &nw);
+  if (!n) {
+    assert_int_equal(ng, nw);
+    n = nw;
+  }
+  assert_int_equal(ng, n);
+  vkp_check_rel(name, g, w + first, n, tol);
+  free(g), free(w);
+}
+
+// diffusers' UNet and VAE through the program: `forward` on the fixture folders matches diffusers,
+// `info` describes them, a single timestep serves the batch.
+static void test_diffusion_forward(void **state) {
+  (void)state;
+  char args[2048], out[400], in[400];
+  vkp_safetensors *got, *want;
+  vkp_error err = {0};
+  snprintf(out, sizeof out, "%s/unet.safetensors", tmp);
+  snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s/unet/io.safetensors --output %s", VKP_FIXTURES_DIR,
+           VKP_FIXTURES_DIR, out);
+  expect(args, 0, NULL);
+  snprintf(in, sizeof in, "%s/unet/io.safetensors", VKP_FIXTURES_DIR);
+  if (vkp_safetensors_open(out, &got, &err) || vkp_safetensors_open(in, &want, &err)) fail_msg("%s", err.msg);
+  compare_tensor(got, want, "noise_pred", 0, 0, 1e-4);
+  vkp_safetensors_free(got);
+  // The VAE folder on the same file: encodes vae_in, decodes sample.
+  snprintf(args, sizeof args, "forward --model %s/unet/vae --inputs %s/unet/io.safetensors --output %s", VKP_FIXTURES_DIR,
+           VKP_FIXTURES_DIR, out);
+  expect(args, 0, NULL);
+  if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
+  compare_tensor(got, want, "vae_mean", 0, 0, 1e-4);
+  compare_tensor(got, want, "vae_logvar", 0, 0, 1e-4);
+  compare_tensor(got, want, "vae_decoded", 0, 0, 1e-4);
+  vkp_safetensors_free(got);
+  // Batch item 0 alone with its timestep as a scalar (shape []): noise_pred[0].
+  size_t n;
+  float *sample = vkp_fixture_tensor(want, "sample", &n), *ctx = vkp_fixture_tensor(want, "encoder_hidden_states", &n);
+  float t = 10;
+  vkp_safetensors_writer *w;
+  snprintf(in, sizeof in, "%s/unet_t.safetensors", tmp);
+  if (vkp_safetensors_writer_new(&w, &err) ||
+      vkp_safetensors_writer_add_f32(w, "sample", VKP_DTYPE_F32, 4, (int64_t[]){1, 4, 16, 16}, sample, &err) ||
+      vkp_safetensors_writer_add_f32(w, "timestep", VKP_DTYPE_F32, 0, (int64_t[]){1}, &t, &err) ||
+      vkp_safetensors_writer_add_f32(w, "encoder_hidden_states", VKP_DTYPE_F32, 3, (int64_t[]){1, 8, 32}, ctx, &err) ||
+      vkp_safetensors_writer_save(w, in, &err))
+    fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  free(sample), free(ctx);
+  snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s --output %s", VKP_FIXTURES_DIR, in, out);
+  expect(args, 0, NULL);
+  if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
+  compare_tensor(got, want, "noise_pred", 0, 4 * 16 * 16, 1e-4);
+  vkp_safetensors_free(got);
+  vkp_safetensors_free(want);
+  // Missing inputs name the tensor; info describes both folders.
+  snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s/clip/io.safetensors --output %s", VKP_FIXTURES_DIR,
+           VKP_FIXTURES_DIR, out);
+  expect(args, 2, "no tensor 'sample'");
+  snprintf(args, sizeof args, "info --model %s/unet/unet", VKP_FIXTURES_DIR);
+  expect(args, 0, "UNet2DConditionModel, 4 -> 4 channels, blocks 32 (cross-attn) / 64");
+  snprintf(args, sizeof args, "info --model %s/unet/vae", VKP_FIXTURES_DIR);
+  expect(args, 0, "AutoencoderKL, 3 -> 4 latent channels (x2 downsampling)");
 }
 
 static int setup(void **state) {
@@ -195,6 +267,6 @@ static int setup(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage_and_devices), cmocka_unit_test(test_bad_configs),
                                      cmocka_unit_test(test_forward_parity_and_errors), cmocka_unit_test(test_model_families),
-                                     cmocka_unit_test(test_clip_forward)};
+                                     cmocka_unit_test(test_clip_forward), cmocka_unit_test(test_diffusion_forward)};
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -217,6 +217,12 @@ static void make_config(const char *label, vkp_peft_config *c) {
     vkp_peft_config_init(c, VKP_PEFT_BITFIT);
   } else if (!strcmp(label, "ln_tuning")) {
     vkp_peft_config_init(c, VKP_PEFT_LN_TUNING);
+  } else if (!strcmp(label, "oft") || !strcmp(label, "coft")) {
+    vkp_peft_config_init(c, VKP_PEFT_OFT);
+    c->oft_block_size = 8;
+    c->coft = !strcmp(label, "coft"), c->eps = 0.5f;
+    c->use_cayley_neumann = !c->coft;   // COFT with the exact Cayley transform
+    set_targets(c, "query", "value", "fc1");
   } else if (!strcmp(label, "masked_random") || !strcmp(label, "masked_magnitude")) {
     vkp_peft_config_init(c, VKP_PEFT_MASKED);
     c->density = 0.1f;
@@ -350,6 +356,8 @@ static void test_roundtrip_bitfit(void **s) { (void)s; roundtrip1("bitfit"); }
 static void test_roundtrip_ln_tuning(void **s) { (void)s; roundtrip1("ln_tuning"); }
 static void test_roundtrip_masked_random(void **s) { (void)s; roundtrip1("masked_random"); }
 static void test_roundtrip_masked_magnitude(void **s) { (void)s; roundtrip1("masked_magnitude"); }
+static void test_roundtrip_oft(void **s) { (void)s; roundtrip1("oft"); }
+static void test_roundtrip_coft(void **s) { (void)s; roundtrip1("coft"); }
 static void test_roundtrip_hybrid(void **s) {
   (void)s;
   const char *labels[3] = {"lora", "bitfit", "vpt_deep"};
@@ -422,6 +430,8 @@ static void test_merge_lokr(void **s) { (void)s; merge_case("lokr"); }
 static void test_merge_ia3(void **s) { (void)s; merge_case("ia3"); }
 static void test_merge_vera(void **s) { (void)s; merge_case("vera"); }
 static void test_merge_masked(void **s) { (void)s; merge_case("masked_random"); }
+static void test_merge_oft(void **s) { (void)s; merge_case("oft"); }
+static void test_merge_coft(void **s) { (void)s; merge_case("coft"); }
 
 static void test_merge_additive_unsupported(void **s) {
   (void)s;
@@ -945,6 +955,8 @@ int main(void) {
       cmocka_unit_test(test_roundtrip_ln_tuning),
       cmocka_unit_test(test_roundtrip_masked_random),
       cmocka_unit_test(test_roundtrip_masked_magnitude),
+      cmocka_unit_test(test_roundtrip_oft),
+      cmocka_unit_test(test_roundtrip_coft),
       cmocka_unit_test(test_roundtrip_hybrid),
       cmocka_unit_test(test_merge_lora),
       cmocka_unit_test(test_merge_rslora),
@@ -954,6 +966,8 @@ int main(void) {
       cmocka_unit_test(test_merge_ia3),
       cmocka_unit_test(test_merge_vera),
       cmocka_unit_test(test_merge_masked),
+      cmocka_unit_test(test_merge_oft),
+      cmocka_unit_test(test_merge_coft),
       cmocka_unit_test(test_merge_additive_unsupported),
       cmocka_unit_test(test_scales_and_enable),
       cmocka_unit_test(test_transformers4_spelling),

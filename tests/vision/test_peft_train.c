@@ -128,6 +128,10 @@ static void make_config(const char *label, vkp_peft_config *c) {
     c->density = 0.05f;
     c->mask = !strcmp(label, "masked_random") ? VKP_MASK_RANDOM : VKP_MASK_MAGNITUDE;
     targets(c, "query", "value", "fc1");
+  } else if (!strcmp(label, "oft")) {
+    vkp_peft_config_init(c, VKP_PEFT_OFT);
+    c->oft_block_size = 8;
+    targets(c, "query", "value", "fc1");
   } else if (!strcmp(label, "full")) {
     vkp_peft_config_init(c, VKP_PEFT_FULL);
   } else if (!strcmp(label, "linear_probe")) {
@@ -265,6 +269,7 @@ CASE(test_masked_magnitude, "masked_magnitude", NULL, NULL, 3e-2f, 60, 0.25)
 CASE(test_hybrid, "lora", "bitfit", "vpt_deep", 3e-2f, 60, 0.25)
 CASE(test_full, "full", NULL, NULL, 1e-2f, 60, 0.25)
 CASE(test_linear_probe, "linear_probe", NULL, NULL, 1e-1f, 60, 0.25)
+CASE(test_oft, "oft", NULL, NULL, 3e-2f, 60, 0.25)
 
 // ---- gradients vs finite differences on the ViT ---------------------------------------------------
 // For each trainable tensor: the entry with the largest gradient and a random one, each checked
@@ -421,7 +426,8 @@ int main(void) {
       cmocka_unit_test(test_adaptformer),   cmocka_unit_test(test_vpt_shallow), cmocka_unit_test(test_vpt_deep),
       cmocka_unit_test(test_prefix),        cmocka_unit_test(test_bitfit),      cmocka_unit_test(test_ln_tuning),
       cmocka_unit_test(test_masked_random), cmocka_unit_test(test_masked_magnitude), cmocka_unit_test(test_hybrid),
-      cmocka_unit_test(test_full),          cmocka_unit_test(test_linear_probe),  cmocka_unit_test(test_gradients),
+      cmocka_unit_test(test_full),          cmocka_unit_test(test_linear_probe),  cmocka_unit_test(test_oft),
+      cmocka_unit_test(test_gradients),
   };
   return cmocka_run_group_tests(tests, setup, vkp_test_teardown);
 }

@@ -56,6 +56,17 @@ typedef struct vkp_eval_request {
   const char *data;       // data spec (a named set, a folder, a list file)
   int batch;
   bool json;              // one JSON object on stdout instead of a table
+  const char *model_dir;  // the checkpoint folder (auxiliary files: tokenizer, preprocessing)
+  const char *aux_dir;    // the first adapter's folder, whose auxiliary files override (may be NULL)
+  // CLIP (other families ignore these; zero = off / default):
+  const char *templates;  // zero-shot prompt templates file, one per line with "{}"
+  bool probe;             // linear-probe accuracy on frozen image embeddings
+  const char *probe_data; // the probe's training set (NULL: the other side of data's split)
+  bool wise;              // WiSE-FT: evaluate the weights (1-a)·zero-shot + a·tuned, a = interpolate
+  float interpolate;
+  const char *tuned;      // the tuned checkpoint (the loaded model is the zero-shot one); NULL: the
+                          // loaded model with its adapters merged is the tuned one, model_dir the zero-shot
+  const char *gallery;    // write the retrieval gallery PNG here
 } vkp_eval_request;
 
 struct vkp_model_family {

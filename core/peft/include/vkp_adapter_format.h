@@ -72,6 +72,11 @@ int vkp_adapter_slot_count(const vkp_adapter *a);
 float vkp_adapter_slot_scaling(const vkp_adapter *a, int slot);
 void vkp_adapter_slot_set_scaling(vkp_adapter *a, int slot, float scaling);
 
+// Attaches cfg to exactly the n modules given (its targeting keys are replaced by a regex naming
+// them, so the adapter written as an HF PEFT folder loads onto the same modules): for readers of
+// formats whose files list their modules (kohya, diffusers).
+vkp_status vkp_adapter_attach_modules(vkp_model *m, const vkp_peft_config *cfg, vkp_module *const *mods, int n,
+                                      uint64_t seed, vkp_adapter **out);
 // The module one of whose names, passed through `spell` (NULL: as is), equals `key`.
 typedef void (*vkp_module_spell_fn)(void *user, const char *name, char *out, size_t cap);
 vkp_module *vkp_adapter_find_module(const vkp_model *m, const char *key, vkp_module_spell_fn spell, void *user);

@@ -1,0 +1,726 @@
+// clip_train.c — the CLIP training loop: one recorded graph (forward, contrastive or probe loss,
+// backward, optimizer) replayed per micro-batch, logit_scale clamped after every update, periodic
+// evaluation, atomic checkpoints and exact resume (core/train/vkp_checkpoint.h).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vkp_checkpoint.h"
+#include "vkp_clip_train.h"
+#include "vkp_config.h"
+#include "vkp_fileio.h"
+#include "vkp_json.h"
+#include "vkp_metrics.h"
+#include "vkp_optim.h"
+#include "vkp_peft.h"
+#include "vkp_progress.h"
+
+// A graph computing the objective on one micro-batch (training; mask calibration).
+typedef struct step_graph {
+  vkp_graph *g;
+  vkp_clip_inputs in;
+  vkp_tensor *labels;         // (B) i32, linear_probe
+  vkp_tensor *loss, *logits;  // [1]; (B, B) logits_per_image or (B, K) probe logits
+  vkp_tensor *image_embeds, *text_embeds;   // (B, P); text NULL for the probe
+} step_graph;
+
+struct vkp_clip_trainer {
+  vkp_ctx *ctx;
+  cJSON *cfg_owned;
+  const cJSON *cfg;
+  const char *dir;
+  bool quiet, probe, resumed, random_base, full;
+  vkp_clip_data data;
+  vkp_clip *clip;
+  vkp_clip_tokenizer *tok;
+  int T;                      // tokens per caption
+  vkp_param_set *ps;
+  vkp_param **tp;
+  int nt;
+  vkp_optimizer *opt;
+  vkp_lr_schedule sched;
+  step_graph tg;              // the training graph
+  vkp_tensor *gnorm;          // its optimizer's gradient norm
+  vkp_loader *loader;
+  vkp_metrics_writer *mw;
+  vkp_progress *bar;          // NULL when quiet
+  long batch, accum, log_every, eval_every, ckpt_every, keep_last, eval_batch, val_limit, stop_after;
+  double scale_max;
+  uint64_t seed;
+  int64_t total_steps, step, micro;
+  double best;                // best validation metric (higher is better), valid when best_step >= 0
+  int64_t best_step;
+  vkp_checkpoint *ck;         // resuming: the checkpoint
+  // host buffers of a micro-batch
+  int32_t *ids;               // (B, T)
+  float *logits_host;         // (B, K)
+  bool recording;
+  vkp_clip_batch_record rec;
+  float *rec_pixels, *rec_ie, *rec_te;
+  int32_t *rec_ids, *rec_labels;
+  // the current log window
+  double t0, t_window, loss_sum, r1_sum;
+  int64_t window_steps, images_window, step0;
+  vkp_clip_step_info last;
+  vkp_clip_embedder *emb;     // evaluation embeddings (vkp_clip_eval.h), eval transform
+  vkp_clip_val_result val;    // last evaluation (with its embeddings)
+  size_t val_n;               // images it covered: data.val_idx[0 .. val_n)
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static vkp_status ctx_fail(vkp_clip_trainer *t, vkp_status st, const char *what, vkp_error *err) {
+  return vkp_error_set(err, st, "%s: %s", what, vkp_ctx_error(t->ctx));
+}
+
+// ---- setup ----------------------------------------------------------------------------------
+
+static vkp_status read_train_config(vkp_clip_trainer *t, vkp_error *err) {
+  const cJSON *c = t->cfg;
+  long seed;
+  VKP_TRY(vkp_config_int(c, "train.batch_size", 2, 1 << 16, &t->batch, err));
+  VKP_TRY(vkp_config_int(c, "train.grad_accum", 1, 1 << 16, &t->accum, err));
+  VKP_TRY(vkp_config_int(c, "train.log_every", 1, 1l << 40, &t->log_every, err));
+  VKP_TRY(vkp_config_int(c, "train.eval_every", 0, 1l << 40, &t->eval_every, err));
+  VKP_TRY(vkp_config_int(c, "train.checkpoint_every", 0, 1l << 40, &t->ckpt_every, err));
+  VKP_TRY(vkp_config_int(c, "train.keep_last", 1, 1000, &t->keep_last, err));
+  VKP_TRY(vkp_config_int(c, "train.eval_batch", 1, 1 << 16, &t->eval_batch, err));
+  VKP_TRY(vkp_config_int(c, "train.val_limit", 0, 1l << 40, &t->val_limit, err));
+  VKP_TRY(vkp_config_int(c, "train.stop_after", 0, 1l << 40, &t->stop_after, err));
+  VKP_TRY(vkp_config_int(c, "train.seed", 0, 1l << 40, &seed, err));
+  VKP_TRY(vkp_config_real(c, "train.logit_scale_max", 0, 20, &t->scale_max, err));
+  long workers;
+  VKP_TRY(vkp_config_int(c, "data.workers", 0, 64, &workers, err));
+  t->seed = (uint64_t)seed;
+  const char *obj = vkp_config_string(c, "train.objective");
+  if (!obj || (strcmp(obj, "contrastive") && strcmp(obj, "linear_probe")))
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.objective' must be \"contrastive\" or \"linear_probe\"");
+  t->probe = !strcmp(obj, "linear_probe");
+  const cJSON *item;
+  cJSON_ArrayForEach(item, vkp_config_get(c, "peft")) {
+    const char *m = vkp_config_string(item, "method");
+    t->full |= m && !strcmp(m, "full");
+  }
+  return VKP_OK;
+}
+
+// linear_probe: the head `classifier` (K, P) on the image embeddings, small normal init.
+static vkp_status add_head(vkp_clip_trainer *t, vkp_error *err) {
+  vkp_model *m = t->clip->model;
+  int64_t shape[2] = {t->data.n_classes, t->clip->cfg.projection_dim};
+  vkp_module *head = vkp_model_add_module(m, "classifier", NULL, VKP_MODULE_LINEAR, -1, 2, shape, shape[0]);
+  if (!head) return ctx_fail(t, VKP_ERR_OOM, "adding the linear-probe head", err);
+  if (vkp_param_init_normal(m, head->weight, 0.01f, t->seed + 0x9e3779b9u)) return ctx_fail(t, VKP_ERR_OOM, "initialising the head", err);
+  return VKP_OK;
+}
+
+static vkp_status make_optimizer(vkp_clip_trainer *t, vkp_error *err) {
+  const cJSON *c = t->cfg;
+  vkp_status st = vkp_param_set_new(t->ctx, &t->ps);
+  t->nt = st ? 0 : vkp_model_trainable(t->clip->model, &t->tp);
+  if (!st && t->nt == 0) return vkp_error_set(err, VKP_ERR_INVALID, "config: nothing to train (no adapter and no trainable module)");
+  for (int i = 0; i < t->nt && !st; i++) {
+    vkp_param *p = t->tp[i];
+    st = vkp_param_set_add(t->ps, p->name, p->buf, 0, p->dtype, p->ndim, p->shape, true, NULL);
+  }
+  if (st) return ctx_fail(t, st, "registering the trainable parameters", err);
+  vkp_optim_kind kind;
+  const char *oname = vkp_config_string(c, "train.optimizer");
+  if (!oname || vkp_optim_kind_parse(oname, &kind))
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.optimizer' must be \"adamw\" or \"sgd\"");
+  double wd, lr, mom, clip;
+  VKP_TRY(vkp_config_real(c, "train.weight_decay", 0, 10, &wd, err));
+  VKP_TRY(vkp_config_real(c, "train.lr", 0, 10, &lr, err));
+  VKP_TRY(vkp_config_real(c, "train.momentum", 0, 1, &mom, err));
+  VKP_TRY(vkp_config_real(c, "train.max_grad_norm", 0, 1e9, &clip, err));
+  vkp_optim_config oc = kind == VKP_OPTIM_ADAMW ? vkp_adamw_config(wd) : vkp_sgd_config(mom, false, wd);
+  if (kind == VKP_OPTIM_ADAMW) {
+    VKP_TRY(vkp_config_real(c, "train.beta1", 0, 0.999999, &oc.beta1, err));
+    VKP_TRY(vkp_config_real(c, "train.beta2", 0, 0.999999999, &oc.beta2, err));
+  }
+  oc.max_grad_norm = clip;
+  if (vkp_optimizer_new(t->ps, &oc, &t->opt)) return ctx_fail(t, VKP_ERR_INVALID, "config: train", err);
+  long epochs, max_steps, warmup;
+  double warmup_ratio;
+  VKP_TRY(vkp_config_int(c, "train.epochs", 0, 1 << 20, &epochs, err));
+  VKP_TRY(vkp_config_int(c, "train.max_steps", 0, 1l << 40, &max_steps, err));
+  VKP_TRY(vkp_config_int(c, "train.warmup_steps", 0, 1l << 40, &warmup, err));
+  VKP_TRY(vkp_config_real(c, "train.warmup_ratio", 0, 1, &warmup_ratio, err));
+  int64_t per_epoch = vkp_loader_steps_per_epoch(t->loader) / t->accum;
+  t->total_steps = max_steps > 0 ? max_steps : epochs * per_epoch;
+  if (t->total_steps <= 0)
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: no training steps (set train.epochs or train.max_steps; %zu training pairs, batch %ld)",
+                         t->data.n_train, t->batch);
+  if (warmup == 0) warmup = (long)llround(warmup_ratio * (double)t->total_steps);
+  vkp_lr_kind lk;
+  const char *sname = vkp_config_string(c, "train.schedule");
+  if (!sname || vkp_lr_kind_parse(sname, &lk))
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.schedule' must be constant, linear or cosine");
+  t->sched = lk == VKP_LR_CONSTANT ? vkp_lr_constant((float)lr, warmup)
+             : lk == VKP_LR_LINEAR ? vkp_lr_linear((float)lr, warmup, t->total_steps)
+                                   : vkp_lr_cosine((float)lr, warmup, t->total_steps);
+  return VKP_OK;
+}
+
+// Inputs, forward and the objective of one micro-batch into a new graph sg->g (not compiled).
+static vkp_status forward_loss(vkp_clip_trainer *t, step_graph *sg, vkp_error *err) {
+  vkp_clip *c = t->clip;
+  VKP_TRY(vkp_graph_new(t->ctx, &sg->g));
+  vkp_status st = vkp_clip_inputs_new(c, sg->g, t->batch, t->probe ? 0 : t->batch, t->T, false, &sg->in);
+  if (st) return ctx_fail(t, st, "building the training graph", err);
+  vkp_clip_outputs out;
+  st = vkp_clip_forward(c, sg->g, &sg->in, &out);
+  if (!st && t->probe) {
+    sg->labels = vkp_tensor_input(sg->g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){t->batch});
+    sg->logits = vkp_nn_linear(c->model, vkp_model_find_module(c->model, "classifier"), out.image_embeds);
+    sg->loss = vkp_cross_entropy(sg->g, sg->logits, sg->labels);
+  } else if (!st) {
+    sg->logits = out.logits_per_image;
+    sg->loss = out.loss;
+  }
+  sg->image_embeds = out.image_embeds;
+  sg->text_embeds = out.text_embeds;
+  if (!st) st = vkp_graph_status(sg->g);
+  return st ? vkp_error_set(err, st, "building the training graph: %s", vkp_graph_error(sg->g)) : VKP_OK;
+}
+
+// Uploads micro-batch b (captions looked up in the tokenised training captions) into sg.
+static vkp_status upload_batch(vkp_clip_trainer *t, step_graph *sg, const vkp_batch *b) {
+  const int64_t T = t->T;
+  for (int64_t i = 0; i < t->batch; i++)
+    memcpy(t->ids + i * T, t->data.train_ids + b->captions[i] * (size_t)T, (size_t)T * sizeof *t->ids);
+  vkp_status st = vkp_clip_inputs_set(t->clip, sg->g, &sg->in, b->pixels, t->probe ? NULL : t->ids, NULL);
+  if (!st && t->probe) st = vkp_graph_set_input(sg->g, sg->labels, b->labels, vkp_tensor_nbytes(sg->labels));
+  return st;
+}
+
+// The training graph: forward, loss, backward of the trainable parameters, the optimizer.
+static vkp_status build_graph(vkp_clip_trainer *t, vkp_error *err) {
+  vkp_clip *c = t->clip;
+  c->model->training = true;
+  VKP_TRY(forward_loss(t, &t->tg, err));
+  vkp_status st = VKP_OK;   // every forward output before the optimizer's nodes:
+  vkp_graph_output(t->tg.g, t->tg.loss);
+  vkp_graph_output(t->tg.g, t->tg.logits);
+  vkp_graph_output(t->tg.g, t->tg.image_embeds);
+  if (t->tg.text_embeds) vkp_graph_output(t->tg.g, t->tg.text_embeds);
+  vkp_tensor **p = calloc((size_t)t->nt, sizeof *p), **grads = calloc((size_t)t->nt, sizeof *grads);
+  if (!st && (!p || !grads)) st = VKP_ERR_OOM;
+  for (int i = 0; i < t->nt && !st; i++) p[i] = vkp_param_tensor(c->model, t->tp[i]);
+  if (!st) st = vkp_graph_backward(t->tg.g, t->tg.loss, p, t->nt, grads);
+  if (!st) t->gnorm = vkp_optimizer_append(t->opt, t->tg.g, grads);
+  free(p), free(grads);
+  if (!st) st = vkp_graph_compile(t->tg.g);
+  if (st) return vkp_error_set(err, st, "building the training graph: %s", vkp_graph_status(t->tg.g) ? vkp_graph_error(t->tg.g) : vkp_ctx_error(t->ctx));
+  return VKP_OK;
+}
+
+// Host buffers of a micro-batch and the record of it.
+static vkp_status alloc_host(vkp_clip_trainer *t, vkp_error *err) {
+  const vkp_clip *c = t->clip;
+  int64_t K = t->probe ? t->data.n_classes : t->batch, P = c->cfg.projection_dim, S = c->cfg.vision.image_size, C = c->cfg.vision.num_channels;
+  t->ids = malloc((size_t)(t->batch * t->T) * sizeof *t->ids);
+  t->logits_host = malloc((size_t)(t->batch * K) * sizeof *t->logits_host);
+  t->rec_pixels = malloc((size_t)(t->batch * C * S * S) * sizeof *t->rec_pixels);
+  t->rec_ie = malloc((size_t)(t->batch * P) * sizeof *t->rec_ie);
+  t->rec_te = malloc((size_t)(t->batch * P) * sizeof *t->rec_te);
+  t->rec_ids = malloc((size_t)(t->batch * t->T) * sizeof *t->rec_ids);
+  t->rec_labels = malloc((size_t)t->batch * sizeof *t->rec_labels);
+  if (!t->ids || !t->logits_host || !t->rec_pixels || !t->rec_ie || !t->rec_te || !t->rec_ids || !t->rec_labels)
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  t->rec = (vkp_clip_batch_record){.n = (int)t->batch, .seq_len = t->T, .channels = (int)C, .image_size = (int)S,
+                                   .dim = (int)P, .pixels = t->rec_pixels, .input_ids = t->rec_ids,
+                                   .labels = t->probe ? t->rec_labels : NULL, .image_embeds = t->rec_ie,
+                                   .text_embeds = t->probe ? NULL : t->rec_te, .logits = t->logits_host};
+  return VKP_OK;
+}
+
+// ---- gradient-score masks ----------------------------------------------------------------
+// Masked adapters with mask "gradient" keep the entries with the largest |dL/dW| summed over a few
+// calibration batches of the training data (the base model's gradients, before any update).
+#define VKP_MASK_CALIBRATION_BATCHES 4
+
+static vkp_status calibrate_adapter(vkp_clip_trainer *t, vkp_adapter *a, vkp_error *err) {
+  vkp_model *m = t->clip->model;
+  int ns = 0;
+  while (vkp_adapter_slot_module(a, ns)) ns++;
+  step_graph sg = {0};
+  vkp_loader *ld = NULL;
+  vkp_tensor **w = calloc((size_t)ns, sizeof *w), **grads = calloc((size_t)ns, sizeof *grads);
+  float **scores = calloc((size_t)ns, sizeof *scores), *tmp = NULL;
+  vkp_status st = w && grads && scores ? forward_loss(t, &sg, err) : vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  for (int i = 0; i < ns && !st; i++) w[i] = vkp_param_tensor(m, vkp_adapter_slot_module(a, i)->weight);
+  bool built = !st;
+  if (!st) st = vkp_graph_backward(sg.g, sg.loss, w, ns, grads);
+  for (int i = 0; i < ns && !st; i++) vkp_graph_output(sg.g, grads[i]);
+  if (!st) st = vkp_graph_compile(sg.g);
+  if (st && built) vkp_error_set(err, st, "mask calibration: %s", vkp_graph_error(sg.g));   // else forward_loss's message
+  if (!st) {
+    vkp_loader_opts lo = {.batch_size = (int)t->batch, .shuffle = true, .drop_last = true, .seed = t->seed + 0x5eedu,
+                          .indices = t->data.train_idx, .n_indices = t->data.n_train};
+    st = vkp_pairs_loader_new(t->data.train, &t->data.eval_tf, &lo, &ld, err);
+  }
+  for (int k = 0; k < VKP_MASK_CALIBRATION_BATCHES && !st; k++) {
+    vkp_batch b;
+    st = vkp_loader_next(ld, &b, err);
+    if (st) break;   // the loader's message is set
+    if ((st = upload_batch(t, &sg, &b)) == VKP_OK) st = vkp_graph_run(sg.g);
+    for (int i = 0; i < ns && !st; i++) {
+      size_t n = (size_t)vkp_tensor_numel(w[i]);
+      if (!scores[i] && !(scores[i] = calloc(n, sizeof(float)))) st = VKP_ERR_OOM;
+      free(tmp);
+      if (!st && !(tmp = malloc(n * sizeof *tmp))) st = VKP_ERR_OOM;
+      if (!st) st = vkp_graph_read(sg.g, grads[i], tmp, n * sizeof *tmp);
+      for (size_t j = 0; j < n && !st; j++) scores[i][j] += fabsf(tmp[j]);
+    }
+    if (st) vkp_error_set(err, st, "mask calibration: %s", vkp_ctx_error(t->ctx));
+  }
+  for (int i = 0; i < ns && !st; i++)
+    if ((st = vkp_masked_set_scores(m, a, i, scores[i]))) vkp_error_set(err, st, "mask calibration: %s", vkp_ctx_error(t->ctx));
+  for (int i = 0; i < ns && scores; i++) free(scores[i]);
+  free(scores), free(tmp), free(w), free(grads);
+  vkp_loader_free(ld);
+  vkp_graph_free(sg.g);
+  return st;
+}
+
+static vkp_status calibrate_masks(vkp_clip_trainer *t, vkp_error *err) {
+  vkp_model *m = t->clip->model;
+  for (int i = 0; i < vkp_peft_count(m); i++) {
+    vkp_adapter *a = vkp_peft_get(m, i);
+    const vkp_peft_config *pc = vkp_adapter_config(a);
+    if (pc->method == VKP_PEFT_MASKED && pc->mask == VKP_MASK_GRADIENT) VKP_TRY(calibrate_adapter(t, a, err));
+  }
+  return VKP_OK;
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------
+
+static void adapter_dir(char *out, size_t cap, const char *base, int k, int n) {
+  if (n == 1) snprintf(out, cap, "%s/adapter", base);
+  else snprintf(out, cap, "%s/adapter_%d", base, k);
+}
+
+// Every adapter into base/adapter (or adapter_K); `final` adds the preprocessing and the config.
+static vkp_status save_adapters(vkp_clip_trainer *t, const char *base, bool final, vkp_error *err) {
+  vkp_model *m = t->clip->model;
+  int n = vkp_peft_count(m);
+  for (int k = 0; k < n; k++) {
+    char dir[VKP_CHECKPOINT_PATH_MAX + 32], path[VKP_CHECKPOINT_PATH_MAX + 64];
+    adapter_dir(dir, sizeof dir, base, k, n);
+    if (vkp_peft_save(m, vkp_peft_get(m, k), dir)) return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(t->ctx));
+    if (!final) continue;
+    VKP_TRY(vkp_clip_preprocess_save(&t->data.eval_tf, t->clip->cfg.vision.num_channels, dir, err));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    VKP_TRY(vkp_clip_config_save(&t->clip->cfg, path, err));
+  }
+  return VKP_OK;
+}
+
+static vkp_status save_params(void *user, const char *dir, vkp_error *err) { return save_adapters(user, dir, false, err); }
+
+static vkp_status save_checkpoint(vkp_clip_trainer *t, vkp_error *err) {
+  vkp_train_state s = {.step = t->step, .micro_step = t->micro, .best_metric = t->best_step >= 0 ? t->best : -1,
+                       .best_step = t->best_step};
+  vkp_loader_tell(t->loader, &s.loader_epoch, &s.loader_step);
+  cJSON *extra = cJSON_CreateObject();
+  if (!extra || !cJSON_AddNumberToObject(extra, "adapters", vkp_peft_count(t->clip->model)) ||
+      !cJSON_AddStringToObject(extra, "task", "clip")) {
+    cJSON_Delete(extra);
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  }
+  vkp_checkpoint_save_opts o = {.run_dir = t->dir, .keep_last = (int)t->keep_last, .ctx = t->ctx, .opt = t->opt,
+                                .save_params = save_params, .user = t, .extra = extra};
+  vkp_status st = vkp_checkpoint_save(&o, &s, err);
+  cJSON_Delete(extra);
+  if (!st) vkp_metrics_sync(t->mw, NULL);
+  return st;
+}
+
+// ---- trainer --------------------------------------------------------------------------------
+
+static vkp_status load_resume(vkp_clip_trainer *t, const char *resume_dir, vkp_error *err) {
+  char path[1500];
+  snprintf(path, sizeof path, "%s/config.json", resume_dir);
+  VKP_TRY(vkp_clip_train_config(path, NULL, 0, &t->cfg_owned, err));
+  t->cfg = t->cfg_owned;
+  t->dir = resume_dir;
+  if (!(t->ck = calloc(1, sizeof *t->ck))) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  VKP_TRY(vkp_checkpoint_find_latest(resume_dir, t->ck, err));
+  if (t->ck->skipped && !t->quiet)
+    printf("vkpeft train: %d newer checkpoint%s damaged; resuming from %s\n", t->ck->skipped, t->ck->skipped > 1 ? "s" : "", t->ck->dir);
+  return VKP_OK;
+}
+
+// The adapters as checkpointed (same modules, trained values).
+static vkp_status load_adapters(vkp_clip_trainer *t, vkp_error *err) {
+  int n = cJSON_GetArraySize(vkp_config_get(t->cfg, "peft"));
+  for (int k = 0; k < n; k++) {
+    char dir[VKP_CHECKPOINT_PATH_MAX + 32];
+    adapter_dir(dir, sizeof dir, t->ck->dir, k, n);
+    vkp_adapter *a;
+    if (vkp_peft_load(t->clip->model, dir, &a)) return vkp_error_set(err, VKP_ERR_FORMAT, "%s", vkp_ctx_error(t->ctx));
+  }
+  return VKP_OK;
+}
+
+static vkp_status setup(vkp_clip_trainer *t, const cJSON *cfg_in, const char *resume_dir, vkp_error *err) {
+  if (resume_dir) VKP_TRY(load_resume(t, resume_dir, err));
+  else if (!cfg_in) {
+    return vkp_error_set(err, VKP_ERR_INVALID, "vkp_clip_train: neither a config nor a run directory to resume");
+  } else {
+    t->cfg = cfg_in;
+    t->dir = vkp_config_string(cfg_in, "output_dir");
+    if (!t->dir) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'output_dir' is required");
+  }
+  VKP_TRY(read_train_config(t, err));
+  t->random_base = !vkp_config_string(t->cfg, "model.pretrained");
+  VKP_TRY(vkp_clip_train_model(t->ctx, t->cfg, &t->clip, &t->tok, &t->T, err));
+  const vkp_clip_vision_config *vc = &t->clip->cfg.vision;
+  VKP_TRY(vkp_clip_data_load(t->cfg, t->tok, vc->image_size, vc->num_channels, t->T, t->probe, &t->data, err));
+  if ((size_t)t->batch > t->data.n_train && !t->probe)
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.batch_size' (%ld) is larger than the training set (%zu pairs)",
+                         t->batch, t->data.n_train);
+  VKP_TRY(vkp_clip_embedder_new(t->clip, (int)t->eval_batch, &t->emb, err));
+  vkp_clip_embedder_set_transform(t->emb, &t->data.eval_tf);
+  if (t->probe) VKP_TRY(add_head(t, err));
+  VKP_TRY(alloc_host(t, err));
+  if (resume_dir) VKP_TRY(load_adapters(t, err));
+  else VKP_TRY(vkp_clip_train_attach(t->clip, vkp_config_get(t->cfg, "peft"), t->seed, t->probe ? "classifier" : NULL, err));
+  if (!resume_dir) VKP_TRY(calibrate_masks(t, err));
+  VKP_TRY(vkp_dir_create(t->dir, err));
+  int64_t le = 0, ls = 0;
+  if (resume_dir) {
+    t->step = t->ck->state.step;
+    t->micro = t->ck->state.micro_step;
+    le = t->ck->state.loader_epoch, ls = t->ck->state.loader_step;
+    t->best = t->ck->state.best_metric;
+    t->best_step = t->ck->state.best_step;
+    t->resumed = true;
+  }
+  vkp_loader_opts lo = {.batch_size = (int)t->batch, .shuffle = true, .drop_last = true, .seed = t->seed,
+                        .n_workers = (int)vkp_config_number(t->cfg, "data.workers"), .indices = t->data.train_idx,
+                        .n_indices = t->data.n_train, .start_epoch = le, .start_step = ls,
+                        .first_caption = vkp_config_bool(t->cfg, "data.first_caption")};
+  VKP_TRY(vkp_pairs_loader_new(t->data.train, &t->data.train_tf, &lo, &t->loader, err));
+  VKP_TRY(make_optimizer(t, err));
+  if (resume_dir) VKP_TRY(vkp_checkpoint_load_optimizer(t->ck, t->ctx, t->opt, err));
+  char path[1500];
+  snprintf(path, sizeof path, "%s/config.json", t->dir);
+  if (!resume_dir) VKP_TRY(vkp_json_write_atomic(path, t->cfg, err));   // for reproduction and resume
+  VKP_TRY(build_graph(t, err));
+  snprintf(path, sizeof path, "%s/metrics.jsonl", t->dir);
+  return vkp_metrics_open(path, resume_dir ? t->step : VKP_METRICS_NEW_RUN, &t->mw, err);
+}
+
+vkp_status vkp_clip_trainer_new(vkp_ctx *ctx, const cJSON *cfg, const char *resume_dir, bool quiet,
+                                vkp_clip_trainer **out, vkp_error *err) {
+  *out = NULL;
+  vkp_clip_trainer *t = calloc(1, sizeof *t);
+  if (!t) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  t->ctx = ctx;
+  t->quiet = quiet;
+  t->best = -1, t->best_step = -1;
+  t->val = (vkp_clip_val_result){.loss = NAN, .i2t_r1 = NAN, .i2t_r5 = NAN, .t2i_r1 = NAN, .t2i_r5 = NAN, .accuracy = NAN};
+  vkp_status st = setup(t, cfg, resume_dir, err);
+  if (st) {
+    vkp_clip_trainer_free(t);
+    return st;
+  }
+  *out = t;
+  return VKP_OK;
+}
+
+void vkp_clip_trainer_free(vkp_clip_trainer *t) {
+  if (!t) return;
+  vkp_progress_free(t->bar);
+  if (t->mw) vkp_metrics_close(t->mw, NULL);
+  vkp_clip_val_result_clear(&t->val);
+  vkp_clip_embedder_free(t->emb);
+  vkp_loader_free(t->loader);
+  vkp_graph_free(t->tg.g);
+  vkp_optimizer_free(t->opt);
+  vkp_param_set_free(t->ps);
+  free(t->tp);
+  vkp_clip_free(t->clip);
+  vkp_clip_tokenizer_free(t->tok);
+  vkp_clip_data_free(&t->data);
+  cJSON_Delete(t->cfg_owned);
+  if (t->ck) vkp_checkpoint_clear(t->ck);
+  free(t->ck);
+  free(t->ids), free(t->logits_host);
+  free(t->rec_pixels), free(t->rec_ie), free(t->rec_te), free(t->rec_ids), free(t->rec_labels);
+  free(t);
+}
+
+vkp_clip *vkp_clip_trainer_model(const vkp_clip_trainer *t) { return t->clip; }
+const vkp_clip_data *vkp_clip_trainer_data(const vkp_clip_trainer *t) { return &t->data; }
+void vkp_clip_trainer_record(vkp_clip_trainer *t, bool on) { t->recording = on; }
+const vkp_clip_batch_record *vkp_clip_trainer_last_batch(const vkp_clip_trainer *t) { return &t->rec; }
+
+// ---- a step ---------------------------------------------------------------------------------
+
+// In-batch recall@1 of logits_per_image (B, B), both directions; a hit when the retrieved
+// caption's tokens equal the query's (duplicates in a batch are not misses).
+static double batch_r1(const float *L, const int32_t *ids, int64_t B, int T) {
+  int64_t hits = 0;
+  for (int64_t i = 0; i < B; i++) {
+    int64_t bi = 0, bt = 0;
+    for (int64_t j = 1; j < B; j++) {
+      if (L[i * B + j] > L[i * B + bi]) bi = j;   // image i -> best text
+      if (L[j * B + i] > L[bt * B + i]) bt = j;   // text i -> best image
+    }
+    hits += !memcmp(ids + bi * T, ids + i * T, (size_t)T * sizeof *ids);
+    hits += !memcmp(ids + bt * T, ids + i * T, (size_t)T * sizeof *ids);
+  }
+  return (double)hits / (double)(2 * B);
+}
+
+static double batch_accuracy(const float *L, const int32_t *labels, int64_t B, int64_t K) {
+  int64_t hits = 0;
+  for (int64_t i = 0; i < B; i++) {
+    int64_t arg = 0;
+    for (int64_t k = 1; k < K; k++)
+      if (L[i * K + k] > L[i * K + arg]) arg = k;
+    hits += arg == labels[i];
+  }
+  return (double)hits / (double)B;
+}
+
+static vkp_status micro_step(vkp_clip_trainer *t, bool apply, float lr_out[1], double *loss, double *r1, vkp_error *err) {
+  vkp_batch b;
+  VKP_TRY(vkp_loader_next(t->loader, &b, err));
+  const int64_t B = t->batch, T = t->T, K = t->tg.logits->shape[1];
+  vkp_clip *c = t->clip;
+  if (t->recording && c->logit_scale && vkp_param_read_f32(c->model, c->logit_scale->weight, &t->rec.logit_scale))
+    return ctx_fail(t, VKP_ERR_IO, "reading logit_scale", err);
+  vkp_step_scalars s = {.loss_scale = 1.0f / (float)t->accum, .seed = (uint32_t)(t->seed * 1000003u + (uint64_t)t->micro)};
+  vkp_optimizer_prepare_step(t->opt, vkp_lr_at(&t->sched, vkp_optimizer_steps(t->opt)), apply, &s);
+  lr_out[0] = s.lr;
+  vkp_status st = vkp_graph_set_scalars(t->tg.g, &s);
+  if (!st) st = upload_batch(t, &t->tg, &b);
+  if (!st) st = vkp_graph_run(t->tg.g);
+  float l = 0;
+  if (!st) st = vkp_graph_read(t->tg.g, t->tg.loss, &l, sizeof l);
+  if (!st) st = vkp_graph_read(t->tg.g, t->tg.logits, t->logits_host, (uint64_t)(B * K) * sizeof *t->logits_host);
+  if (!st && t->recording) {
+    st = vkp_graph_read(t->tg.g, t->tg.image_embeds, t->rec_ie, vkp_tensor_nbytes(t->tg.image_embeds));
+    if (!st && t->tg.text_embeds) st = vkp_graph_read(t->tg.g, t->tg.text_embeds, t->rec_te, vkp_tensor_nbytes(t->tg.text_embeds));
+    memcpy(t->rec_pixels, b.pixels, vkp_tensor_nbytes(t->tg.in.pixel_values));
+    memcpy(t->rec_ids, t->ids, (size_t)(B * T) * sizeof *t->ids);
+    memcpy(t->rec_labels, b.labels, (size_t)B * sizeof *t->rec_labels);
+    t->rec.loss = l;
+  }
+  if (st) return vkp_error_set(err, st, "training step %lld: %s", (long long)t->step, vkp_ctx_error(t->ctx));
+  if (!isfinite(l))
+    return vkp_error_set(err, VKP_ERR_INVALID, "training diverged at step %lld (loss %g): lower train.lr", (long long)t->step, l);
+  t->micro++;
+  *loss = l;
+  *r1 = t->probe ? batch_accuracy(t->logits_host, b.labels, B, K) : batch_r1(t->logits_host, t->ids, B, (int)T);
+  return VKP_OK;
+}
+
+vkp_status vkp_clip_trainer_step(vkp_clip_trainer *t, vkp_clip_step_info *info, vkp_error *err) {
+  double loss = 0, r1 = 0;
+  float lr = 0;
+  for (long k = 0; k < t->accum; k++) {
+    double l = 0, r = 0;
+    VKP_TRY(micro_step(t, k + 1 == t->accum, &lr, &l, &r, err));
+    loss += l / (double)t->accum, r1 += r / (double)t->accum;
+  }
+  t->step++;
+  vkp_clip *c = t->clip;
+  float gn = 0, scale = NAN;
+  if (vkp_graph_read(t->tg.g, t->gnorm, &gn, sizeof gn)) return ctx_fail(t, VKP_ERR_IO, "reading the gradient norm", err);
+  if (c->logit_scale) {   // CLIP's clamp after every update: logit_scale in [0, ln 100]
+    if ((c->logit_scale->weight->trainable && vkp_clip_clamp_logit_scale(c, (float)t->scale_max)) ||
+        vkp_param_read_f32(c->model, c->logit_scale->weight, &scale))
+      return ctx_fail(t, VKP_ERR_IO, "clamping logit_scale", err);
+  }
+  *info = (vkp_clip_step_info){.step = t->step, .loss = loss, .lr = lr, .grad_norm = gn, .logit_scale = scale, .train_r1 = r1};
+  t->last = *info;
+  return VKP_OK;
+}
+
+// ---- evaluation -----------------------------------------------------------------------------
+
+static vkp_status evaluate_val(vkp_clip_trainer *t, vkp_error *err) {
+  const vkp_clip_data *d = &t->data;
+  if (d->n_val == 0) return VKP_OK;
+  size_t n = t->val_limit > 0 && (size_t)t->val_limit < d->n_val ? (size_t)t->val_limit : d->n_val;
+  vkp_clip_val_result r;
+  VKP_TRY(vkp_clip_evaluate(t->emb, t->tok, t->probe, d->val ? d->val : d->train, (const char *const *)d->val_texts,
+                            d->val_idx, n, (int)t->batch, &r, err));
+  vkp_clip_val_result_clear(&t->val);
+  t->val = r;
+  t->val_n = n;
+  vkp_metric m[6];
+  int k = 0;
+  m[k++] = (vkp_metric){"val_loss", r.loss};
+  if (t->probe) m[k++] = (vkp_metric){"val_accuracy", r.accuracy};
+  else {
+    m[k++] = (vkp_metric){"val_i2t_r1", r.i2t_r1}, m[k++] = (vkp_metric){"val_i2t_r5", r.i2t_r5};
+    m[k++] = (vkp_metric){"val_t2i_r1", r.t2i_r1}, m[k++] = (vkp_metric){"val_t2i_r5", r.t2i_r5};
+  }
+  VKP_TRY(vkp_metrics_write(t->mw, t->step, m, k, err));
+  double metric = t->probe ? r.accuracy : -r.loss;   // higher is better
+  if (t->step > 0 && (t->best_step < 0 || metric > t->best)) t->best = metric, t->best_step = t->step;   // step 0: no checkpoint
+  if (t->probe)
+    vkp_progress_print(t->bar, "step %lld: validation accuracy %.2f%%, loss %.4f (%zu images)", (long long)t->step,
+                       100 * r.accuracy, r.loss, n);
+  else
+    vkp_progress_print(t->bar, "step %lld: validation loss %.4f, R@1 image->text %.1f%% text->image %.1f%% (%zu pairs)",
+                       (long long)t->step, r.loss, 100 * r.i2t_r1, 100 * r.t2i_r1, n);
+  return VKP_OK;
+}
+
+// ---- the loop -------------------------------------------------------------------------------
+
+static vkp_status log_window(vkp_clip_trainer *t, vkp_error *err) {
+  double dt = now_s() - t->t_window, ips = dt > 0 ? (double)t->images_window / dt : 0;
+  size_t epoch_samples = vkp_loader_epoch_samples(t->loader);
+  vkp_metric m[9] = {{"epoch", (double)t->micro * (double)t->batch / (double)(epoch_samples ? epoch_samples : 1)},
+                     {"loss", t->loss_sum / (double)t->window_steps},
+                     {"lr", t->last.lr},
+                     {"logit_scale", t->last.logit_scale},
+                     {"grad_norm", t->last.grad_norm},
+                     {t->probe ? "train_accuracy" : "train_r1", t->r1_sum / (double)t->window_steps},
+                     {"images_per_s", ips},
+                     {"device_mb", (double)vkp_ctx_memory_in_use(t->ctx) / 1048576.0},
+                     {"seconds", now_s() - t->t0}};
+  VKP_TRY(vkp_metrics_write(t->mw, t->step, m, 9, err));
+  t->t_window = now_s(), t->images_window = 0, t->loss_sum = 0, t->r1_sum = 0, t->window_steps = 0;
+  return VKP_OK;
+}
+
+static vkp_status train_loop(vkp_clip_trainer *t, vkp_error *err) {
+  int64_t end = t->stop_after > 0 && t->stop_after < t->total_steps ? t->stop_after : t->total_steps;
+  if (t->step == 0 && vkp_config_bool(t->cfg, "train.eval_at_start")) VKP_TRY(evaluate_val(t, err));   // the baseline
+  while (t->step < end) {
+    vkp_clip_step_info info;
+    VKP_TRY(vkp_clip_trainer_step(t, &info, err));
+    t->loss_sum += info.loss, t->r1_sum += info.train_r1, t->window_steps++;
+    t->images_window += t->batch * t->accum;
+    char extra[64];
+    snprintf(extra, sizeof extra, t->probe ? "acc %.1f%%" : "r@1 %.1f%%", 100 * info.train_r1);
+    vkp_progress_update(t->bar, t->step, (t->step - t->step0) * t->batch * t->accum, info.loss, extra);
+    if (t->step % t->log_every == 0 || t->step == end) VKP_TRY(log_window(t, err));
+    bool eval_now = (t->eval_every > 0 && t->step % t->eval_every == 0) || t->step == t->total_steps;
+    if (eval_now) VKP_TRY(evaluate_val(t, err));
+    if ((t->ckpt_every > 0 && t->step % t->ckpt_every == 0) || t->step == end) VKP_TRY(save_checkpoint(t, err));
+  }
+  return VKP_OK;
+}
+
+// The final outputs of a run that reached its end.
+static vkp_status finish(vkp_clip_trainer *t, vkp_clip_train_summary *s, vkp_error *err) {
+  VKP_TRY(save_adapters(t, t->dir, true, err));
+  char path[1500];
+  if (t->random_base || t->full) {   // the base the adapter applies to (or the trained model)
+    snprintf(path, sizeof path, "%s/model", t->dir);
+    VKP_TRY(vkp_clip_save(t->clip, path, err));
+    VKP_TRY(vkp_clip_preprocess_save(&t->data.eval_tf, t->clip->cfg.vision.num_channels, path, err));
+  }
+  const vkp_clip_data *d = &t->data;
+  if (d->test) {
+    vkp_clip_val_result r;
+    VKP_TRY(vkp_clip_evaluate(t->emb, t->tok, t->probe, d->test, (const char *const *)d->test_texts, NULL, 0, (int)t->batch,
+                              &r, err));
+    vkp_clip_val_result_clear(&r);
+    s->test_loss = r.loss, s->test_accuracy = r.accuracy, s->test_i2t_r1 = r.i2t_r1, s->test_t2i_r1 = r.t2i_r1;
+    vkp_metric m[4] = {{"test_loss", r.loss}, {t->probe ? "test_accuracy" : "test_i2t_r1", t->probe ? r.accuracy : r.i2t_r1},
+                       {"test_t2i_r1", r.t2i_r1}};
+    VKP_TRY(vkp_metrics_write(t->mw, t->step, m, t->probe ? 2 : 3, err));
+  }
+  return VKP_OK;
+}
+
+// The retrieval gallery of the last validation (vkp_clip_eval.h): a few held-out captions with
+// their top-5 images, the right one framed. Returns how many PNGs it wrote into paths[].
+static vkp_status write_gallery(vkp_clip_trainer *t, char paths[][1100], const char **caps, int *n, vkp_error *err) {
+  const vkp_clip_data *d = &t->data;
+  *n = 0;
+  if (t->probe || !t->val.text_embeds || t->val_n < 2) return VKP_OK;
+  size_t m = t->val_n;
+  const char **texts = malloc(m * sizeof *texts);
+  int64_t *text_image = malloc(m * sizeof *text_image);
+  if (!texts || !text_image) {
+    free(texts), free(text_image);
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  }
+  for (size_t i = 0; i < m; i++) texts[i] = d->val_texts[d->val_idx[i]], text_image[i] = (int64_t)i;
+  vkp_clip_gallery g = {.images = (d->val ? d->val : d->train)->images, .image_index = d->val_idx,
+                        .image_embeds = t->val.image_embeds, .n_images = (int64_t)m, .text_embeds = t->val.text_embeds,
+                        .texts = texts, .text_image = text_image, .n_texts = (int64_t)m,
+                        .dim = vkp_clip_embed_dim(t->clip)};
+  snprintf(paths[0], 1100, "%s/retrieval_gallery.png", t->dir);
+  vkp_status st = vkp_clip_gallery_png(&g, paths[0], err);
+  free(texts), free(text_image);
+  if (!st) caps[0] = "Held-out captions and their top-5 images (the right image framed)", *n = 1;
+  return st;
+}
+
+vkp_status vkp_clip_trainer_run(vkp_clip_trainer *t, vkp_clip_train_summary *summary, vkp_error *err) {
+  vkp_clip_train_summary *s = summary;
+  *s = (vkp_clip_train_summary){.final_loss = NAN, .val_loss = NAN, .val_i2t_r1 = NAN, .val_t2i_r1 = NAN,
+                                .val_accuracy = NAN, .test_loss = NAN, .test_i2t_r1 = NAN, .test_t2i_r1 = NAN,
+                                .test_accuracy = NAN, .best_metric = -1, .logit_scale = NAN};
+  vkp_peft_report rep = vkp_peft_get_report(t->clip->model);
+  if (!t->quiet) {
+    printf("vkpeft train: %s, CLIP %s, %zu training pairs%s; %lld trainable of %lld parameters (%.2f%%); %lld steps%s\n",
+           vkp_ctx_info(t->ctx)->name, t->probe ? "linear probe" : "contrastive", t->data.n_train,
+           t->data.n_val ? "" : " (no validation)", (long long)rep.trainable_params, (long long)rep.total_params,
+           100.0 * (double)rep.trainable_params / (double)rep.total_params, (long long)t->total_steps,
+           t->resumed ? " (resumed)" : "");
+    vkp_progress_opts po = {.label = "train", .total = t->total_steps, .unit = "img", .out = stdout, .tty = -1};
+    t->bar = vkp_progress_new(&po);
+    vkp_progress_update(t->bar, t->step, 0, NAN, NULL);
+  }
+  t->t0 = t->t_window = now_s();
+  t->step0 = t->step;
+  vkp_status st = train_loop(t, err);
+  vkp_progress_free(t->bar);
+  t->bar = NULL;
+  double secs = now_s() - t->t0;
+  bool finished = !st && t->step >= t->total_steps;
+  if (finished) st = finish(t, s, err);
+  s->steps = t->step;
+  s->seconds = secs;
+  s->images_per_s = secs > 0 ? (double)(t->step - t->step0) * (double)(t->batch * t->accum) / secs : 0;
+  s->final_loss = t->last.loss;
+  s->logit_scale = t->last.logit_scale;
+  s->val_loss = t->val.loss, s->val_accuracy = t->val.accuracy, s->val_i2t_r1 = t->val.i2t_r1, s->val_t2i_r1 = t->val.t2i_r1;
+  s->best_metric = t->best_step >= 0 ? t->best : -1;
+  s->trainable_params = rep.trainable_params;
+  s->total_params = rep.total_params;
+  s->peak_device_bytes = vkp_ctx_memory_peak(t->ctx);
+  s->arena_bytes = t->tg.g ? vkp_graph_get_stats(t->tg.g).arena_bytes : 0;
+  snprintf(s->run_dir, sizeof s->run_dir, "%s", t->dir);
+  vkp_status cst = vkp_metrics_close(t->mw, st ? NULL : err);
+  t->mw = NULL;
+  if (!st) st = cst;
+  if (finished && !st) {
+    char gallery[1][1100];
+    const char *caps[1], *paths[1] = {gallery[0]};
+    int ng = 0;
+    st = write_gallery(t, gallery, caps, &ng, err);
+    if (!st) st = vkp_clip_train_report(t->dir, t->cfg, s, paths, caps, ng, err);
+  }
+  return st;
+}
+
+vkp_status vkp_clip_train(vkp_ctx *ctx, const cJSON *cfg, const char *resume_dir, bool quiet,
+                          vkp_clip_train_summary *summary, vkp_error *err) {
+  vkp_clip_trainer *t = NULL;
+  memset(summary, 0, sizeof *summary);
+  VKP_TRY(vkp_clip_trainer_new(ctx, cfg, resume_dir, quiet, &t, err));
+  vkp_status st = vkp_clip_trainer_run(t, summary, err);
+  vkp_clip_trainer_free(t);
+  return st;
+}

@@ -1,0 +1,177 @@
+// clip_train_report.c — what a finished CLIP run leaves for people: plots/ (loss, learning rate,
+// logit scale, validation metrics), eval.json and report.html (with a place for the retrieval
+// gallery of vkp_clip_eval.h).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "vkp_clip_train.h"
+#include "vkp_config.h"
+#include "vkp_fileio.h"
+#include "vkp_json.h"
+#include "vkp_metrics.h"
+#include "vkp_plot.h"
+#include "vkp_png.h"
+#include "vkp_report.h"
+
+// One chart of the run: up to four metrics of metrics.jsonl; `smooth` draws the first one raw and
+// faint under its moving average (noisy per-step values).
+typedef struct chart {
+  const char *file, *title, *ylabel;
+  const char *keys[4], *labels[4];
+  bool smooth;
+} chart;
+
+// Draws `ch` into plots/<file> when the log has any of its metrics; *drawn says whether it did.
+static vkp_status draw_chart(const vkp_metrics_log *log, const chart *ch, const char *path, bool *drawn, vkp_error *err) {
+  vkp_plot_series s[5];
+  double *ema = NULL;
+  int ns = 0;
+  for (int k = 0; k < 4 && ch->keys[k]; k++) {
+    const vkp_metric_series *m = vkp_metrics_find(log, ch->keys[k]);
+    if (!m || m->n == 0) continue;
+    vkp_plot_series base = {.label = ch->labels[k], .x = m->step, .y = m->value, .n = m->n, .color = vkp_plot_palette(k),
+                            .style = m->n < 30 ? VKP_PLOT_LINE_MARKERS : VKP_PLOT_LINE};
+    if (k == 0 && ch->smooth && m->n > 8 && (ema = malloc((size_t)m->n * sizeof *ema))) {
+      vkp_plot_smooth_ema(m->value, m->n, 0.9, ema);
+      s[ns] = base, s[ns].label = NULL, s[ns].opacity = 0.3f, ns++;
+      base.y = ema;
+    }
+    s[ns++] = base;
+  }
+  *drawn = ns > 0;
+  vkp_status st = VKP_OK;
+  if (ns > 0) {
+    vkp_line_chart lc = {.title = ch->title, .x = {.label = "step"}, .y = {.label = ch->ylabel}, .series = s, .n_series = ns};
+    vkp_image *img = NULL;
+    st = vkp_plot_line(&lc, &img, NULL, err);
+    if (!st) st = vkp_png_write(path, img, NULL, 0, err);
+    vkp_image_free(img);
+  }
+  free(ema);
+  return st;
+}
+
+static void add_number(cJSON *o, const char *key, double v) {
+  if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
+}
+
+static vkp_status write_eval_json(const char *run_dir, const vkp_clip_train_summary *s, vkp_error *err) {
+  cJSON *ev = cJSON_CreateObject();
+  if (!ev) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  add_number(ev, "steps", (double)s->steps);
+  add_number(ev, "seconds", s->seconds);
+  add_number(ev, "images_per_s", s->images_per_s);
+  add_number(ev, "trainable_params", (double)s->trainable_params);
+  add_number(ev, "total_params", (double)s->total_params);
+  add_number(ev, "peak_device_bytes", (double)s->peak_device_bytes);
+  add_number(ev, "graph_arena_bytes", (double)s->arena_bytes);
+  add_number(ev, "final_loss", s->final_loss);
+  add_number(ev, "logit_scale", s->logit_scale);
+  add_number(ev, "val_loss", s->val_loss);
+  add_number(ev, "val_accuracy", s->val_accuracy);
+  add_number(ev, "val_i2t_r1", s->val_i2t_r1);
+  add_number(ev, "val_t2i_r1", s->val_t2i_r1);
+  add_number(ev, "test_loss", s->test_loss);
+  add_number(ev, "test_accuracy", s->test_accuracy);
+  add_number(ev, "test_i2t_r1", s->test_i2t_r1);
+  add_number(ev, "test_t2i_r1", s->test_t2i_r1);
+  char path[1200];
+  snprintf(path, sizeof path, "%s/eval.json", run_dir);
+  vkp_status st = vkp_json_write_atomic(path, ev, err);
+  cJSON_Delete(ev);
+  return st;
+}
+
+// "lora + ia3" from the peft list.
+static void method_names(const cJSON *cfg, char *out, size_t cap) {
+  out[0] = '\0';
+  const cJSON *item;
+  cJSON_ArrayForEach(item, vkp_config_get(cfg, "peft")) {
+    const char *m = vkp_config_string(item, "method");
+    size_t l = strlen(out);
+    snprintf(out + l, cap - l, "%s%s", l ? " + " : "", m ? m : "?");
+  }
+}
+
+static void fmt(char *buf, const char *f, double v, double mul) {
+  if (isfinite(v)) snprintf(buf, 64, f, mul * v);
+  else snprintf(buf, 64, "-");
+}
+
+vkp_status vkp_clip_train_report(const char *run_dir, const cJSON *cfg, const vkp_clip_train_summary *s,
+                                 const char *const *gallery, const char *const *gallery_captions, int n_gallery,
+                                 vkp_error *err) {
+  bool probe = !strcmp(vkp_config_string(cfg, "train.objective"), "linear_probe");
+  char plots[1100], path[1200];
+  snprintf(plots, sizeof plots, "%s/plots", run_dir);
+  VKP_TRY(vkp_dir_create(plots, err));
+  snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+  vkp_metrics_log *log = NULL;
+  VKP_TRY(vkp_metrics_read(path, &log, err));
+  const chart charts[] = {
+      {"loss.png", "Loss", probe ? "cross-entropy" : "symmetric InfoNCE", {"loss", "val_loss"}, {"train loss", "validation loss"}, true},
+      {"val.png", probe ? "Accuracy" : "Retrieval", probe ? "accuracy" : "recall",
+       {probe ? "train_accuracy" : "train_r1", probe ? "val_accuracy" : "val_i2t_r1", "val_t2i_r1", "val_i2t_r5"},
+       {probe ? "train (in batch)" : "train R@1 (in batch)", probe ? "validation" : "val image->text R@1",
+        "val text->image R@1", "val image->text R@5"}, false},
+      {"lr.png", "Learning rate", "lr", {"lr"}, {"learning rate"}, false},
+      {"logit_scale.png", "Logit scale (log of the temperature's inverse)", "logit_scale", {"logit_scale"}, {"logit_scale"}, false},
+  };
+  const int n_charts = (int)(sizeof charts / sizeof *charts);
+  char files[4][1300];
+  bool drawn[4] = {false};
+  vkp_status st = VKP_OK;
+  for (int i = 0; i < n_charts && !st; i++) {
+    snprintf(files[i], sizeof files[i], "%s/%s", plots, charts[i].file);
+    st = draw_chart(log, &charts[i], files[i], &drawn[i], err);
+  }
+  vkp_metrics_log_free(log);
+  if (!st) st = write_eval_json(run_dir, s, err);
+  if (st) return st;
+
+  char title[256], methods[128];
+  method_names(cfg, methods, sizeof methods);
+  snprintf(title, sizeof title, "CLIP %s (%s) on %s", probe ? "linear probe" : "contrastive", methods,
+           vkp_config_string(cfg, "data.train"));
+  vkp_report *r = vkp_report_new(title, run_dir);
+  char v[12][64];
+  const char *keys[12] = {probe ? "test accuracy" : "test loss", probe ? "validation accuracy" : "validation loss",
+                          "validation image->text R@1", "final training loss", "logit scale (exp)",
+                          "trainable parameters", "total parameters", "training steps", "training time", "throughput",
+                          "peak device memory", "training graph arena"};
+  fmt(v[0], probe ? "%.2f%%" : "%.4f", probe ? s->test_accuracy : s->test_loss, probe ? 100 : 1);
+  fmt(v[1], probe ? "%.2f%%" : "%.4f", probe ? s->val_accuracy : s->val_loss, probe ? 100 : 1);
+  fmt(v[2], "%.2f%%", s->val_i2t_r1, 100);
+  fmt(v[3], "%.4f", s->final_loss, 1);
+  fmt(v[4], "%.2f", exp(s->logit_scale), 1);
+  snprintf(v[5], 64, "%lld (%.3f%%)", (long long)s->trainable_params, 100.0 * (double)s->trainable_params / (double)(s->total_params ? s->total_params : 1));
+  snprintf(v[6], 64, "%lld", (long long)s->total_params);
+  snprintf(v[7], 64, "%lld", (long long)s->steps);
+  snprintf(v[8], 64, "%.1f s", s->seconds);
+  snprintf(v[9], 64, "%.1f pairs/s", s->images_per_s);
+  snprintf(v[10], 64, "%.1f MiB", (double)s->peak_device_bytes / 1048576.0);
+  snprintf(v[11], 64, "%.1f MiB", (double)s->arena_bytes / 1048576.0);
+  const char *vp[12];
+  for (int i = 0; i < 12; i++) vp[i] = v[i];
+  st = vkp_report_add_section(r, "Summary", err);
+  if (!st) st = vkp_report_add_kv(r, keys, vp, 12, err);
+  if (!st) st = vkp_report_add_section(r, "Training", err);
+  for (int i = 0; i < n_charts && !st; i++)
+    if (drawn[i]) st = vkp_report_add_image(r, files[i], charts[i].title, err);
+  // The retrieval gallery (vkp_clip_eval.h): held-out captions with their top-5 images.
+  if (!st && n_gallery > 0) {
+    st = vkp_report_add_section(r, "Retrieval gallery", err);
+    for (int i = 0; i < n_gallery && !st; i++)
+      st = vkp_report_add_image(r, gallery[i], gallery_captions ? gallery_captions[i] : NULL, err);
+  }
+  char *cfg_text = cJSON_Print(cfg);
+  if (!st && cfg_text) st = vkp_report_add_json(r, "Configuration", cfg_text, err);
+  free(cfg_text);
+  snprintf(path, sizeof path, "%s/report.html", run_dir);
+  if (!st) st = vkp_report_write(r, path, err);
+  vkp_report_free(r);
+  return st;
+}
