@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli_model.h"
+#include "vkp_adapter_format.h"
 #include "vkp_peft.h"
 
 int vkp_cli_model_arg(vkp_cli_model *m, int argc, char **argv, int *i) {
@@ -40,7 +41,8 @@ vkp_status vkp_cli_model_load(vkp_ctx *ctx, const vkp_cli_model *m, vkp_loaded_m
   vkp_status st = VKP_OK;
   for (int k = 0; k < m->n_adapters && !st; k++) {
     vkp_adapter *a = NULL;
-    if (vkp_peft_load(out->model, m->adapters[k], &a)) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s", vkp_ctx_error(ctx));
+    // An HF PEFT folder, or a kohya / diffusers .safetensors file (format by detection).
+    if (vkp_adapter_load(out->model, m->adapters[k], &a)) st = vkp_error_set(err, VKP_ERR_FORMAT, "%s", vkp_ctx_error(ctx));
     if (!st) vkp_adapter_set_scale(a, m->scales[k]);
     if (!st && m->merge && vkp_adapter_merge(out->model, a))
       st = vkp_error_set(err, VKP_ERR_UNSUPPORTED, "%s: %s", m->adapters[k], vkp_ctx_error(ctx));

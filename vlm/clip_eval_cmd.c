@@ -154,7 +154,8 @@ vkp_status vkp_clip_eval_command(vkp_clip *c, const vkp_eval_request *req, vkp_e
   if (!st && !has_ret && !has_zs && !has_probe)
     st = vkp_error_set(err, VKP_ERR_INVALID, "eval: nothing to evaluate on %s (a vision-only model needs --probe)", req->data);
   if (!st) {
-    int n_templates = tmpl ? n_tmpl : vkp_clip_default_template_count();
+    int n_templates = n_tmpl;
+    if (!tmpl) vkp_clip_zero_shot_templates(c, &n_templates);
     const vkp_clip_retrieval_result *r = &pr.retrieval;
     if (req->json) {
       cJSON *o = cJSON_CreateObject();

@@ -297,6 +297,7 @@ vkp_status vkp_clip_embedder_texts(vkp_clip_embedder *e, const vkp_clip_tokenize
   vkp_clip_tokenizer_info info;
   vkp_clip_tokenizer_get_info(tok, &info);
   int64_t Tmax = info.max_length < c->cfg.text.max_position_embeddings ? info.max_length : c->cfg.text.max_position_embeddings;
+  Tmax -= vkp_clip_coop_tokens(c);   // CoOp's contexts take positions too
   if (Tmax < 2) return vkp_error_set(err, VKP_ERR_INVALID, "clip embed: the model has %d text positions", c->cfg.text.max_position_embeddings);
   int32_t *ids = malloc((size_t)(n * Tmax) * sizeof *ids), *mask = malloc((size_t)(n * Tmax) * sizeof *mask);
   float *fmask = NULL, *buf = NULL;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vkp_clip_eval.h"
+#include "vkp_peft.h"
 
 static double dot(const float *a, const float *b, int64_t d) {
   double s = 0;
@@ -157,6 +158,37 @@ int vkp_clip_default_template_count(void) {
   return n;
 }
 
+// With a CoOp adapter the learned contexts are the template: the caption is the class name and ".".
+static const char *const coop_templates[] = {"{}.", NULL};
+
+int vkp_clip_coop_tokens(const vkp_clip *c) {
+  int n = 0;
+  for (int i = 0; c && i < vkp_peft_count(c->model); i++) {
+    const vkp_peft_config *pc = vkp_adapter_config(vkp_peft_get(c->model, i));
+    if (pc->method == VKP_PEFT_COOP) n += pc->n_ctx;
+  }
+  return n;
+}
+
+const char *const *vkp_clip_zero_shot_templates(const vkp_clip *c, int *n) {
+  if (vkp_clip_coop_tokens(c) > 0) return *n = 1, coop_templates;
+  return *n = vkp_clip_default_template_count(), vkp_clip_default_templates;
+}
+
+vkp_status vkp_clip_coop_resolve(const vkp_clip_tokenizer *tok, vkp_peft_config *cfg, const char *where, vkp_error *err) {
+  if (cfg->method != VKP_PEFT_COOP || !cfg->ctx_init[0] || cfg->n_ctx_init_ids) return VKP_OK;
+  int32_t ids[VKP_PEFT_MAX_CTX_IDS];
+  int n = 0;
+  vkp_status st = vkp_clip_encode(tok, cfg->ctx_init, ids, VKP_PEFT_MAX_CTX_IDS, &n);
+  if (st) return vkp_error_set(err, st, "%s: key 'ctx_init': cannot tokenize \"%s\"", where, cfg->ctx_init);
+  if (n < 1 || n > VKP_PEFT_MAX_CTX_IDS)
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'ctx_init': \"%s\" is %d tokens (1 to %d)", where, cfg->ctx_init, n,
+                         VKP_PEFT_MAX_CTX_IDS);
+  for (int i = 0; i < n; i++) cfg->ctx_init_ids[i] = ids[i];
+  cfg->n_ctx_init_ids = cfg->n_ctx = n;
+  return VKP_OK;
+}
+
 vkp_status vkp_clip_templates_load(const char *path, char ***out, int *n, vkp_error *err) {
   *out = NULL, *n = 0;
   FILE *f = fopen(path, "rb");
@@ -262,7 +294,7 @@ vkp_status vkp_clip_zero_shot_classifier(vkp_clip *c, vkp_clip_embedder *e, cons
                                          int n_templates, float *class_embeds, vkp_error *err) {
   if (!c || !tok || !class_names || n_classes < 1 || !class_embeds)
     return vkp_error_set(err, VKP_ERR_INVALID, "clip zero-shot: bad arguments");
-  if (!templates) templates = vkp_clip_default_templates, n_templates = vkp_clip_default_template_count();
+  if (!templates) templates = vkp_clip_zero_shot_templates(c, &n_templates);
   if (n_templates < 1) return vkp_error_set(err, VKP_ERR_INVALID, "clip zero-shot: no templates");
   vkp_clip_embedder *own = NULL;
   if (!e) {

@@ -383,6 +383,20 @@ static vkp_status setup(vkp_clip_trainer *t, const cJSON *cfg_in, const char *re
   t->random_base = !vkp_config_string(t->cfg, "model.pretrained");
   VKP_TRY(vkp_clip_train_model(t->ctx, t->cfg, &t->clip, &t->tok, &t->T, err));
   const vkp_clip_vision_config *vc = &t->clip->cfg.vision;
+  {
+    // CoOp's learned contexts take text positions: captions get the rest.
+    int reserve = 0, positions = t->clip->cfg.text.max_position_embeddings;
+    VKP_TRY(vkp_clip_coop_reserve(vkp_config_get(t->cfg, "peft"), t->tok, &reserve, err));
+    if (reserve && t->T + reserve > positions) {
+      if (vkp_config_number(t->cfg, "data.max_length") > 0)
+        return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'data.max_length' (%d) + %d CoOp context tokens exceed the "
+                             "text tower's %d positions", t->T, reserve, positions);
+      t->T = positions - reserve;
+      if (t->T < 2)
+        return vkp_error_set(err, VKP_ERR_INVALID, "config: peft: %d CoOp context tokens leave no room for text in %d positions",
+                             reserve, positions);
+    }
+  }
   VKP_TRY(vkp_clip_data_load(t->cfg, t->tok, vc->image_size, vc->num_channels, t->T, t->probe, &t->data, err));
   if ((size_t)t->batch > t->data.n_train && !t->probe)
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.batch_size' (%ld) is larger than the training set (%zu pairs)",
@@ -392,7 +406,7 @@ static vkp_status setup(vkp_clip_trainer *t, const cJSON *cfg_in, const char *re
   if (t->probe) VKP_TRY(add_head(t, err));
   VKP_TRY(alloc_host(t, err));
   if (resume_dir) VKP_TRY(load_adapters(t, err));
-  else VKP_TRY(vkp_clip_train_attach(t->clip, vkp_config_get(t->cfg, "peft"), t->seed, t->probe ? "classifier" : NULL, err));
+  else VKP_TRY(vkp_clip_train_attach(t->clip, vkp_config_get(t->cfg, "peft"), t->tok, t->seed, t->probe ? "classifier" : NULL, err));
   if (!resume_dir) VKP_TRY(calibrate_masks(t, err));
   VKP_TRY(vkp_dir_create(t->dir, err));
   int64_t le = 0, ls = 0;

@@ -153,8 +153,25 @@ vkp_status vkp_clip_train_model(vkp_ctx *ctx, const cJSON *cfg, vkp_clip **model
   return st;
 }
 
-vkp_status vkp_clip_train_attach(vkp_clip *c, const cJSON *peft_list, uint64_t seed, const char *extra_save,
-                                 vkp_error *err) {
+vkp_status vkp_clip_coop_reserve(const cJSON *peft_list, const vkp_clip_tokenizer *tok, int *tokens, vkp_error *err) {
+  *tokens = 0;
+  int i = 0;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, peft_list) {
+    char where[64];
+    snprintf(where, sizeof where, "config peft[%d]", i++);
+    vkp_peft_config pc;
+    VKP_TRY(vkp_peft_config_from_entry(item, where, &pc, err));
+    vkp_status st = vkp_clip_coop_resolve(tok, &pc, where, err);
+    if (!st && pc.method == VKP_PEFT_COOP) *tokens += pc.n_ctx;
+    vkp_peft_config_clear(&pc);
+    VKP_TRY(st);
+  }
+  return VKP_OK;
+}
+
+vkp_status vkp_clip_train_attach(vkp_clip *c, const cJSON *peft_list, const vkp_clip_tokenizer *tok, uint64_t seed,
+                                 const char *extra_save, vkp_error *err) {
   int i = 0;
   const cJSON *item;
   if (extra_save && cJSON_GetArraySize(peft_list) == 0)
@@ -164,6 +181,13 @@ vkp_status vkp_clip_train_attach(vkp_clip *c, const cJSON *peft_list, uint64_t s
     snprintf(where, sizeof where, "config peft[%d]", i);
     vkp_peft_config pc;
     VKP_TRY(vkp_peft_config_from_entry(item, where, &pc, err));
+    if (tok) {
+      vkp_status rs = vkp_clip_coop_resolve(tok, &pc, where, err);   // CoOp's ctx_init phrase -> ids
+      if (rs) {
+        vkp_peft_config_clear(&pc);
+        return rs;
+      }
+    }
     if (!cJSON_GetObjectItemCaseSensitive(item, "adapter_name") && i > 0) snprintf(pc.name, sizeof pc.name, "adapter%d", i);
     bool listed = false;
     for (int k = 0; extra_save && i == 0 && k < pc.n_modules_to_save; k++) listed |= !strcmp(pc.modules_to_save[k], extra_save);

@@ -26,6 +26,7 @@
 #include "vkp_data.h"
 #include "vkp_family.h"
 #include "vkp_pairs.h"
+#include "vkp_peft.h"
 #include "vkp_png.h"
 
 // ---- preprocessing ------------------------------------------------------------------------------
@@ -123,6 +124,17 @@ vkp_status vkp_clip_retrieval(const float *image_embeds, int64_t n_images, const
 // "{}", "a photo of a {}.", "an emoji of {}.", "an icon of {}.", "a picture of {}.".
 extern const char *const vkp_clip_default_templates[];
 int vkp_clip_default_template_count(void);
+
+// The templates the zero-shot classifier uses when none are given: "{}." when a CoOp adapter is
+// attached (its learned contexts stand in front of the name), else vkp_clip_default_templates.
+const char *const *vkp_clip_zero_shot_templates(const vkp_clip *c, int *n);
+// Context tokens CoOp adapters insert into the text tower (sum of their n_ctx; 0 without CoOp):
+// texts are tokenized to at most max_position_embeddings minus this many tokens.
+int vkp_clip_coop_tokens(const vkp_clip *c);
+// CoOp's `ctx_init` phrase -> cfg->ctx_init_ids (its BPE ids, no start/end token) and n_ctx (their
+// count), before vkp_peft_attach. No-op for other methods, without ctx_init, or with ids given.
+// Errors name `where` and the key.
+vkp_status vkp_clip_coop_resolve(const vkp_clip_tokenizer *tok, vkp_peft_config *cfg, const char *where, vkp_error *err);
 
 // Reads templates from a file: one per non-empty line (trimmed, '#' lines skipped); each must
 // hold "{}" at least once. *out: one allocation holding the array and strings (free(*out)).

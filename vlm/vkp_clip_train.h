@@ -89,8 +89,12 @@ vkp_status vkp_clip_train_model(vkp_ctx *ctx, const cJSON *cfg, vkp_clip **model
                                 int *seq_len, vkp_error *err);
 // Attaches the config's `peft` list (HF PEFT keys per entry; entry i gets seed + 7919 i).
 // extra_save (may be NULL) is added to the first adapter's modules_to_save.
-vkp_status vkp_clip_train_attach(vkp_clip *c, const cJSON *peft_list, uint64_t seed, const char *extra_save,
-                                 vkp_error *err);
+// Text positions the `peft` list's CoOp adapters will take (sum of n_ctx, a ctx_init phrase
+// counted in tokens); captions are tokenized to at most the positions minus this many.
+vkp_status vkp_clip_coop_reserve(const cJSON *peft_list, const vkp_clip_tokenizer *tok, int *tokens, vkp_error *err);
+// `tok` (may be NULL) resolves CoOp's ctx_init phrase.
+vkp_status vkp_clip_train_attach(vkp_clip *c, const cJSON *peft_list, const vkp_clip_tokenizer *tok, uint64_t seed,
+                                 const char *extra_save, vkp_error *err);
 // Writes dir/preprocessor_config.json (CLIPImageProcessor) for the eval transform t.
 vkp_status vkp_clip_preprocess_save(const vkp_data_transform *t, int channels, const char *dir, vkp_error *err);
 

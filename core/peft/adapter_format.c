@@ -8,7 +8,8 @@
 
 #include "peft_internal.h"
 
-const vkp_adapter_format *const vkp_adapter_formats[] = {&vkp_adapter_format_peft, NULL};
+const vkp_adapter_format *const vkp_adapter_formats[] = {&vkp_adapter_format_peft, &vkp_adapter_format_kohya,
+                                                         &vkp_adapter_format_diffusers, NULL};
 
 const vkp_adapter_format *vkp_adapter_format_find(const char *name) {
   for (int i = 0; name && vkp_adapter_formats[i]; i++)

@@ -11,7 +11,7 @@ const vkp_peft_method_def *const vkp_peft_methods[VKP_PEFT_METHOD_COUNT] = {
     &vkp_method_lora,        &vkp_method_loha,       &vkp_method_lokr,    &vkp_method_ia3,
     &vkp_method_vera,        &vkp_method_bottleneck, &vkp_method_adaptformer, &vkp_method_vpt,
     &vkp_method_prefix,      &vkp_method_bitfit,     &vkp_method_ln_tuning, &vkp_method_masked,
-    &vkp_method_full,        &vkp_method_linear_probe, &vkp_method_oft,
+    &vkp_method_full,        &vkp_method_linear_probe, &vkp_method_oft,     &vkp_method_coop,
 };
 
 const vkp_peft_method_def *vkp_peft_method_get(vkp_peft_method m) {

@@ -154,6 +154,7 @@ extern const vkp_peft_method_def vkp_method_full;          // method_selective.c
 extern const vkp_peft_method_def vkp_method_linear_probe;  // method_selective.c
 extern const vkp_peft_method_def vkp_method_masked;        // method_masked.c
 extern const vkp_peft_method_def vkp_method_oft;           // method_oft.c
+extern const vkp_peft_method_def vkp_method_coop;          // method_coop.c
 
 // Shared parse/write of config keys used by several methods (peft_config.c).
 vkp_status vkp_peft_key_bias(const cJSON *v, const char *where, vkp_peft_config *c, vkp_error *err);

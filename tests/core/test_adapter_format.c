@@ -1,11 +1,15 @@
-// test_adapter_format.c — the adapter format interface (vkp_adapter_format.h):
-//   * the registry: find, detect (an HF PEFT folder), unknown formats and paths;
-//   * a kohya reader written against the interface only, as the next format will be: the fixture
-//     unet/lora/kohya.safetensors (`lora_unet_<module_with_underscores>.lora_down.weight`,
-//     `.lora_up.weight`, `.alpha`) read onto a model whose modules carry diffusers names, by
-//     spelling each module name the kohya way (never parsing the underscores back); its values
-//     must equal the diffusers/PEFT file of the same LoRA, alpha / r must become each slot's
-//     scaling, and written back as an HF PEFT folder it loads again onto the same modules.
+// test_adapter_format.c — the adapter formats (vkp_adapter_format.h):
+//   * the registry: find, detect (an HF PEFT folder, a kohya file, a diffusers file), unknown
+//     formats and paths;
+//   * the kohya reader (format_kohya.c) on the fixture unet/lora/kohya.safetensors, onto a model
+//     whose modules carry diffusers names and onto the fixture UNet (diffusion/): its values equal
+//     the diffusers file's, alpha / r = 2 becomes each slot's scaling, and written as an HF PEFT
+//     folder it loads again onto the same modules;
+//   * the diffusers reader: the same tensors (scale 1 without alpha, as diffusers; 2 with
+//     vkp_adapter_io.alpha = 8);
+//   * write -> read round trips: kohya LoRA, conv LoRA, DoRA, LoHa, LoKr (full and low-rank w2),
+//     diffusers LoRA / DoRA; a padded mixed-rank file; bad files give one-line errors naming the
+//     file and the key.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 #include "vkp_adapter_format.h"
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
+#include "vkp_unet.h"
 
 #define MAXMOD 64
 
@@ -43,92 +48,9 @@ static vkp_model *model_from_diffusers(const vkp_safetensors *sf) {
   return m;
 }
 
-// ---- a kohya reader on the interface ------------------------------------------------------------
-
-// kohya's spelling: prefix + the module name with '.' -> '_'.
-static void kohya_spell(void *user, const char *name, char *out, size_t cap) {
-  size_t o = (size_t)snprintf(out, cap, "%s", (const char *)user);
-  for (const char *c = name; *c && o + 1 < cap; c++) out[o++] = *c == '.' ? '_' : *c;
-  out[o < cap ? o : cap - 1] = '\0';
-}
-
-typedef struct kohya_bind {
-  const vkp_model *m;
-  const char *prefix;
-} kohya_bind;
-
-// "<kohya module>.lora_down.weight" -> the slot's lora_A, ".lora_up.weight" -> lora_B, ".alpha" read
-// separately.
-static vkp_adapter_key_kind kohya_key(void *user, const vkp_adapter *a, const char *key, vkp_param **out) {
-  kohya_bind *kb = user;
-  static const char *const map[2][2] = {{".lora_down.weight", "lora_A.weight"}, {".lora_up.weight", "lora_B.weight"}};
-  size_t n = strlen(key);
-  if (n > 6 && !strcmp(key + n - 6, ".alpha")) return VKP_ADAPTER_KEY_SKIP;
-  for (int k = 0; k < 2; k++) {
-    size_t ns = strlen(map[k][0]);
-    if (n <= ns || strcmp(key + n - ns, map[k][0])) continue;
-    char stem[300];
-    snprintf(stem, sizeof stem, "%.*s", (int)(n - ns), key);
-    vkp_module *mod = vkp_adapter_find_module(kb->m, stem, kohya_spell, (void *)kb->prefix);
-    for (int i = 0; mod && i < vkp_adapter_tensor_count(a); i++) {
-      vkp_adapter_tensor t = vkp_adapter_tensor_at(a, i);
-      if (t.kind == VKP_ADAPTER_TENSOR_SLOT && t.module == mod && !strcmp(t.suffix, map[k][1])) {
-        *out = t.param;
-        return VKP_ADAPTER_KEY_PARAM;
-      }
-    }
-  }
-  return VKP_ADAPTER_KEY_UNKNOWN;
-}
-
-static vkp_status kohya_read(vkp_model *m, const char *path, const char *prefix, vkp_adapter **out) {
-  vkp_ctx *ctx = m->ctx;
-  vkp_error err = {0};
-  vkp_safetensors *sf = NULL;
-  if (vkp_safetensors_open(path, &sf, &err)) return vkp_error_set(vkp_ctx_err(ctx), err.status, "%s", err.msg);
-  vkp_module *mods[MAXMOD];
-  float alpha[MAXMOD];
-  int nm = 0, r = 0;
-  vkp_status st = VKP_OK;
-  for (size_t i = 0; i < vkp_safetensors_count(sf) && !st; i++) {   // the modules and their alphas
-    const vkp_st_tensor *t = vkp_safetensors_at(sf, i);
-    const char *down = ".lora_down.weight";
-    size_t n = strlen(t->name), nd = strlen(down);
-    if (n <= nd || strcmp(t->name + n - nd, down)) continue;
-    char stem[300], akey[320];
-    snprintf(stem, sizeof stem, "%.*s", (int)(n - nd), t->name);
-    vkp_module *mod = vkp_adapter_find_module(m, stem, kohya_spell, (void *)prefix);
-    if (!mod || nm == MAXMOD) {
-      st = vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_SHAPE, "%s: '%s' names no module of the model", path, stem);
-      break;
-    }
-    r = (int)t->shape[0];
-    snprintf(akey, sizeof akey, "%s.alpha", stem);
-    const vkp_st_tensor *a = vkp_safetensors_find(sf, akey);
-    float av = (float)r;
-    if (a) vkp_convert_to_f32(a->dtype, a->data, &av, 1);
-    alpha[nm] = av;
-    mods[nm++] = mod;
-  }
-  vkp_adapter *ad = NULL;
-  vkp_peft_config cfg;
-  vkp_peft_config_init(&cfg, VKP_PEFT_LORA);
-  cfg.r = r, cfg.alpha = (float)r;
-  if (!st) st = vkp_adapter_attach_modules(m, &cfg, mods, nm, 0, &ad);
-  for (int s = 0; !st && s < vkp_adapter_slot_count(ad); s++)   // per-module alpha / r
-    for (int k = 0; k < nm; k++)
-      if (vkp_adapter_slot_module(ad, s) == mods[k]) vkp_adapter_slot_set_scaling(ad, s, alpha[k] / (float)r);
-  kohya_bind kb = {m, prefix};
-  if (!st) st = vkp_adapter_load_tensors(m, ad, sf, path, kohya_key, &kb);
-  if (st && ad) vkp_adapter_discard(m, ad), ad = NULL;
-  vkp_safetensors_free(sf);
-  *out = ad;
-  return st;
-}
-
 // ---- tests -----------------------------------------------------------------------------------------
 
-static void test_kohya_through_the_interface(void **state) {
+static void test_kohya_fixture(void **state) {
   vkp_ctx *ctx = vkp_test_ctx();
   vkp_error err = {0};
   vkp_safetensors *diff = NULL;
@@ -141,7 +63,8 @@ static void test_kohya_through_the_interface(void **state) {
   vkp_adapter *a = NULL;
   char kpath[600];
   snprintf(kpath, sizeof kpath, "%s", vkp_fixture_path("unet/lora/kohya.safetensors"));
-  VKP_ASSERT_OK(ctx, kohya_read(m, kpath, "lora_unet_", &a));
+  VKP_ASSERT_OK(ctx, vkp_adapter_read(m, kpath, NULL, NULL, &a));
+  assert_string_equal(vkp_adapter_format_detect(kpath)->name, "kohya");
   assert_int_equal(vkp_adapter_slot_count(a), m->nmodules);
   // Same values as the diffusers file; scaling alpha / r = 8 / 4.
   double worst = 0;
@@ -179,11 +102,226 @@ static void test_kohya_through_the_interface(void **state) {
   vkp_safetensors_free(diff);
 }
 
+
+// ---- the fixture UNet, round trips, bad files -----------------------------------------------------
+
+static vkp_model *fixture_model(void) {
+  vkp_error err = {0};
+  vkp_safetensors *diff = NULL;
+  char dpath[600];
+  snprintf(dpath, sizeof dpath, "%s", vkp_fixture_path("unet/lora/pytorch_lora_weights.safetensors"));
+  if (vkp_safetensors_open(dpath, &diff, &err)) fail_msg("%s", err.msg);
+  vkp_model *m = model_from_diffusers(diff);
+  vkp_safetensors_free(diff);
+  return m;
+}
+
+// Every tensor of a equals the same module's tensor of b (same suffix), and the scalings match.
+static void assert_same_adapter(vkp_model *ma, vkp_adapter *a, vkp_model *mb, vkp_adapter *b, double *worst) {
+  assert_int_equal(vkp_adapter_slot_count(a), vkp_adapter_slot_count(b));
+  *worst = 0;
+  for (int i = 0; i < vkp_adapter_tensor_count(a); i++) {
+    vkp_adapter_tensor t = vkp_adapter_tensor_at(a, i);
+    int j = 0;
+    vkp_adapter_tensor u = {0};
+    for (; j < vkp_adapter_tensor_count(b); j++) {
+      u = vkp_adapter_tensor_at(b, j);
+      if (!strcmp(u.module->name, t.module->name) && !strcmp(u.suffix, t.suffix)) break;
+    }
+    if (j == vkp_adapter_tensor_count(b)) fail_msg("no %s %s after the round trip", t.module->name, t.suffix);
+    int64_t n = vkp_param_numel(t.param);
+    assert_int_equal(n, vkp_param_numel(u.param));
+    float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+    VKP_ASSERT_OK(ma->ctx, vkp_param_read_f32(ma, t.param, x));
+    VKP_ASSERT_OK(mb->ctx, vkp_param_read_f32(mb, u.param, y));
+    for (int64_t k = 0; k < n; k++) *worst = fmax(*worst, fabs(x[k] - y[k]));
+    free(x), free(y);
+    float sa = vkp_adapter_slot_scaling(a, t.slot), sb = vkp_adapter_slot_scaling(b, u.slot);
+    if (fabsf(sa - sb) > 1e-6f * fabsf(sa)) fail_msg("%s: scaling %g != %g", t.module->name, (double)sa, (double)sb);
+  }
+}
+
+// kohya and diffusers files on the fixture UNet (diffusion/): identical tensors, scaling 2.
+static void test_fixture_unet(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_error err = {0};
+  vkp_unet *u1 = NULL, *u2 = NULL, *u3 = NULL;
+  char dir[600], kpath[600], dpath[600];
+  snprintf(dir, sizeof dir, "%s", vkp_fixture_path("unet/unet"));
+  snprintf(kpath, sizeof kpath, "%s", vkp_fixture_path("unet/lora/kohya.safetensors"));
+  snprintf(dpath, sizeof dpath, "%s", vkp_fixture_path("unet/lora/pytorch_lora_weights.safetensors"));
+  if (vkp_unet_load(ctx, dir, NULL, &u1, &err) || vkp_unet_load(ctx, dir, NULL, &u2, &err) || vkp_unet_load(ctx, dir, NULL, &u3, &err))
+    fail_msg("%s", err.msg);
+  vkp_adapter *k = NULL, *d = NULL, *d1 = NULL;
+  VKP_ASSERT_OK(ctx, vkp_adapter_load(u1->model, kpath, &k));
+  vkp_adapter_io io = {.alpha = 8};
+  VKP_ASSERT_OK(ctx, vkp_adapter_read(u2->model, dpath, NULL, &io, &d));
+  VKP_ASSERT_OK(ctx, vkp_adapter_load(u3->model, dpath, &d1));
+  assert_string_equal(vkp_adapter_format_detect(dpath)->name, "diffusers");
+  double worst;
+  assert_same_adapter(u1->model, k, u2->model, d, &worst);
+  assert_true(worst == 0);
+  for (int s = 0; s < vkp_adapter_slot_count(k); s++) assert_true(vkp_adapter_slot_scaling(k, s) == 2.0f);
+  for (int s = 0; s < vkp_adapter_slot_count(d1); s++) assert_true(vkp_adapter_slot_scaling(d1, s) == 1.0f);
+  printf("  fixture UNet: kohya and diffusers -> %d LoRA slots each, max |diff| = %g, scaling 2 (diffusers without alpha: 1, as diffusers)\n",
+         vkp_adapter_slot_count(k), worst);
+  vkp_unet_free(u1), vkp_unet_free(u2), vkp_unet_free(u3);
+}
+
+typedef struct rt_case {
+  const char *name, *format;
+  vkp_peft_method method;
+  int r;
+  float alpha;
+  bool dora;
+} rt_case;
+
+static void test_round_trips(void **state) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  const rt_case cases[] = {
+      {"kohya LoRA + conv LoRA", "kohya", VKP_PEFT_LORA, 4, 8, false},
+      {"kohya DoRA", "kohya", VKP_PEFT_LORA, 4, 6, true},
+      {"kohya LoHa", "kohya", VKP_PEFT_LOHA, 2, 3, false},
+      {"kohya LoKr (low-rank w2)", "kohya", VKP_PEFT_LOKR, 1, 2, false},
+      {"kohya LoKr (full w2)", "kohya", VKP_PEFT_LOKR, 16, 16, false},
+      {"diffusers LoRA", "diffusers", VKP_PEFT_LORA, 4, 8, false},
+      {"diffusers DoRA", "diffusers", VKP_PEFT_LORA, 4, 8, true},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    vkp_model *m = fixture_model(), *m2 = fixture_model();
+    vkp_peft_config cfg;
+    vkp_peft_config_init(&cfg, cases[c].method);
+    cfg.r = cases[c].r, cfg.alpha = cases[c].alpha, cfg.use_dora = cases[c].dora, cfg.init_weights = false;
+    vkp_adapter *a = NULL, *b = NULL;
+    VKP_ASSERT_OK(ctx, vkp_adapter_attach_modules(m, &cfg, m->modules, m->nmodules, 7, &a));
+    char path[300];
+    vkp_test_dir_path(state, cases[c].format, path, sizeof path);
+    strcat(path, ".safetensors");
+    vkp_adapter_io wio = {.base_model_version = "sd_v1"};
+    VKP_ASSERT_OK(ctx, vkp_adapter_write(m, a, path, cases[c].format, &wio));
+    assert_string_equal(vkp_adapter_format_detect(path)->name, cases[c].format);
+    VKP_ASSERT_OK(ctx, vkp_adapter_load(m2, path, &b));
+    double worst;
+    if (cases[c].method == VKP_PEFT_LOKR && cases[c].r == 16) {
+      // LyCORIS applies full factors at scale 1: the scaling (1 here) moves into lokr_w1.
+      for (int s = 0; s < vkp_adapter_slot_count(b); s++) assert_true(vkp_adapter_slot_scaling(b, s) == 1.0f);
+    }
+    assert_same_adapter(m, a, m2, b, &worst);
+    printf("  %-26s %d slots, max |written - read| = %g\n", cases[c].name, vkp_adapter_slot_count(b), worst);
+    assert_true(worst == 0);
+    vkp_peft_config_clear(&cfg);
+    vkp_model_free(m), vkp_model_free(m2);
+  }
+}
+
+// A kohya file written by hand: module key `stem`, tensors given by (suffix, dtype, ndim, shape).
+typedef struct kt {
+  const char *key;
+  vkp_dtype dtype;
+  int ndim;
+  int64_t shape[4];
+} kt;
+
+static void write_file(const char *path, const kt *t, int n) {
+  vkp_error err = {0};
+  vkp_safetensors_writer *w;
+  if (vkp_safetensors_writer_new(&w, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < n; i++) {
+    int64_t numel = 1;
+    for (int d = 0; d < t[i].ndim; d++) numel *= t[i].shape[d];
+    float *v = calloc((size_t)numel, 4);
+    for (int64_t k = 0; k < numel; k++) v[k] = 0.01f * (float)((k * 7 + i) % 13) + 0.5f;
+    vkp_status st = t[i].dtype == VKP_DTYPE_I32 ? vkp_safetensors_writer_add(w, t[i].key, VKP_DTYPE_I32, t[i].ndim, t[i].shape, v, &err)
+                                                : vkp_safetensors_writer_add_f32(w, t[i].key, VKP_DTYPE_F32, t[i].ndim, t[i].shape, v, &err);
+    free(v);
+    if (st) fail_msg("%s", err.msg);
+  }
+  if (vkp_safetensors_writer_save(w, path, &err)) fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+}
+
+#define Q "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+#define K "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k"
+
+static void test_mixed_ranks_and_bad_files(void **state) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  char path[300];
+  vkp_test_dir_path(state, "f.safetensors", path, sizeof path);
+  // Mixed ranks: to_q rank 2, to_k rank 4 -> one adapter of r 4, to_q zero-padded; written back at rank 2.
+  const kt mixed[] = {{Q ".lora_down.weight", VKP_DTYPE_F32, 2, {2, 32}}, {Q ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 2}},
+                      {Q ".alpha", VKP_DTYPE_F32, 0, {0}},                {K ".lora_down.weight", VKP_DTYPE_F32, 2, {4, 32}},
+                      {K ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 4}},   {"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", VKP_DTYPE_F32, 2, {4, 32}}};
+  write_file(path, mixed, 6);
+  vkp_model *m = fixture_model();
+  vkp_adapter *a = NULL;
+  VKP_ASSERT_OK(ctx, vkp_adapter_load(m, path, &a));   // lora_te_: another model's keys, noted and skipped
+  assert_int_equal(vkp_adapter_slot_count(a), 2);
+  assert_int_equal(vkp_adapter_config(a)->r, 4);
+  char out[300];
+  vkp_test_dir_path(state, "back.safetensors", out, sizeof out);
+  VKP_ASSERT_OK(ctx, vkp_adapter_write(m, a, out, "kohya", NULL));
+  vkp_error err = {0};
+  vkp_safetensors *sf = NULL;
+  if (vkp_safetensors_open(out, &sf, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(vkp_safetensors_find(sf, Q ".lora_down.weight")->shape[0], 2);
+  assert_int_equal(vkp_safetensors_find(sf, K ".lora_down.weight")->shape[0], 4);
+  float al;
+  vkp_safetensors_read_f32(sf, Q ".alpha", &al, 1, &err);
+  printf("  mixed ranks 2 / 4 -> r 4 (padded), written back at rank 2 and 4; to_q alpha %g; metadata ss_network_dim %s\n",
+         (double)al, vkp_safetensors_metadata(sf, "ss_network_dim"));
+  vkp_safetensors_free(sf);
+  vkp_model_free(m);
+  // Bad files: one-line errors naming the file and the key; the model keeps no adapter.
+  const struct {
+    const char *what;
+    kt t[3];
+    int n;
+    const char *needle;
+  } bad[] = {
+      {"unknown module", {{Q ".lora_down.weight", VKP_DTYPE_F32, 2, {4, 32}}, {Q ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 4}},
+                          {"lora_unet_down_blocks_7_attn1_to_q.lora_down.weight", VKP_DTYPE_F32, 2, {4, 32}}}, 3,
+       "names no module of the model: 'lora_unet_down_blocks_7_attn1_to_q.lora_down.weight'"},
+      {"rank mismatch", {{Q ".lora_down.weight", VKP_DTYPE_F32, 2, {4, 32}}, {Q ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 2}}}, 2,
+       "rank mismatch: '" Q ".lora_down.weight' has rank 4, '" Q ".lora_up.weight' has rank 2"},
+      {"alpha not a scalar", {{Q ".lora_down.weight", VKP_DTYPE_F32, 2, {4, 32}}, {Q ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 4}},
+                              {Q ".alpha", VKP_DTYPE_F32, 1, {2}}}, 3, "tensor '" Q ".alpha' (alpha) must be a scalar, has shape [2]"},
+      {"non-float", {{Q ".lora_down.weight", VKP_DTYPE_I32, 2, {4, 32}}, {Q ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 4}}}, 2,
+       "tensor '" Q ".lora_down.weight' must be a float tensor, not I32"},
+      {"wrong shape", {{Q ".lora_down.weight", VKP_DTYPE_F32, 2, {4, 16}}, {Q ".lora_up.weight", VKP_DTYPE_F32, 2, {32, 4}}}, 2,
+       "tensor '" Q ".lora_down.weight' has shape [4, 16]"},
+      {"Tucker LoHa", {{Q ".hada_w1_a", VKP_DTYPE_F32, 2, {32, 2}}, {Q ".hada_t1", VKP_DTYPE_F32, 4, {2, 2, 1, 1}}}, 2,
+       "Tucker factors"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    write_file(path, bad[i].t, bad[i].n);
+    m = fixture_model();
+    a = (vkp_adapter *)1;
+    vkp_status st = vkp_adapter_load(m, path, &a);
+    const char *msg = vkp_ctx_error(ctx);
+    printf("  %-18s -> %s\n", bad[i].what, msg);
+    assert_int_not_equal(st, VKP_OK);
+    assert_null(a);
+    assert_int_equal(vkp_peft_count(m), 0);
+    if (!strstr(msg, path) || !strstr(msg, bad[i].needle)) fail_msg("want '%s' and the path in: %s", bad[i].needle, msg);
+    assert_null(strchr(msg, '\n'));
+    vkp_model_free(m);
+  }
+  // The A1111 behaviour on request: the unknown key is skipped with a warning.
+  write_file(path, bad[0].t, bad[0].n);
+  m = fixture_model();
+  vkp_adapter_io io = {.skip_unmatched = true};
+  VKP_ASSERT_OK(ctx, vkp_adapter_read(m, path, NULL, &io, &a));
+  assert_int_equal(vkp_adapter_slot_count(a), 1);
+  vkp_model_free(m);
+}
+
 static void test_registry(void **state) {
   vkp_ctx *ctx = vkp_test_ctx();
   assert_non_null(vkp_adapter_format_find("peft"));
   assert_ptr_equal(vkp_adapter_format_find("peft"), &vkp_adapter_format_peft);
-  assert_null(vkp_adapter_format_find("kohya"));   // not yet
+  assert_non_null(vkp_adapter_format_find("kohya"));
+  assert_non_null(vkp_adapter_format_find("diffusers"));
   char dir[300];
   vkp_test_dir_path(state, "nothing_here", dir, sizeof dir);
   assert_null(vkp_adapter_format_detect(dir));
@@ -201,7 +339,10 @@ static void test_registry(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_registry, vkp_test_dir_setup, vkp_test_dir_teardown),
-      cmocka_unit_test_setup_teardown(test_kohya_through_the_interface, vkp_test_dir_setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_kohya_fixture, vkp_test_dir_setup, vkp_test_dir_teardown),
+      cmocka_unit_test(test_fixture_unet),
+      cmocka_unit_test_setup_teardown(test_round_trips, vkp_test_dir_setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_mixed_ranks_and_bad_files, vkp_test_dir_setup, vkp_test_dir_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }

@@ -139,16 +139,23 @@ typedef struct gauss_model {
   vkp_prediction pred;
   double sig[T_TRAIN], log_sig[T_TRAIN];   // σ_t = √((1−ᾱ_t)/ᾱ_t) in double
   int calls;
+  double *buf[4];             // (n) scratch of model_cb and ref_denoise; model_free frees them
 } gauss_model;
 
 static void model_init(gauss_model *m, const vkp_scheduler *sc, int n, const double *mu, const double *s2,
                        vkp_prediction pred) {
   m->n = n, m->mu = mu, m->s2 = s2, m->pred = pred, m->calls = 0;
+  for (int i = 0; i < 4; i++)
+    if (!(m->buf[i] = calloc((size_t)n, sizeof(double)))) fail_msg("out of memory");
   for (int t = 0; t < T_TRAIN; t++) {
     double ac = sc->alphas_cumprod[t];
     m->sig[t] = sqrt((1 - ac) / ac);
     m->log_sig[t] = log(m->sig[t]);
   }
+}
+
+static void model_free(gauss_model *m) {
+  for (int i = 0; i < 4; i++) free(m->buf[i]);
 }
 
 static double model_sigma(const gauss_model *m, double t) {
@@ -172,13 +179,10 @@ static void model_eval(gauss_model *m, const double *x_in, double t, double *out
 // The library's callback: float in, the double model, float out.
 static vkp_status model_cb(void *user, int i, double t, const float *x_in, float *out, vkp_error *err) {
   gauss_model *m = user;
-  double *xd = calloc((size_t)m->n, sizeof *xd), *od = calloc((size_t)m->n, sizeof *od);
-  if (!xd || !od) fail_msg("out of memory");
+  double *xd = m->buf[0], *od = m->buf[1];
   for (int k = 0; k < m->n; k++) xd[k] = x_in[k];
   model_eval(m, xd, t, od);
   for (int k = 0; k < m->n; k++) out[k] = (float)od[k];
-  free(xd);
-  free(od);
   return VKP_OK;
 }
 
@@ -192,13 +196,10 @@ static double ref_x0(vkp_prediction pred, double x, double out, double sigma) {
 // D(x, σ) as the sampler sees it: evaluate the model on x/√(σ²+1) at t, convert.
 static void ref_denoise(gauss_model *m, const double *x, double sigma, double t, double *d) {
   int n = m->n;
-  double *xin = calloc((size_t)n, sizeof *xin), *o = calloc((size_t)n, sizeof *o), c = sqrt(sigma * sigma + 1);
-  if (!xin || !o) fail_msg("out of memory");
+  double *xin = m->buf[2], *o = m->buf[3], c = sqrt(sigma * sigma + 1);
   for (int k = 0; k < n; k++) xin[k] = x[k] / c;
   model_eval(m, xin, t, o);
   for (int k = 0; k < n; k++) d[k] = ref_x0(m->pred, x[k], o[k], sigma);
-  free(xin);
-  free(o);
 }
 
 // The reference schedule: computed here from ᾱ (double) and diffusers' formulas.
@@ -482,6 +483,7 @@ static void test_reference(void **state) {
             if (!(worst < 1e-5 && rel < 1e-5))
               fail_msg("%s: final latents differ from the float64 reference by %.3g (%.3g per element)", what, worst,
                        rel);
+            model_free(&m);
             vkp_sampler_free(s);
             vkp_scheduler_config_free(&c);
           }
@@ -581,6 +583,7 @@ static void test_convergence(void **state) {
               double ch, li;
               chain_variance(&m, sch, vkp_sampler_scheduler(s), kind, &ch, &li);
               gap500 = fabs(ch - li);
+              model_free(&m);
               vkp_sampler_free(s);
               vkp_scheduler_config_free(&c);
               continue;
@@ -605,6 +608,7 @@ static void test_convergence(void **state) {
             }
             var /= N - 1;
             if (stochastic) chain_variance(&m, sch, vkp_sampler_scheduler(s), kind, &chain, &limit);
+            model_free(&m);
             vkp_sampler_free(s);
             vkp_scheduler_config_free(&c);
           }
@@ -900,7 +904,7 @@ static void test_config_variants(void **state) {
       {"\"solver_order\": 1", {.order = 1}, 10},
       {"\"solver_type\": \"heun\"", {.order = 2, .heun_type = true}, 10},
       // σ_min as the last level: with 20 steps the last step is second order unless euler_at_final
-      {"\"final_sigmas_type\": \"sigma_min\"", {.order = 2, .final_first = true}, 20},
+      {"\"final_sigmas_type\": \"sigma_min\"", {.order = 2}, 20},
       {"\"final_sigmas_type\": \"sigma_min\", \"euler_at_final\": true", {.order = 2, .final_first = true}, 20},
       {"\"final_sigmas_type\": \"sigma_min\"", {.order = 2, .final_first = true}, 10},   // lower_order_final
   };
@@ -926,6 +930,7 @@ static void test_config_variants(void **state) {
     vkp_sampler_free(d);
     vkp_scheduler_config_free(&c);
   }
+  model_free(&m);
 }
 
 // ---- 5. bad configs --------------------------------------------------------------------------------
@@ -1117,6 +1122,7 @@ static void test_heun_and_steps(void **state) {
   vkp_sampler_init_latents(h2, &r2, x2);
   assert_int_equal(vkp_sampler_run(h2, x2, model_cb, &m, NULL, &err), VKP_OK);
   assert_memory_equal(x1, x2, sizeof x1);
+  model_free(&m);
   vkp_sampler_free(h1);
   vkp_sampler_free(h2);
   vkp_sampler_free(h);

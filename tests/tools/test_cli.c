@@ -1,5 +1,6 @@
 // test_cli.c — the vkpeft program as users meet it: exit status 0 on success and 2 on bad input,
 // one clear line naming the file and the field, and files already written left intact.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,9 @@
 
 #include "vkp_parity.h"
 #include "vkp_safetensors.h"
+#include "vkp_adapter_format.h"
 #include "vkp_test.h"
+#include "vkp_unet.h"
 
 static char tmp[256], out_text[1 << 16];
 
@@ -258,6 +261,76 @@ static void test_diffusion_forward(void **state) {
   expect(args, 0, "AutoencoderKL, 3 -> 4 latent channels (x2 downsampling)");
 }
 
+// LoRA files as users have them: `forward --adapter` with the fixture's kohya file, its diffusers
+// file (no alpha stored: diffusers loads it at scale 1, so `:2` gives alpha 8 / r 4) and an HF PEFT
+// folder written from the same post-step tensors all give the same noise_pred; bad files exit 2
+// with a one-line error naming the file and the key.
+static void test_diffusion_lora_files(void **state) {
+  (void)state;
+  char args[2048], out[3][400], peft[400], bad[400];
+  const char *adapters[3] = {"kohya.safetensors", "pytorch_lora_weights.safetensors:2", NULL};
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_error err = {0};
+  vkp_unet *u = NULL;
+  char dir[600], kpath[600];
+  snprintf(dir, sizeof dir, "%s/unet/unet", VKP_FIXTURES_DIR);
+  snprintf(kpath, sizeof kpath, "%s/unet/lora/kohya.safetensors", VKP_FIXTURES_DIR);
+  snprintf(peft, sizeof peft, "%s/lora_peft", tmp);
+  vkp_adapter *a = NULL;
+  if (vkp_unet_load(ctx, dir, NULL, &u, &err)) fail_msg("%s", err.msg);
+  VKP_ASSERT_OK(ctx, vkp_adapter_load(u->model, kpath, &a));
+  VKP_ASSERT_OK(ctx, vkp_adapter_save_format(u->model, a, peft, "peft"));
+  vkp_unet_free(u);
+  for (int i = 0; i < 3; i++) {
+    snprintf(out[i], sizeof out[i], "%s/lora_%d.safetensors", tmp, i);
+    if (i < 2)
+      snprintf(args, sizeof args, "forward --model %s --adapter %s/unet/lora/%s --inputs %s/unet/io.safetensors --output %s", dir,
+               VKP_FIXTURES_DIR, adapters[i], VKP_FIXTURES_DIR, out[i]);
+    else
+      snprintf(args, sizeof args, "forward --model %s --adapter %s --inputs %s/unet/io.safetensors --output %s", dir, peft,
+               VKP_FIXTURES_DIR, out[i]);
+    expect(args, 0, NULL);
+  }
+  vkp_safetensors *g[3];
+  for (int i = 0; i < 3; i++)
+    if (vkp_safetensors_open(out[i], &g[i], &err)) fail_msg("%s", err.msg);
+  size_t n0, n1, n2;
+  float *p0 = vkp_fixture_tensor(g[0], "noise_pred", &n0), *p1 = vkp_fixture_tensor(g[1], "noise_pred", &n1),
+        *p2 = vkp_fixture_tensor(g[2], "noise_pred", &n2);
+  assert_int_equal(n0, n1);
+  assert_int_equal(n0, n2);
+  double d01 = 0, d02 = 0;
+  for (size_t i = 0; i < n0; i++) d01 = fmax(d01, fabs(p0[i] - p1[i])), d02 = fmax(d02, fabs(p0[i] - p2[i]));
+  printf("  noise_pred: max |kohya - diffusers:2| = %g, max |kohya - HF PEFT folder| = %g\n", d01, d02);
+  assert_true(d01 == 0);
+  assert_true(d02 < 1e-5);
+  free(p0), free(p1), free(p2);
+  for (int i = 0; i < 3; i++) vkp_safetensors_free(g[i]);
+  // A key for a module that does not exist: exit 2, the file and the key named.
+  snprintf(bad, sizeof bad, "%s/bad_lora.safetensors", tmp);
+  vkp_safetensors_writer *w;
+  float v[4 * 32] = {0};
+  if (vkp_safetensors_writer_new(&w, &err) ||
+      vkp_safetensors_writer_add_f32(w, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight",
+                                     VKP_DTYPE_F32, 2, (int64_t[]){4, 32}, v, &err) ||
+      vkp_safetensors_writer_add_f32(w, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight",
+                                     VKP_DTYPE_F32, 2, (int64_t[]){32, 2}, v, &err) ||
+      vkp_safetensors_writer_save(w, bad, &err))
+    fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  snprintf(args, sizeof args, "forward --model %s --adapter %s --inputs %s/unet/io.safetensors --output %s", dir, bad,
+           VKP_FIXTURES_DIR, out[0]);
+  expect(args, 2, "bad_lora.safetensors: rank mismatch: 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight' has rank 4");
+  if (vkp_safetensors_writer_new(&w, &err) ||
+      vkp_safetensors_writer_add_f32(w, "lora_unet_down_blocks_5_attn1_to_q.lora_down.weight", VKP_DTYPE_F32, 2, (int64_t[]){4, 32}, v, &err) ||
+      vkp_safetensors_writer_save(w, bad, &err))
+    fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  expect(args, 2, "bad_lora.safetensors: no key names a module of the model (1 keys; the first: 'lora_unet_down_blocks_5_attn1_to_q.lora_down.weight')");
+  snprintf(args, sizeof args, "info --model %s --adapter %s/unet/lora/kohya.safetensors:0.5", dir, VKP_FIXTURES_DIR);
+  expect(args, 0, "lora");
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(tmp, sizeof tmp, "/tmp/vkpeft-test-cli-XXXXXX");
@@ -267,6 +340,7 @@ static int setup(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage_and_devices), cmocka_unit_test(test_bad_configs),
                                      cmocka_unit_test(test_forward_parity_and_errors), cmocka_unit_test(test_model_families),
-                                     cmocka_unit_test(test_clip_forward), cmocka_unit_test(test_diffusion_forward)};
+                                     cmocka_unit_test(test_clip_forward), cmocka_unit_test(test_diffusion_forward),
+                                     cmocka_unit_test(test_diffusion_lora_files)};
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,9 +1,10 @@
 // vkp_adapter_format.h — adapter files as pluggable readers/writers. A format maps an adapter's
 // tensors (vkp_adapter_tensor: a slot parameter of a module, an adapter-wide parameter, or a
-// trained base parameter) to the keys of its files and back. HF PEFT folders
-// (adapter_config.json + adapter_model.safetensors, core/peft/format_peft.c) are the one format
-// today; kohya/LyCORIS safetensors (`lora_unet_<module_with_underscores>.lora_down.weight`,
-// `.lora_up.weight`, `.alpha`) and diffusers files plug in as further formats:
+// trained base parameter) to the keys of its files and back. The formats: HF PEFT folders
+// (adapter_config.json + adapter_model.safetensors, core/peft/format_peft.c), kohya/A1111/LyCORIS
+// single files (`lora_unet_<module_with_underscores>.lora_down.weight`, `.lora_up.weight`,
+// `.alpha`; LoHa `hada_*`, LoKr `lokr_*`, DoRA `dora_scale`; core/peft/format_kohya.c) and
+// diffusers/PEFT single files (`unet.<module>.lora_A.weight`, core/peft/format_diffusers.c):
 //   detect  the file's keys (`lora_unet_`/`lora_te_` prefixes, `.lora_down.weight` suffixes);
 //   read    for each module of the model, the format's spelling of each of its names
 //           (vkp_adapter_find_module with a spell function: prefix + name with '.' -> '_'), so
@@ -23,6 +24,13 @@ typedef struct vkp_adapter_io {
   const char *key_prefix;     // a format's prefix of this model's keys in a shared file ("lora_unet_",
                               // "unet."), NULL for the format's default
   const char *adapter_name;   // read: name of the attached adapter (NULL: the file's, else "default")
+  bool skip_unmatched;        // read (kohya, diffusers): keys that name no module of the model are skipped
+                              // with one warning on stderr (A1111 ignores them); default: an error listing
+                              // the first few
+  float alpha;                // read (diffusers): alpha when the file stores none (> 0); 0: alpha = r (scale
+                              // 1), as diffusers loads such a file
+  const char *base_model_version;   // write (kohya): `ss_base_model_version` ("sd_v1", "sd_v2",
+                                    // "sdxl_base_v1-0") in __metadata__; NULL: not written
 } vkp_adapter_io;
 
 typedef struct vkp_adapter_format {
@@ -37,7 +45,9 @@ typedef struct vkp_adapter_format {
 
 // The formats (NULL-terminated), and lookups.
 extern const vkp_adapter_format *const vkp_adapter_formats[];
-extern const vkp_adapter_format vkp_adapter_format_peft;   // HF PEFT folders
+extern const vkp_adapter_format vkp_adapter_format_peft;        // HF PEFT folders
+extern const vkp_adapter_format vkp_adapter_format_kohya;       // kohya / A1111 / LyCORIS .safetensors
+extern const vkp_adapter_format vkp_adapter_format_diffusers;   // diffusers / PEFT pytorch_lora_weights.safetensors
 const vkp_adapter_format *vkp_adapter_format_find(const char *name);
 const vkp_adapter_format *vkp_adapter_format_detect(const char *path);
 // Reads / writes with the named format (NULL: detect on read, "peft" on write); io may be NULL.
@@ -45,6 +55,10 @@ vkp_status vkp_adapter_read(vkp_model *m, const char *path, const char *format, 
                             vkp_adapter **out);
 vkp_status vkp_adapter_write(vkp_model *m, const vkp_adapter *a, const char *path, const char *format,
                              const vkp_adapter_io *io);
+// An adapter folder (HF PEFT) or a .safetensors file (kohya, diffusers), format by detection.
+vkp_status vkp_adapter_load(vkp_model *m, const char *path, vkp_adapter **out);
+// Writes `a` as "peft" (a folder), "kohya" or "diffusers" (a .safetensors file).
+vkp_status vkp_adapter_save_format(vkp_model *m, const vkp_adapter *a, const char *path, const char *format);
 
 // ---- for format implementations -----------------------------------------------------------------
 
@@ -93,5 +107,39 @@ vkp_status vkp_adapter_load_tensors(vkp_model *m, vkp_adapter *a, const vkp_safe
                                     vkp_adapter_bind_fn bind, void *user);
 // Removes an adapter again (a reader's failure path): unlinks and frees what it created.
 void vkp_adapter_discard(vkp_model *m, vkp_adapter *a);
+
+// ---- low-rank single files (format_kohya.c; shared with format_diffusers.c) ---------------------
+// A file's tensors for one module, by role; the builder checks them (float dtypes, scalar alphas,
+// matching ranks and module shapes, one method per file), attaches one adapter with r = the largest
+// rank (smaller ranks are zero-padded, which changes no output; the kohya writer trims the padding
+// again), sets each slot's scaling from its alpha (kohya: alpha / rank; missing: alpha = rank) and
+// writes the parameters, deriving what the methods store differently (LoCon's lora_mid folded into
+// lora_down, LoKr's lokr_w1_a @ lokr_w1_b). Any failure leaves the model as it was.
+typedef enum {
+  VKP_LR_DOWN = 0, VKP_LR_UP, VKP_LR_MID, VKP_LR_ALPHA, VKP_LR_DORA,
+  VKP_LR_HADA_W1_A, VKP_LR_HADA_W1_B, VKP_LR_HADA_W2_A, VKP_LR_HADA_W2_B, VKP_LR_HADA_T1, VKP_LR_HADA_T2,
+  VKP_LR_LOKR_W1, VKP_LR_LOKR_W1_A, VKP_LR_LOKR_W1_B, VKP_LR_LOKR_W2, VKP_LR_LOKR_W2_A, VKP_LR_LOKR_W2_B, VKP_LR_LOKR_T2,
+  VKP_LR_ROLES
+} vkp_lowrank_role;
+typedef struct vkp_lowrank_entry {
+  char stem[400];                        // the file's module key ("lora_unet_..._to_q", "unet.<module>")
+  vkp_module *mod;
+  const vkp_st_tensor *t[VKP_LR_ROLES];
+  bool dora_peft;                        // DORA is peft's lora_magnitude_vector (else LyCORIS dora_scale)
+  bool has_alpha;                        // alpha given outside the tensors (diffusers metadata)
+  float alpha;
+} vkp_lowrank_entry;
+vkp_status vkp_lowrank_build(vkp_model *m, const char *path, vkp_lowrank_entry *e, int n, const vkp_adapter_io *io,
+                             vkp_adapter **out);
+// Groups a file's keys into entries (*out, *nout; caller frees): `split` gives a key's stem (module
+// key) and role (false: not a key of the format); the stem starts with one of `prefixes` (NULL-
+// terminated) and names the module whose name, after the prefix ('.' -> '_' when `underscores`),
+// is the rest. A prefix none of whose stems names a module is another model's (skipped, noted on
+// stderr); other keys that match nothing are an error naming the first few (io->skip_unmatched:
+// a warning); no match at all is always an error.
+vkp_status vkp_lowrank_group(vkp_model *m, const char *path, const vkp_safetensors *sf, const vkp_adapter_io *io,
+                             const char *const *prefixes, bool underscores,
+                             bool (*split)(const char *key, char *stem, size_t cap, int *role, bool *peft_dora),
+                             vkp_lowrank_entry **out, int *nout);
 
 #endif

@@ -5,7 +5,8 @@
 //     (sparse) tuning; BitFit and LayerNorm tuning unfreeze existing parameters;
 //   block level (after attention / cross-attention / the MLP / a ResNet block): bottleneck adapters
 //     (Houlsby, Pfeiffer) and the AdaptFormer parallel MLP adapter;
-//   sequence level: visual prompt tuning (shallow / deep) and prefix tuning (keys/values).
+//   sequence level: visual prompt tuning (shallow / deep), prefix tuning (keys/values) and CoOp
+//     (learned context vectors in a text tower).
 // Each method is one entry of the method table (vkp_peft_method.h, one file per family under
 // core/peft/method_*.c). An adapter is one method with its options; a hybrid is several adapters
 // on one model. Several adapters can be active at once, each with its own scale; each can be
@@ -34,10 +35,12 @@ typedef enum vkp_peft_method {
   VKP_PEFT_FULL,          // every base parameter trainable
   VKP_PEFT_LINEAR_PROBE,  // nothing but modules_to_save
   VKP_PEFT_OFT,           // orthogonal fine-tuning: block-diagonal Cayley rotations of the weights' inputs
+  VKP_PEFT_COOP,          // CoOp: learned context vectors after the start token of a text tower
   VKP_PEFT_METHOD_COUNT
 } vkp_peft_method;
 
 #define VKP_PEFT_MAX_TARGETS 32
+#define VKP_PEFT_MAX_CTX_IDS 64
 
 typedef enum vkp_lora_init { VKP_LORA_INIT_DEFAULT = 0, VKP_LORA_INIT_GAUSSIAN, VKP_LORA_INIT_NONZERO } vkp_lora_init;
 typedef enum vkp_mask_kind { VKP_MASK_RANDOM = 0, VKP_MASK_MAGNITUDE, VKP_MASK_GRADIENT } vkp_mask_kind;
@@ -83,6 +86,15 @@ typedef struct vkp_peft_config {
   bool block_share;                        // one rotation shared by every block
   bool use_cayley_neumann;                 // R from the Neumann series of the Cayley transform (peft default)
   int num_cayley_neumann_terms;            // terms of that series (5)
+  // CoOp (method_coop.c): n_ctx context vectors after the leading token(s) of the first text block
+  int n_ctx;                               // context length (16; with ctx_init_ids: their count)
+  bool csc;                                // class-specific contexts: not supported (only false)
+  char ctx_init[128];                      // the phrase the contexts start from (a record; "" = random)
+  int ctx_init_ids[VKP_PEFT_MAX_CTX_IDS];  // its token ids (no start/end token), filled by the model
+  int n_ctx_init_ids;                      // package's tokenizer; contexts start as those embedding rows
+  char token_embedding[128];               // EMBEDDING module read by ctx_init_ids ("" = none)
+  char position_embedding[128];            // EMBEDDING module of positions, re-assigned over the grown
+                                           // sequence ("" = none: contexts get no positions)
 } vkp_peft_config;
 
 void vkp_peft_config_init(vkp_peft_config *c, vkp_peft_method method);
