@@ -40,6 +40,7 @@ typedef struct run {
   vkp_metrics_writer *mw;
   vkp_progress *bar;   // NULL when quiet
   long batch, accum, log_every, eval_every, ckpt_every, keep_last, eval_batch, val_limit, stop_after;
+  double lr, weight_decay, momentum, max_grad_norm, beta1, beta2;   // optimizer keys, checked before any data loads
   int64_t total_steps, step, micro;
   double best_val;
   int64_t best_step;
@@ -64,6 +65,12 @@ static vkp_status read_train_config(run *r, vkp_error *err) {
   VKP_TRY(vkp_config_int(c, "train.eval_batch", 1, 1 << 16, &r->eval_batch, err));
   VKP_TRY(vkp_config_int(c, "train.val_limit", 0, 1l << 40, &r->val_limit, err));
   VKP_TRY(vkp_config_int(c, "train.stop_after", 0, 1l << 40, &r->stop_after, err));
+  VKP_TRY(vkp_config_real(c, "train.weight_decay", 0, 10, &r->weight_decay, err));
+  VKP_TRY(vkp_config_real(c, "train.lr", 0, 10, &r->lr, err));
+  VKP_TRY(vkp_config_real(c, "train.momentum", 0, 1, &r->momentum, err));
+  VKP_TRY(vkp_config_real(c, "train.max_grad_norm", 0, 1e9, &r->max_grad_norm, err));
+  VKP_TRY(vkp_config_real(c, "train.beta1", 0, 0.999999, &r->beta1, err));
+  VKP_TRY(vkp_config_real(c, "train.beta2", 0, 0.999999999, &r->beta2, err));
   return VKP_OK;
 }
 
@@ -80,17 +87,10 @@ static vkp_status make_optimizer(run *r, vkp_error *err) {
   vkp_optim_kind kind;
   const char *oname = vkp_config_string(c, "train.optimizer");
   if (!oname || vkp_optim_kind_parse(oname, &kind)) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.optimizer' must be \"adamw\" or \"sgd\"");
-  double wd, lr, mom, clip;
-  VKP_TRY(vkp_config_real(c, "train.weight_decay", 0, 10, &wd, err));
-  VKP_TRY(vkp_config_real(c, "train.lr", 0, 10, &lr, err));
-  VKP_TRY(vkp_config_real(c, "train.momentum", 0, 1, &mom, err));
-  VKP_TRY(vkp_config_real(c, "train.max_grad_norm", 0, 1e9, &clip, err));
-  vkp_optim_config oc = kind == VKP_OPTIM_ADAMW ? vkp_adamw_config(wd) : vkp_sgd_config(mom, false, wd);
-  if (kind == VKP_OPTIM_ADAMW) {
-    VKP_TRY(vkp_config_real(c, "train.beta1", 0, 0.999999, &oc.beta1, err));
-    VKP_TRY(vkp_config_real(c, "train.beta2", 0, 0.999999999, &oc.beta2, err));
-  }
-  oc.max_grad_norm = clip;
+  double lr = r->lr;
+  vkp_optim_config oc = kind == VKP_OPTIM_ADAMW ? vkp_adamw_config(r->weight_decay) : vkp_sgd_config(r->momentum, false, r->weight_decay);
+  if (kind == VKP_OPTIM_ADAMW) oc.beta1 = r->beta1, oc.beta2 = r->beta2;
+  oc.max_grad_norm = r->max_grad_norm;
   if (vkp_optimizer_new(r->ps, &oc, &r->opt)) return vkp_error_set(err, VKP_ERR_INVALID, "%s", vkp_ctx_error(r->ctx));
   // Schedule over the optimizer updates of the whole run.
   long epochs, max_steps, warmup;

@@ -53,6 +53,8 @@ static void test_bad_configs(void **state) {
   expect("train --set no.such.key=1", 2, "unknown key 'no.such.key'");
   expect("train --set peft.3.r=16", 2, "not an index");
   expect("train --set peft.0.r=16 --set train.lr=-1", 2, "train.lr");
+  // Config keys are checked before any data loads: a bad key is named even with missing data.
+  expect("train --set data.train=/nonexistent/images/ --set train.beta2=2", 2, "train.beta2");
   expect("train /nonexistent/config.json", 2, "/nonexistent/config.json");
   snprintf(cfg, sizeof cfg, "%s/bad.json", tmp);
   FILE *f = fopen(cfg, "w");
