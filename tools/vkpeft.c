@@ -20,6 +20,7 @@ static const command commands[] = {
     {"predict", cmd_predict, "classify image files"},
     {"export", cmd_export, "merge adapters into a standalone HF checkpoint"},
     {"merge", cmd_merge, "same as export --merge"},
+    {"generate", cmd_generate, "text-to-image on a diffusers pipeline folder (+ LoRAs), PNG with settings"},
     {"forward", cmd_forward, "run a checkpoint (+ adapters) on tensors from a safetensors file"},
     {"compare", cmd_compare, "fine-tune with every PEFT method under one budget; table + plot"},
     {"bench", cmd_bench, "benchmarks (matmul, dispatch overhead, transformer block)"},

@@ -19,6 +19,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 // Prints "vkpeft <cmd>: <message>" to stderr and returns the exit status for `status`
 // (2 for input errors: invalid, io, format, shape, not found, unsupported; 1 otherwise).
