@@ -148,24 +148,18 @@ vkp_status vkp_classify_write_report(const char *run_dir, const cJSON *cfg, cons
   }
   snprintf(title, sizeof title, "ViT + %s on %s", methods, vkp_config_string(cfg, "data.train"));
   vkp_report *r = vkp_report_new(title, run_dir);
-  char vals[10][64];
-  const char *keys[10] = {"test accuracy", "test top-5", "best validation accuracy", "trainable parameters",
-                          "total parameters", "training steps", "training time", "throughput",
-                          "peak device memory", "training graph arena"};
+  char vals[3 + VKP_REPORT_RUN_ROWS][64];
+  const char *keys[3 + VKP_REPORT_RUN_ROWS] = {"test accuracy", "test top-5", "best validation accuracy"};
   snprintf(vals[0], 64, test ? "%.2f%%" : "-", test ? 100 * test->accuracy : 0);
   snprintf(vals[1], 64, test ? "%.2f%%" : "-", test ? 100 * test->top5 : 0);
   snprintf(vals[2], 64, s->best_val_acc >= 0 ? "%.2f%%" : "-", 100 * s->best_val_acc);
-  snprintf(vals[3], 64, "%lld (%.3f%%)", (long long)s->trainable_params, 100.0 * (double)s->trainable_params / (double)s->total_params);
-  snprintf(vals[4], 64, "%lld", (long long)s->total_params);
-  snprintf(vals[5], 64, "%lld", (long long)s->steps);
-  snprintf(vals[6], 64, "%.1f s", s->seconds);
-  snprintf(vals[7], 64, "%.1f images/s", s->images_per_s);
-  snprintf(vals[8], 64, "%.1f MiB", (double)s->peak_device_bytes / 1048576.0);
-  snprintf(vals[9], 64, "%.1f MiB", (double)s->arena_bytes / 1048576.0);
-  const char *vp[10];
-  for (int i = 0; i < 10; i++) vp[i] = vals[i];
+  vkp_report_run_rows(&(vkp_report_run){s->trainable_params, s->total_params, s->steps, s->seconds, s->images_per_s,
+                                        "images/s", s->peak_device_bytes, s->arena_bytes},
+                      keys + 3, vals + 3);
+  const char *vp[3 + VKP_REPORT_RUN_ROWS];
+  for (int i = 0; i < 3 + VKP_REPORT_RUN_ROWS; i++) vp[i] = vals[i];
   st = vkp_report_add_section(r, "Summary", err);
-  if (!st) st = vkp_report_add_kv(r, keys, vp, 10, err);
+  if (!st) st = vkp_report_add_kv(r, keys, vp, 3 + VKP_REPORT_RUN_ROWS, err);
   if (!st) st = vkp_report_add_section(r, "Training", err);
   struct stat sb;
   const char *imgs[3] = {loss_png, acc_png, lr_png}, *caps[3] = {"Loss", "Validation accuracy", "Learning rate"};

@@ -137,27 +137,22 @@ vkp_status vkp_clip_train_report(const char *run_dir, const cJSON *cfg, const vk
   snprintf(title, sizeof title, "CLIP %s (%s) on %s", probe ? "linear probe" : "contrastive", methods,
            vkp_config_string(cfg, "data.train"));
   vkp_report *r = vkp_report_new(title, run_dir);
-  char v[12][64];
-  const char *keys[12] = {probe ? "test accuracy" : "test loss", probe ? "validation accuracy" : "validation loss",
-                          "validation image->text R@1", "final training loss", "logit scale (exp)",
-                          "trainable parameters", "total parameters", "training steps", "training time", "throughput",
-                          "peak device memory", "training graph arena"};
+  char v[5 + VKP_REPORT_RUN_ROWS][64];
+  const char *keys[5 + VKP_REPORT_RUN_ROWS] = {probe ? "test accuracy" : "test loss",
+                                               probe ? "validation accuracy" : "validation loss",
+                                               "validation image->text R@1", "final training loss", "logit scale (exp)"};
   fmt(v[0], probe ? "%.2f%%" : "%.4f", probe ? s->test_accuracy : s->test_loss, probe ? 100 : 1);
   fmt(v[1], probe ? "%.2f%%" : "%.4f", probe ? s->val_accuracy : s->val_loss, probe ? 100 : 1);
   fmt(v[2], "%.2f%%", s->val_i2t_r1, 100);
   fmt(v[3], "%.4f", s->final_loss, 1);
   fmt(v[4], "%.2f", exp(s->logit_scale), 1);
-  snprintf(v[5], 64, "%lld (%.3f%%)", (long long)s->trainable_params, 100.0 * (double)s->trainable_params / (double)(s->total_params ? s->total_params : 1));
-  snprintf(v[6], 64, "%lld", (long long)s->total_params);
-  snprintf(v[7], 64, "%lld", (long long)s->steps);
-  snprintf(v[8], 64, "%.1f s", s->seconds);
-  snprintf(v[9], 64, "%.1f pairs/s", s->images_per_s);
-  snprintf(v[10], 64, "%.1f MiB", (double)s->peak_device_bytes / 1048576.0);
-  snprintf(v[11], 64, "%.1f MiB", (double)s->arena_bytes / 1048576.0);
-  const char *vp[12];
-  for (int i = 0; i < 12; i++) vp[i] = v[i];
+  vkp_report_run_rows(&(vkp_report_run){s->trainable_params, s->total_params, s->steps, s->seconds, s->images_per_s,
+                                        "pairs/s", s->peak_device_bytes, s->arena_bytes},
+                      keys + 5, v + 5);
+  const char *vp[5 + VKP_REPORT_RUN_ROWS];
+  for (int i = 0; i < 5 + VKP_REPORT_RUN_ROWS; i++) vp[i] = v[i];
   st = vkp_report_add_section(r, "Summary", err);
-  if (!st) st = vkp_report_add_kv(r, keys, vp, 12, err);
+  if (!st) st = vkp_report_add_kv(r, keys, vp, 5 + VKP_REPORT_RUN_ROWS, err);
   if (!st) st = vkp_report_add_section(r, "Training", err);
   for (int i = 0; i < n_charts && !st; i++)
     if (drawn[i]) st = vkp_report_add_image(r, files[i], charts[i].title, err);

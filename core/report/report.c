@@ -453,3 +453,18 @@ vkp_status vkp_report_write(const vkp_report *r, const char *path, vkp_error *er
   free(html);
   return st;
 }
+
+void vkp_report_run_rows(const vkp_report_run *run, const char **keys, char (*vals)[64]) {
+  static const char *const names[VKP_REPORT_RUN_ROWS] = {"trainable parameters", "total parameters", "training steps",
+                                                         "training time", "throughput", "peak device memory",
+                                                         "training graph arena"};
+  for (int i = 0; i < VKP_REPORT_RUN_ROWS; i++) keys[i] = names[i];
+  double total = (double)(run->total_params ? run->total_params : 1);
+  snprintf(vals[0], 64, "%lld (%.3f%%)", (long long)run->trainable_params, 100.0 * (double)run->trainable_params / total);
+  snprintf(vals[1], 64, "%lld", (long long)run->total_params);
+  snprintf(vals[2], 64, "%lld", (long long)run->steps);
+  snprintf(vals[3], 64, "%.1f s", run->seconds);
+  snprintf(vals[4], 64, "%.1f %s", run->rate, run->rate_unit);
+  snprintf(vals[5], 64, "%.1f MiB", (double)run->peak_device_bytes / 1048576.0);
+  snprintf(vals[6], 64, "%.1f MiB", (double)run->arena_bytes / 1048576.0);
+}

@@ -44,6 +44,19 @@ vkp_status vkp_report_add_text(vkp_report *r, const char *text, vkp_error *err);
 vkp_status vkp_report_add_kv(vkp_report *r, const char *const *keys, const char *const *values,
                              int n, vkp_error *err);
 
+// The run rows every trainer's summary shows, appended to a key/value table: trainable
+// parameters (with their share of `total`), total parameters, training steps, training time,
+// throughput (`rate_unit`: "images/s", "pairs/s"), peak device memory, training graph arena.
+// Writes keys[0..VKP_REPORT_RUN_ROWS) and vals[0..VKP_REPORT_RUN_ROWS) (64 bytes each).
+#define VKP_REPORT_RUN_ROWS 7
+typedef struct vkp_report_run {
+  int64_t trainable_params, total_params, steps;
+  double seconds, rate;
+  const char *rate_unit;
+  uint64_t peak_device_bytes, arena_bytes;
+} vkp_report_run;
+void vkp_report_run_rows(const vkp_report_run *run, const char **keys, char (*vals)[64]);
+
 // A table: `header` has n_cols strings (NULL = no header row); `cells` holds n_rows * n_cols
 // strings, row-major (a NULL cell is empty). Numeric columns are right-aligned. caption may be NULL.
 vkp_status vkp_report_add_table(vkp_report *r, const char *caption, const char *const *header,
