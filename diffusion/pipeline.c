@@ -15,6 +15,7 @@ struct vkp_pipeline {
   char dir[1024];
   vkp_unet *unet;
   vkp_vae *vae;
+  vkp_text_encoder *te;    // NULL: states come from the caller
   vkp_scheduler_config sched;
   bool have_sched;
   int lc, lh, lw;          // latent shape
@@ -44,27 +45,27 @@ static vkp_status graph_fail(vkp_pipeline *p, vkp_graph *g, vkp_status st, const
   return vkp_error_set(err, st ? st : VKP_ERR_INVALID, "%s: %s: %s", p->dir, what, m ? m : "failed");
 }
 
-vkp_status vkp_pipeline_load(vkp_ctx *ctx, const char *dir, const vkp_pipeline_opts *opts, vkp_pipeline **out,
-                             vkp_error *err) {
+// Takes ownership of every part (also on failure); sched is copied (and freed here).
+vkp_status vkp_pipeline_from_parts(vkp_ctx *ctx, const char *name, vkp_unet *unet, vkp_vae *vae,
+                                   const vkp_scheduler_config *sched, vkp_text_encoder *te,
+                                   const vkp_pipeline_opts *opts, vkp_pipeline **out, vkp_error *err) {
   *out = NULL;
   vkp_pipeline_opts o = {0};
   if (opts) o = *opts;
-  char path[1200];
-  if (!is_dir(dir)) return vkp_error_set(err, VKP_ERR_IO, "%s: not a pipeline folder", dir);
-  snprintf(path, sizeof path, "%s/model_index.json", dir);
-  if (!is_file(path)) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: missing (not a diffusers pipeline folder)", path);
   vkp_pipeline *p = calloc(1, sizeof *p);
-  if (!p) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  if (!p) {
+    vkp_unet_free(unet);
+    vkp_vae_free(vae);
+    vkp_text_encoder_free(te);
+    if (sched) vkp_scheduler_config_free((vkp_scheduler_config *)sched);
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  }
   p->ctx = ctx;
-  snprintf(p->dir, sizeof p->dir, "%s", dir);
-  vkp_status st;
-  snprintf(path, sizeof path, "%s/unet", dir);
-  if ((st = vkp_unet_load(ctx, path, NULL, &p->unet, err))) goto fail;
-  snprintf(path, sizeof path, "%s/vae", dir);
-  if ((st = vkp_vae_load(ctx, path, false, &p->vae, err))) goto fail;
-  snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
-  if ((st = vkp_scheduler_config_load(path, &p->sched, err))) goto fail;
+  snprintf(p->dir, sizeof p->dir, "%s", name);
+  p->unet = unet, p->vae = vae, p->te = te;
+  p->sched = *sched;
   p->have_sched = true;
+  vkp_status st;
   p->factor = 1 << (p->vae->cfg.n_blocks - 1);
   int ufac = 1 << (p->unet->cfg.n_blocks - 1);
   int W = o.latent_width > 0 ? o.latent_width * p->factor : o.width;
@@ -72,8 +73,13 @@ vkp_status vkp_pipeline_load(vkp_ctx *ctx, const char *dir, const vkp_pipeline_o
   if (W <= 0) W = p->unet->cfg.sample_size * p->factor;
   if (H <= 0) H = p->unet->cfg.sample_size * p->factor;
   if (W % (p->factor * ufac) || H % (p->factor * ufac) || W <= 0 || H <= 0) {
-    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: size %dx%d: width and height must be positive multiples of %d", dir, W,
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: size %dx%d: width and height must be positive multiples of %d", name, W,
                        H, p->factor * ufac);
+    goto fail;
+  }
+  if (p->vae->cfg.latent_channels != p->unet->cfg.in_channels) {
+    st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: the VAE has %d latent channels, the UNet takes %d", name,
+                       p->vae->cfg.latent_channels, p->unet->cfg.in_channels);
     goto fail;
   }
   p->lc = p->unet->cfg.in_channels;
@@ -81,11 +87,52 @@ vkp_status vkp_pipeline_load(vkp_ctx *ctx, const char *dir, const vkp_pipeline_o
   p->lw = W / p->factor;
   p->dim = p->unet->cfg.cross_attention_dim[0];
   p->tokens = 77;
+  if (te) {
+    int tt, td;
+    vkp_text_encoder_shape(te, &tt, &td);
+    if (td != p->dim) {
+      st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: the text encoder's hidden_size is %d, the UNet's cross_attention_dim %d",
+                         name, td, p->dim);
+      goto fail;
+    }
+    p->tokens = tt;
+  }
   if (o.text_tokens > 0) p->tokens = o.text_tokens;
   *out = p;
   return VKP_OK;
 fail:
   vkp_pipeline_free(p);
+  return st;
+}
+
+vkp_status vkp_pipeline_load(vkp_ctx *ctx, const char *dir, const vkp_pipeline_opts *opts, vkp_pipeline **out,
+                             vkp_error *err) {
+  *out = NULL;
+  char path[1200];
+  if (!is_dir(dir)) return vkp_error_set(err, VKP_ERR_IO, "%s: not a pipeline folder", dir);
+  snprintf(path, sizeof path, "%s/model_index.json", dir);
+  if (!is_file(path)) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: missing (not a diffusers pipeline folder)", path);
+  vkp_unet *unet = NULL;
+  vkp_vae *vae = NULL;
+  vkp_text_encoder *te = NULL;
+  vkp_scheduler_config sched;
+  vkp_status st;
+  snprintf(path, sizeof path, "%s/unet", dir);
+  if ((st = vkp_unet_load(ctx, path, NULL, &unet, err))) goto fail;
+  snprintf(path, sizeof path, "%s/vae", dir);
+  if ((st = vkp_vae_load(ctx, path, false, &vae, err))) goto fail;
+  snprintf(path, sizeof path, "%s/text_encoder", dir);
+  if (opts && opts->text_encoder && (is_dir(path) || opts->text_encoder == VKP_PIPELINE_TEXT_REQUIRED)) {
+    vkp_text_encoder_opts to = {.clip_skip = opts->clip_skip};
+    if ((st = vkp_text_encoder_load(ctx, dir, &to, &te, err))) goto fail;
+  }
+  snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
+  if ((st = vkp_scheduler_config_load(path, &sched, err))) goto fail;
+  return vkp_pipeline_from_parts(ctx, dir, unet, vae, &sched, te, opts, out, err);
+fail:
+  vkp_unet_free(unet);
+  vkp_vae_free(vae);
+  vkp_text_encoder_free(te);
   return st;
 }
 
@@ -95,11 +142,19 @@ void vkp_pipeline_free(vkp_pipeline *p) {
   vkp_graph_free(p->vg);
   vkp_unet_free(p->unet);
   vkp_vae_free(p->vae);
+  vkp_text_encoder_free(p->te);
   if (p->have_sched) vkp_scheduler_config_free(&p->sched);
   free(p);
 }
 
 vkp_unet *vkp_pipeline_unet(vkp_pipeline *p) { return p->unet; }
+vkp_vae *vkp_pipeline_vae(vkp_pipeline *p) { return p->vae; }
+vkp_text_encoder *vkp_pipeline_text_encoder(vkp_pipeline *p) { return p->te; }
+
+vkp_status vkp_pipeline_encode_prompt(vkp_pipeline *p, const char *prompt, float *states, vkp_error *err) {
+  if (!p->te) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no text encoder (a prompt needs one)", p->dir);
+  return vkp_text_encoder_encode(p->te, prompt, states, err);
+}
 const vkp_scheduler_config *vkp_pipeline_scheduler_config(const vkp_pipeline *p) { return &p->sched; }
 
 void vkp_pipeline_latent_shape(const vkp_pipeline *p, int *c, int *h, int *w) {

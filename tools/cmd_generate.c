@@ -8,8 +8,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "vkp_clip.h"
-#include "vkp_clip_tokenizer.h"
 #include "vkp_device.h"
 #include "vkp_pipeline.h"
 #include "vkp_png.h"
@@ -30,75 +28,6 @@ static int usage(void) {
           "  and sample/uncond (zeros when absent) instead of prompt and seed; --tensors-out writes\n"
           "  final_latents and decoded (the VAE decode of the final latents without 1/scaling_factor). PNGs carry the settings in a `parameters` text chunk (A1111).\n");
   return VKP_EXIT_BAD_INPUT;
-}
-
-// ---- the text encoder (vlm/) ----------------------------------------------------------------------
-
-typedef struct text_enc {
-  vkp_clip *clip;
-  vkp_clip_tokenizer *tok;
-  vkp_graph *g;
-  vkp_clip_inputs in;
-  vkp_tensor *out;
-  int tokens, dim;
-} text_enc;
-
-static void text_free(text_enc *t) {
-  vkp_graph_free(t->g);
-  vkp_clip_free(t->clip);
-  vkp_clip_tokenizer_free(t->tok);
-}
-
-static vkp_status text_load(vkp_ctx *ctx, const char *dir, int clip_skip, text_enc *t, vkp_error *err) {
-  char path[1200];
-  struct stat sb;
-  snprintf(path, sizeof path, "%s/text_encoder", dir);
-  if (stat(path, &sb) || !S_ISDIR(sb.st_mode))
-    return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: missing (a prompt needs the text encoder)", path);
-  vkp_clip_load_opts co = {.towers = VKP_CLIP_TEXT_ONLY};
-  vkp_status st = vkp_clip_load(ctx, path, &co, &t->clip, err);
-  if (st) return st;
-  snprintf(path, sizeof path, "%s/tokenizer", dir);
-  if (stat(path, &sb) || !S_ISDIR(sb.st_mode))
-    return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: missing (a prompt needs the tokenizer)", path);
-  if ((st = vkp_clip_tokenizer_load(path, &t->tok, err))) return st;
-  const vkp_clip_text_config *tc = &t->clip->cfg.text;
-  t->tokens = tc->max_position_embeddings;
-  t->dim = tc->hidden_size;
-  if (clip_skip < 1) clip_skip = 1;
-  if (clip_skip > tc->num_hidden_layers)
-    return vkp_error_set(err, VKP_ERR_INVALID, "--clip-skip %d: %s/text_encoder has %d layers", clip_skip, dir,
-                         tc->num_hidden_layers);
-  if ((st = vkp_graph_new(ctx, &t->g))) return vkp_error_set(err, st, "%s", vkp_ctx_error(ctx));
-  if ((st = vkp_clip_inputs_new(t->clip, t->g, 0, 1, t->tokens, false, &t->in)))
-    return vkp_error_set(err, st, "text encoder: %s", vkp_graph_error(t->g));
-  vkp_clip_outputs o;
-  memset(&o, 0, sizeof o);
-  if ((st = vkp_clip_forward(t->clip, t->g, &t->in, &o))) return vkp_error_set(err, st, "text encoder: %s", vkp_graph_error(t->g));
-  t->out = clip_skip > 1 ? vkp_clip_text_final_norm(t->clip, o.text_hidden[tc->num_hidden_layers + 1 - clip_skip])
-                         : o.text_last_hidden;
-  if (!t->out) return vkp_error_set(err, VKP_ERR_INVALID, "text encoder: %s", vkp_graph_error(t->g));
-  vkp_graph_output(t->g, t->out);
-  if ((st = vkp_graph_compile(t->g))) return vkp_error_set(err, st, "text encoder: compile: %s", vkp_ctx_error(ctx));
-  return VKP_OK;
-}
-
-static vkp_status text_encode(vkp_ctx *ctx, text_enc *t, const char *prompt, float *states, vkp_error *err) {
-  vkp_clip_tokenizer_info info;
-  vkp_clip_tokenizer_get_info(t->tok, &info);
-  int32_t *ids = calloc((size_t)t->tokens, sizeof *ids);
-  if (!ids) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  vkp_status st = vkp_clip_tokenize(t->tok, prompt, t->tokens, info.default_pad, ids, NULL, NULL);
-  if (st) {
-    free(ids);
-    return vkp_error_set(err, st, "cannot tokenize the prompt");
-  }
-  st = vkp_clip_inputs_set(t->clip, t->g, &t->in, NULL, ids, NULL);
-  free(ids);
-  if (!st) st = vkp_graph_run(t->g);
-  if (!st) st = vkp_graph_read(t->g, t->out, states, (size_t)t->tokens * t->dim * sizeof(float));
-  if (st) return vkp_error_set(err, st, "text encoder: %s", vkp_ctx_error(ctx));
-  return VKP_OK;
 }
 
 // ---- helpers --------------------------------------------------------------------------------------
@@ -208,11 +137,11 @@ int cmd_generate(int argc, char **argv) {
   vkp_pipeline *p = NULL;
   vkp_safetensors *sf = NULL;
   vkp_sampler *smp = NULL;
-  text_enc te = {0};
   float *latents = NULL, *cond = NULL, *uncond = NULL, *decoded = NULL;
   uint8_t *rgb = NULL;
   vkp_safetensors_writer *w = NULL;
-  vkp_pipeline_opts po = {.width = width, .height = height};
+  vkp_pipeline_opts po = {.width = width, .height = height, .clip_skip = clip_skip,
+                          .text_encoder = tin ? VKP_PIPELINE_TEXT_NONE : VKP_PIPELINE_TEXT_REQUIRED};
   const vkp_st_tensor *lt = NULL, *ct = NULL;
   if (tin) {
     if ((st = vkp_safetensors_open(tin, &sf, &err))) goto done;
@@ -239,10 +168,6 @@ int cmd_generate(int argc, char **argv) {
     }
   }
   if ((st = vkp_ctx_new(NULL, &ctx, &err))) goto done;
-  if (!tin) {
-    if ((st = text_load(ctx, model, clip_skip, &te, &err))) goto done;
-    po.text_tokens = te.tokens;
-  }
   if ((st = vkp_pipeline_load(ctx, model, &po, &p, &err))) goto done;
   int lc, lh, lw, T, D, W, H;
   vkp_pipeline_latent_shape(p, &lc, &lh, &lw);
@@ -261,11 +186,6 @@ int cmd_generate(int argc, char **argv) {
       goto done;
     }
   } else {
-    if (te.dim != D) {
-      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s/text_encoder: hidden_size %d, the UNet's cross_attention_dim is %d", model,
-                         te.dim, D);
-      goto done;
-    }
     cond = malloc((size_t)T * D * sizeof(float));
     uncond = malloc((size_t)T * D * sizeof(float));
     latents = malloc(n * sizeof(float));
@@ -273,8 +193,8 @@ int cmd_generate(int argc, char **argv) {
       st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory");
       goto done;
     }
-    if ((st = text_encode(ctx, &te, prompt, cond, &err))) goto done;
-    if ((st = text_encode(ctx, &te, neg, uncond, &err))) goto done;
+    if ((st = vkp_pipeline_encode_prompt(p, prompt, cond, &err))) goto done;
+    if ((st = vkp_pipeline_encode_prompt(p, neg, uncond, &err))) goto done;
   }
   for (int k = 0; k < n_lora; k++)
     if ((st = vkp_pipeline_add_lora(p, lora_path[k], lora_scale[k], merge, &err))) goto done;
@@ -349,7 +269,6 @@ done:
   free(latents), free(cond), free(uncond), free(decoded), free(rgb);
   vkp_sampler_free(smp);
   vkp_pipeline_free(p);
-  text_free(&te);
   vkp_ctx_free(ctx);
   vkp_safetensors_free(sf);
   return st ? vkp_cli_fail("generate", st, err.msg) : VKP_EXIT_OK;
