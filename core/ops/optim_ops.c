@@ -8,9 +8,10 @@
 #include "vkp_ops.h"
 #include "../../shaders/push/optim.h"
 
-// Node params: u64 table, u64 chunks, u64 hparams, u32 n_chunks, u32 kind (0 AdamW, 1 SGD).
+// Node params: u64 table, u64 chunks, u64 hparams, u64 qmap (8-bit code book or 0),
+// u32 n_chunks, u32 kind (0 AdamW, 1 SGD).
 typedef struct optim_node_params {
-  uint64_t table, chunks, hparams;
+  uint64_t table, chunks, hparams, qmap;
   uint32_t n_chunks, kind;
 } optim_node_params;
 _Static_assert(sizeof(optim_node_params) <= VKP_OP_PARAM_BYTES, "optimizer node params must fit");
@@ -30,6 +31,7 @@ static vkp_pc_optim push_for(vkp_recorder *rec, const vkp_tensor *t) {
   pc.scalars = vkp_rec_scalars_addr(rec);
   pc.n_chunks = p.n_chunks;
   pc.chunk_elems = VKP_OPTIM_CHUNK;
+  pc.qmap = p.qmap;
   return pc;
 }
 
@@ -60,13 +62,13 @@ static vkp_status update_record(vkp_recorder *rec, const vkp_tensor *t) {
 static const vkp_op_def op_optim_update = {"optim_update", update_record, NULL};
 
 vkp_tensor *vkp_optim_append_nodes(vkp_graph *g, uint64_t table, uint64_t chunks, uint32_t n_chunks,
-                                   uint64_t hparams, int kind, vkp_tensor **norm_out);
+                                   uint64_t hparams, uint64_t qmap, int kind, vkp_tensor **norm_out);
 
 // Appends sumsq -> norm -> update; returns the update node (to expand after the gradient
 // accumulations) and the norm in *norm_out. n_chunks must be > 0.
 vkp_tensor *vkp_optim_append_nodes(vkp_graph *g, uint64_t table, uint64_t chunks, uint32_t n_chunks,
-                                   uint64_t hparams, int kind, vkp_tensor **norm_out) {
-  optim_node_params p = {table, chunks, hparams, n_chunks, (uint32_t)kind};
+                                   uint64_t hparams, uint64_t qmap, int kind, vkp_tensor **norm_out) {
+  optim_node_params p = {table, chunks, hparams, qmap, n_chunks, (uint32_t)kind};
   *norm_out = NULL;
   vkp_tensor *partial = vkp_node_new(g, &op_grad_sumsq, VKP_DTYPE_F32, 1, (int64_t[]){n_chunks}, NULL, 0);
   if (!partial) return NULL;

@@ -13,9 +13,11 @@
 #include "vkp_vec.h"
 #include "../../shaders/push/optim.h"
 
+_Static_assert(VKP_OPTIM_8BIT_BLOCK == VKP_OPTIM_QBLOCK, "the public block size is the shaders'");
+
 // From core/ops/optim_ops.c.
 vkp_tensor *vkp_optim_append_nodes(vkp_graph *g, uint64_t table, uint64_t chunks, uint32_t n_chunks,
-                                   uint64_t hparams, int kind, vkp_tensor **norm_out);
+                                   uint64_t hparams, uint64_t qmap, int kind, vkp_tensor **norm_out);
 
 // ---- parameter sets ---------------------------------------------------------------------------
 
@@ -174,6 +176,55 @@ vkp_optim_config vkp_sgd_config(double momentum, bool nesterov, double weight_de
 
 const char *vkp_optim_kind_name(vkp_optim_kind k) { return k == VKP_OPTIM_SGD ? "sgd" : "adamw"; }
 
+const char *vkp_optim_config_name(const vkp_optim_config *cfg) {
+  return cfg->kind == VKP_OPTIM_ADAMW && cfg->state_bits == 8 ? "adamw8bit" : vkp_optim_kind_name(cfg->kind);
+}
+
+vkp_status vkp_optim_name_parse(const char *name, vkp_optim_config *cfg) {
+  if (name && strcmp(name, "adamw8bit") == 0) {
+    cfg->kind = VKP_OPTIM_ADAMW;
+    cfg->state_bits = 8;
+    return VKP_OK;
+  }
+  VKP_TRY(vkp_optim_kind_parse(name, &cfg->kind));
+  cfg->state_bits = 32;
+  return VKP_OK;
+}
+
+// bitsandbytes' create_dynamic_map(signed, max_exponent_bits = 7, total_bits = 8) as torch
+// computes it in float32: for exponent i = 0..6, the midpoints of linspace(0.1, 1, k_i + 1)
+// scaled by 10^(i-6) (k_i = 2^i signed, with both signs; 2^(i+1) unsigned), plus 0 and 1, sorted.
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static void dynamic_map(bool is_signed, float *out) {
+  int n = 0;
+  for (int i = 0; i < 7; i++) {
+    int items = is_signed ? (1 << i) + 1 : (1 << (i + 1)) + 1;
+    float start = 0.1f, end = 1.0f, step = (end - start) / (float)(items - 1), prev = 0;
+    float scale = (float)pow(10.0, i - 6);
+    for (int k = 0; k < items; k++) {   // torch.linspace: from both ends towards the middle
+      float bk = k < items / 2 ? start + step * (float)k : end - step * (float)(items - 1 - k);
+      if (k > 0) {
+        float mean = (prev + bk) / 2.0f;
+        out[n++] = scale * mean;
+        if (is_signed) out[n++] = -scale * mean;
+      }
+      prev = bk;
+    }
+  }
+  out[n++] = 0.0f;
+  out[n++] = 1.0f;
+  qsort(out, (size_t)n, sizeof *out, cmp_float);   // n == 256
+}
+
+void vkp_optim_qmaps(float out[512]) {
+  dynamic_map(true, out);
+  dynamic_map(false, out + 256);
+}
+
 vkp_status vkp_optim_kind_parse(const char *name, vkp_optim_kind *out) {
   if (name && strcmp(name, "adamw") == 0) *out = VKP_OPTIM_ADAMW;
   else if (name && strcmp(name, "sgd") == 0) *out = VKP_OPTIM_SGD;
@@ -189,6 +240,8 @@ static vkp_status check_config(vkp_error *err, const vkp_optim_config *c) {
     return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: invalid weight_decay %g", c->weight_decay);
   if (!(c->max_grad_norm >= 0) || !isfinite(c->max_grad_norm))
     return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: invalid max_grad_norm %g", c->max_grad_norm);
+  if (c->state_bits != 0 && c->state_bits != 32 && !(c->state_bits == 8 && c->kind == VKP_OPTIM_ADAMW))
+    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: state_bits %d (AdamW: 32 or 8; SGD: 32)", c->state_bits);
   if (c->kind == VKP_OPTIM_ADAMW) {
     if (!(c->beta1 >= 0 && c->beta1 < 1))
       return vkp_error_set(err, VKP_ERR_INVALID, "adamw: invalid beta1 %g", c->beta1);
@@ -214,8 +267,10 @@ struct vkp_optimizer {
   int n;                     // parameters of ps at creation
   vkp_optim_config cfg;
   vkp_buffer **grad;         // (n) accumulated gradients; NULL for frozen parameters (owned)
-  vkp_buffer **state[2];     // (n) AdamW m, v / SGD momentum, NULL (owned)
+  vkp_buffer **state[2];     // (n) AdamW m, v / SGD momentum, NULL (owned); 8-bit: codes
+  vkp_buffer **absmax[2];    // (n) 8-bit parameters: absmax of m, v per block; else NULL (owned)
   vkp_buffer *hparams;       // vkp_optim_hparams (owned)
+  vkp_buffer *qmap;          // the 8-bit code book (vkp_optim_qmaps), when state_bits is 8 (owned)
   VKP_VEC(vkp_buffer *) tables;   // one per vkp_optimizer_append: entries + chunks (owned)
   int64_t steps;
 };
@@ -253,18 +308,33 @@ vkp_status vkp_optimizer_new(vkp_param_set *ps, const vkp_optim_config *cfg, vkp
   opt->grad = calloc(n, sizeof *opt->grad);
   opt->state[0] = calloc(n, sizeof *opt->state[0]);
   opt->state[1] = calloc(n, sizeof *opt->state[1]);
+  opt->absmax[0] = calloc(n, sizeof *opt->absmax[0]);
+  opt->absmax[1] = calloc(n, sizeof *opt->absmax[1]);
   vkp_status st = VKP_OK;
-  if (!opt->grad || !opt->state[0] || !opt->state[1])
+  if (!opt->grad || !opt->state[0] || !opt->state[1] || !opt->absmax[0] || !opt->absmax[1])
     st = vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_OOM, "out of host memory");
   if (st == VKP_OK) st = vkp_buffer_new(ctx, sizeof(vkp_optim_hparams), &opt->hparams);
   if (st == VKP_OK) st = write_hparams(opt);
+  if (st == VKP_OK && cfg->state_bits == 8) {
+    float codes[512];
+    vkp_optim_qmaps(codes);
+    st = vkp_buffer_new(ctx, sizeof codes, &opt->qmap);
+    if (st == VKP_OK) st = vkp_buffer_write(opt->qmap, 0, codes, sizeof codes);
+  }
   int nstate = cfg->kind == VKP_OPTIM_ADAMW ? 2 : 1;
   for (int i = 0; i < opt->n && st == VKP_OK; i++) {
     const vkp_param_info *p = &ps->e.v[i]->info;
     if (!p->trainable) continue;
-    uint64_t bytes = (uint64_t)shape_numel(p->ndim, p->shape) * 4;
+    int64_t numel = shape_numel(p->ndim, p->shape);
+    uint64_t bytes = (uint64_t)numel * 4;
     st = vkp_buffer_new(ctx, bytes, &opt->grad[i]);   // zeroed on creation
-    for (int s = 0; s < nstate && st == VKP_OK; s++) st = vkp_buffer_new(ctx, bytes, &opt->state[s][i]);
+    bool q8 = cfg->state_bits == 8 && numel >= VKP_OPTIM_8BIT_MIN;
+    uint64_t sbytes = q8 ? ((uint64_t)numel + 3) / 4 * 4 : bytes;
+    uint64_t blocks = ((uint64_t)numel + VKP_OPTIM_QBLOCK - 1) / VKP_OPTIM_QBLOCK;
+    for (int s = 0; s < nstate && st == VKP_OK; s++) {
+      st = vkp_buffer_new(ctx, sbytes, &opt->state[s][i]);
+      if (st == VKP_OK && q8) st = vkp_buffer_new(ctx, blocks * 4, &opt->absmax[s][i]);
+    }
   }
   if (st != VKP_OK) {
     vkp_optimizer_free(opt);
@@ -278,15 +348,20 @@ void vkp_optimizer_free(vkp_optimizer *opt) {
   if (!opt) return;
   for (int i = 0; i < opt->n; i++) {
     if (opt->grad) vkp_buffer_free(opt->grad[i]);
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < 2; s++) {
       if (opt->state[s]) vkp_buffer_free(opt->state[s][i]);
+      if (opt->absmax[s]) vkp_buffer_free(opt->absmax[s][i]);
+    }
   }
   for (int i = 0; i < opt->tables.n; i++) vkp_buffer_free(opt->tables.v[i]);
   free(opt->tables.v);
   free(opt->grad);
   free(opt->state[0]);
   free(opt->state[1]);
+  free(opt->absmax[0]);
+  free(opt->absmax[1]);
   vkp_buffer_free(opt->hparams);
+  vkp_buffer_free(opt->qmap);
   free(opt);
 }
 
@@ -294,9 +369,9 @@ const vkp_optim_config *vkp_optimizer_config(const vkp_optimizer *opt) { return 
 
 vkp_status vkp_optimizer_set_config(vkp_optimizer *opt, const vkp_optim_config *cfg) {
   vkp_error *err = vkp_ctx_err(opt->ctx);
-  if (cfg->kind != opt->cfg.kind)
-    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: cannot change kind from %s to %s",
-                         vkp_optim_kind_name(opt->cfg.kind), vkp_optim_kind_name(cfg->kind));
+  if (cfg->kind != opt->cfg.kind || (cfg->state_bits == 8) != (opt->cfg.state_bits == 8))
+    return vkp_error_set(err, VKP_ERR_INVALID, "optimizer: cannot change from %s to %s", vkp_optim_config_name(&opt->cfg),
+                         vkp_optim_config_name(cfg));
   VKP_TRY(check_config(err, cfg));
   opt->cfg = *cfg;
   return write_hparams(opt);
@@ -323,6 +398,11 @@ vkp_buffer *vkp_optimizer_grad(const vkp_optimizer *opt, int i) { return i >= 0 
 vkp_buffer *vkp_optimizer_state(const vkp_optimizer *opt, int i, int which) {
   return i >= 0 && i < opt->n && (which == 0 || which == 1) ? opt->state[which][i] : NULL;
 }
+
+vkp_buffer *vkp_optimizer_absmax(const vkp_optimizer *opt, int i, int which) {
+  return i >= 0 && i < opt->n && (which == 0 || which == 1) ? opt->absmax[which][i] : NULL;
+}
+
 
 // ---- graph nodes ------------------------------------------------------------------------------
 
@@ -391,11 +471,15 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
     int i = active[k];
     const vkp_param_info *p = &opt->ps->e.v[i]->info;
     uint32_t n = (uint32_t)shape_numel(p->ndim, p->shape);
+    bool q8 = opt->absmax[0][i] != NULL;
     ent[k] = (vkp_optim_entry){.p = vkp_buffer_address(p->buffer) + p->byte_offset,
                                .g = vkp_buffer_address(opt->grad[i]),
                                .s1 = vkp_buffer_address(opt->state[0][i]),
                                .s2 = opt->state[1][i] ? vkp_buffer_address(opt->state[1][i]) : 0,
-                               .n = n};
+                               .a1 = q8 ? vkp_buffer_address(opt->absmax[0][i]) : 0,
+                               .a2 = q8 ? vkp_buffer_address(opt->absmax[1][i]) : 0,
+                               .n = n,
+                               .flags = q8 ? VKP_OPTIM_FLAG_8BIT : 0};
     for (uint64_t start = 0; start < n; start += VKP_OPTIM_CHUNK, c++) {
       chunk[2 * c] = (uint32_t)k;
       chunk[2 * c + 1] = (uint32_t)start;
@@ -415,8 +499,9 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
   uint64_t base = vkp_buffer_address(table);
   vkp_tensor *norm = NULL;
   vkp_tensor *upd = vkp_optim_append_nodes(g, base, base + entries_bytes, (uint32_t)nchunks,
-                                           vkp_buffer_address(opt->hparams), opt->cfg.kind == VKP_OPTIM_SGD,
-                                           &norm);
+                                           vkp_buffer_address(opt->hparams),
+                                           opt->qmap ? vkp_buffer_address(opt->qmap) : 0,
+                                           opt->cfg.kind == VKP_OPTIM_SGD, &norm);
   if (!upd) return NULL;
   vkp_graph_output(g, norm);
   vkp_graph_expand(g, upd);
@@ -425,9 +510,58 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
 
 // ---- save / load ------------------------------------------------------------------------------
 
-static const char *state_suffix(const vkp_optimizer *opt, int which) {
-  if (opt->cfg.kind == VKP_OPTIM_SGD) return which == 0 ? "momentum_buffer" : NULL;
-  return which == 0 ? "exp_avg" : "exp_avg_sq";
+// The state tensors of trainable parameter i as saved: f32 m / v (or the momentum) in the
+// parameter's shape, or for an 8-bit parameter its codes (U8, the parameter's shape) and the
+// absmax per block (F32).
+typedef struct state_tensor {
+  char suffix[16];
+  vkp_buffer *buf;
+  vkp_dtype dtype;
+  int ndim;
+  int64_t shape[VKP_MAX_DIMS];
+  uint64_t nbytes;
+} state_tensor;
+
+static int state_tensors(const vkp_optimizer *opt, int i, state_tensor *out) {
+  const vkp_param_info *p = &opt->ps->e.v[i]->info;
+  int64_t numel = shape_numel(p->ndim, p->shape);
+  int n = 0;
+  for (int w = 0; w < 2; w++) {
+    if (!opt->state[w][i]) continue;
+    state_tensor *t = &out[n++];
+    t->buf = opt->state[w][i];
+    t->ndim = p->ndim;
+    memcpy(t->shape, p->shape, sizeof t->shape);
+    if (opt->absmax[w][i]) {
+      snprintf(t->suffix, sizeof t->suffix, "state%d", w + 1);
+      t->dtype = VKP_DTYPE_U8;
+      t->nbytes = (uint64_t)numel;
+      state_tensor *a = &out[n++];
+      snprintf(a->suffix, sizeof a->suffix, "absmax%d", w + 1);
+      a->buf = opt->absmax[w][i];
+      a->dtype = VKP_DTYPE_F32;
+      a->ndim = 1;
+      a->shape[0] = (numel + VKP_OPTIM_QBLOCK - 1) / VKP_OPTIM_QBLOCK;
+      a->nbytes = (uint64_t)a->shape[0] * 4;
+    } else {
+      snprintf(t->suffix, sizeof t->suffix, "%s",
+               opt->cfg.kind == VKP_OPTIM_SGD ? "momentum_buffer" : w == 0 ? "exp_avg" : "exp_avg_sq");
+      t->dtype = VKP_DTYPE_F32;
+      t->nbytes = (uint64_t)numel * 4;
+    }
+  }
+  return n;
+}
+
+uint64_t vkp_optimizer_state_bytes(const vkp_optimizer *opt) {
+  uint64_t b = 0;
+  for (int i = 0; i < opt->n; i++) {
+    if (!opt->grad[i]) continue;
+    state_tensor t[4];
+    int nt = state_tensors(opt, i, t);
+    for (int k = 0; k < nt; k++) b += t[k].nbytes;
+  }
+  return b;
 }
 
 typedef struct meta_field {
@@ -455,12 +589,13 @@ vkp_status vkp_optimizer_save(vkp_optimizer *opt, const char *path) {
   vkp_safetensors_writer *w = NULL;
   VKP_TRY(vkp_safetensors_writer_new(&w, err));
   vkp_status st = VKP_OK;
-  char key[VKP_NAME_MAX + 64], val[64];
+  char key[VKP_NAME_MAX + 256], val[64];
   vkp_optim_config cfg = opt->cfg;
   meta_field f[8];
   int nf = config_fields(&cfg, f);
   st = vkp_safetensors_writer_set_metadata(w, "format", "vkpeft-optimizer", err);
   if (st == VKP_OK) st = vkp_safetensors_writer_set_metadata(w, "optimizer", vkp_optim_kind_name(cfg.kind), err);
+  if (st == VKP_OK) st = vkp_safetensors_writer_set_metadata(w, "state_bits", cfg.state_bits == 8 ? "8" : "32", err);
   snprintf(val, sizeof val, "%lld", (long long)opt->steps);
   if (st == VKP_OK) st = vkp_safetensors_writer_set_metadata(w, "step", val, err);
   for (int k = 0; k < nf && st == VKP_OK; k++) {
@@ -469,22 +604,21 @@ vkp_status vkp_optimizer_save(vkp_optimizer *opt, const char *path) {
   }
   if (st == VKP_OK && cfg.kind == VKP_OPTIM_SGD)
     st = vkp_safetensors_writer_set_metadata(w, "nesterov", cfg.nesterov ? "true" : "false", err);
-  float *host = NULL;
+  void *host = NULL;
   for (int i = 0; i < opt->n && st == VKP_OK; i++) {
-    const vkp_param_info *p = &opt->ps->e.v[i]->info;
     if (!opt->grad[i]) continue;
-    int64_t n = shape_numel(p->ndim, p->shape);
-    float *h = realloc(host, (size_t)n * 4);
-    if (!h) {
-      st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-      break;
-    }
-    host = h;
-    for (int s = 0; s < 2 && st == VKP_OK; s++) {
-      if (!state_suffix(opt, s)) continue;
-      st = vkp_buffer_read(opt->state[s][i], 0, host, (uint64_t)n * 4);
-      snprintf(key, sizeof key, "%s.%s", p->name, state_suffix(opt, s));
-      if (st == VKP_OK) st = vkp_safetensors_writer_add(w, key, VKP_DTYPE_F32, p->ndim, p->shape, host, err);
+    state_tensor t[4];
+    int nt = state_tensors(opt, i, t);
+    for (int k = 0; k < nt && st == VKP_OK; k++) {
+      void *h = realloc(host, t[k].nbytes ? t[k].nbytes : 1);
+      if (!h) {
+        st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+        break;
+      }
+      host = h;
+      st = vkp_buffer_read(t[k].buf, 0, host, t[k].nbytes);
+      snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->info.name, t[k].suffix);
+      if (st == VKP_OK) st = vkp_safetensors_writer_add(w, key, t[k].dtype, t[k].ndim, t[k].shape, host, err);
     }
   }
   free(host);
@@ -516,6 +650,7 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
   const char *kind = vkp_safetensors_metadata(st, "optimizer");
   vkp_optim_kind k;
   vkp_optim_config cfg = {0};
+  const char *bits = NULL;
   double step = 0;
   if (!fmt || strcmp(fmt, "vkpeft-optimizer") != 0) {
     s = vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a vkpeft optimizer state (metadata 'format')", path);
@@ -525,8 +660,13 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
   } else if (k != opt->cfg.kind) {
     s = vkp_error_set(err, VKP_ERR_INVALID, "%s: holds %s state but the optimizer is %s", path, kind,
                       vkp_optim_kind_name(opt->cfg.kind));
+  } else if ((bits = vkp_safetensors_metadata(st, "state_bits") ? vkp_safetensors_metadata(st, "state_bits") : "32"),
+             strcmp(bits, opt->cfg.state_bits == 8 ? "8" : "32")) {
+    s = vkp_error_set(err, VKP_ERR_INVALID, "%s: holds %s-bit state but the optimizer is %s", path, bits,
+                      vkp_optim_config_name(&opt->cfg));
   } else {
     cfg.kind = k;
+    cfg.state_bits = opt->cfg.state_bits;
     meta_field f[8];
     int nf = config_fields(&cfg, f);
     s = parse_double(err, st, "step", &step);
@@ -546,22 +686,23 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
     }
   }
   // Every trainable parameter needs its state tensors, of its shape; nothing else may be there.
-  char key[VKP_NAME_MAX + 64];
+  char key[VKP_NAME_MAX + 256];
   size_t expected = 0;
   for (int i = 0; i < opt->n && s == VKP_OK; i++) {
-    const vkp_param_info *p = &opt->ps->e.v[i]->info;
     if (!opt->grad[i]) continue;
-    for (int w = 0; w < 2 && s == VKP_OK; w++) {
-      if (!state_suffix(opt, w)) continue;
-      snprintf(key, sizeof key, "%s.%s", p->name, state_suffix(opt, w));
+    const char *pname = opt->ps->e.v[i]->info.name;
+    state_tensor want[4];
+    int nt = state_tensors(opt, i, want);
+    for (int w = 0; w < nt && s == VKP_OK; w++) {
+      snprintf(key, sizeof key, "%s.%s", pname, want[w].suffix);
       const vkp_st_tensor *t = vkp_safetensors_find(st, key);
       expected++;
-      bool same = t && t->ndim == p->ndim;
-      for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-      if (!t) s = vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no state '%s' for parameter '%s'", path, key, p->name);
-      else if (!same || t->dtype != VKP_DTYPE_F32)
-        s = vkp_error_set(err, VKP_ERR_SHAPE, "%s: state '%s' has another shape or dtype than parameter '%s'", path,
-                          key, p->name);
+      bool same = t && t->ndim == want[w].ndim && t->dtype == want[w].dtype;
+      for (int d = 0; same && d < want[w].ndim; d++) same = t->shape[d] == want[w].shape[d];
+      if (!t) s = vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no state '%s' for parameter '%s'", path, key, pname);
+      else if (!same)
+        s = vkp_error_set(err, VKP_ERR_SHAPE, "%s: state '%s' has another shape or dtype than parameter '%s' needs", path,
+                          key, pname);
     }
   }
   if (s == VKP_OK && vkp_safetensors_count(st) != expected) {
@@ -570,9 +711,10 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
       bool known = false;
       for (int i = 0; i < opt->n && !known; i++) {
         if (!opt->grad[i]) continue;
-        for (int w = 0; w < 2 && !known; w++) {
-          if (!state_suffix(opt, w)) continue;
-          snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->name, state_suffix(opt, w));
+        state_tensor want[4];
+        int nt = state_tensors(opt, i, want);
+        for (int w = 0; w < nt && !known; w++) {
+          snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->name, want[w].suffix);
           known = strcmp(key, name) == 0;
         }
       }
@@ -586,11 +728,12 @@ vkp_status vkp_optimizer_load(vkp_optimizer *opt, const char *path) {
   // Apply.
   for (int i = 0; i < opt->n && s == VKP_OK; i++) {
     if (!opt->grad[i]) continue;
-    for (int w = 0; w < 2 && s == VKP_OK; w++) {
-      if (!state_suffix(opt, w)) continue;
-      snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->name, state_suffix(opt, w));
+    state_tensor want[4];
+    int nt = state_tensors(opt, i, want);
+    for (int w = 0; w < nt && s == VKP_OK; w++) {
+      snprintf(key, sizeof key, "%s.%s", opt->ps->e.v[i]->name, want[w].suffix);
       const vkp_st_tensor *t = vkp_safetensors_find(st, key);
-      s = vkp_buffer_write(opt->state[w][i], 0, t->data, t->nbytes);
+      s = vkp_buffer_write(want[w].buf, 0, t->data, t->nbytes);
     }
   }
   if (s == VKP_OK) {

@@ -12,10 +12,13 @@
 struct OptParam {
   uint64_t p;    // value (f32)
   uint64_t g;    // accumulated gradient (f32), zeroed by the update
-  uint64_t s1;   // AdamW: exp_avg (m); SGD: momentum buffer
-  uint64_t s2;   // AdamW: exp_avg_sq (v); SGD: unused
+  uint64_t s1;   // AdamW: exp_avg (m); SGD: momentum buffer. 8-bit: m's codes, 4 per uint
+  uint64_t s2;   // AdamW: exp_avg_sq (v); SGD: unused. 8-bit: v's codes
+  uint64_t a1;   // 8-bit only: absmax of m per block of VKP_OPTIM_QBLOCK elements (f32)
+  uint64_t a2;   // 8-bit only: absmax of v per block
   uint n;        // elements
-  uint pad0, pad1, pad2;
+  uint flags;    // VKP_OPTIM_FLAG_*
+  uint pad0, pad1;
 };
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer OptParams { OptParam v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer OptChunks { uvec2 v[]; };
@@ -36,10 +39,10 @@ layout(buffer_reference, std430, buffer_reference_align = 4) buffer OptHparams {
 };
 #else
 typedef struct vkp_optim_entry {
-  uint64_t p, g, s1, s2;
-  uint32_t n, pad0, pad1, pad2;
+  uint64_t p, g, s1, s2, a1, a2;
+  uint32_t n, flags, pad0, pad1;
 } vkp_optim_entry;
-_Static_assert(sizeof(vkp_optim_entry) == 48, "vkp_optim_entry must match GLSL std430 OptParam");
+_Static_assert(sizeof(vkp_optim_entry) == 64, "vkp_optim_entry must match GLSL std430 OptParam");
 
 typedef struct vkp_optim_hparams {
   float beta1, beta2, one_minus_beta1, one_minus_beta2, log_beta1, log_beta2, eps, weight_decay;
@@ -53,6 +56,10 @@ _Static_assert(sizeof(vkp_optim_hparams) == 64, "vkp_optim_hparams must match GL
 
 #define VKP_OPTIM_GROUP 256          // invocations per workgroup (all optimizer shaders)
 #define VKP_OPTIM_CHUNK 2048         // elements per chunk (8 per invocation)
+// Block-wise 8-bit AdamW state (bitsandbytes' Adam8bit): m and v stored as 8-bit codes into the
+// dynamic quantisation maps (signed for m, unsigned for v) scaled by each block's absmax.
+#define VKP_OPTIM_QBLOCK 256         // elements per quantisation block (a chunk holds 8)
+#define VKP_OPTIM_FLAG_8BIT 1u
 
 VKP_PUSH(vkp_pc_optim) {
   VKP_PTR(OptParams) params;     // per-parameter entries
@@ -63,5 +70,6 @@ VKP_PUSH(vkp_pc_optim) {
   VKP_PTR(F32Buf) norm;          // [1]: global L2 norm of the gradients (before clipping)
   uint32_t n_chunks;
   uint32_t chunk_elems;
+  VKP_PTR(F32Buf) qmap;          // 8-bit state: 256 signed then 256 unsigned code values (0: none)
 } VKP_PUSH_END(vkp_pc_optim);
-VKP_PUSH_CHECK(vkp_pc_optim, 56)
+VKP_PUSH_CHECK(vkp_pc_optim, 64)

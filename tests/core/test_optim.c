@@ -15,6 +15,9 @@
 
 #define MAXP 16
 
+// 8-bit AdamW: code books vs float64 (1e-6); each step vs a float64 step from the device's own
+// state (parameters 1e-5, absmax 1e-5, codes the nearest but at ties); training vs f32 state.
+
 // ---- helpers ----------------------------------------------------------------------------------
 
 static int64_t numel_of(const vkp_param_info *p) {
@@ -692,12 +695,267 @@ static void test_param_set(void **state) {
   vkp_buffer_free(buf);
 }
 
+// ---- 8-bit AdamW (block-wise quantised state) ------------------------------------------------
+
+// bitsandbytes' create_dynamic_map in float64 (the reference for vkp_optim_qmaps, which rounds
+// torch's float32 computation): 256 ascending values per map.
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void ref_dynamic_map(bool is_signed, double *out) {
+  int n = 0;
+  for (int i = 0; i < 7; i++) {
+    int items = is_signed ? (1 << i) + 1 : (1 << (i + 1)) + 1;
+    for (int k = 0; k + 1 < items; k++) {
+      double b0 = 0.1 + 0.9 * k / (items - 1), b1 = 0.1 + 0.9 * (k + 1) / (items - 1);
+      double v = pow(10.0, i - 6) * (b0 + b1) / 2;
+      out[n++] = v;
+      if (is_signed) out[n++] = -v;
+    }
+  }
+  out[n++] = 0;
+  out[n++] = 1;
+  assert_int_equal(n, 256);
+  qsort(out, 256, sizeof *out, cmp_double);
+}
+
+static void test_qmaps(void **state) {
+  (void)state;
+  float got[512];
+  double want[512];
+  vkp_optim_qmaps(got);
+  ref_dynamic_map(true, want);
+  ref_dynamic_map(false, want + 256);
+  double worst = 0;
+  for (int i = 0; i < 512; i++) {
+    double e = fabs(got[i] - want[i]) / (fabs(want[i]) + 1e-30);
+    if (want[i] == 0) assert_true(got[i] == 0.0f);
+    else if (e > worst) worst = e;
+    if (i % 256) assert_true(got[i] > got[i - 1]);   // strictly ascending: nearest-code search
+  }
+  printf("  code books vs float64 create_dynamic_map: worst rel err %.2e\n", worst);
+  assert_true(worst < 1e-6);
+  assert_true(got[0] < -0.99f && got[255] == 1.0f && got[256] == 0.0f && got[511] == 1.0f);
+}
+
+// Host copy of an 8-bit parameter's state: codes and absmax per state.
+typedef struct q8_state {
+  int64_t n, blocks;
+  uint8_t *code[2];
+  float *absmax[2];
+} q8_state;
+
+static void q8_read(vkp_ctx *ctx, vkp_optimizer *opt, int i, int64_t n, q8_state *q) {
+  q->n = n;
+  q->blocks = (n + VKP_OPTIM_8BIT_BLOCK - 1) / VKP_OPTIM_8BIT_BLOCK;
+  for (int w = 0; w < 2; w++) {
+    q->code[w] = malloc((size_t)n);
+    q->absmax[w] = malloc((size_t)q->blocks * 4);
+    assert_non_null(vkp_optimizer_absmax(opt, i, w));
+    VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_state(opt, i, w), 0, q->code[w], (uint64_t)n));
+    VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_absmax(opt, i, w), 0, q->absmax[w], (uint64_t)q->blocks * 4));
+  }
+}
+
+static void q8_free(q8_state *q) {
+  for (int w = 0; w < 2; w++) free(q->code[w]), free(q->absmax[w]);
+}
+
+// One 8-bit AdamW step in float64 from the device's state `before` (re-synchronised every step,
+// so that a code that rounds the other way at a tie does not make the runs drift apart), checked
+// against the device's parameters and state `after`: parameters within rtol 1e-5; absmax within
+// 1e-5; each code the nearest to value/absmax, where a different code is accepted only at a tie
+// (the value within 1e-5 of the midpoint between the two codes). Returns the count of such ties.
+static int q8_check_step(const float *codes, const q8_state *before, const q8_state *after, const float *p_before,
+                         const float *p_after, const float *g, const vkp_optim_config *c, double lr, int t) {
+  int ties = 0;
+  int64_t n = before->n;
+  double *m = malloc((size_t)n * 8), *v = malloc((size_t)n * 8);
+  double worst_p = 0;
+  for (int64_t k = 0; k < n; k++) {
+    int64_t b = k / VKP_OPTIM_8BIT_BLOCK;
+    double mk = codes[before->code[0][k]] * (double)before->absmax[0][b];
+    double vk = codes[256 + before->code[1][k]] * (double)before->absmax[1][b];
+    mk = c->beta1 * mk + (1 - c->beta1) * g[k];
+    vk = c->beta2 * vk + (1 - c->beta2) * (double)g[k] * g[k];
+    double pk = p_before[k] * (1 - lr * c->weight_decay);
+    pk -= lr / (1 - pow(c->beta1, t)) * mk / (sqrt(vk) / sqrt(1 - pow(c->beta2, t)) + c->eps);
+    double e = fabs(pk - p_after[k]) / (fabs(pk) + 1e-3);
+    if (e > worst_p) worst_p = e;
+    m[k] = mk, v[k] = vk;
+  }
+  assert_true(worst_p < 1e-5);
+  for (int64_t b = 0; b < before->blocks; b++) {
+    double am[2] = {0, 0};
+    for (int64_t k = b * VKP_OPTIM_8BIT_BLOCK; k < n && k < (b + 1) * VKP_OPTIM_8BIT_BLOCK; k++) {
+      if (fabs(m[k]) > am[0]) am[0] = fabs(m[k]);
+      if (v[k] > am[1]) am[1] = v[k];
+    }
+    for (int w = 0; w < 2; w++) {
+      assert_true(fabs(after->absmax[w][b] - am[w]) <= 1e-5 * am[w]);
+      for (int64_t k = b * VKP_OPTIM_8BIT_BLOCK; k < n && k < (b + 1) * VKP_OPTIM_8BIT_BLOCK; k++) {
+        double x = am[w] > 0 ? (w ? v[k] : m[k]) / am[w] : 0;
+        const float *cb = codes + 256 * w;
+        int best = 0;
+        for (int i = 1; i < 256; i++)
+          if (fabs(cb[i] - x) < fabs(cb[best] - x)) best = i;
+        int gotc = after->code[w][k];
+        if (gotc != best) {
+          double mid = 0.5 * ((double)cb[gotc] + cb[best]);
+          if (abs(gotc - best) != 1 || fabs(x - mid) > 1e-5)
+            fail_msg("state %d element %lld: code %d, nearest is %d (x = %.9g)", w + 1, (long long)k, gotc, best, x);
+          ties++;
+        }
+      }
+    }
+  }
+  free(m), free(v);
+  return ties;
+}
+
+static void test_adamw8bit_reference(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_rng rng = vkp_rng_new(88);
+  // 10000 elements: 8-bit state over 40 blocks, the last partial; 300: below the 8-bit minimum.
+  const int64_t shapes[2][2] = {{100, 100}, {3, 100}};
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  float *p0[2], *g[2];
+  for (int i = 0; i < 2; i++) {
+    int64_t n = shapes[i][0] * shapes[i][1];
+    p0[i] = malloc((size_t)n * 4);
+    g[i] = malloc((size_t)n * 4);
+    vkp_rng_uniform_fill(&rng, p0[i], (size_t)n, -1, 1);
+    char name[16];
+    snprintf(name, sizeof name, "w%d", i);
+    VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, name, 2, shapes[i], true, p0[i], NULL));
+  }
+  vkp_optim_config cfg = vkp_adamw_config(0.01);
+  VKP_ASSERT_OK(ctx, vkp_optim_name_parse("adamw8bit", &cfg));
+  assert_string_equal(vkp_optim_config_name(&cfg), "adamw8bit");
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &cfg, &opt));
+  assert_non_null(vkp_optimizer_absmax(opt, 0, 0));
+  assert_null(vkp_optimizer_absmax(opt, 1, 0));   // small parameter: f32 state
+  update_graph u;
+  update_graph_build(ctx, ps, opt, &u);
+  float codes[512];
+  vkp_optim_qmaps(codes);
+  const int64_t n0 = 10000;
+  float *pb = malloc(n0 * 4), *pa = malloc(n0 * 4);
+  ref_param small;
+  ref_alloc(&small, 300, p0[1]);
+  int ties = 0;
+  for (int t = 1; t <= 6; t++) {
+    // Gradients of changing scale (outlier blocks included): block-wise absmax has to follow.
+    for (int i = 0; i < 2; i++) vkp_rng_uniform_fill(&rng, g[i], (size_t)(shapes[i][0] * shapes[i][1]), -1, 1);
+    for (int64_t k = 0; k < n0; k++) g[0][k] *= (k / 256) % 5 == 0 ? 30.0f : 1e-3f * t;
+    q8_state before, after;
+    q8_read(ctx, opt, 0, n0, &before);
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, 0, pb, n0));
+    update_graph_run(ctx, &u, ps, opt, g, 0.01f, true);
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, 0, pa, n0));
+    q8_read(ctx, opt, 0, n0, &after);
+    ties += q8_check_step(codes, &before, &after, pb, pa, g[0], &cfg, 0.01, t);
+    q8_free(&before), q8_free(&after);
+    ref_adamw(&small, g[1], 1.0, &cfg, 0.01, t);
+  }
+  float got[300];
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps, 1, got, 300));
+  vkp_assert_close("f32-state parameter", got, small.p, 300, 2e-5, 2e-6);
+  printf("  6 steps, 10000 elements of 8-bit state: every code the nearest (%d ties within 1e-5)\n", ties);
+  assert_true(ties < 20);
+  // Memory: codes (1 byte) + absmax (4 bytes / 256) per element and state, vs 4 bytes.
+  uint64_t bytes = vkp_optimizer_state_bytes(opt);
+  uint64_t f32_bytes = (uint64_t)(n0 + 300) * 8;
+  printf("  state bytes: %llu (8-bit) vs %llu (f32): %.3f\n", (unsigned long long)bytes, (unsigned long long)f32_bytes,
+         (double)bytes / f32_bytes);
+  assert_true(bytes == 2 * (n0 + 40 * 4) + 300 * 8);
+  ref_free(&small);
+  free(pb), free(pa);
+  vkp_graph_free(u.g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
+  for (int i = 0; i < 2; i++) free(p0[i]), free(g[i]);
+}
+
+// 8-bit state follows the f32 optimizer on a least-squares problem (bitsandbytes' claim), saves
+// and resumes exactly, and refuses to load into a 32-bit optimizer.
+static void test_adamw8bit_training(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  const int64_t n = 8192;
+  float *target = malloc(n * 4), *init = malloc(n * 4), *g = malloc(n * 4), *pa = malloc(n * 4), *pb = malloc(n * 4);
+  vkp_rng rng = vkp_rng_new(5);
+  vkp_rng_uniform_fill(&rng, target, n, -1, 1);
+  vkp_rng_uniform_fill(&rng, init, n, -1, 1);
+  vkp_param_set *ps[3];
+  vkp_optimizer *opt[3];
+  update_graph u[3];
+  for (int r = 0; r < 3; r++) {   // 0: f32 state, 1: 8-bit, 2: 8-bit resumed from 1's checkpoint
+    VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps[r]));
+    VKP_ASSERT_OK(ctx, vkp_param_set_create(ps[r], "w", 1, &n, true, init, NULL));
+    vkp_optim_config cfg = vkp_adamw_config(0.0);
+    VKP_ASSERT_OK(ctx, vkp_optim_name_parse(r ? "adamw8bit" : "adamw", &cfg));
+    VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps[r], &cfg, &opt[r]));
+    update_graph_build(ctx, ps[r], opt[r], &u[r]);
+  }
+  char dir[] = "/tmp/vkp_optim8_XXXXXX", path[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+  double loss0 = 0, loss[2] = {0, 0};
+  for (int64_t k = 0; k < n; k++) loss0 += 0.5 * (init[k] - target[k]) * (init[k] - target[k]);
+  for (int t = 0; t < 150; t++) {
+    for (int r = 0; r < 2; r++) {
+      VKP_ASSERT_OK(ctx, vkp_param_set_read(ps[r], 0, pa, n));
+      for (int64_t k = 0; k < n; k++) g[k] = pa[k] - target[k];   // d/dw of 0.5 (w - target)^2
+      update_graph_run(ctx, &u[r], ps[r], opt[r], (float *[]){g}, 0.02f, true);
+    }
+    if (t == 99) {
+      VKP_ASSERT_OK(ctx, vkp_optimizer_save(opt[1], path));
+      VKP_ASSERT_OK(ctx, vkp_param_set_read(ps[1], 0, pa, n));
+      VKP_ASSERT_OK(ctx, vkp_param_set_write(ps[2], 0, pa, n));
+      VKP_ASSERT_OK(ctx, vkp_optimizer_load(opt[2], path));
+      assert_true(vkp_optimizer_load(opt[0], path) != VKP_OK);   // 8-bit state, 32-bit optimizer
+      assert_non_null(strstr(vkp_ctx_error(ctx), "8-bit"));
+    }
+    if (t >= 100) {
+      VKP_ASSERT_OK(ctx, vkp_param_set_read(ps[2], 0, pa, n));
+      for (int64_t k = 0; k < n; k++) g[k] = pa[k] - target[k];
+      update_graph_run(ctx, &u[2], ps[2], opt[2], (float *[]){g}, 0.02f, true);
+    }
+  }
+  for (int r = 0; r < 2; r++) {
+    VKP_ASSERT_OK(ctx, vkp_param_set_read(ps[r], 0, pa, n));
+    for (int64_t k = 0; k < n; k++) loss[r] += 0.5 * (pa[k] - target[k]) * (pa[k] - target[k]);
+  }
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps[1], 0, pa, n));
+  VKP_ASSERT_OK(ctx, vkp_param_set_read(ps[2], 0, pb, n));
+  assert_memory_equal(pa, pb, n * 4);   // resumed from the checkpoint: bit-identical
+  printf("  least squares, 150 steps: loss %.4g -> %.4g (f32 state), %.4g (8-bit state)\n", loss0, loss[0], loss[1]);
+  assert_true(loss[0] < 0.05 * loss0);
+  assert_true(loss[1] < 0.05 * loss0 && fabs(loss[1] - loss[0]) < 0.25 * loss[0] + 1e-3 * loss0);
+  for (int r = 0; r < 3; r++) {
+    vkp_graph_free(u[r].g);
+    vkp_optimizer_free(opt[r]);
+    vkp_param_set_free(ps[r]);
+  }
+  unlink(path);
+  rmdir(dir);
+  free(target), free(init), free(g), free(pa), free(pb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_adamw_vs_torch),    cmocka_unit_test(test_adamw_reference),
       cmocka_unit_test(test_sgd_reference),     cmocka_unit_test(test_clipping),
       cmocka_unit_test(test_grad_accumulation), cmocka_unit_test(test_lr_schedules),
       cmocka_unit_test(test_save_load),         cmocka_unit_test(test_param_set),
+      cmocka_unit_test(test_qmaps),             cmocka_unit_test(test_adamw8bit_reference),
+      cmocka_unit_test(test_adamw8bit_training),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }

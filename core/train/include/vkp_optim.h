@@ -96,7 +96,15 @@ typedef struct vkp_optim_config {
   double dampening;      // SGD
   bool nesterov;         // SGD (needs momentum > 0 and dampening 0, as in torch)
   double max_grad_norm;  // > 0: clip the global L2 norm of all gradients to this; 0: no clipping
+  int state_bits;        // AdamW: 32 (or 0) f32 m and v; 8: block-wise 8-bit m and v for every
+                         // parameter of at least VKP_OPTIM_8BIT_MIN elements (bitsandbytes'
+                         // AdamW8bit: 256-element blocks, dynamic maps, min_8bit_size 4096)
 } vkp_optim_config;
+
+// Parameters smaller than this keep f32 state under state_bits 8 (bitsandbytes' min_8bit_size).
+#define VKP_OPTIM_8BIT_MIN 4096
+// Elements per quantisation block (one absmax each) of 8-bit state.
+#define VKP_OPTIM_8BIT_BLOCK 256
 
 // torch.optim.AdamW defaults with the given weight decay (torch's default is 0.01).
 vkp_optim_config vkp_adamw_config(double weight_decay);
@@ -105,6 +113,14 @@ vkp_optim_config vkp_sgd_config(double momentum, bool nesterov, double weight_de
 // "adamw" / "sgd".
 const char *vkp_optim_kind_name(vkp_optim_kind k);
 vkp_status vkp_optim_kind_parse(const char *name, vkp_optim_kind *out);
+// An optimizer name as configs spell it: "adamw", "adamw8bit" (AdamW, state_bits 8), "sgd".
+// Sets kind and state_bits of *cfg; VKP_ERR_INVALID for anything else.
+vkp_status vkp_optim_name_parse(const char *name, vkp_optim_config *cfg);
+// The name of a configuration ("adamw", "adamw8bit", "sgd").
+const char *vkp_optim_config_name(const vkp_optim_config *cfg);
+// The 512 values of the 8-bit state's code book: bitsandbytes' signed dynamic map (m), then its
+// unsigned one (v), each ascending (create_dynamic_map(signed, 7, 8), rounded to f32).
+void vkp_optim_qmaps(float out[512]);
 
 typedef struct vkp_optimizer vkp_optimizer;
 
@@ -139,13 +155,20 @@ void vkp_optimizer_prepare_step(vkp_optimizer *opt, float lr, bool apply_update,
 vkp_status vkp_optimizer_zero_grad(vkp_optimizer *opt);
 // Buffers of parameter i (NULL for frozen parameters or an out-of-range i), owned by the
 // optimizer: the accumulated gradient, and state 0 (AdamW m, SGD momentum) / 1 (AdamW v).
+// An 8-bit parameter's states are its codes (one byte per element, 4 per uint32); its absmax per
+// block is vkp_optimizer_absmax (NULL for f32 state).
 vkp_buffer *vkp_optimizer_grad(const vkp_optimizer *opt, int i);
 vkp_buffer *vkp_optimizer_state(const vkp_optimizer *opt, int i, int which);
+vkp_buffer *vkp_optimizer_absmax(const vkp_optimizer *opt, int i, int which);
+// Device bytes of the optimizer state (gradients excluded), for memory reports.
+uint64_t vkp_optimizer_state_bytes(const vkp_optimizer *opt);
 
 // Saves the state (m, v or momentum per trainable parameter, the step count and the
 // configuration) as safetensors, atomically: tensors "<param name>.exp_avg", ".exp_avg_sq"
-// (AdamW) or ".momentum_buffer" (SGD), metadata "format" = "vkpeft-optimizer", "optimizer",
-// "step" and every hyper-parameter.
+// (AdamW) or ".momentum_buffer" (SGD) — for 8-bit parameters ".state1", ".state2" (U8 codes, the
+// parameter's shape) and ".absmax1", ".absmax2" (F32 per block), as bitsandbytes names them —
+// metadata "format" = "vkpeft-optimizer", "optimizer", "step", "state_bits" and every
+// hyper-parameter.
 vkp_status vkp_optimizer_save(vkp_optimizer *opt, const char *path);
 // Restores what save wrote, like torch's load_state_dict: state, step count and hyper-parameters.
 // Everything is checked before anything changes: the optimizer kind (VKP_ERR_INVALID), a state
