@@ -165,6 +165,37 @@ vkp_status vkp_param_set_dtype(vkp_model *m, vkp_param *p, vkp_dtype dtype) {
   return st;
 }
 
+vkp_status vkp_model_set_base_dtype(vkp_model *m, vkp_dtype dtype, int64_t *bytes_saved) {
+  if (bytes_saved) *bytes_saved = 0;
+  if (dtype != VKP_DTYPE_F32 && dtype != VKP_DTYPE_F16 && dtype != VKP_DTYPE_BF16)
+    return fail(m, VKP_ERR_INVALID, "base dtype %s: expected f32, f16 or bf16", vkp_dtype_name(dtype));
+  for (int i = 0; i < m->nmodules; i++) {
+    vkp_module *mod = m->modules[i];
+    vkp_param *p = mod->weight;
+    if (!p || p->trainable || p->adapter || p->dtype == dtype) continue;
+    if (mod->kind != VKP_MODULE_LINEAR && mod->kind != VKP_MODULE_CONV2D && mod->kind != VKP_MODULE_EMBEDDING) continue;
+    int64_t before = vkp_param_numel(p) * (int64_t)vkp_dtype_size(p->dtype);
+    VKP_TRY(vkp_param_set_dtype(m, p, dtype));
+    if (bytes_saved) *bytes_saved += before - vkp_param_numel(p) * (int64_t)vkp_dtype_size(dtype);
+  }
+  return VKP_OK;
+}
+
+vkp_status vkp_base_dtype_parse(const char *name, vkp_dtype *out) {
+  static const struct {
+    const char *name;
+    vkp_dtype dt;
+  } names[] = {{"f32", VKP_DTYPE_F32},  {"fp32", VKP_DTYPE_F32},    {"float32", VKP_DTYPE_F32},
+               {"f16", VKP_DTYPE_F16},  {"fp16", VKP_DTYPE_F16},    {"float16", VKP_DTYPE_F16},
+               {"bf16", VKP_DTYPE_BF16}, {"bfloat16", VKP_DTYPE_BF16}};
+  for (size_t i = 0; name && i < sizeof names / sizeof *names; i++)
+    if (!strcmp(name, names[i].name)) {
+      *out = names[i].dt;
+      return VKP_OK;
+    }
+  return VKP_ERR_INVALID;
+}
+
 vkp_module *vkp_model_add_module(vkp_model *m, const char *name, const char *alias, vkp_module_kind kind, int layer,
                                  int wdim, const int64_t *wshape, int64_t bias_len) {
   if (vkp_model_find_module(m, name)) {

@@ -418,6 +418,125 @@ static int setup(void **s) {
   return 0;
 }
 
+// ---- frozen base in f16 / bf16 (vkp_model_set_base_dtype) --------------------------------------
+// Every method with non-zero adapters: logits and adapter gradients with the base weights stored
+// as f16 and bf16 against the same model in f32. Stated tolerances (measured worst 7.4e-4 / 1.6e-3
+// with f16, 6.3e-3 / 1.5e-2 with bf16): f16 logits 3e-3, gradients 1e-2; bf16 logits 2e-2,
+// gradients 5e-2 (relative, max-norm for
+// logits, L2 per gradient tensor, floored at 1% of the largest tensor's norm). The methods that modify the weight itself (DoRA, OFT, LoHa,
+// LoKr) read the half weight as f32 and are held to the same bounds.
+
+typedef struct run_out {
+  float logits[NG * NCLS];
+  float **grads;
+  int nt;
+} run_out;
+
+static void run_forward_backward(vkp_vit *v, run_out *o) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_model *m = v->model;
+  vkp_param **tp;
+  o->nt = vkp_model_trainable(m, &tp);
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *px = vkp_tensor_input(g, "pixel_values", VKP_DTYPE_F32, 4, (int64_t[]){NG, 3, IMG, IMG});
+  vkp_tensor *lab = vkp_tensor_input(g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){NG});
+  vkp_vit_outputs out;
+  if (vkp_vit_forward(v, g, px, &out)) fail_msg("forward: %s", vkp_graph_error(g));
+  vkp_tensor *loss = vkp_cross_entropy(g, out.logits, lab);
+  vkp_graph_output(g, loss);
+  vkp_graph_output(g, out.logits);
+  vkp_tensor **pt = calloc((size_t)o->nt, sizeof *pt), **gr = calloc((size_t)o->nt, sizeof *gr);
+  for (int i = 0; i < o->nt; i++) pt[i] = vkp_param_tensor(m, tp[i]);
+  VKP_ASSERT_OK(ctx, vkp_graph_backward(g, loss, pt, o->nt, gr));
+  for (int i = 0; i < o->nt; i++) vkp_graph_output(g, gr[i]);
+  compile_with_data(g, px, lab);
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, out.logits, o->logits, sizeof o->logits));
+  o->grads = calloc((size_t)o->nt, sizeof *o->grads);
+  for (int i = 0; i < o->nt; i++) {
+    size_t n = (size_t)vkp_param_numel(tp[i]);
+    o->grads[i] = malloc(n * 4);
+    VKP_ASSERT_OK(ctx, vkp_graph_read(g, gr[i], o->grads[i], n * 4));
+  }
+  vkp_graph_free(g);
+  free(pt), free(gr), free(tp);
+}
+
+static void run_out_free(run_out *o) {
+  for (int i = 0; i < o->nt; i++) free(o->grads[i]);
+  free(o->grads);
+}
+
+static void base_dtype_case(const char *label, double *worst_logits, double *worst_grad) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_vit *v = make_base();
+  vkp_model *m = v->model;
+  vkp_peft_config c;
+  make_config(label, &c);
+  c.init_weights = false;
+  vkp_adapter *a;
+  VKP_ASSERT_OK(ctx, vkp_peft_attach(m, &c, 77, &a));
+  vkp_peft_config_clear(&c);
+  run_out ref;
+  run_forward_backward(v, &ref);
+  const vkp_dtype dts[2] = {VKP_DTYPE_F16, VKP_DTYPE_BF16};
+  for (int d = 0; d < 2; d++) {
+    int64_t saved;
+    VKP_ASSERT_OK(ctx, vkp_model_set_base_dtype(m, dts[d], &saved));
+    if (d == 0 && saved <= 0) fail_msg("%s: nothing converted", label);
+    run_out got;
+    run_forward_backward(v, &got);
+    double lmax = 0, ldiff = 0;
+    for (int k = 0; k < NG * NCLS; k++) {
+      lmax = fmax(lmax, fabs(ref.logits[k]));
+      ldiff = fmax(ldiff, fabs((double)got.logits[k] - ref.logits[k]));
+    }
+    double el = ldiff / lmax, eg = 0, gmax = 0;
+    vkp_param **tp;
+    vkp_model_trainable(m, &tp);
+    double *num = calloc((size_t)ref.nt, sizeof *num), *den = calloc((size_t)ref.nt, sizeof *den);
+    for (int i = 0; i < ref.nt; i++) {
+      for (int64_t k = 0; k < vkp_param_numel(tp[i]); k++) {
+        double x = ref.grads[i][k], y = got.grads[i][k];
+        num[i] += (x - y) * (x - y), den[i] += x * x;
+      }
+      gmax = fmax(gmax, sqrt(den[i]));
+    }
+    // Per tensor, relative to its norm floored at 1% of the largest: a gradient that is zero in
+    // exact arithmetic (the key bias: softmax ignores a constant per query) has no relative error.
+    for (int i = 0; i < ref.nt; i++) eg = fmax(eg, sqrt(num[i]) / fmax(sqrt(den[i]), 1e-2 * gmax));
+    free(num), free(den);
+    free(tp);
+    worst_logits[d] = fmax(worst_logits[d], el);
+    worst_grad[d] = fmax(worst_grad[d], eg);
+    printf("  %-14s base %-4s logits %.1e  grads %.1e\n", label, vkp_dtype_name(dts[d]), el, eg);
+    const double tol_l = d ? 2e-2 : 3e-3, tol_g = d ? 5e-2 : 1e-2;
+    if (el > tol_l || eg > tol_g) fail_msg("%s with a %s base: logits %.2e (limit %.0e), gradients %.2e (limit %.0e)", label,
+                                           vkp_dtype_name(dts[d]), el, tol_l, eg, tol_g);
+    run_out_free(&got);
+  }
+  run_out_free(&ref);
+  vkp_vit_free(v);
+}
+
+static void test_base_half(void **state) {
+  (void)state;
+  const char *labels[] = {"lora", "rslora", "dora", "loha", "lokr", "ia3", "vera", "houlsby", "adaptformer",
+                          "vpt_deep", "prefix", "bitfit", "ln_tuning", "masked_random", "oft", "linear_probe"};
+  double wl[2] = {0, 0}, wg[2] = {0, 0};
+  for (size_t i = 0; i < sizeof labels / sizeof *labels; i++) base_dtype_case(labels[i], wl, wg);
+  printf("  worst: f16 logits %.1e grads %.1e; bf16 logits %.1e grads %.1e\n", wl[0], wg[0], wl[1], wg[1]);
+  // The switch itself: unknown names and dtypes are refused.
+  vkp_dtype dt;
+  assert_int_equal(vkp_base_dtype_parse("bf16", &dt), VKP_OK);
+  assert_int_equal(dt, VKP_DTYPE_BF16);
+  assert_int_not_equal(vkp_base_dtype_parse("int8", &dt), VKP_OK);
+  vkp_vit *v = make_base();
+  assert_int_not_equal(vkp_model_set_base_dtype(v->model, VKP_DTYPE_I32, NULL), VKP_OK);
+  vkp_vit_free(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lora),          cmocka_unit_test(test_rslora),      cmocka_unit_test(test_dora),
@@ -427,7 +546,7 @@ int main(void) {
       cmocka_unit_test(test_prefix),        cmocka_unit_test(test_bitfit),      cmocka_unit_test(test_ln_tuning),
       cmocka_unit_test(test_masked_random), cmocka_unit_test(test_masked_magnitude), cmocka_unit_test(test_hybrid),
       cmocka_unit_test(test_full),          cmocka_unit_test(test_linear_probe),  cmocka_unit_test(test_oft),
-      cmocka_unit_test(test_gradients),
+      cmocka_unit_test(test_gradients),     cmocka_unit_test(test_base_half),
   };
   return cmocka_run_group_tests(tests, setup, vkp_test_teardown);
 }

@@ -97,6 +97,14 @@ bool vkp_module_has_name(const vkp_module *mod, const char *name);
 // Changes a parameter's storage dtype (f32 <-> f16/bf16), converting its values: frozen base
 // weights kept in the checkpoint's half precision (arithmetic still accumulates in f32).
 vkp_status vkp_param_set_dtype(vkp_model *m, vkp_param *p, vkp_dtype dtype);
+// Stores the frozen base weights of every Linear, Conv2d and Embedding module as `dtype` (f16 or
+// bf16; f32 converts them back): the memory of a frozen base halves while products still
+// accumulate in f32. Call after the adapters are attached (trainable weights, adapter parameters,
+// biases and norms stay f32). *bytes_saved (may be NULL) gets the device bytes freed (negative
+// when converting back). VKP_ERR_INVALID for another dtype.
+vkp_status vkp_model_set_base_dtype(vkp_model *m, vkp_dtype dtype, int64_t *bytes_saved);
+// Parses "f32" / "fp32" / "float32", "f16" / "fp16" / "float16", "bf16" / "bfloat16".
+vkp_status vkp_base_dtype_parse(const char *name, vkp_dtype *out);
 
 // Random initialisation: normal(0, std) for weights, zeros for biases, ones for norm weights.
 vkp_status vkp_param_init_normal(vkp_model *m, vkp_param *p, float std, uint64_t seed);
