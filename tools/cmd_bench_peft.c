@@ -89,6 +89,7 @@ static double median(double *v, int n) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vkpeft bench peft [--config vit-s|demo] [--batch N] [--steps S] [--methods a,b,...] [--json]\n"
+          "         [--base-dtype f32|f16|bf16] [--optimizer adamw|adamw8bit]\n"
           "For each PEFT method, on a randomly initialised ViT in a fresh device context: trainable and\n"
           "total parameters, planned peak device memory of a training step (parameters + gradient and\n"
           "AdamW state + graph arena + rest), dispatches per step and, with --steps S > 0, the median\n"
@@ -99,7 +100,9 @@ static void usage(FILE *f) {
           "  --methods default: every method but the extra presets (lora_all); known:");
   for (int i = 0; i < N_METHODS; i++) fprintf(f, " %s", vkp_compare_method_name(i));
   fprintf(f,
-          "\n  --json    one JSON object on stdout (the table then goes to stderr)\n"
+          "\n  --base-dtype  storage of the frozen base's Linear/Conv2d/Embedding weights (default f32)\n"
+          "  --optimizer   adamw (f32 state, default) or adamw8bit (block-wise 8-bit state)\n"
+          "  --json    one JSON object on stdout (the table then goes to stderr)\n"
           "Progress lines go to stderr.\n");
 }
 
@@ -132,7 +135,14 @@ static void vit_config(bool vit_s, vkp_vit_config *c, int *batch) {
 }
 
 // Measures one method; fills r (r->ok false with r->error on failure).
-static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, row *r) {
+// What the run varies besides the method: the frozen base's storage and the optimizer state.
+typedef struct bench_memory_opts {
+  vkp_dtype base_dtype;    // f32, f16 or bf16 (vkp_model_set_base_dtype)
+  const char *optimizer;   // "adamw" or "adamw8bit"
+} bench_memory_opts;
+
+static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, const bench_memory_opts *mo,
+                         row *r) {
   memset(r, 0, sizeof *r);
   r->method = vkp_compare_method_name(method);
   vkp_error err = {0};
@@ -167,13 +177,18 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
     fail = err.msg;
     goto done;
   }
+  if (vkp_model_set_base_dtype(v->model, mo->base_dtype, NULL)) {
+    fail = vkp_ctx_error(ctx);
+    goto done;
+  }
   uint64_t m1 = vkp_ctx_memory_in_use(ctx);
   r->param_bytes = m1 - m0;
   vkp_peft_report rep = vkp_peft_get_report(v->model);
   r->trainable = rep.trainable_params;
   r->total = rep.total_params + rep.adapter_params;
 
-  // The optimizer over the trainable parameters (as the trainer: AdamW, weight decay 0.01, clip 1).
+  // The optimizer over the trainable parameters (as the trainer: AdamW or AdamW8bit, weight decay
+  // 0.01, clip 1).
   int nt = vkp_model_trainable(v->model, &tp);
   if (nt <= 0) {
     fail = "nothing to train";
@@ -190,7 +205,7 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
     }
   vkp_optim_config oc = vkp_adamw_config(0.01);
   oc.max_grad_norm = 1.0;
-  if (vkp_optimizer_new(ps, &oc, &opt)) {
+  if (vkp_optim_name_parse(mo->optimizer, &oc) || vkp_optimizer_new(ps, &oc, &opt)) {
     fail = vkp_ctx_error(ctx);
     goto done;
   }
@@ -377,6 +392,7 @@ int vkp_bench_peft(int argc, char **argv) {
   bool vit_s = false, json = false;
   long batch = 0, steps = 3;
   const char *list = NULL;
+  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = true;
@@ -396,6 +412,12 @@ int vkp_bench_peft(int argc, char **argv) {
     } else if (!strcmp(a, "--methods")) {
       ok = v && *v;
       list = v;
+    } else if (!strcmp(a, "--base-dtype")) {
+      ok = vkp_base_dtype_parse(v, &mo.base_dtype) == VKP_OK;
+    } else if (!strcmp(a, "--optimizer")) {
+      vkp_optim_config probe = {0};
+      ok = vkp_optim_name_parse(v, &probe) == VKP_OK && probe.kind == VKP_OPTIM_ADAMW;
+      mo.optimizer = v;
     } else {
       fprintf(stderr, "vkpeft bench peft: unknown option '%s'\n", a);
       usage(stderr);
@@ -444,9 +466,10 @@ int vkp_bench_peft(int argc, char **argv) {
   const char *lp = getenv("LP_NUM_THREADS");
   long threads = lp && *lp ? strtol(lp, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
   fprintf(stderr,
-          "bench peft: %s, %d layers, hidden %d, image %d/%d, batch %ld, %d method(s), %ld timed step(s); %s (%s %s), "
-          "%ld CPU threads, load average %.2f\n",
+          "bench peft: %s, %d layers, hidden %d, image %d/%d, batch %ld, %d method(s), %ld timed step(s), base %s, "
+          "%s; %s (%s %s), %ld CPU threads, load average %.2f\n",
           vit_s ? "vit-s" : "demo", vc.num_hidden_layers, vc.hidden_size, vc.image_size, vc.patch_size, batch, nsel, steps,
+          vkp_dtype_name(mo.base_dtype), mo.optimizer,
           info.name, info.driver_name, info.driver_info, threads, load[0]);
 
   row *rows = calloc((size_t)nsel, sizeof *rows);
@@ -456,7 +479,7 @@ int vkp_bench_peft(int argc, char **argv) {
   for (int k = 0; k < nsel; k++) {
     row *r = &rows[k];
     double t0 = now_s();
-    bench_method(sel[k], &vc, (int)batch, (int)steps, r);
+    bench_method(sel[k], &vc, (int)batch, (int)steps, &mo, r);
     if (!r->ok) {
       failed++;
       fprintf(stderr, "[%d/%d] %s: FAILED: %s\n", k + 1, nsel, r->method, r->error);
