@@ -64,7 +64,39 @@ static vkp_tensor *tensor_alloc(vkp_graph *g) {
   t->graph = g;
   t->id = g->next_id++;
   t->order = -1;
+  t->segment = g->segment_open;
   return t;
+}
+
+void vkp_graph_checkpoint_begin(vkp_graph *g) {
+  if (g->segment_open) {
+    vkp_graph_fail(g, VKP_ERR_INVALID, "activation checkpoint segments do not nest");
+    return;
+  }
+  g->segment_open = ++g->segments;
+}
+
+void vkp_graph_checkpoint_end(vkp_graph *g) {
+  if (!g->segment_open) vkp_graph_fail(g, VKP_ERR_INVALID, "activation checkpoint: end without begin");
+  g->segment_open = 0;
+}
+
+vkp_tensor *vkp_node_clone(vkp_graph *g, const vkp_tensor *t) {
+  vkp_tensor *c = tensor_alloc(g);
+  if (!c) return NULL;
+  int32_t id = c->id;
+  *c = *t;
+  c->id = id;
+  c->graph = g;
+  c->order = -1;
+  c->last_use = 0;
+  c->arena_offset = 0;
+  c->keep = false;
+  c->grad = NULL;
+  c->recompute = NULL;
+  c->recompute_of = (vkp_tensor *)t;
+  c->segment = 0;
+  return c;
 }
 
 void vkp_strides_contiguous(int ndim, const int64_t *shape, int64_t *stride) {

@@ -19,6 +19,8 @@ struct vkp_graph {
   int32_t next_id;
   vkp_tensor_list roots;            // in expansion order
   vkp_error err;                 // first build error
+  int32_t segment_open;          // activation-checkpoint segment being built (0: none)
+  int32_t segments;              // segments begun so far
 
   // compiled state
   bool compiled;

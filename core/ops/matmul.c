@@ -143,7 +143,10 @@ static bool mm_use_packed(vkp_graph *gr, const mm_geom *g) {
          p.Np / (VKP_MM_PK_TC * S) <= 65535;
 }
 
-// Pack nodes: params.i[0] = 0 (A) or 1 (B); params.bytes[8..16) = the matmul node they feed.
+// Pack nodes: params.i[0] = 0 (A) or 1 (B); params.bytes[8..16) = the matmul node they feed, read
+// for its geometry only: the data comes from the pack node's own source (src[0], the same tensor
+// as the matmul's operand), so a recomputed copy of a matmul and its packs (activation
+// checkpointing) reads the copies' operands.
 static const vkp_tensor *pack_owner(const vkp_tensor *t) {
   const vkp_tensor *mm;
   memcpy(&mm, &t->params.bytes[8], sizeof mm);
@@ -167,7 +170,7 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.batch1 = (uint32_t)g.batch1;
   bool is_b = t->params.i[0] != 0;
   if (!is_b) {
-    pc.a = vkp_rec_addr(rec, mm->src[0]);
+    pc.a = vkp_rec_addr(rec, t->src[0]);
     if (g.a_ks == 1 && even(g.a_ms) && even(g.K) && even(g.a_bs[0]) && even(g.a_bs[1]) && (pc.a & 7) == 0)
       pc.flags = VKP_MM_PAIRS;
     pc.a_ms = (int32_t)g.a_ms;
@@ -175,7 +178,7 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
     pc.a_bs[0] = (int32_t)g.a_bs[0];
     pc.a_bs[1] = (int32_t)g.a_bs[1];
   } else {
-    const vkp_tensor *b = mm->src[1];
+    const vkp_tensor *b = t->src[0];
     uint64_t addr = vkp_rec_addr(rec, b);
     pc.flags = b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
     pc.b = pc.flags == VKP_MM_B_F32 ? addr : addr & ~(uint64_t)3;

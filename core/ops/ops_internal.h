@@ -24,4 +24,11 @@ bool vkp_rows_wide(vkp_recorder *rec, uint32_t len);
 vkp_status vkp_rec_dispatch_rows(vkp_recorder *rec, const char *shader, const void *push, uint32_t push_bytes,
                                  uint32_t rows, bool wide);
 
+// True for a view node (reshape, permute, slice, detach): it shares its source's storage and
+// executes nothing (views.c).
+bool vkp_tensor_is_view(const vkp_tensor *t);
+// A view of x that the scheduler places after `dep` (activation checkpointing: a segment's
+// recomputation starts only once the gradient reaching the segment is computed).
+vkp_tensor *vkp_order_after(vkp_graph *g, vkp_tensor *x, vkp_tensor *dep);
+
 #endif

@@ -19,6 +19,18 @@ static vkp_status view_record(vkp_recorder *rec, const vkp_tensor *node) {
 enum { VIEW_RESHAPE, VIEW_PERMUTE, VIEW_SLICE, VIEW_DETACH };
 static const vkp_op_def vkp_op_view = {"view", view_record, view_backward};
 
+bool vkp_tensor_is_view(const vkp_tensor *t) { return t && t->op == &vkp_op_view; }
+
+// forward declaration: view_new is below
+static vkp_tensor *view_new(vkp_graph *g, vkp_tensor *src, int kind);
+
+vkp_tensor *vkp_order_after(vkp_graph *g, vkp_tensor *x, vkp_tensor *dep) {
+  if (!x || !dep) return NULL;
+  vkp_tensor *v = view_new(g, x, VIEW_RESHAPE);
+  if (v) v->src[v->nsrc++] = dep;   // a second source the view reads nothing from: ordering only
+  return v;
+}
+
 static vkp_tensor *view_new(vkp_graph *g, vkp_tensor *src, int kind) {
   vkp_tensor *v = vkp_node_new(g, &vkp_op_view, src->dtype, src->ndim, src->shape, &src, 1);
   if (!v) return NULL;

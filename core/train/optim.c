@@ -420,7 +420,11 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
   }
   int nactive = 0;
   uint64_t nchunks = 0;
-  for (int i = 0; i < opt->n && grads; i++) {
+  // Last parameters first: a model registers its parameters in forward order, so their gradients
+  // are ready first in backward; expanding in that order lets each layer's weight gradients run
+  // right after its input gradient, so its activations (or recomputed checkpoint segment) are
+  // freed early instead of living until the whole input-gradient chain has run.
+  for (int i = opt->n - 1; i >= 0 && grads; i--) {
     const vkp_param_info *p = &opt->ps->e.v[i]->info;
     vkp_tensor *gr = grads[i];
     if (!gr || !opt->grad[i]) continue;
@@ -467,8 +471,8 @@ vkp_tensor *vkp_optimizer_append(vkp_optimizer *opt, vkp_graph *g, vkp_tensor *c
   vkp_optim_entry *ent = (vkp_optim_entry *)host;
   uint32_t *chunk = (uint32_t *)(host + entries_bytes);
   uint64_t c = 0;
-  for (int k = 0; k < nactive; k++) {
-    int i = active[k];
+  for (int k = 0; k < nactive; k++) {   // entries in parameter order
+    int i = active[nactive - 1 - k];
     const vkp_param_info *p = &opt->ps->e.v[i]->info;
     uint32_t n = (uint32_t)shape_numel(p->ndim, p->shape);
     bool q8 = opt->absmax[0][i] != NULL;

@@ -62,6 +62,9 @@ struct vkp_tensor {
   bool stop_grad;                // vkp_detach: gradients stop here
   bool keep;                     // graph output: never reused, readable after a run
   vkp_tensor *grad;              // gradient during vkp_graph_backward
+  int32_t segment;               // activation-checkpoint segment it was built in (0: none)
+  vkp_tensor *recompute;         // during vkp_graph_backward: its recomputed copy (segment nodes)
+  vkp_tensor *recompute_of;      // a recomputed copy: the node it copies (gradients go there)
   char name[VKP_NAME_MAX];
   vkp_graph *graph;
   int32_t id;
@@ -101,6 +104,17 @@ int64_t vkp_tensor_numel(const vkp_tensor *t);
 uint64_t vkp_tensor_nbytes(const vkp_tensor *t);
 bool vkp_tensor_is_contiguous(const vkp_tensor *t);
 bool vkp_tensor_same_shape(const vkp_tensor *a, const vkp_tensor *b);
+
+// Activation checkpointing: the nodes built between _begin and _end form a segment whose
+// intermediates are not kept for backward. vkp_graph_backward recomputes the segment from its
+// inputs (tensors built before it, parameters) right before the segment's gradients are needed,
+// so only the segment boundaries stay alive between forward and backward: memory for one
+// segment's activations instead of all of them, for one more forward pass of compute. Dropout
+// masks come out identical (hash RNG), so gradients are bit-identical to a run without it.
+// Segments do not nest (VKP_ERR_INVALID); a segment node may not write into a tensor built outside
+// it (reported by vkp_graph_backward).
+void vkp_graph_checkpoint_begin(vkp_graph *g);
+void vkp_graph_checkpoint_end(vkp_graph *g);
 
 // Roots: outputs are kept and readable; expanded tensors are computed for their side effects (in
 // expansion order: in-place updates of external tensors run after everything expanded before).

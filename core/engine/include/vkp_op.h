@@ -26,6 +26,9 @@ vkp_tensor *vkp_node_new(vkp_graph *g, const vkp_op_def *op, vkp_dtype dtype, in
                          vkp_tensor *const *srcs, int nsrc);
 // True if any argument is NULL (used by builders to pass NULL through).
 bool vkp_any_null(vkp_tensor *const *ts, int n);
+// A copy of op node t (same op, params, shape, sources, view settings) to be rewired by the caller:
+// the recomputation of activation checkpointing (vkp_graph_backward). Not in any segment.
+vkp_tensor *vkp_node_clone(vkp_graph *g, const vkp_tensor *t);
 // Fills contiguous strides for shape.
 void vkp_strides_contiguous(int ndim, const int64_t *shape, int64_t *stride);
 // Right-aligns a tensor's shape/strides into 4 dims (leading dims 1, stride 0).
