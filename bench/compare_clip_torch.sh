@@ -16,11 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 steps=${1:-30} threads=${2:-2} repeats=${3:-2}
 vkpeft=${VKPEFT:-${VKPEFT_BUILD_DIR:-$root/build}/vkpeft}
-py=""
-for cand in ${PYTHON:-} python3 /usr/bin/python3; do
-  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch' >/dev/null 2>&1; then py=$cand; break; fi
-done
-[ -n "$py" ] || { echo "compare_clip_torch.sh: PyTorch not found: apt-get install -y python3-torch" >&2; exit 2; }
+source "$root/bench/torch_python.sh" compare_clip_torch.sh
 [ -x "$vkpeft" ] || { echo "compare_clip_torch.sh: $vkpeft not found: build first or set VKPEFT" >&2; exit 2; }
 export LP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 tmp=$(mktemp -d)

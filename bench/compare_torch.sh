@@ -27,18 +27,7 @@ threads=${2:-2}
 repeats=${3:-3}
 vkpeft=${VKPEFT:-${VKPEFT_BUILD_DIR:-$root/build}/vkpeft}
 
-py=""
-for cand in ${PYTHON:-} python3 /usr/bin/python3; do
-  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch' >/dev/null 2>&1; then
-    py=$cand
-    break
-  fi
-done
-if [ -z "$py" ]; then
-  echo "compare_torch.sh: PyTorch not found. Install it with: apt-get install -y python3-torch" >&2
-  echo "  (Debian 12's 1.13; or pip install torch; or point PYTHON at a python3 that has torch)" >&2
-  exit 2
-fi
+source "$root/bench/torch_python.sh" compare_torch.sh
 if [ ! -x "$vkpeft" ]; then
   echo "compare_torch.sh: $vkpeft not found: build first (scripts/build) or set VKPEFT" >&2
   exit 2

@@ -12,12 +12,11 @@
 
 #include "data_internal.h"
 #include "vkp_data.h"
+#include "vkp_png.h"
 
-// Per image, checked on the header before anything is decoded (decompression bombs: a small PNG
-// may declare 16384 x 16384 and cost 1 GiB per decoding thread): at most 64 megapixels and
-// 16384 pixels a side.
-#define VKP_DATA_MAX_PIXELS ((size_t)1 << 26)
-#define VKP_DATA_MAX_SIDE 16384
+// Per image, the size its header declares is checked before anything is decoded (decompression
+// bombs: a small PNG may declare 16384 x 16384 and cost 1 GiB per decoding thread): the limit of
+// vkp_image_check_size (vkp_png.h; VKPEFT_MAX_IMAGE_PIXELS raises it).
 
 typedef struct file_state {
   int w, h, comp;       // from the header
@@ -76,8 +75,7 @@ static void decode_one(decode_job *j, size_t k) {
     if (!stbi_info_from_file(fp, &f->w, &f->h, &f->comp) || f->w <= 0 || f->h <= 0) {
       f->st = VKP_ERR_FORMAT;
       f->reason = stbi_failure_reason();
-    } else if ((size_t)f->w * (size_t)f->h > VKP_DATA_MAX_PIXELS || f->w > VKP_DATA_MAX_SIDE ||
-               f->h > VKP_DATA_MAX_SIDE) {
+    } else if (vkp_image_check_size(j->paths[k], f->w, f->h, NULL) != VKP_OK) {
       f->st = VKP_ERR_FORMAT;
       f->too_big = 1;
     }
@@ -159,11 +157,7 @@ static vkp_status file_error(const char *path, const file_state *f, vkp_error *e
   if (f->st == VKP_ERR_IO)
     return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(f->err_no));
   if (f->st == VKP_ERR_OOM) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", path);
-  if (f->too_big)
-    return vkp_error_set(err, VKP_ERR_FORMAT,
-                         "%s: image declares %dx%d pixels, over the limit of %zu megapixels and "
-                         "%d pixels a side (not decoded)",
-                         path, f->w, f->h, VKP_DATA_MAX_PIXELS >> 20, VKP_DATA_MAX_SIDE);
+  if (f->too_big) return vkp_image_check_size(path, f->w, f->h, err);
   return vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt or unsupported image (stb_image: %s)",
                        path, f->reason ? f->reason : "unknown error");
 }

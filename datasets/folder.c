@@ -63,7 +63,7 @@ vkp_status vkp_data_list_dir(const char *dir, strvec *names, vkp_error *err) {
     }
   }
   closedir(d);
-  qsort(names->v, names->n, sizeof *names->v, cmp_str);
+  if (names->n > 1) qsort(names->v, (size_t)names->n, sizeof *names->v, cmp_str);   // an empty folder: v is NULL
   return VKP_OK;
 }
 

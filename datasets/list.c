@@ -22,6 +22,7 @@ typedef struct row {
   int is_int;    // label is a non-negative integer
   long long id;  // its value when is_int
   int line;
+  int from_text; // the label was text that may spell a number (CSV; not a JSON string)
 } row;
 
 typedef VKP_VEC(row) rows;
@@ -46,12 +47,28 @@ static int parse_uint(const char *s, long long *out) {
   return 1;
 }
 
+// True for text that reads as a decimal number: [+-]digits[.digits][e[+-]digits].
+static int spells_number(const char *s) {
+  int digits = 0;
+  if (*s == '+' || *s == '-') s++;
+  for (; isdigit((unsigned char)*s); s++) digits++;
+  if (*s == '.')
+    for (s++; isdigit((unsigned char)*s); s++) digits++;
+  if (digits && (*s == 'e' || *s == 'E')) {
+    s++;
+    if (*s == '+' || *s == '-') s++;
+    if (!isdigit((unsigned char)*s)) return 0;
+    while (isdigit((unsigned char)*s)) s++;
+  }
+  return digits && !*s;
+}
+
 // Takes path and label (frees them on failure).
 static vkp_status rows_push(rows *r, char *path, char *label, int line, const char *file,
                             vkp_error *err) {
   if (!path || !label || vkp_vec_reserve(r, (int64_t)r->n + 1)) goto oom;
   row *w = &r->v[r->n++];
-  *w = (row){path, label, 0, 0, line};
+  *w = (row){path, label, 0, 0, line, 1};
   w->is_int = parse_uint(label, &w->id);
   return VKP_OK;
 oom:
@@ -261,6 +278,7 @@ static vkp_status label_row(const cJSON *o, const char *file, int line, void *us
     VKP_TRY(rows_push(out, vkp_data_strdup(jp->valuestring), vkp_data_strdup(jl->valuestring),
                       line, file, err));
     out->v[out->n - 1].is_int = 0;  // a string label is always a name
+    out->v[out->n - 1].from_text = 0;
     return VKP_OK;
   }
   if (cJSON_IsNumber(jl) && jl->valuedouble >= 0 && jl->valuedouble <= (1 << 30) &&
@@ -307,11 +325,29 @@ static vkp_status assign_ids(const char *file, rows *r, const vkp_data_load_opts
       ids[i] = id;
     }
   } else {
+    // Labels are all class ids (non-negative integers) or all class names: a list that mixes them
+    // (`3` and `cat`) or holds a number that is no class id (`-1`, `1.5`) is refused, never read as
+    // names (which would renumber every class).
     int all_int = 1;
     long long maxid = -1;
+    const row *first_int = NULL, *first_name = NULL;
     for (size_t i = 0; i < (size_t)r->n; i++) {
-      all_int &= r->v[i].is_int;
-      if (r->v[i].is_int && r->v[i].id > maxid) maxid = r->v[i].id;
+      const row *w = &r->v[i];
+      all_int &= w->is_int;
+      if (w->is_int && w->id > maxid) maxid = w->id;
+      if (w->is_int && !first_int) first_int = w;
+      if (!w->is_int && !first_name) first_name = w;
+      if (!w->is_int && w->from_text && spells_number(w->label))
+        return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: label '%s' is a number but not a class id (a non-negative integer)",
+                             file, w->line, w->label);
+    }
+    if (first_int && first_name) {
+      const row *late = first_int->line > first_name->line ? first_int : first_name;
+      const row *early = late == first_int ? first_name : first_int;
+      return vkp_error_set(err, VKP_ERR_FORMAT,
+                           "%s:%d: label '%s' is a class %s, but line %d's '%s' is a class %s: use ids or names, not both",
+                           file, late->line, late->label, late == first_int ? "id" : "name", early->line, early->label,
+                           early == first_int ? "id" : "name");
     }
     if (all_int) {
       if (maxid >= (1 << 20))

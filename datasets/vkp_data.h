@@ -162,8 +162,9 @@ typedef struct vkp_data_load_opts {
 // recursively (sorted) for .png .jpg .jpeg .bmp .gif .tga .ppm .pgm .pnm files (any case); other
 // files are ignored. Images are in class order, then path order.
 // Errors: VKP_ERR_IO (root missing / unreadable, an image unreadable), VKP_ERR_FORMAT (no class
-// folders, an empty class folder, a corrupt image, an image whose header declares more than 64
-// megapixels or 16384 pixels a side, refused before decoding; the message names the file),
+// folders, an empty class folder, a corrupt image, an image whose header declares more than the
+// decoding limit of vkp_image_check_size (64 megapixels; VKPEFT_MAX_IMAGE_PIXELS), refused before
+// decoding; the message names the file),
 // VKP_ERR_OOM.
 vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts,
                                 vkp_dataset **out, vkp_error *err);

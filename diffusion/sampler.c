@@ -26,6 +26,7 @@ struct vkp_sampler {
   vkp_scheduler *sc;          // owned; built for the kind's class
   vkp_sampler_schedule sch;   // owned
   size_t n;                   // latent elements
+  int batch;                  // images in them (per-image generators)
   double eta;                 // DDIM
   int next;                   // the evaluation step() expects next
   int begin;                  // the first evaluation of this run
@@ -42,7 +43,7 @@ struct vkp_sampler {
 
 vkp_sampler_opts vkp_sampler_opts_default(vkp_sampler_kind kind, int steps) {
   return (vkp_sampler_opts){.kind = kind, .steps = steps, .karras = VKP_SAMPLER_FROM_CONFIG,
-                            .spacing = VKP_SAMPLER_FROM_CONFIG, .eta = 0.0};
+                            .spacing = VKP_SAMPLER_FROM_CONFIG, .eta = 0.0, .batch = 1};
 }
 
 // ---- names --------------------------------------------------------------------------------------
@@ -165,11 +166,15 @@ vkp_status vkp_sampler_new(const vkp_scheduler_config *cfg, const vkp_sampler_op
   if (o->spacing != VKP_SAMPLER_FROM_CONFIG && (o->spacing < 0 || o->spacing > VKP_SPACING_LINSPACE))
     return vkp_error_set(err, VKP_ERR_INVALID, "unknown timestep spacing %d", o->spacing);
   if (n == 0) return vkp_error_set(err, VKP_ERR_INVALID, "sampler for 0 latent elements");
+  int batch = o->batch > 0 ? o->batch : 1;
+  if (n % (size_t)batch)
+    return vkp_error_set(err, VKP_ERR_INVALID, "sampler batch %d does not divide the %zu latent elements", batch, n);
 
   vkp_sampler *s = calloc(1, sizeof *s);
   if (!s) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory for a sampler");
   s->kind = o->kind;
   s->n = n;
+  s->batch = batch;
   s->eta = o->eta;
   vkp_status st = vkp_scheduler_new(cfg, vkp_sampler_class(o->kind), &s->sc, err);
   if (st) goto fail;
@@ -213,8 +218,15 @@ int vkp_sampler_evals(const vkp_sampler *s) { return s->sch.n_evals; }
 double vkp_sampler_timestep(const vkp_sampler *s, int i) { return s->sch.timesteps[i]; }
 double vkp_sampler_init_noise_sigma(const vkp_sampler *s) { return s->sch.init_noise_sigma; }
 
+int vkp_sampler_batch(const vkp_sampler *s) { return s->batch; }
+
+void vkp_sampler_randn(const vkp_sampler *s, vkp_rng *rng, float *out) {
+  size_t item = s->n / (size_t)s->batch;
+  for (int k = 0; k < s->batch; k++) vkp_rng_randn(&rng[k], out + (size_t)k * item, item);
+}
+
 void vkp_sampler_init_latents(const vkp_sampler *s, vkp_rng *rng, float *latents) {
-  vkp_rng_randn(rng, latents, s->n);
+  vkp_sampler_randn(s, rng, latents);
   float sigma = (float)s->sch.init_noise_sigma;
   for (size_t i = 0; i < s->n; i++) latents[i] = latents[i] * sigma;
 }
@@ -233,6 +245,8 @@ void vkp_sampler_set_begin(vkp_sampler *s, int i) {
   s->heun_second = false;
   s->dpm_lower_order_nums = 0;
 }
+
+int vkp_sampler_get_begin(const vkp_sampler *s) { return s->begin; }
 
 void vkp_sampler_reset(vkp_sampler *s) { vkp_sampler_set_begin(s, 0); }
 
@@ -255,7 +269,7 @@ static vkp_status step_ddim(vkp_sampler *s, int i, const float *mo, float *x, vk
   double var = (1 - ap) / (1 - ac) * (1 - ac / ap), std = s->eta * sqrt(var);
   double dir = 1 - ap - std * std;
   dir = dir > 0 ? sqrt(dir) : 0;
-  if (s->eta > 0) vkp_rng_randn(rng, s->noise, s->n);
+  if (s->eta > 0) vkp_sampler_randn(s, rng, s->noise);
   for (size_t k = 0; k < s->n; k++) {
     double xk = x[k], o = mo[k], x0, eps;
     switch (c->prediction_type) {
@@ -287,7 +301,7 @@ static vkp_status step_euler_a(vkp_sampler *s, int i, const float *mo, float *x,
   double from = s->sch.sigmas[i], to = s->sch.sigmas[i + 1];
   double up = sqrt(to * to * (from * from - to * to) / (from * from));
   double down = sqrt(to * to - up * up), dt = down - from;
-  vkp_rng_randn(rng, s->noise, s->n);   // drawn on every step, the last too, as diffusers
+  vkp_sampler_randn(s, rng, s->noise);   // drawn on every step, the last too, as diffusers
   for (size_t k = 0; k < s->n; k++) {
     double xk = x[k], d = (xk - x0_ve(p, xk, mo[k], from)) / from;
     x[k] = (float)(xk + d * dt + s->noise[k] * up);

@@ -82,6 +82,11 @@ void vkp_text_encoder_shape(const vkp_text_encoder *t, int *tokens, int *dim) { 
 vkp_clip *vkp_text_encoder_clip(vkp_text_encoder *t) { return t->clip; }
 vkp_clip_tokenizer *vkp_text_encoder_tokenizer(vkp_text_encoder *t) { return t->tok; }
 
+void vkp_text_encoder_invalidate(vkp_text_encoder *t) {
+  vkp_graph_free(t->g);
+  t->g = NULL;
+}
+
 static vkp_status build_graph(vkp_text_encoder *t, vkp_error *err) {
   const vkp_clip_text_config *tc = &t->clip->cfg.text;
   vkp_status st = vkp_graph_new(t->ctx, &t->g);

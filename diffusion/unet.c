@@ -120,6 +120,10 @@ vkp_status vkp_unet_new(vkp_ctx *ctx, const vkp_unet_config *cfg, uint64_t seed,
   return st;
 }
 
+vkp_status vkp_unet_new_empty(vkp_ctx *ctx, const vkp_unet_config *cfg, vkp_unet **out, vkp_error *err) {
+  return build(ctx, cfg, out, err);
+}
+
 void vkp_unet_free(vkp_unet *u) {
   if (!u) return;
   for (int i = 0; i < VKP_UNET_MAX_BLOCKS; i++) free(u->down[i].attentions), free(u->up[i].attentions);
@@ -208,9 +212,11 @@ vkp_status vkp_unet_forward(vkp_unet *u, vkp_graph *g, vkp_tensor *sample, vkp_t
   skips[top++] = x;
   for (int i = 0; i < nb; i++) {
     const vkp_unet_down *d = &u->down[i];
-    for (int l = 0; l < d->n_resnets; l++) {
+    for (int l = 0; l < d->n_resnets; l++) {   // each resnet (+ transformer) one checkpoint segment
+      vkp_model_block_begin(m);
       x = vkp_sd_resnet_forward(m, &d->resnets[l], x, temb, G, eps, 1.0f);
       if (d->attentions) x = vkp_sd_transformer_forward(m, &d->attentions[l], x, ctx, G);
+      vkp_model_block_end(m);
       skips[top++] = x;
     }
     if (d->downsampler) {
@@ -219,17 +225,21 @@ vkp_status vkp_unet_forward(vkp_unet *u, vkp_graph *g, vkp_tensor *sample, vkp_t
     }
   }
   if (c->mid_block) {
+    vkp_model_block_begin(m);
     x = vkp_sd_resnet_forward(m, &u->mid_resnets[0], x, temb, G, eps, c->mid_block_scale_factor);
     x = vkp_sd_transformer_forward(m, u->mid_attention, x, ctx, G);
     x = vkp_sd_resnet_forward(m, &u->mid_resnets[1], x, temb, G, eps, c->mid_block_scale_factor);
+    vkp_model_block_end(m);
   }
   // Up: each resnet takes cat([x, last skip], channels).
   for (int i = 0; i < nb; i++) {
     const vkp_unet_up *up = &u->up[i];
     for (int l = 0; l < up->n_resnets; l++) {
+      vkp_model_block_begin(m);
       x = vkp_concat(g, vkp_contiguous(g, x), vkp_contiguous(g, skips[--top]), 1);
       x = vkp_sd_resnet_forward(m, &up->resnets[l], x, temb, G, eps, 1.0f);
       if (up->attentions) x = vkp_sd_transformer_forward(m, &up->attentions[l], x, ctx, G);
+      vkp_model_block_end(m);
     }
     if (up->upsampler) x = vkp_sd_upsample(m, up->upsampler, x);
   }

@@ -271,18 +271,8 @@ static vkp_tensor *merge_heads(vkp_graph *g, vkp_tensor *x) {
 }
 
 vkp_tensor *vkp_sd_attention(vkp_model *m, vkp_module *mod, vkp_tensor *q, vkp_tensor *k, vkp_tensor *v) {
-  vkp_graph *g = m->graph;
   if (!q || !k || !v) return NULL;
-  int64_t D = q->shape[3];
-  if (D <= VKP_SD_ATTN_DMAX) return mod ? vkp_nn_attention(m, mod, q, k, v, NULL, false) : vkp_attention(g, q, k, v, NULL, false, 0.0f);
-  if (mod && mod->slots) {
-    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "%s: adapters on an attention with head dim %lld (over %d) are not supported",
-                   mod->name, (long long)D, VKP_SD_ATTN_DMAX);
-    return NULL;
-  }
-  // Head dims beyond the fused kernel (the VAE's single 512-wide head): softmax(q k^T / sqrt(D)) v.
-  vkp_tensor *s = vkp_scale(g, vkp_matmul(g, vkp_contiguous(g, q), vkp_contiguous(g, k), false, true), (float)(1.0 / sqrt((double)D)));
-  return vkp_matmul(g, vkp_softmax(g, s), vkp_contiguous(g, v), false, false);
+  return mod ? vkp_nn_attention(m, mod, q, k, v, NULL, false) : vkp_attention(m->graph, q, k, v, NULL, false, 0.0f);
 }
 
 // BasicTransformerBlock on h (B, T, C) with the text states ctx (B, S, Dc).

@@ -13,7 +13,7 @@
 #include "vkp_nn.h"
 
 #define VKP_SD_MAX_TLAYERS 16   // BasicTransformerBlocks per Transformer2DModel (SDXL has 10)
-#define VKP_SD_ATTN_DMAX 160    // largest head dim of the fused attention kernel (vkp_attention)
+#define VKP_SD_ATTN_DMAX 1024   // largest head dim of the fused attention kernel (vkp_attention)
 
 // ResnetBlock2D (time_embedding_norm "default", pre-norm): norm1, act, conv1, + time_emb_proj(act(temb)),
 // norm2, act, conv2, + shortcut (conv_shortcut when the channels change), / output_scale_factor.
@@ -96,8 +96,8 @@ vkp_tensor *vkp_sd_downsample(vkp_model *m, vkp_module *conv, vkp_tensor *x, int
 // Upsample2D with a conv: nearest 2x, then the 3x3 conv (padding 1).
 vkp_tensor *vkp_sd_upsample(vkp_model *m, vkp_module *conv, vkp_tensor *x);
 // Multi-head attention over (B, H, T, D) q and (B, H, S, D) k, v with scale 1/sqrt(D): the fused
-// kernel (through vkp_nn_attention when `mod` is given) for D <= VKP_SD_ATTN_DMAX, else softmax(q k^T) v
-// composed of matmuls (the (T, S) matrix is materialised per head).
+// kernel (through vkp_nn_attention when `mod` is given), D <= VKP_SD_ATTN_DMAX; no (T, S) matrix
+// is stored, also for the VAE's single 512-wide head.
 vkp_tensor *vkp_sd_attention(vkp_model *m, vkp_module *mod, vkp_tensor *q, vkp_tensor *k, vkp_tensor *v);
 
 #endif

@@ -103,6 +103,10 @@ vkp_status vkp_vae_new(vkp_ctx *ctx, const vkp_vae_config *cfg, uint64_t seed, v
   return st;
 }
 
+vkp_status vkp_vae_new_empty(vkp_ctx *ctx, const vkp_vae_config *cfg, vkp_vae **out, vkp_error *err) {
+  return build(ctx, cfg, out, err);
+}
+
 void vkp_vae_free(vkp_vae *v) {
   if (!v) return;
   vkp_model_free(v->model);

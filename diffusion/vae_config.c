@@ -73,6 +73,12 @@ static vkp_status parse(const cJSON *j, const char *where, vkp_vae_config *c, vk
   return vkp_vae_config_check(c, where, err);
 }
 
+// A config given as a JSON object (a training config's model.init): the defaults under its keys.
+vkp_status vkp_vae_config_from_json(const cJSON *j, const char *where, vkp_vae_config *c, vkp_error *err) {
+  if (!cJSON_IsObject(j)) return vkp_error_set(err, VKP_ERR_INVALID, "%s: must be a JSON object (the keys of diffusers' config.json)", where);
+  return parse(j, where, c, err);
+}
+
 vkp_status vkp_vae_config_load(const char *path, vkp_vae_config *c, vkp_error *err) {
   cJSON *j = NULL;
   VKP_TRY(vkp_json_load_object(path, 1 << 20, &j, err));

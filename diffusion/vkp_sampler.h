@@ -17,7 +17,8 @@
 // or vkp_sampler_run(s, x, denoise, user, rng, err) with a callback doing the model part. Latents
 // are host float arrays of n elements (batch · channels · height · width, the caller's layout: every
 // update is elementwise). Ancestral noise (Euler a, DDIM with eta > 0) is torch.randn of all n
-// elements per step from `rng` (vkp_rng.h, torch's CPU generator): with the generator diffusers'
+// elements per step from `rng` (vkp_rng.h, torch's CPU generator; with vkp_sampler_opts.batch, of
+// each image's elements from its own generator): with the generator diffusers'
 // pipeline was given (one torch.Generator, seeded; the same one that drew the initial latents) the
 // noise is the same numbers.
 //
@@ -56,9 +57,14 @@ typedef struct vkp_sampler_opts {
   int spacing;      // VKP_SAMPLER_FROM_CONFIG: the config's timestep_spacing, else this sampler's
                     // diffusers default (DDIM leading, the others linspace); or a vkp_spacing
   double eta;       // DDIM only: 0 deterministic (diffusers' pipeline default), 1 DDPM-like
+  int batch;        // images in the latents (0 means 1): every `rng` argument below is then an
+                    // array of `batch` generators, image k (elements [k·n/batch, (k+1)·n/batch))
+                    // drawing its noise from rng[k] only, as diffusers with a list of generators
+                    // and A1111's per-image seeds: image k of a batch is the image a batch-1 run
+                    // with generator rng[k] makes
 } vkp_sampler_opts;
 
-// {kind, steps = 20, karras and spacing from the config, eta = 0}.
+// {kind, steps, karras and spacing from the config, eta = 0, batch 1}.
 vkp_sampler_opts vkp_sampler_opts_default(vkp_sampler_kind kind, int steps);
 
 // The schedule of one run.
@@ -105,12 +111,16 @@ void vkp_sampler_free(vkp_sampler *s);
 const vkp_sampler_schedule *vkp_sampler_get_schedule(const vkp_sampler *s);
 const vkp_scheduler *vkp_sampler_scheduler(const vkp_sampler *s);
 vkp_sampler_kind vkp_sampler_get_kind(const vkp_sampler *s);
+int vkp_sampler_batch(const vkp_sampler *s);
+// torch.randn of the n latent elements from rng (per image from rng[k] with a batch): the noise of
+// vkp_sampler_add_noise (img2img), drawn as diffusers' prepare_latents draws it.
+void vkp_sampler_randn(const vkp_sampler *s, vkp_rng *rng, float *out);
 int vkp_sampler_evals(const vkp_sampler *s);
 // The timestep for the model at evaluation i.
 double vkp_sampler_timestep(const vkp_sampler *s, int i);
 double vkp_sampler_init_noise_sigma(const vkp_sampler *s);
 // Initial latents as diffusers' prepare_latents: torch.randn(n) from rng, times init_noise_sigma
-// (both float32).
+// (both float32); with a batch, torch.randn(n/batch) from each rng[k].
 void vkp_sampler_init_latents(const vkp_sampler *s, vkp_rng *rng, float *latents);
 // The model input at evaluation i: x/√(σ_i²+1) for the Euler family, a copy of x otherwise.
 // x_in may equal x.
@@ -136,7 +146,10 @@ vkp_status vkp_sampler_run(vkp_sampler *s, float *latents, vkp_denoise_fn fn, vo
 // t_start = steps − min(⌊steps·strength⌋, steps) (Heun's order is 2). Returns n_evals when nothing
 // is left to denoise (strength 0).
 int vkp_sampler_strength_begin(const vkp_sampler *s, double strength);
-// Starts the run at evaluation i (resets the multistep state, as set_begin_index).
+// The first evaluation of this run (0, or vkp_sampler_set_begin's).
+int vkp_sampler_get_begin(const vkp_sampler *s);
+// Starts the run at evaluation i (resets the multistep state, as set_begin_index); i may be
+// n_evals (nothing left to run).
 void vkp_sampler_set_begin(vkp_sampler *s, int i);
 // The noised latents to start evaluation i from: x0 + σ_i·noise (Euler family), or
 // √ᾱ x0 + √(1−ᾱ) noise at the evaluation's noise level (DDIM, DPM++), as each scheduler's add_noise.

@@ -35,6 +35,10 @@ void vkp_text_encoder_shape(const vkp_text_encoder *t, int *tokens, int *dim);
 vkp_clip *vkp_text_encoder_clip(vkp_text_encoder *t);
 vkp_clip_tokenizer *vkp_text_encoder_tokenizer(vkp_text_encoder *t);
 
+// Drops the compiled graph: the next encode builds it again (after adapters were attached to the
+// tower, or their scales changed).
+void vkp_text_encoder_invalidate(vkp_text_encoder *t);
+
 // Encodes one prompt into states (tokens·dim floats). Prompts longer than the context are
 // truncated as the tokenizer does (the end-of-text token kept).
 vkp_status vkp_text_encoder_encode(vkp_text_encoder *t, const char *prompt, float *states, vkp_error *err);

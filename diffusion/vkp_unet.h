@@ -55,6 +55,9 @@ void vkp_unet_config_default(vkp_unet_config *c);
 // wrong types and impossible values VKP_ERR_INVALID; each message names the file and the key.
 vkp_status vkp_unet_config_load(const char *path, vkp_unet_config *c, vkp_error *err);
 // Checks a config built in code (the same rules; `where` names it in messages).
+// The same from a JSON object (config.json's keys; absent ones keep diffusers' defaults); `where`
+// names it in messages.
+vkp_status vkp_unet_config_from_json(const cJSON *j, const char *where, vkp_unet_config *c, vkp_error *err);
 vkp_status vkp_unet_config_check(const vkp_unet_config *c, const char *where, vkp_error *err);
 // Writes a config.json diffusers reads back as this architecture.
 vkp_status vkp_unet_config_save(const vkp_unet_config *c, const char *path, vkp_error *err);
@@ -86,6 +89,8 @@ typedef struct vkp_unet {
 // Creates the model with every module registered under its diffusers name, initialised as a
 // freshly built diffusers model (torch's default Linear/Conv2d initialisation, unit norms).
 vkp_status vkp_unet_new(vkp_ctx *ctx, const vkp_unet_config *cfg, uint64_t seed, vkp_unet **out, vkp_error *err);
+// The same with every parameter zero, for a loader that writes every weight itself (single files).
+vkp_status vkp_unet_new_empty(vkp_ctx *ctx, const vkp_unet_config *cfg, vkp_unet **out, vkp_error *err);
 void vkp_unet_free(vkp_unet *u);
 
 typedef struct vkp_unet_load_opts {

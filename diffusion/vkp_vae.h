@@ -35,6 +35,9 @@ void vkp_vae_config_default(vkp_vae_config *c);
 // DownEncoderBlock2D / UpDecoderBlock2D, another act_fn etc. are VKP_ERR_UNSUPPORTED, wrong types
 // VKP_ERR_INVALID; messages name the file and the key.
 vkp_status vkp_vae_config_load(const char *path, vkp_vae_config *c, vkp_error *err);
+// The same from a JSON object (config.json's keys; absent ones keep diffusers' defaults); `where`
+// names it in messages.
+vkp_status vkp_vae_config_from_json(const cJSON *j, const char *where, vkp_vae_config *c, vkp_error *err);
 vkp_status vkp_vae_config_check(const vkp_vae_config *c, const char *where, vkp_error *err);
 vkp_status vkp_vae_config_save(const vkp_vae_config *c, const char *path, vkp_error *err);
 
@@ -71,6 +74,8 @@ typedef struct vkp_vae {
 
 // A model with diffusers' default initialisation (torch's Linear/Conv2d rule, unit norms).
 vkp_status vkp_vae_new(vkp_ctx *ctx, const vkp_vae_config *cfg, uint64_t seed, vkp_vae **out, vkp_error *err);
+// The same with every parameter zero, for a loader that writes every weight itself (single files).
+vkp_status vkp_vae_new_empty(vkp_ctx *ctx, const vkp_vae_config *cfg, vkp_vae **out, vkp_error *err);
 void vkp_vae_free(vkp_vae *v);
 // Loads a diffusers folder: config.json + diffusion_pytorch_model.safetensors (or .fp16.safetensors);
 // frozen matrices/kernels keep the file's f16/bf16 unless f32.

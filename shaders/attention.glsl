@@ -16,27 +16,15 @@
 //
 // Host guarantees (core/ops/attention.c): D is even, row bases and strides are even and buffers
 // 8-byte aligned (64-bit pair loads), the subgroup size is a multiple of 4.
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_shuffle : require
-#include "common.glsl"
-#include "push/attention.h"
 #if !defined(DV) || !(defined(ATTN_FWD) || defined(ATTN_DQ) || defined(ATTN_DKV))
 #error "attention.glsl: define DV and one of ATTN_FWD, ATTN_DQ, ATTN_DKV"
 #endif
+#include "attention_common.glsl"
 layout(local_size_x = 64) in;
-layout(buffer_reference, std430, buffer_reference_align = 8) buffer U64Buf { uint64_t v[]; };
 
 #define ROWS 64        // rows per workgroup = local size
 #define NC (DV / 2)    // column pairs of a register row
 #define NP (DV / 8)    // pairs this lane loads of a shared row
-#define KB 4           // keys per online-softmax step (forward)
-#define NEG_INF (-uintBitsToFloat(0x7f800000u))
-#define POS_INF uintBitsToFloat(0x7f800000u)
-
-vec2 load_pair(F32Buf buf, int e) {   // elements e, e + 1 (e even)
-  uint64_t x = U64Buf(uint64_t(buf)).v[e >> 1];
-  return vec2(uintBitsToFloat(uint(x)), uintBitsToFloat(uint(x >> 32)));
-}
 
 // A row this invocation owns: zeros past D.
 void load_own(F32Buf buf, int base, out vec2 r[NC]) {
@@ -66,13 +54,6 @@ float dot_share(vec2 r[NC], vec2 sh[NP]) {
   vec2 d = vec2(0.0);
   [[unroll]] for (int c = 0; c < NC; c++) d = fma(r[c], bcast(sh, c), d);
   return d.x + d.y;
-}
-
-// Offset of mask row (b, row); row is ignored for a (Bm, 1, 1, Tk) mask.
-int mask_row(int b, int row) {
-  bool rows = (pc.flags & VKP_ATTN_MASK_ROWS) != 0u;
-  int mb = (pc.flags & VKP_ATTN_MASK_BCAST) != 0u ? 0 : b;
-  return mb * (rows ? pc.Tq * pc.Tk : pc.Tk) + (rows ? row * pc.Tk : 0);
 }
 
 #ifdef ATTN_FWD

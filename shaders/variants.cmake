@@ -45,6 +45,17 @@ vkp_shader_variant(attention_dkv_d32   attention.glsl  ATTN_DKV  DV=32)
 vkp_shader_variant(attention_dkv_d64   attention.glsl  ATTN_DKV  DV=64)
 vkp_shader_variant(attention_dkv_d128  attention.glsl  ATTN_DKV  DV=128)
 vkp_shader_variant(attention_dkv_d160  attention.glsl  ATTN_DKV  DV=160)
+# attention_wide.glsl: the same kernels for head dims past 160, each row split over 8 lanes;
+# core/ops/attention.c asks for attention_<kernel>_w<DV> with the smallest DV >= D.
+vkp_shader_variant(attention_fwd_w256   attention_wide.glsl  ATTN_FWD  DV=256 RB=4)
+vkp_shader_variant(attention_fwd_w512   attention_wide.glsl  ATTN_FWD  DV=512 RB=4)
+vkp_shader_variant(attention_fwd_w1024  attention_wide.glsl  ATTN_FWD  DV=1024 RB=4)
+vkp_shader_variant(attention_dq_w256    attention_wide.glsl  ATTN_DQ   DV=256 RB=4)
+vkp_shader_variant(attention_dq_w512    attention_wide.glsl  ATTN_DQ   DV=512 RB=4)
+vkp_shader_variant(attention_dq_w1024   attention_wide.glsl  ATTN_DQ   DV=1024 RB=4)
+vkp_shader_variant(attention_dkv_w256   attention_wide.glsl  ATTN_DKV  DV=256 RB=4)
+vkp_shader_variant(attention_dkv_w512   attention_wide.glsl  ATTN_DKV  DV=512 RB=4)
+vkp_shader_variant(attention_dkv_w1024  attention_wide.glsl  ATTN_DKV  DV=1024 RB=4)
 
 # ---- matmul_tile.glsl: register-blocked direct matmul, layout x B storage; TM rows per lane,
 # TP B-pair loads per lane and step, UJ inner unroll. core/ops/matmul.c (mm_pick) picks the row

@@ -2,6 +2,8 @@
 //   matmul    C = op(A)·op(B) as a compiled one-node graph vs OpenBLAS cblas_sgemm
 //   dispatch  per-dispatch overhead of a recorded graph (a chain of tiny ops)
 //   block     a transformer block forward+backward (needs layer_norm/attention/cross_entropy)
+//   peft      PEFT methods on a ViT training step (cmd_bench_peft.c)
+//   unet, vae Stable Diffusion-sized UNet sampling / LoRA training step, VAE decode (cmd_bench_sd.c)
 // Timings are medians over --iters runs of vkp_graph_run (submit + wait); inputs are uploaded
 // once before timing, so uploads are excluded.
 #include <errno.h>
@@ -13,6 +15,8 @@
 #include <unistd.h>
 
 #include "bench_peft.h"
+#include "bench_sd.h"
+#include "bench_time.h"
 #include "vkp_device.h"
 #include "vkp_dtype.h"
 #include "vkp_graph.h"
@@ -31,6 +35,8 @@ static void usage(FILE *f) {
           "       vkpeft bench dispatch [--ops K] [--iters I]\n"
           "       vkpeft bench block [--batch 64 --tokens 50 --dim 128 --heads 4] [--iters I] [--profile]\n"
           "       vkpeft bench peft ...   (PEFT methods on a ViT training step: see `bench peft --help`)\n"
+          "       vkpeft bench unet ...   (SD UNet sampling step / LoRA training step: `bench unet --help`)\n"
+          "       vkpeft bench vae ...    (SD VAE decode: `bench vae --help`)\n"
           "Prints one JSON object. matmul: shader GFLOP/s (median of I runs of a compiled graph\n"
           "holding only the product; uploads excluded) beside OpenBLAS cblas_sgemm on the same\n"
           "shapes with one thread per CPU core. --dtype sets B's storage (f16/bf16: frozen-weight\n"
@@ -39,29 +45,6 @@ static void usage(FILE *f) {
           "dispatch: time per dispatch in a graph of K tiny ops.\n"
           "block: one pre-LN ViT encoder layer + token cross-entropy, forward and backward for every\n"
           "weight: time per step (median), nodes and dispatches (vkp_graph_get_stats).\n");
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// CPU time of the whole process (all driver threads): on a CPU driver, the work done.
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // Parses a positive integer option value; false on junk.
@@ -453,6 +436,8 @@ int cmd_bench(int argc, char **argv) {
   if (!strcmp(argv[1], "dispatch")) return bench_dispatch(argc - 1, argv + 1);
   if (!strcmp(argv[1], "block")) return bench_block(argc - 1, argv + 1);
   if (!strcmp(argv[1], "peft")) return vkp_bench_peft(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "unet")) return vkp_bench_unet(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "vae")) return vkp_bench_vae(argc - 1, argv + 1);
   fprintf(stderr, "vkpeft bench: unknown benchmark '%s'\n", argv[1]);
   usage(stderr);
   return VKP_EXIT_BAD_INPUT;

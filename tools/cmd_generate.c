@@ -1,274 +1,313 @@
-// cmd_generate.c — `vkpeft generate`: text-to-image on a diffusers pipeline folder
-// (diffusion/vkp_pipeline.h), LoRAs applied at generation time, PNGs with A1111's `parameters`
-// text chunk; `--tensors-in` / `--tensors-out` for parity checks without a text encoder.
+// cmd_generate.c — `vkpeft generate`: text-to-image and img2img on a Stable-Diffusion pipeline
+// (diffusion/vkp_pipeline.h): batches with per-image seeds, LoRAs from --lora and from the prompt's
+// `<lora:NAME:SCALE>` tags, comparison grids, PNGs with A1111's `parameters` text chunk;
+// `--tensors-in` / `--tensors-out` for parity checks without a text encoder. The pieces:
+// tools/cli_generate.h.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "cli_generate.h"
+#include "vkp_data.h"
 #include "vkp_device.h"
 #include "vkp_pipeline.h"
 #include "vkp_png.h"
+#include "vkp_progress.h"
 #include "vkp_safetensors.h"
 #include "vkpeft_cli.h"
 
-#define MAX_LORAS 16
+// ---- one generation run -------------------------------------------------------------------------
 
-static int usage(void) {
-  fprintf(stderr,
-          "usage: vkpeft generate --model PIPELINE_DIR [--prompt TEXT] [--negative-prompt TEXT]\n"
-          "         [--lora FILE[:SCALE]]... [--merge] [--sampler ddim|euler|euler_a|heun|dpmpp_2m]\n"
-          "         [--schedule karras] [--timestep-spacing leading|linspace|trailing] [--steps N] [--cfg S]\n"
-          "         [--seed N] [--width W --height H] [--clip-skip N] --output FILE.png\n"
-          "       vkpeft generate --model PIPELINE_DIR --tensors-in F.safetensors [--tensors-out F.safetensors]\n"
-          "         [--output FILE.png] [sampler options, --lora ...]\n"
-          "  --tensors-in reads sample/initial_latents (already scaled by the initial noise sigma), sample/cond\n"
-          "  and sample/uncond (zeros when absent) instead of prompt and seed; --tensors-out writes\n"
-          "  final_latents and decoded (the VAE decode of the final latents without 1/scaling_factor). PNGs carry the settings in a `parameters` text chunk (A1111).\n");
-  return VKP_EXIT_BAD_INPUT;
+typedef struct gen_run {
+  vkp_gen_opts *o;
+  vkp_pipeline *p;
+  vkp_scheduler_config sched;    // the pipeline's, with --prediction-type applied (shallow copy)
+  vkp_sampler_kind kind;
+  int spacing;
+  int lc, lh, lw, T, D, W, H;
+  size_t n;                      // latent elements of one image
+  float *cond, *uncond;          // (T·D) text states
+  float *init_pixels;            // (3·H·W) in [-1, 1], img2img
+  char *clean_prompt;            // the prompt without <lora:> tags
+  bool karras;                   // the schedule the last run used
+  char model_hash[11];
+  char lora_hash[VKP_GEN_MAX_LORAS][13];
+  const char *lora_hash_p[VKP_GEN_MAX_LORAS];
+} gen_run;
+
+static void progress_cb(void *user, int i, int n) { vkp_progress_update(user, i, i, NAN, NULL); }
+
+static vkp_status encode_prompts(gen_run *r, vkp_error *err) {
+  vkp_status st = vkp_pipeline_encode_prompt(r->p, r->clean_prompt, r->cond, err);
+  if (!st) st = vkp_pipeline_encode_prompt(r->p, r->o->neg, r->uncond, err);
+  return st;
 }
 
-// ---- helpers --------------------------------------------------------------------------------------
-
-static vkp_status read_tensor(vkp_safetensors *sf, const char *file, const char *key, float **out, const vkp_st_tensor **tp,
-                              vkp_error *err) {
-  const vkp_st_tensor *t = vkp_safetensors_find(sf, key);
-  if (!t) return vkp_error_set(err, VKP_ERR_NOT_FOUND, "%s: no tensor '%s'", file, key);
-  size_t n = vkp_st_tensor_numel(t);
-  *out = malloc((n ? n : 1) * sizeof(float));
-  if (!*out) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  if (tp) *tp = t;
-  return vkp_safetensors_read_f32(sf, key, *out, n, err);
+// Samples `batch` images with seeds seeds[0..batch) and guidance cfg: final latents into lat
+// (batch·n), RGB pixels into rgb (batch·3·W·H).
+static vkp_status sample_images(gen_run *r, int batch, const unsigned long long *seeds, double cfg, float *lat,
+                                uint8_t *rgb, float *decoded, vkp_error *err) {
+  vkp_gen_opts *o = r->o;
+  vkp_sampler_opts so = vkp_sampler_opts_default(r->kind, o->steps);
+  so.karras = o->karras;
+  so.spacing = r->spacing;
+  so.batch = batch;
+  vkp_sampler *s = NULL;
+  vkp_rng *rng = malloc((size_t)batch * sizeof *rng);
+  if (!rng) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  vkp_status st = vkp_sampler_new(&r->sched, &so, (size_t)batch * r->n, &s, err);
+  if (st) goto done;
+  r->karras = vkp_sampler_get_schedule(s)->karras;
+  for (int k = 0; k < batch; k++) rng[k] = vkp_rng_new(seeds[k]);
+  if (r->init_pixels) {
+    if ((st = vkp_pipeline_img2img_latents(r->p, s, r->init_pixels, o->strength, rng, lat, err))) goto done;
+  } else if (!o->tin) vkp_sampler_init_latents(s, rng, lat);
+  else {   // diffusers' prepare_latents with given latents: times init_noise_sigma
+    float ins = (float)vkp_sampler_init_noise_sigma(s);
+    for (size_t i = 0; i < r->n; i++) lat[i] *= ins;
+  }
+  vkp_progress_opts po = {.label = "sampling", .total = vkp_sampler_evals(s) - vkp_sampler_get_begin(s), .unit = "it"};
+  vkp_progress *bar = vkp_progress_new(&po);
+  st = vkp_pipeline_sample(r->p, s, lat, r->cond, r->uncond, (float)cfg, rng, progress_cb, bar, err);
+  vkp_progress_free(bar);
+  if (st) goto done;
+  for (int k = 0; k < batch && !st; k++)
+    st = vkp_pipeline_decode(r->p, lat + (size_t)k * r->n, false, decoded, rgb + (size_t)k * 3 * r->W * r->H, err);
+done:
+  vkp_sampler_free(s);
+  free(rng);
+  return st;
 }
 
-static const char *base_name(const char *path) {
-  size_t n = strlen(path);
-  while (n > 1 && path[n - 1] == '/') n--;
-  static char buf[512];
-  snprintf(buf, sizeof buf, "%.*s", (int)n, path);
-  const char *s = strrchr(buf, '/');
-  return s ? s + 1 : buf;
+static void fill_params(gen_run *r, vkp_gen_params *g, unsigned long long seed, double cfg, const char *sampler) {
+  vkp_gen_opts *o = r->o;
+  const char *mn = o->model + strlen(o->model);
+  while (mn > o->model && mn[-1] == '/') mn--;
+  static char name[512];
+  const char *b = mn;
+  while (b > o->model && b[-1] != '/') b--;
+  snprintf(name, sizeof name, "%.*s", (int)(mn - b), b);
+  char *dot = strrchr(name, '.');
+  if (dot && r->model_hash[0]) *dot = 0;   // a checkpoint file: its stem, as A1111
+  *g = (vkp_gen_params){.prompt = o->tin ? "" : o->prompt, .negative = o->neg, .steps = o->steps, .sampler = sampler,
+                        .cfg = cfg, .seed = seed, .width = r->W, .height = r->H, .model_name = name,
+                        .model_hash = r->model_hash, .strength = r->init_pixels ? o->strength : -1,
+                        .clip_skip = o->clip_skip, .loras = o->loras, .n_loras = o->n_lora,
+                        .lora_hashes = r->lora_hash_p};
 }
 
-// The stem of a LoRA file name (A1111 writes `<lora:NAME:SCALE>` into the prompt of `parameters`).
-static void lora_stem(const char *path, char *out, size_t cap) {
-  snprintf(out, cap, "%s", base_name(path));
-  char *dot = strrchr(out, '.');
-  if (dot && dot != out) *dot = 0;
+static vkp_status write_png(const char *path, const vkp_image *img, const vkp_gen_params *g, vkp_error *err) {
+  char *par = vkp_gen_params_text(g);
+  if (!par) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  vkp_png_text txt = {"parameters", par};
+  vkp_status st = vkp_png_write(path, img, &txt, 1, err);
+  free(par);
+  if (!st) printf("wrote %s (%dx%d)\n", path, img->width, img->height);
+  return st;
 }
 
-static void progress_cb(void *user, int i, int n) {
-  const struct timespec *t0 = user;
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  double el = (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
-  double rate = el > 0 ? i / el : 0;
-  fprintf(stderr, "\rsampling %d/%d  %.2f it/s  ETA %.0fs   ", i, n, rate, rate > 0 ? (n - i) / rate : 0.0);
-  if (i == n) fprintf(stderr, "\n");
+static vkp_status write_tensors(gen_run *r, const float *lat, float *decoded, vkp_error *err) {
+  vkp_status st = vkp_pipeline_decode(r->p, lat, true, decoded, NULL, err);   // as the fixtures define `decoded`
+  vkp_safetensors_writer *w = NULL;
+  if (!st) st = vkp_safetensors_writer_new(&w, err);
+  if (!st)
+    st = vkp_safetensors_writer_add_f32(w, "final_latents", VKP_DTYPE_F32, 4, (int64_t[]){1, r->lc, r->lh, r->lw}, lat, err);
+  if (!st) st = vkp_safetensors_writer_add_f32(w, "decoded", VKP_DTYPE_F32, 4, (int64_t[]){1, 3, r->H, r->W}, decoded, err);
+  if (!st) st = vkp_safetensors_writer_save(w, r->o->tout, err);
+  vkp_safetensors_writer_free(w);
+  return st;
+}
+
+// --grid: one image per value, side by side with the value under each.
+static vkp_status run_grid(gen_run *r, vkp_gen_out *out, float *lat, uint8_t *rgb, float *decoded, vkp_error *err) {
+  vkp_gen_opts *o = r->o;
+  static const char *const titles[] = {"", "seed", "LoRA scale", "CFG scale"};
+  char labels[VKP_GEN_MAX_GRID][64];
+  const char *lp[VKP_GEN_MAX_GRID];
+  vkp_image cells[VKP_GEN_MAX_GRID];
+  size_t img = (size_t)3 * r->W * r->H;
+  vkp_status st = VKP_OK;
+  for (int k = 0; k < o->n_grid && !st; k++) {
+    double v = o->grid_values[k], cfg = o->cfg;
+    unsigned long long seed = o->seed;
+    if (o->grid == VKP_GEN_GRID_SEEDS) seed = (unsigned long long)v;
+    else if (o->grid == VKP_GEN_GRID_CFG) cfg = v;
+    else {
+      for (int i = 0; i < vkp_pipeline_lora_count(r->p) && !st; i++) st = vkp_pipeline_set_lora_scale(r->p, i, (float)v, err);
+      for (int i = 0; i < o->n_lora; i++) o->loras[i].scale = (float)v;
+      if (!st && !o->tin) st = encode_prompts(r, err);   // a text-encoder part changes the states
+    }
+    if (!st) st = sample_images(r, 1, &seed, cfg, lat, rgb + k * img, decoded, err);
+    snprintf(labels[k], sizeof labels[k], "%s %g", titles[o->grid], v);
+    lp[k] = labels[k];
+    cells[k] = (vkp_image){.width = r->W, .height = r->H, .channels = 3, .data = rgb + k * img};
+  }
+  vkp_image *grid = NULL;
+  if (!st) st = vkp_gen_grid(cells, lp, o->n_grid, NULL, &grid, err);
+  if (!st) {
+    char extra[1200], vals[1024] = "", path[1200];
+    for (int k = 0; k < o->n_grid; k++)
+      snprintf(vals + strlen(vals), sizeof vals - strlen(vals), "%s%g", k ? ", " : "", o->grid_values[k]);
+    static const char *const names[] = {"", "seeds", "lora-scale", "cfg"};
+    snprintf(extra, sizeof extra, "Grid: %s, Grid values: \"%s\"", names[o->grid], vals);
+    vkp_gen_params g;
+    for (int i = 0; o->grid == VKP_GEN_GRID_LORA_SCALE && i < o->n_lora; i++) o->loras[i].scale = (float)o->grid_values[0];
+    fill_params(r, &g, o->grid == VKP_GEN_GRID_SEEDS ? (unsigned long long)o->grid_values[0] : o->seed,
+                o->grid == VKP_GEN_GRID_CFG ? o->grid_values[0] : o->cfg, vkp_sampler_a1111_name(r->kind, r->karras));
+    g.extra = extra;
+    vkp_gen_out_path(out, 0, 1, 0, true, path, sizeof path);
+    st = write_png(path, grid, &g, err);
+  }
+  vkp_image_free(grid);
+  return st;
+}
+
+static vkp_status read_init_image(gen_run *r, const char *path, vkp_error *err) {
+  vkp_image *img = NULL;
+  vkp_status st = vkp_png_read(path, &img, NULL, NULL, err);
+  if (st) return st;
+  if (!(r->init_pixels = malloc((size_t)3 * r->W * r->H * sizeof(float)))) {
+    vkp_image_free(img);
+    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  }
+  // [0, 255] -> [-1, 1] (diffusers' VaeImageProcessor: 2·(v/255) − 1), resized (bilinear) to the size.
+  vkp_data_transform t = {.out_w = r->W, .out_h = r->H, .out_channels = 3, .mean = {0.5f, 0.5f, 0.5f},
+                          .std = {0.5f, 0.5f, 0.5f}};
+  st = vkp_data_transform_apply(&t, img->data, img->width, img->height, img->channels, 0, r->init_pixels, err);
+  if (st) st = vkp_error_set(err, st, "%s: %s", path, err->msg);
+  if (img->width != r->W || img->height != r->H)
+    fprintf(stderr, "vkpeft generate: %s: %dx%d resized to %dx%d\n", path, img->width, img->height, r->W, r->H);
+  vkp_image_free(img);
+  return st;
 }
 
 int cmd_generate(int argc, char **argv) {
-  const char *model = NULL, *prompt = NULL, *neg = "", *output = NULL, *tin = NULL, *tout = NULL;
-  const char *sampler_name = "euler_a", *spacing_s = NULL;
-  char *lora_path[MAX_LORAS];
-  float lora_scale[MAX_LORAS];
-  int n_lora = 0, steps = 20, width = 0, height = 0, clip_skip = 1, karras = VKP_SAMPLER_FROM_CONFIG;
-  double cfg = 7.5;
-  unsigned long long seed = 0;
-  bool merge = false, sampler_given = false;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    bool has = i + 1 < argc;
-    if (!strcmp(a, "--model") && has) model = argv[++i];
-    else if (!strcmp(a, "--prompt") && has) prompt = argv[++i];
-    else if (!strcmp(a, "--negative-prompt") && has) neg = argv[++i];
-    else if (!strcmp(a, "--output") && has) output = argv[++i];
-    else if (!strcmp(a, "--tensors-in") && has) tin = argv[++i];
-    else if (!strcmp(a, "--tensors-out") && has) tout = argv[++i];
-    else if (!strcmp(a, "--sampler") && has) sampler_name = argv[++i], sampler_given = true;
-    else if (!strcmp(a, "--schedule") && has) {
-      const char *v = argv[++i];
-      if (!strcmp(v, "karras")) karras = 1;
-      else if (!strcmp(v, "default")) karras = 0;
-      else return fprintf(stderr, "vkpeft generate: --schedule %s: expected karras or default\n", v), VKP_EXIT_BAD_INPUT;
-    } else if (!strcmp(a, "--timestep-spacing") && has) spacing_s = argv[++i];
-    else if (!strcmp(a, "--steps") && has) steps = atoi(argv[++i]);
-    else if (!strcmp(a, "--cfg") && has) cfg = atof(argv[++i]);
-    else if (!strcmp(a, "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(a, "--width") && has) width = atoi(argv[++i]);
-    else if (!strcmp(a, "--height") && has) height = atoi(argv[++i]);
-    else if (!strcmp(a, "--clip-skip") && has) clip_skip = atoi(argv[++i]);
-    else if (!strcmp(a, "--merge")) merge = true;
-    else if (!strcmp(a, "--lora") && has) {
-      if (n_lora == MAX_LORAS) return fprintf(stderr, "vkpeft generate: at most %d LoRAs\n", MAX_LORAS), VKP_EXIT_BAD_INPUT;
-      char *v = argv[++i], *colon = strrchr(v, ':');
-      lora_scale[n_lora] = 1.0f;
-      if (colon) {
-        char *end;
-        double s = strtod(colon + 1, &end);
-        if (end != colon + 1 && !*end) {
-          lora_scale[n_lora] = (float)s;
-          *colon = 0;
-        }
-      }
-      lora_path[n_lora++] = v;
-    } else return usage();
-  }
-  if (!model || (!output && !tout) || (!tin && !prompt)) return usage();
-  if (steps < 1) return vkp_cli_fail("generate", VKP_ERR_INVALID, "--steps must be >= 1");
+  vkp_gen_opts o;
+  int rc = vkp_gen_parse_args(argc, argv, &o);
+  if (rc >= 0) return rc;
   vkp_error err = {0};
-  vkp_sampler_kind kind;
   int name_karras;
-  if (vkp_sampler_parse_name(sampler_name, &kind, &name_karras, &err)) return vkp_cli_fail("generate", err.status, err.msg);
-  if (name_karras == 1) karras = 1;
-  int spacing = VKP_SAMPLER_FROM_CONFIG;
-  if (spacing_s) {
-    if (!strcmp(spacing_s, "leading")) spacing = VKP_SPACING_LEADING;
-    else if (!strcmp(spacing_s, "trailing")) spacing = VKP_SPACING_TRAILING;
-    else if (!strcmp(spacing_s, "linspace")) spacing = VKP_SPACING_LINSPACE;
-    else return vkp_cli_fail("generate", VKP_ERR_INVALID, "--timestep-spacing: expected leading, linspace or trailing");
+  gen_run r = {.o = &o};
+  if (vkp_sampler_parse_name(o.sampler_name, &r.kind, &name_karras, &err))
+    return vkp_cli_fail("generate", err.status, err.msg);
+  if (name_karras == 1) o.karras = 1;
+  r.spacing = VKP_SAMPLER_FROM_CONFIG;
+  if (o.spacing_s) {
+    if (!strcmp(o.spacing_s, "leading")) r.spacing = VKP_SPACING_LEADING;
+    else if (!strcmp(o.spacing_s, "trailing")) r.spacing = VKP_SPACING_TRAILING;
+    else if (!strcmp(o.spacing_s, "linspace")) r.spacing = VKP_SPACING_LINSPACE;
+    else return vkp_gen_bad("--timestep-spacing %s: expected leading, linspace or trailing", o.spacing_s);
   }
-  (void)sampler_given;
+  if (o.pred_s && strcmp(o.pred_s, "epsilon") && strcmp(o.pred_s, "v_prediction"))
+    return vkp_gen_bad("--prediction-type %s: expected epsilon or v_prediction", o.pred_s);
+  if (o.init_image && (int)(o.steps * o.strength) == 0) {
+    char m[256];
+    snprintf(m, sizeof m, "--strength %g with %d steps: int(steps·strength) = 0 leaves no step to run", o.strength, o.steps);
+    return vkp_cli_fail("generate", VKP_ERR_INVALID, m);
+  }
 
-  vkp_status st;
+  vkp_status st = VKP_OK;
   vkp_ctx *ctx = NULL;
-  vkp_pipeline *p = NULL;
   vkp_safetensors *sf = NULL;
-  vkp_sampler *smp = NULL;
-  float *latents = NULL, *cond = NULL, *uncond = NULL, *decoded = NULL;
+  float *lat = NULL, *decoded = NULL;
   uint8_t *rgb = NULL;
-  vkp_safetensors_writer *w = NULL;
-  vkp_pipeline_opts po = {.width = width, .height = height, .clip_skip = clip_skip,
-                          .text_encoder = tin ? VKP_PIPELINE_TEXT_NONE : VKP_PIPELINE_TEXT_REQUIRED};
   const vkp_st_tensor *lt = NULL, *ct = NULL;
-  if (tin) {
-    if ((st = vkp_safetensors_open(tin, &sf, &err))) goto done;
-    if ((st = read_tensor(sf, tin, "sample/initial_latents", &latents, &lt, &err))) goto done;
-    if ((st = read_tensor(sf, tin, "sample/cond", &cond, &ct, &err))) goto done;
-    if (lt->ndim != 4 || lt->shape[0] != 1) {
-      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: sample/initial_latents: expected shape (1, C, h, w)", tin);
+  vkp_gen_out out = {0};
+  if (o.prompt && (st = vkp_gen_prompt_loras(o.prompt, o.lora_dir, o.loras, &o.n_lora, &r.clean_prompt, &err))) goto done;
+  if (o.init_image && (!o.width || !o.height)) {   // default size: the init image's
+    vkp_image *img = NULL;
+    if ((st = vkp_png_read(o.init_image, &img, NULL, NULL, &err))) goto done;
+    if (!o.width) o.width = img->width;
+    if (!o.height) o.height = img->height;
+    vkp_image_free(img);
+  }
+  vkp_pipeline_opts po = {.width = o.width, .height = o.height, .clip_skip = o.clip_skip,
+                          .text_encoder = o.tin ? VKP_PIPELINE_TEXT_NONE : VKP_PIPELINE_TEXT_REQUIRED};
+  if (o.tin) {
+    if ((st = vkp_safetensors_open(o.tin, &sf, &err))) goto done;
+    if (!(lt = vkp_safetensors_find(sf, "sample/initial_latents")) || !(ct = vkp_safetensors_find(sf, "sample/cond"))) {
+      st = vkp_error_set(&err, VKP_ERR_NOT_FOUND, "%s: no tensor '%s'", o.tin, lt ? "sample/cond" : "sample/initial_latents");
       goto done;
     }
-    if (ct->ndim != 3 || ct->shape[0] != 1) {
-      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: sample/cond: expected shape (1, tokens, dim)", tin);
+    if (lt->ndim != 4 || lt->shape[0] != 1 || ct->ndim != 3 || ct->shape[0] != 1) {
+      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: %s: expected shape %s", o.tin, lt->ndim != 4 || lt->shape[0] != 1 ?
+                         "sample/initial_latents" : "sample/cond", lt->ndim != 4 || lt->shape[0] != 1 ? "(1, C, h, w)" :
+                         "(1, tokens, dim)");
       goto done;
     }
     po.latent_height = (int)lt->shape[2];
     po.latent_width = (int)lt->shape[3];
     po.text_tokens = (int)ct->shape[1];
-    if (vkp_safetensors_find(sf, "sample/uncond")) {
-      const vkp_st_tensor *ut;
-      if ((st = read_tensor(sf, tin, "sample/uncond", &uncond, &ut, &err))) goto done;
-      if (vkp_st_tensor_numel(ut) != vkp_st_tensor_numel(ct)) {
-        st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: sample/uncond: shape differs from sample/cond", tin);
-        goto done;
-      }
-    }
   }
   if ((st = vkp_ctx_new(NULL, &ctx, &err))) goto done;
-  if ((st = vkp_pipeline_load(ctx, model, &po, &p, &err))) goto done;
-  int lc, lh, lw, T, D, W, H;
-  vkp_pipeline_latent_shape(p, &lc, &lh, &lw);
-  vkp_pipeline_text_shape(p, &T, &D);
-  vkp_pipeline_image_size(p, &W, &H);
-  size_t n = (size_t)lc * lh * lw;
-  if (tin) {
-    if (vkp_st_tensor_numel(lt) != n) {
-      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: sample/initial_latents: %zu values, the UNet takes %d channels", tin,
-                         vkp_st_tensor_numel(lt), lc);
-      goto done;
-    }
-    if (ct->shape[2] != D) {
-      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: sample/cond: dim %lld, the UNet's cross_attention_dim is %d", tin,
-                         (long long)ct->shape[2], D);
-      goto done;
-    }
-  } else {
-    cond = malloc((size_t)T * D * sizeof(float));
-    uncond = malloc((size_t)T * D * sizeof(float));
-    latents = malloc(n * sizeof(float));
-    if (!cond || !uncond || !latents) {
-      st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory");
-      goto done;
-    }
-    if ((st = vkp_pipeline_encode_prompt(p, prompt, cond, &err))) goto done;
-    if ((st = vkp_pipeline_encode_prompt(p, neg, uncond, &err))) goto done;
-  }
-  for (int k = 0; k < n_lora; k++)
-    if ((st = vkp_pipeline_add_lora(p, lora_path[k], lora_scale[k], merge, &err))) goto done;
-  vkp_sampler_opts so = vkp_sampler_opts_default(kind, steps);
-  so.karras = karras;
-  so.spacing = spacing;
-  if ((st = vkp_sampler_new(vkp_pipeline_scheduler_config(p), &so, n, &smp, &err))) goto done;
-  vkp_rng rng = vkp_rng_new(seed);
-  if (!tin) vkp_sampler_init_latents(smp, &rng, latents);
-  else {   // diffusers' prepare_latents with given latents: times init_noise_sigma
-    float ins = (float)vkp_sampler_init_noise_sigma(smp);
-    for (size_t i = 0; i < n; i++) latents[i] *= ins;
-  }
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  if ((st = vkp_pipeline_sample(p, smp, latents, cond, uncond, (float)cfg, &rng, progress_cb, &t0, &err))) goto done;
-  decoded = malloc((size_t)3 * W * H * sizeof(float));
-  rgb = malloc((size_t)3 * W * H);
-  if (!decoded || !rgb) {
+  if ((st = vkp_pipeline_load(ctx, o.model, &po, &r.p, &err))) goto done;
+  vkp_pipeline_latent_shape(r.p, &r.lc, &r.lh, &r.lw);
+  vkp_pipeline_text_shape(r.p, &r.T, &r.D);
+  vkp_pipeline_image_size(r.p, &r.W, &r.H);
+  r.n = (size_t)r.lc * r.lh * r.lw;
+  r.sched = *vkp_pipeline_scheduler_config(r.p);
+  if (o.pred_s) r.sched.prediction_type = strcmp(o.pred_s, "epsilon") ? VKP_PRED_V : VKP_PRED_EPSILON;
+  int n_img = o.grid ? o.n_grid : o.batch;
+  size_t img_bytes = (size_t)3 * r.W * r.H;
+  lat = malloc((size_t)o.batch * r.n * sizeof(float));
+  decoded = malloc(img_bytes * sizeof(float));
+  rgb = malloc((size_t)n_img * img_bytes);
+  r.cond = malloc((size_t)r.T * r.D * sizeof(float));
+  r.uncond = calloc((size_t)r.T * r.D, sizeof(float));
+  if (!lat || !decoded || !rgb || !r.cond || !r.uncond) {
     st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory");
     goto done;
   }
-  if ((st = vkp_pipeline_decode(p, latents, false, decoded, rgb, &err))) goto done;
-  if (tout) {
-    // `decoded` as the fixtures define it: the VAE decode of the final latents as they are.
-    if ((st = vkp_pipeline_decode(p, latents, true, decoded, NULL, &err))) goto done;
-    if ((st = vkp_safetensors_writer_new(&w, &err))) goto done;
-    if ((st = vkp_safetensors_writer_add_f32(w, "final_latents", VKP_DTYPE_F32, 4, (int64_t[]){1, lc, lh, lw}, latents, &err)))
-      goto done;
-    if ((st = vkp_safetensors_writer_add_f32(w, "decoded", VKP_DTYPE_F32, 4, (int64_t[]){1, 3, H, W}, decoded, &err)))
-      goto done;
-    if ((st = vkp_safetensors_writer_save(w, tout, &err))) goto done;
+  // LoRAs first: a text-encoder part must be in place before the prompts are encoded.
+  for (int k = 0; k < o.n_lora; k++) {
+    if ((st = vkp_pipeline_add_lora(r.p, o.loras[k].path, o.loras[k].scale, o.merge, &err))) goto done;
+    struct stat sb;
+    if (!stat(o.loras[k].path, &sb) && S_ISREG(sb.st_mode)) {
+      if ((st = vkp_gen_lora_hash(o.loras[k].path, r.lora_hash[k], &err))) goto done;
+      r.lora_hash_p[k] = r.lora_hash[k];
+    }
   }
-  if (output) {
-    // A1111's `parameters`: prompt (with <lora:NAME:SCALE> tags), negative prompt, settings line.
-    size_t cap = 4096 + (prompt ? strlen(prompt) : 0) + strlen(neg);
-    char *par = malloc(cap), lname[256];
-    if (!par) {
-      st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory");
+  struct stat mst;
+  if (!stat(o.model, &mst) && S_ISREG(mst.st_mode) && (st = vkp_gen_model_hash(o.model, r.model_hash, &err))) goto done;
+  if (o.tin) {
+    if (vkp_st_tensor_numel(lt) != r.n || ct->shape[2] != r.D) {
+      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: %s does not fit the model (%d latent channels, cross_attention_dim %d)",
+                         o.tin, vkp_st_tensor_numel(lt) != r.n ? "sample/initial_latents" : "sample/cond", r.lc, r.D);
       goto done;
     }
-    size_t o = 0;
-    o += (size_t)snprintf(par + o, cap - o, "%s", tin ? "" : prompt);
-    for (int k = 0; k < n_lora && o < cap; k++) {
-      lora_stem(lora_path[k], lname, sizeof lname);
-      o += (size_t)snprintf(par + o, cap - o, "%s<lora:%s:%g>", o ? " " : "", lname, lora_scale[k]);
+    if ((st = vkp_safetensors_read_f32(sf, "sample/initial_latents", lat, r.n, &err))) goto done;
+    if ((st = vkp_safetensors_read_f32(sf, "sample/cond", r.cond, (size_t)r.T * r.D, &err))) goto done;
+    const vkp_st_tensor *ut = vkp_safetensors_find(sf, "sample/uncond");
+    if (ut && vkp_st_tensor_numel(ut) != (size_t)r.T * r.D) {
+      st = vkp_error_set(&err, VKP_ERR_SHAPE, "%s: sample/uncond: shape differs from sample/cond", o.tin);
+      goto done;
     }
-    if (o < cap && neg[0]) o += (size_t)snprintf(par + o, cap - o, "\nNegative prompt: %s", neg);
-    bool use_karras = vkp_sampler_get_schedule(smp)->karras;
-    if (o < cap)
-      o += (size_t)snprintf(par + o, cap - o, "\nSteps: %d, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s",
-                            steps, vkp_sampler_a1111_name(kind, use_karras), cfg, seed, W, H, base_name(model));
-    if (o < cap && clip_skip > 1) o += (size_t)snprintf(par + o, cap - o, ", Clip skip: %d", clip_skip);
-    if (o < cap && n_lora) {
-      o += (size_t)snprintf(par + o, cap - o, ", Lora hashes: \"");
-      for (int k = 0; k < n_lora && o < cap; k++) {
-        lora_stem(lora_path[k], lname, sizeof lname);
-        o += (size_t)snprintf(par + o, cap - o, "%s%s", k ? ", " : "", lname);
-      }
-      if (o < cap) o += (size_t)snprintf(par + o, cap - o, "\"");
-    }
-    if (o < cap) snprintf(par + o, cap - o, ", Version: vkpeft");
-    vkp_image img = {.width = W, .height = H, .channels = 3, .stride = 0, .data = rgb};
-    vkp_png_text txt = {"parameters", par};
-    st = vkp_png_write(output, &img, &txt, 1, &err);
-    free(par);
-    if (st) goto done;
-    printf("wrote %s (%dx%d)\n", output, W, H);
+    if (ut && (st = vkp_safetensors_read_f32(sf, "sample/uncond", r.uncond, (size_t)r.T * r.D, &err))) goto done;
+  } else if ((st = encode_prompts(&r, &err))) goto done;
+  if (o.init_image && (st = read_init_image(&r, o.init_image, &err))) goto done;
+  if (o.output && (st = vkp_gen_out_open(o.output, &out, &err))) goto done;
+  if (o.grid) {
+    st = run_grid(&r, &out, lat, rgb, decoded, &err);
+    goto done;
+  }
+  unsigned long long seeds[VKP_GEN_MAX_BATCH];
+  for (int k = 0; k < o.batch; k++) seeds[k] = o.seed + (unsigned long long)k;
+  if ((st = sample_images(&r, o.batch, seeds, o.cfg, lat, rgb, decoded, &err))) goto done;
+  if (o.tout && (st = write_tensors(&r, lat, decoded, &err))) goto done;
+  for (int k = 0; o.output && k < o.batch && !st; k++) {
+    char path[1200];
+    vkp_gen_params g;
+    fill_params(&r, &g, seeds[k], o.cfg, vkp_sampler_a1111_name(r.kind, r.karras));
+    g.batch_size = o.batch, g.batch_pos = k;
+    vkp_gen_out_path(&out, k, o.batch, seeds[k], false, path, sizeof path);
+    vkp_image img = {.width = r.W, .height = r.H, .channels = 3, .data = rgb + k * img_bytes};
+    st = write_png(path, &img, &g, &err);
   }
 done:
-  vkp_safetensors_writer_free(w);
-  free(latents), free(cond), free(uncond), free(decoded), free(rgb);
-  vkp_sampler_free(smp);
-  vkp_pipeline_free(p);
+  free(lat), free(decoded), free(rgb), free(r.cond), free(r.uncond), free(r.init_pixels), free(r.clean_prompt);
+  vkp_pipeline_free(r.p);
   vkp_ctx_free(ctx);
   vkp_safetensors_free(sf);
   return st ? vkp_cli_fail("generate", st, err.msg) : VKP_EXIT_OK;

@@ -2,9 +2,11 @@
 // contain (architecture, parameter counts, adapter methods, targets and sizes), and
 // `vkpeft info FILE.safetensors`: the tensors of a file.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli_model.h"
+#include "cli_png_info.h"
 #include "vkp_peft.h"
 #include "vkp_safetensors.h"
 #include "vkpeft_cli.h"
@@ -21,14 +23,19 @@ static int file_info(const char *path) {
   size_t total = 0;
   for (size_t i = 0; i < vkp_safetensors_count(st); i++) {
     const vkp_st_tensor *t = vkp_safetensors_at(st, i);
-    printf("%-70s %-5s [", t->name, vkp_dtype_name(t->dtype));
+    char *name = vkp_cli_escape(t->name, false);   // names come from the file: no raw escape codes
+    printf("%-70s %-5s [", name ? name : "?", vkp_dtype_name(t->dtype));
+    free(name);
     for (int d = 0; d < t->ndim; d++) printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
     printf("]\n");
     total += vkp_st_tensor_numel(t);
   }
   for (size_t i = 0; i < vkp_safetensors_metadata_count(st); i++) {
     const char *v, *k = vkp_safetensors_metadata_at(st, i, &v);
-    printf("metadata %s = %s\n", k, v);
+    char *ks = vkp_cli_escape(k, false), *vs = vkp_cli_escape(v, true);
+    printf("metadata %s = %s\n", ks ? ks : "?", vs ? vs : "?");
+    free(ks);
+    free(vs);
   }
   printf("%zu tensors, %zu values\n", vkp_safetensors_count(st), total);
   vkp_safetensors_free(st);
@@ -41,7 +48,7 @@ int cmd_info(int argc, char **argv) {
     int r = vkp_cli_model_arg(&cm, argc, argv, &i);
     if (r < 0) return usage();
     if (r) continue;
-    if (argc == 2 && argv[i][0] != '-') return file_info(argv[i]);
+    if (argc == 2 && argv[i][0] != '-') return vkp_cli_is_png(argv[i]) ? vkp_cli_png_info(argv[i]) : file_info(argv[i]);
     return usage();
   }
   if (!cm.model_dir) return usage();
@@ -56,12 +63,20 @@ int cmd_info(int argc, char **argv) {
     printf("%s: %s\n", cm.model_dir, line);
     for (int i = 0; i < vkp_peft_count(lm.model); i++) {
       const vkp_peft_config *pc = vkp_adapter_config(vkp_peft_get(lm.model, i));
-      printf("adapter %s (%s): %s", cm.adapters[i], pc->name, vkp_peft_method_name(pc->method));
+      char *name = vkp_cli_escape(pc->name, false);
+      printf("adapter %s (%s): %s", cm.adapters[i], name ? name : "?", vkp_peft_method_name(pc->method));
+      free(name);
       if (pc->method == VKP_PEFT_LORA)
         printf("%s%s r=%d alpha=%g", pc->use_rslora ? " rsLoRA" : "", pc->use_dora ? " DoRA" : "", pc->r, pc->alpha);
       printf(", targets:");
-      for (int k = 0; k < pc->n_target_modules; k++) printf(" %s", pc->target_modules[k]);
-      if (pc->target_regex) printf(" /%s/", pc->target_regex);
+      for (int k = 0; k < pc->n_target_modules; k++) {
+        char *t = vkp_cli_escape(pc->target_modules[k], false);
+        printf(" %s", t ? t : "?");
+        free(t);
+      }
+      char *re = pc->target_regex ? vkp_cli_escape(pc->target_regex, false) : NULL;
+      if (re) printf(" /%s/", re);
+      free(re);
       printf("\n");
     }
     vkp_peft_report r = vkp_peft_get_report(lm.model);

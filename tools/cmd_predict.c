@@ -6,6 +6,7 @@
 #include "cli_model.h"
 #include "vkp_vision_family.h"
 #include "vkp_classify.h"
+#include "vkp_png.h"
 #include "vkpeft_cli.h"
 
 #include <stb/stb_image.h>
@@ -43,8 +44,15 @@ int cmd_predict(int argc, char **argv) {
     fprintf(stderr, "vkpeft: no preprocessor_config.json beside the model or adapter: pixels are only scaled to [0, 1]\n");
   int C = v ? v->cfg.num_channels : 0, S = v ? v->cfg.image_size : 0;
   float *pixels = v ? malloc((size_t)n * C * S * S * sizeof *pixels) : NULL;
+  if (v && !pixels) st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory for %d images of %dx%d", n, S, S);
   for (int i = 0; i < n && !st; i++) {
     int w, h, c;
+    // The declared size is checked before decoding (a small file may declare gigapixels).
+    if (!stbi_info(files[i], &w, &h, &c)) {
+      st = vkp_error_set(&err, VKP_ERR_FORMAT, "%s: cannot decode image (%s)", files[i], stbi_failure_reason());
+      break;
+    }
+    if ((st = vkp_image_check_size(files[i], w, h, &err))) break;
     uint8_t *img = stbi_load(files[i], &w, &h, &c, C == 1 ? 1 : 3);
     if (!img) {
       st = vkp_error_set(&err, VKP_ERR_FORMAT, "%s: cannot decode image (%s)", files[i], stbi_failure_reason());
@@ -56,10 +64,15 @@ int cmd_predict(int argc, char **argv) {
   int k = v && top > v->cfg.num_labels ? v->cfg.num_labels : top;
   int32_t *cls = malloc((size_t)n * k * sizeof *cls);
   float *probs = malloc((size_t)n * k * sizeof *probs);
+  if (!st && (!cls || !probs)) st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory");
   if (!st) st = vkp_classify_predict(v, pixels, n, k, cls, probs, &err);
   for (int i = 0; i < n && !st; i++) {
     printf("%s:", files[i]);
-    for (int j = 0; j < k; j++) printf("%s %s %.1f%%", j ? "," : "", v->cfg.labels[cls[i * k + j]], 100 * probs[i * k + j]);
+    for (int j = 0; j < k; j++) {
+      char *label = vkp_cli_escape(v->cfg.labels[cls[i * k + j]], false);   // from config.json: no raw escape codes
+      printf("%s %s %.1f%%", j ? "," : "", label ? label : "?", 100 * probs[i * k + j]);
+      free(label);
+    }
     printf("\n");
   }
   free(cls), free(probs), free(pixels), free(files);

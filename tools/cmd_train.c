@@ -1,6 +1,7 @@
 // cmd_train.c — `vkpeft train CONFIG.json [--set key=value]... | --resume RUN_DIR`: dispatches on
 // the config's `task` ("classify", the default: ViT image classification; "clip": CLIP contrastive
-// training, vlm/vkp_clip_train.h).
+// training, vlm/vkp_clip_train.h; "diffusion": LoRA training of a diffusion pipeline's UNet,
+// diffusion/vkp_diffusion_train.h).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "vkp_classify.h"
 #include "vkp_clip_train.h"
 #include "vkp_config.h"
+#include "vkp_diffusion_train.h"
 #include "vkp_json.h"
 #include "vkpeft_cli.h"
 
@@ -16,16 +18,17 @@ static int usage(void) {
           "usage: vkpeft train [CONFIG.json] [--set key=value]... [--quiet]   (no CONFIG: the defaults)\n"
           "       vkpeft train --resume RUN_DIR [--quiet]\n"
           "  Fine-tunes with PEFT methods per the config's \"task\": \"classify\" (default: a ViT image\n"
-          "  classifier) or \"clip\" (CLIP contrastive training / linear probe on image–text pairs);\n"
+          "  classifier), \"clip\" (CLIP contrastive training / linear probe on image–text pairs) or\n"
+          "  \"diffusion\" (LoRA etc. on a diffusers pipeline's UNet from image–caption pairs);\n"
           "  writes a run directory (config.json, metrics.jsonl, checkpoints/, adapter/, plots/, report.html).\n"
-          "  Keys: docs/TRAINING.md, docs/CLIP.md; e.g. --set task=clip --set train.lr=3e-4 --set peft.0.r=16\n");
+          "  Keys: docs/TRAINING.md, docs/CLIP.md, README.md (diffusion); e.g. --set task=clip --set train.lr=3e-4 --set peft.0.r=16\n");
   return VKP_EXIT_BAD_INPUT;
 }
 
-typedef enum task { TASK_CLASSIFY = 0, TASK_CLIP } task;
+typedef enum task { TASK_CLASSIFY = 0, TASK_CLIP, TASK_DIFFUSION } task;
 
 // The task a config names: the last `--set task=...`, else the file's "task" key, else classify.
-// A run directory's config.json (resume) has "task": "clip" for CLIP runs.
+// A run directory's config.json (resume) has "task": "clip" / "diffusion" for those runs.
 static vkp_status find_task(const char *path, const char *const *sets, int nsets, task *out, vkp_error *err) {
   const char *name = NULL;
   cJSON *doc = NULL;
@@ -43,7 +46,8 @@ static vkp_status find_task(const char *path, const char *const *sets, int nsets
   vkp_status st = VKP_OK;
   if (!name || !strcmp(name, "classify") || !strcmp(name, "\"classify\"")) *out = TASK_CLASSIFY;
   else if (!strcmp(name, "clip") || !strcmp(name, "\"clip\"")) *out = TASK_CLIP;
-  else st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'task' must be \"classify\" or \"clip\", not \"%s\"", path ? path : "--set", name);
+  else if (!strcmp(name, "diffusion") || !strcmp(name, "\"diffusion\"")) *out = TASK_DIFFUSION;
+  else st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'task' must be \"classify\", \"clip\" or \"diffusion\", not \"%s\"", path ? path : "--set", name);
   cJSON_Delete(doc);
   return st;
 }
@@ -71,6 +75,11 @@ static void print_summary_classify(const vkp_train_summary *s) {
   if (s->test_acc > 0) printf("test accuracy %.2f%% (top-5 %.2f%%)\n", 100 * s->test_acc, 100 * s->test_top5);
   printf("%lld steps in %.1f s (%.1f images/s); report: %s/report.html\n", (long long)s->steps, s->seconds, s->images_per_s,
          s->run_dir);
+}
+
+static void print_summary_diffusion(const vkp_diffusion_train_summary *s) {
+  if (s->val_loss == s->val_loss) printf("validation loss %.5f\n", s->val_loss);
+  printf("%lld steps in %.1f s (%.2f images/s); adapters in %s\n", (long long)s->steps, s->seconds, s->images_per_s, s->run_dir);
 }
 
 static void print_summary_clip(const vkp_clip_train_summary *s) {
@@ -111,7 +120,9 @@ int cmd_train(int argc, char **argv) {
   cJSON *cfg = NULL;
   vkp_status st = find_task(resume ? resume_cfg : config, sets, nsets, &tk, &err);
   if (!st && !resume)
-    st = tk == TASK_CLIP ? vkp_clip_train_config(config, sets, nsets, &cfg, &err) : classify_config(config, sets, nsets, &cfg, &err);
+    st = tk == TASK_CLIP        ? vkp_clip_train_config(config, sets, nsets, &cfg, &err)
+         : tk == TASK_DIFFUSION ? vkp_diffusion_train_config(config, sets, nsets, &cfg, &err)
+                                : classify_config(config, sets, nsets, &cfg, &err);
   free(sets);
   if (st) return vkp_cli_fail("train", st, err.msg);
   vkp_ctx *ctx = NULL;
@@ -121,11 +132,15 @@ int cmd_train(int argc, char **argv) {
   }
   vkp_train_summary cs;
   vkp_clip_train_summary ps;
-  st = tk == TASK_CLIP ? vkp_clip_train(ctx, cfg, resume, quiet, &ps, &err) : vkp_classify_train(ctx, cfg, resume, quiet, &cs, &err);
+  vkp_diffusion_train_summary ds;
+  st = tk == TASK_CLIP        ? vkp_clip_train(ctx, cfg, resume, quiet, &ps, &err)
+       : tk == TASK_DIFFUSION ? vkp_diffusion_train(ctx, cfg, resume, quiet, &ds, &err)
+                              : vkp_classify_train(ctx, cfg, resume, quiet, &cs, &err);
   cJSON_Delete(cfg);
   vkp_ctx_free(ctx);
   if (st) return vkp_cli_fail("train", st, err.msg);
   if (!quiet && tk == TASK_CLIP) print_summary_clip(&ps);
+  else if (!quiet && tk == TASK_DIFFUSION) print_summary_diffusion(&ds);
   else if (!quiet) print_summary_classify(&cs);
   return VKP_EXIT_OK;
 }

@@ -1,5 +1,6 @@
 // vkpeft.c — the command-line program: dispatches to subcommands.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vkp_status.h"
@@ -38,6 +39,27 @@ int vkp_cli_fail(const char *cmd, int status, const char *message) {
     case VKP_ERR_NOT_FOUND: return VKP_EXIT_BAD_INPUT;
     default: return VKP_EXIT_FAIL;
   }
+}
+
+char *vkp_cli_escape(const char *s, bool multiline) {
+  size_t n = strlen(s);
+  char *out = malloc(6 * n + 1), *o = out;
+  if (!out) return NULL;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p < 0x20 && !(multiline && (*p == '\n' || *p == '\t'))) || *p == 0x7f) {
+      o += sprintf(o, "\\x%02x", *p);
+    } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {   // a C1 control in UTF-8
+      o += sprintf(o, "\\u%04x", p[1]);
+      p++;
+    } else if (*p == '\\') {
+      *o++ = '\\';
+      *o++ = '\\';
+    } else {
+      *o++ = (char)*p;
+    }
+  }
+  *o = '\0';
+  return out;
 }
 
 static void usage(FILE *f) {

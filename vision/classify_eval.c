@@ -83,6 +83,11 @@ vkp_status vkp_classify_evaluate(vkp_vit *v, const vkp_dataset *ds, const size_t
   if (ds->n_classes > classes)
     return vkp_error_set(err, VKP_ERR_SHAPE, "evaluate: the data has %d classes, the model %d", ds->n_classes, classes);
   if (n == 0) return vkp_error_set(err, VKP_ERR_INVALID, "evaluate: no images");
+  // The transform's output must be exactly the model's input, or batches would not fit it.
+  int tf_channels = vkp_data_transform_channels(tf, ds->channels);
+  if (tf->out_w != v->cfg.image_size || tf->out_h != v->cfg.image_size || tf_channels != v->cfg.num_channels)
+    return vkp_error_set(err, VKP_ERR_SHAPE, "evaluate: the data is prepared as %dx%dx%d, the model takes %dx%dx%d images",
+                         tf_channels, tf->out_h, tf->out_w, v->cfg.num_channels, v->cfg.image_size, v->cfg.image_size);
   if ((size_t)batch > n) batch = (int)n;
   infer_graph ig;
   VKP_TRY(infer_new(v, batch, &ig, err));

@@ -8,11 +8,12 @@
 #include "vkp_classify.h"
 #include "vkp_config.h"
 #include "vkp_peft.h"
+#include "vkp_trainer.h"
 
 const char vkp_classify_defaults[] =
     "{"
     "\"output_dir\": \"runs/classify\","
-    "\"model\": {\"pretrained\": null, \"image_size\": 0,"
+    "\"model\": {\"pretrained\": null, \"image_size\": 0, \"base_dtype\": \"f32\","
     "  \"init\": {\"image_size\": 28, \"patch_size\": 4, \"num_channels\": 1, \"hidden_size\": 64,"
     "           \"num_hidden_layers\": 4, \"num_attention_heads\": 4, \"intermediate_size\": 128,"
     "           \"layer_norm_eps\": 1e-6, \"hidden_act\": \"gelu\", \"qkv_bias\": true}},"
@@ -21,7 +22,7 @@ const char vkp_classify_defaults[] =
     "  \"augment\": {\"random_crop_pad\": 0, \"hflip\": 0.0, \"random_resized_crop\": false}},"
     "\"peft\": [{\"method\": \"lora\", \"r\": 8, \"lora_alpha\": 16,"
     "            \"target_modules\": [\"query\", \"value\"], \"modules_to_save\": [\"classifier\"]}],"
-    "\"train\": {\"optimizer\": \"adamw\", \"lr\": 0.001, \"weight_decay\": 0.01, \"beta1\": 0.9, \"beta2\": 0.999,"
+    "\"train\": {\"optimizer\": \"adamw\", \"gradient_checkpointing\": false, \"lr\": 0.001, \"weight_decay\": 0.01, \"beta1\": 0.9, \"beta2\": 0.999,"
     "  \"momentum\": 0.9, \"max_grad_norm\": 1.0, \"schedule\": \"cosine\", \"warmup_steps\": 0, \"warmup_ratio\": 0.05,"
     "  \"batch_size\": 64, \"grad_accum\": 1, \"epochs\": 1, \"max_steps\": 0, \"eval_every\": 0, \"eval_batch\": 256,"
     "  \"val_limit\": 2000, \"log_every\": 10, \"checkpoint_every\": 0, \"keep_last\": 2, \"seed\": 0,"
@@ -188,8 +189,17 @@ vkp_status vkp_classify_model(vkp_ctx *ctx, const cJSON *cfg, int n_classes, con
   } else {
     vkp_vit_config c;
     VKP_TRY(config_from_init(vkp_config_get(cfg, "model.init"), &c, err));
+    // model.image_size is the resolution the data is decoded at: a new model is built for it
+    // (the data and the model must agree, or batches would not fit the pixel input).
+    if (size > 0 && size != c.image_size) {
+      if (size % c.patch_size)
+        return vkp_error_set(err, VKP_ERR_INVALID, "config: model.image_size %ld must be divisible by model.init.patch_size %d",
+                             size, c.patch_size);
+      c.image_size = (int)size;
+    }
     c.num_labels = n_classes;
-    VKP_TRY(vkp_vit_new(ctx, &c, (uint64_t)seed, &v));
+    vkp_status st = vkp_vit_new(ctx, &c, (uint64_t)seed, &v);
+    if (st) return vkp_error_set(err, st, "config: model.init: %s", vkp_ctx_error(ctx));
   }
   for (int i = 0; i < n_classes && i < 256 && class_names; i++)
     snprintf(v->cfg.labels[i], sizeof v->cfg.labels[i], "%s", class_names[i]);
@@ -198,20 +208,5 @@ vkp_status vkp_classify_model(vkp_ctx *ctx, const cJSON *cfg, int n_classes, con
 }
 
 vkp_status vkp_classify_attach(vkp_vit *v, const cJSON *peft_list, uint64_t seed, vkp_error *err) {
-  int i = 0;
-  const cJSON *item;
-  cJSON_ArrayForEach(item, peft_list) {
-    char where[64];
-    snprintf(where, sizeof where, "config peft[%d]", i);
-    // An HF-style adapter config with the method's name; aliases imply their keys (vkp_peft.h).
-    vkp_peft_config pc;
-    VKP_TRY(vkp_peft_config_from_entry(item, where, &pc, err));
-    if (!cJSON_GetObjectItemCaseSensitive(item, "adapter_name") && i > 0) snprintf(pc.name, sizeof pc.name, "adapter%d", i);
-    vkp_adapter *a = NULL;
-    vkp_status st = vkp_peft_attach(v->model, &pc, seed + (uint64_t)i * 7919u, &a);
-    vkp_peft_config_clear(&pc);
-    if (st) return vkp_error_set(err, st, "%s: %s", where, vkp_ctx_error(v->model->ctx));
-    i++;
-  }
-  return VKP_OK;
+  return vkp_trainer_attach(v->model, peft_list, seed, NULL, NULL, err);
 }

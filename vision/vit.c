@@ -120,8 +120,34 @@ static vkp_status init_weights(vkp_vit *v, uint64_t seed) {
   return VKP_OK;
 }
 
+// Checked before anything is allocated: the parameters (f32) must fit the device's memory and
+// each tensor one allocation. Records the limit on the context.
+static vkp_status check_size(vkp_ctx *ctx, const vkp_vit_config *c) {
+  const vkp_device_info *info = vkp_ctx_info(ctx);
+  double C = c->hidden_size, I = c->intermediate_size, grid = c->image_size / c->patch_size;
+  double patch = C * c->num_channels * c->patch_size * c->patch_size, pos = (grid * grid + 1) * C;
+  double layer = 4 * C * C + (c->qkv_bias ? 3 : 0) * C + C + 4 * C + 2 * I * C + I + C;
+  double total = 4 * (patch + C + C + pos + c->num_hidden_layers * layer + 2 * C + c->num_labels * (C + 1));
+  double largest = 4 * fmax(fmax(patch, pos), fmax(I * C, (double)c->num_labels * C));
+  double heap = (double)info->device_local_bytes, alloc = (double)info->max_allocation_size;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  if (heap > 0 && total > heap)
+    return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_UNSUPPORTED,
+                         "the model's parameters need %.2f GiB (hidden_size %d, intermediate_size %d, %d layers, image %d / patch %d), "
+                         "over the device's %.2f GiB (%s; VKPEFT_DEVICE picks another device)",
+                         total / gib, c->hidden_size, c->intermediate_size, c->num_hidden_layers, c->image_size,
+                         c->patch_size, heap / gib, info->name);
+  if (alloc > 0 && largest > alloc)
+    return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_UNSUPPORTED,
+                         "one of the model's tensors needs %.2f GiB (position embeddings: %.0f patches of image %d / patch %d, "
+                         "hidden_size %d), over the device's largest allocation of %.2f GiB (%s)",
+                         largest / gib, grid * grid, c->image_size, c->patch_size, c->hidden_size, alloc / gib, info->name);
+  return VKP_OK;
+}
+
 vkp_status vkp_vit_new(vkp_ctx *ctx, const vkp_vit_config *cfg, uint64_t seed, vkp_vit **out) {
   *out = NULL;
+  VKP_TRY(check_size(ctx, cfg));
   vkp_vit *v = calloc(1, sizeof *v);
   if (!v) return VKP_ERR_OOM;
   v->cfg = *cfg;
@@ -227,6 +253,54 @@ static vkp_status load_except(vkp_vit *v, const char *path, vkp_param **skip, in
   return st;
 }
 
+// Compares the tensors whose shapes follow from config.json (embeddings, the first and last
+// layer, under either spelling) with the checkpoint's header: a config that does not describe the
+// checkpoint is named before anything is allocated.
+static vkp_status check_checkpoint_shapes(const char *path, const vkp_vit_config *c, vkp_error *err) {
+  vkp_safetensors *sf = NULL;
+  VKP_TRY(vkp_safetensors_open(path, &sf, err));
+  int64_t C = c->hidden_size, I = c->intermediate_size, g = c->image_size / c->patch_size;
+  typedef struct expected { const char *name, *alias; int ndim; int64_t shape[4]; } expected;
+  expected want[6] = {
+      {"vit.embeddings.patch_embeddings.projection.weight", NULL, 4, {C, c->num_channels, c->patch_size, c->patch_size}},
+      {"vit.embeddings.position_embeddings", NULL, 3, {1, g * g + 1, C}},
+  };
+  int n = 2;
+  char names[4][2][96];
+  for (int k = 0; k < 2 && c->num_hidden_layers > 0; k++) {
+    int l = k ? c->num_hidden_layers - 1 : 0;
+    snprintf(names[2 * k][0], sizeof names[0][0], "vit.encoder.layer.%d.attention.attention.query.weight", l);
+    snprintf(names[2 * k][1], sizeof names[0][0], "vit.layers.%d.attention.q_proj.weight", l);
+    snprintf(names[2 * k + 1][0], sizeof names[0][0], "vit.encoder.layer.%d.intermediate.dense.weight", l);
+    snprintf(names[2 * k + 1][1], sizeof names[0][0], "vit.layers.%d.mlp.fc1.weight", l);
+    want[n++] = (expected){names[2 * k][0], names[2 * k][1], 2, {C, C}};
+    want[n++] = (expected){names[2 * k + 1][0], names[2 * k + 1][1], 2, {I, C}};
+  }
+  vkp_status st = VKP_OK;
+  for (int i = 0; i < n && !st; i++) {
+    const vkp_st_tensor *t = vkp_safetensors_find(sf, want[i].name);
+    if (!t && want[i].alias) t = vkp_safetensors_find(sf, want[i].alias);
+    if (!t) {
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s' is missing (config.json: %d layers)", path, want[i].name,
+                         c->num_hidden_layers);
+      break;
+    }
+    bool same = t->ndim == want[i].ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == want[i].shape[d];
+    if (!same) {
+      char got[128], exp[128];
+      st = vkp_error_set(err, VKP_ERR_SHAPE,
+                         "%s: tensor '%s' is %s, but config.json (hidden_size %d, intermediate_size %d, image_size %d, "
+                         "patch_size %d, num_channels %d) needs %s",
+                         path, t->name, vkp_shape_text(t->ndim, t->shape, got, sizeof got), c->hidden_size,
+                         c->intermediate_size, c->image_size, c->patch_size, c->num_channels,
+                         vkp_shape_text(want[i].ndim, want[i].shape, exp, sizeof exp));
+    }
+  }
+  vkp_safetensors_free(sf);
+  return st;
+}
+
 vkp_status vkp_vit_load_labels(vkp_ctx *ctx, const char *dir, int image_size, int num_labels, vkp_vit **out,
                                vkp_error *err) {
   *out = NULL;
@@ -237,11 +311,15 @@ vkp_status vkp_vit_load_labels(vkp_ctx *ctx, const char *dir, int image_size, in
   int ckpt_size = cfg.image_size, ckpt_labels = cfg.num_labels;
   if (image_size > 0 && image_size % cfg.patch_size)
     return vkp_error_set(err, VKP_ERR_INVALID, "image size %d is not divisible by the patch size %d", image_size, cfg.patch_size);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  // The checkpoint's tensors must fit the config before the model is allocated (a config.json
+  // that claims a huge model must not cost its memory first).
+  VKP_TRY(check_checkpoint_shapes(path, &cfg, err));
   if (image_size > 0) cfg.image_size = image_size;
   if (num_labels > 0) cfg.num_labels = num_labels;
   vkp_vit *v;
-  VKP_TRY(vkp_vit_new(ctx, &cfg, 0, &v));
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  vkp_status nst = vkp_vit_new(ctx, &cfg, 0, &v);
+  if (nst) return vkp_error_set(err, nst, "%s: %s", dir, vkp_ctx_error(ctx));
   vkp_param *skip[3];
   int nskip = 0;
   if (ckpt_labels != cfg.num_labels) {   // a new head for a new label set (initialised like transformers)
@@ -262,6 +340,9 @@ vkp_status vkp_vit_load_labels(vkp_ctx *ctx, const char *dir, int image_size, in
     int g0 = ckpt_size / cfg.patch_size, g1 = cfg.image_size / cfg.patch_size, C = cfg.hidden_size;
     if (!st && (!t || vkp_st_tensor_numel(t) != (size_t)(g0 * g0 + 1) * C))
       st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: position_embeddings missing or not (1, %d, %d)", path, g0 * g0 + 1, C);
+    if (!st && !vkp_dtype_is_weight(t->dtype))
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", path,
+                         t->name, vkp_dtype_name(t->dtype));
     if (!st) {
       float *src = malloc(vkp_st_tensor_numel(t) * sizeof *src), *dst = malloc((size_t)(g1 * g1 + 1) * C * sizeof *dst);
       if (!src || !dst) st = VKP_ERR_OOM;
@@ -328,6 +409,7 @@ vkp_status vkp_vit_forward(vkp_vit *v, vkp_graph *g, vkp_tensor *pixel_values, v
   out->hidden[0] = x;
   for (int l = 0; l < c->num_hidden_layers; l++) {
     vkp_vit_layer *L = &v->layers[l];
+    vkp_model_block_begin(m);
     x = vkp_nn_prompts(m, L->block, x, 1);
     if (x) T = x->shape[1];
     vkp_tensor *h = vkp_nn_layer_norm(m, L->ln_before, x, c->layer_norm_eps);
@@ -343,6 +425,7 @@ vkp_status vkp_vit_forward(vkp_vit *v, vkp_graph *g, vkp_tensor *pixel_values, v
     f = vkp_nn_linear(m, L->fc2, c->gelu_tanh ? vkp_gelu_tanh(g, f) : vkp_gelu(g, f));
     f = vkp_nn_block_adapter(m, L->block, VKP_NN_AFTER_MLP, f, h);
     x = vkp_add(g, x, f);
+    vkp_model_block_end(m);
     out->hidden[l + 1] = x;
   }
   x = vkp_nn_layer_norm(m, v->final_ln, x, c->layer_norm_eps);

@@ -181,6 +181,10 @@ vkp_status vkp_clip_new(vkp_ctx *ctx, const vkp_clip_config *cfg, uint64_t seed,
   return build(ctx, cfg, true, seed, out, err);
 }
 
+vkp_status vkp_clip_new_empty(vkp_ctx *ctx, const vkp_clip_config *cfg, vkp_clip **out, vkp_error *err) {
+  return build(ctx, cfg, false, 0, out, err);
+}
+
 void vkp_clip_free(vkp_clip *c) {
   if (!c) return;
   vkp_model_free(c->model);

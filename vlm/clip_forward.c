@@ -123,7 +123,9 @@ static vkp_status text_forward(vkp_clip *c, vkp_graph *g, const vkp_clip_inputs 
       pool = insert_after_first(g, pool, 2, n);
       T = x->shape[1];
     }
+    vkp_model_block_begin(m);   // an activation-checkpoint segment when the model asks for it
     x = encoder_layer(m, L, x, mask, true, tc->num_attention_heads, tc->layer_norm_eps, tc->hidden_act);
+    vkp_model_block_end(m);
     out->text_hidden[l + 1] = x;
   }
   x = vkp_nn_layer_norm(m, c->text.final_ln, x, tc->layer_norm_eps);
@@ -157,7 +159,9 @@ static vkp_status vision_forward(vkp_clip *c, vkp_graph *g, vkp_tensor *px, vkp_
   for (int l = 0; l < vc->num_hidden_layers; l++) {
     const vkp_clip_layer *L = &c->vision.layers[l];
     x = prompts(m, c->vision.layers, l, x);   // after the class token
+    vkp_model_block_begin(m);
     x = encoder_layer(m, L, x, NULL, false, vc->num_attention_heads, vc->layer_norm_eps, vc->hidden_act);
+    vkp_model_block_end(m);
     out->vision_hidden[l + 1] = x;
   }
   out->vision_last_hidden = x;

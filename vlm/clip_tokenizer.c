@@ -113,3 +113,7 @@ void vkp_clip_tokenizer_get_info(const vkp_clip_tokenizer *tok, vkp_clip_tokeniz
   info->default_pad = tok->default_pad;
   info->source = tok->source;
 }
+
+void vkp_clip_tokenizer_set_default_pad(vkp_clip_tokenizer *tok, vkp_clip_pad pad) {
+  if (tok && (pad == VKP_CLIP_PAD_OPENAI || pad == VKP_CLIP_PAD_HF)) tok->default_pad = pad;
+}

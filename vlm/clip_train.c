@@ -5,17 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "vkp_checkpoint.h"
 #include "vkp_clip_train.h"
 #include "vkp_config.h"
 #include "vkp_fileio.h"
-#include "vkp_json.h"
 #include "vkp_metrics.h"
 #include "vkp_optim.h"
 #include "vkp_peft.h"
 #include "vkp_progress.h"
+#include "vkp_trainer.h"
 
 // A graph computing the objective on one micro-batch (training; mask calibration).
 typedef struct step_graph {
@@ -28,7 +27,7 @@ typedef struct step_graph {
 
 struct vkp_clip_trainer {
   vkp_ctx *ctx;
-  cJSON *cfg_owned;
+  vkp_trainer_run run;        // config (owned when resuming), directory, checkpoint
   const cJSON *cfg;
   const char *dir;
   bool quiet, probe, resumed, random_base, full;
@@ -36,23 +35,18 @@ struct vkp_clip_trainer {
   vkp_clip *clip;
   vkp_clip_tokenizer *tok;
   int T;                      // tokens per caption
-  vkp_param_set *ps;
-  vkp_param **tp;
-  int nt;
-  vkp_optimizer *opt;
-  vkp_lr_schedule sched;
+  vkp_trainer_optim o;        // parameter set, optimizer, schedule, total_steps
   step_graph tg;              // the training graph
   vkp_tensor *gnorm;          // its optimizer's gradient norm
   vkp_loader *loader;
   vkp_metrics_writer *mw;
   vkp_progress *bar;          // NULL when quiet
-  long batch, accum, log_every, eval_every, ckpt_every, keep_last, eval_batch, val_limit, stop_after;
+  vkp_train_keys k;           // the common train.* keys
   double scale_max;
-  uint64_t seed;
-  int64_t total_steps, step, micro;
+  int64_t step, micro;
   double best;                // best validation metric (higher is better), valid when best_step >= 0
   int64_t best_step;
-  vkp_checkpoint *ck;         // resuming: the checkpoint
+  vkp_checkpoint *ck;         // resuming: the checkpoint (run.ck)
   // host buffers of a micro-batch
   int32_t *ids;               // (B, T)
   float *logits_host;         // (B, K)
@@ -69,12 +63,6 @@ struct vkp_clip_trainer {
   size_t val_n;               // images it covered: data.val_idx[0 .. val_n)
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static vkp_status ctx_fail(vkp_clip_trainer *t, vkp_status st, const char *what, vkp_error *err) {
   return vkp_error_set(err, st, "%s: %s", what, vkp_ctx_error(t->ctx));
 }
@@ -83,21 +71,10 @@ static vkp_status ctx_fail(vkp_clip_trainer *t, vkp_status st, const char *what,
 
 static vkp_status read_train_config(vkp_clip_trainer *t, vkp_error *err) {
   const cJSON *c = t->cfg;
-  long seed;
-  VKP_TRY(vkp_config_int(c, "train.batch_size", 2, 1 << 16, &t->batch, err));
-  VKP_TRY(vkp_config_int(c, "train.grad_accum", 1, 1 << 16, &t->accum, err));
-  VKP_TRY(vkp_config_int(c, "train.log_every", 1, 1l << 40, &t->log_every, err));
-  VKP_TRY(vkp_config_int(c, "train.eval_every", 0, 1l << 40, &t->eval_every, err));
-  VKP_TRY(vkp_config_int(c, "train.checkpoint_every", 0, 1l << 40, &t->ckpt_every, err));
-  VKP_TRY(vkp_config_int(c, "train.keep_last", 1, 1000, &t->keep_last, err));
-  VKP_TRY(vkp_config_int(c, "train.eval_batch", 1, 1 << 16, &t->eval_batch, err));
-  VKP_TRY(vkp_config_int(c, "train.val_limit", 0, 1l << 40, &t->val_limit, err));
-  VKP_TRY(vkp_config_int(c, "train.stop_after", 0, 1l << 40, &t->stop_after, err));
-  VKP_TRY(vkp_config_int(c, "train.seed", 0, 1l << 40, &seed, err));
+  VKP_TRY(vkp_train_keys_read(c, 2, &t->k, err));
   VKP_TRY(vkp_config_real(c, "train.logit_scale_max", 0, 20, &t->scale_max, err));
   long workers;
   VKP_TRY(vkp_config_int(c, "data.workers", 0, 64, &workers, err));
-  t->seed = (uint64_t)seed;
   const char *obj = vkp_config_string(c, "train.objective");
   if (!obj || (strcmp(obj, "contrastive") && strcmp(obj, "linear_probe")))
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.objective' must be \"contrastive\" or \"linear_probe\"");
@@ -116,68 +93,25 @@ static vkp_status add_head(vkp_clip_trainer *t, vkp_error *err) {
   int64_t shape[2] = {t->data.n_classes, t->clip->cfg.projection_dim};
   vkp_module *head = vkp_model_add_module(m, "classifier", NULL, VKP_MODULE_LINEAR, -1, 2, shape, shape[0]);
   if (!head) return ctx_fail(t, VKP_ERR_OOM, "adding the linear-probe head", err);
-  if (vkp_param_init_normal(m, head->weight, 0.01f, t->seed + 0x9e3779b9u)) return ctx_fail(t, VKP_ERR_OOM, "initialising the head", err);
+  if (vkp_param_init_normal(m, head->weight, 0.01f, t->k.seed + 0x9e3779b9u)) return ctx_fail(t, VKP_ERR_OOM, "initialising the head", err);
   return VKP_OK;
 }
 
 static vkp_status make_optimizer(vkp_clip_trainer *t, vkp_error *err) {
-  const cJSON *c = t->cfg;
-  vkp_status st = vkp_param_set_new(t->ctx, &t->ps);
-  t->nt = st ? 0 : vkp_model_trainable(t->clip->model, &t->tp);
-  if (!st && t->nt == 0) return vkp_error_set(err, VKP_ERR_INVALID, "config: nothing to train (no adapter and no trainable module)");
-  for (int i = 0; i < t->nt && !st; i++) {
-    vkp_param *p = t->tp[i];
-    st = vkp_param_set_add(t->ps, p->name, p->buf, 0, p->dtype, p->ndim, p->shape, true, NULL);
-  }
-  if (st) return ctx_fail(t, st, "registering the trainable parameters", err);
-  vkp_optim_kind kind;
-  const char *oname = vkp_config_string(c, "train.optimizer");
-  if (!oname || vkp_optim_kind_parse(oname, &kind))
-    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.optimizer' must be \"adamw\" or \"sgd\"");
-  double wd, lr, mom, clip;
-  VKP_TRY(vkp_config_real(c, "train.weight_decay", 0, 10, &wd, err));
-  VKP_TRY(vkp_config_real(c, "train.lr", 0, 10, &lr, err));
-  VKP_TRY(vkp_config_real(c, "train.momentum", 0, 1, &mom, err));
-  VKP_TRY(vkp_config_real(c, "train.max_grad_norm", 0, 1e9, &clip, err));
-  vkp_optim_config oc = kind == VKP_OPTIM_ADAMW ? vkp_adamw_config(wd) : vkp_sgd_config(mom, false, wd);
-  if (kind == VKP_OPTIM_ADAMW) {
-    VKP_TRY(vkp_config_real(c, "train.beta1", 0, 0.999999, &oc.beta1, err));
-    VKP_TRY(vkp_config_real(c, "train.beta2", 0, 0.999999999, &oc.beta2, err));
-  }
-  oc.max_grad_norm = clip;
-  if (vkp_optimizer_new(t->ps, &oc, &t->opt)) return ctx_fail(t, VKP_ERR_INVALID, "config: train", err);
-  long epochs, max_steps, warmup;
-  double warmup_ratio;
-  VKP_TRY(vkp_config_int(c, "train.epochs", 0, 1 << 20, &epochs, err));
-  VKP_TRY(vkp_config_int(c, "train.max_steps", 0, 1l << 40, &max_steps, err));
-  VKP_TRY(vkp_config_int(c, "train.warmup_steps", 0, 1l << 40, &warmup, err));
-  VKP_TRY(vkp_config_real(c, "train.warmup_ratio", 0, 1, &warmup_ratio, err));
-  int64_t per_epoch = vkp_loader_steps_per_epoch(t->loader) / t->accum;
-  t->total_steps = max_steps > 0 ? max_steps : epochs * per_epoch;
-  if (t->total_steps <= 0)
-    return vkp_error_set(err, VKP_ERR_INVALID, "config: no training steps (set train.epochs or train.max_steps; %zu training pairs, batch %ld)",
-                         t->data.n_train, t->batch);
-  if (warmup == 0) warmup = (long)llround(warmup_ratio * (double)t->total_steps);
-  vkp_lr_kind lk;
-  const char *sname = vkp_config_string(c, "train.schedule");
-  if (!sname || vkp_lr_kind_parse(sname, &lk))
-    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.schedule' must be constant, linear or cosine");
-  t->sched = lk == VKP_LR_CONSTANT ? vkp_lr_constant((float)lr, warmup)
-             : lk == VKP_LR_LINEAR ? vkp_lr_linear((float)lr, warmup, t->total_steps)
-                                   : vkp_lr_cosine((float)lr, warmup, t->total_steps);
-  return VKP_OK;
+  return vkp_trainer_optim_new(t->ctx, t->cfg, &t->k, t->clip->model, vkp_loader_steps_per_epoch(t->loader), t->data.n_train,
+                               "training pairs", &t->o, err);
 }
 
 // Inputs, forward and the objective of one micro-batch into a new graph sg->g (not compiled).
 static vkp_status forward_loss(vkp_clip_trainer *t, step_graph *sg, vkp_error *err) {
   vkp_clip *c = t->clip;
   VKP_TRY(vkp_graph_new(t->ctx, &sg->g));
-  vkp_status st = vkp_clip_inputs_new(c, sg->g, t->batch, t->probe ? 0 : t->batch, t->T, false, &sg->in);
+  vkp_status st = vkp_clip_inputs_new(c, sg->g, t->k.batch, t->probe ? 0 : t->k.batch, t->T, false, &sg->in);
   if (st) return ctx_fail(t, st, "building the training graph", err);
   vkp_clip_outputs out;
   st = vkp_clip_forward(c, sg->g, &sg->in, &out);
   if (!st && t->probe) {
-    sg->labels = vkp_tensor_input(sg->g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){t->batch});
+    sg->labels = vkp_tensor_input(sg->g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){t->k.batch});
     sg->logits = vkp_nn_linear(c->model, vkp_model_find_module(c->model, "classifier"), out.image_embeds);
     sg->loss = vkp_cross_entropy(sg->g, sg->logits, sg->labels);
   } else if (!st) {
@@ -193,7 +127,7 @@ static vkp_status forward_loss(vkp_clip_trainer *t, step_graph *sg, vkp_error *e
 // Uploads micro-batch b (captions looked up in the tokenised training captions) into sg.
 static vkp_status upload_batch(vkp_clip_trainer *t, step_graph *sg, const vkp_batch *b) {
   const int64_t T = t->T;
-  for (int64_t i = 0; i < t->batch; i++)
+  for (int64_t i = 0; i < t->k.batch; i++)
     memcpy(t->ids + i * T, t->data.train_ids + b->captions[i] * (size_t)T, (size_t)T * sizeof *t->ids);
   vkp_status st = vkp_clip_inputs_set(t->clip, sg->g, &sg->in, b->pixels, t->probe ? NULL : t->ids, NULL);
   if (!st && t->probe) st = vkp_graph_set_input(sg->g, sg->labels, b->labels, vkp_tensor_nbytes(sg->labels));
@@ -210,11 +144,11 @@ static vkp_status build_graph(vkp_clip_trainer *t, vkp_error *err) {
   vkp_graph_output(t->tg.g, t->tg.logits);
   vkp_graph_output(t->tg.g, t->tg.image_embeds);
   if (t->tg.text_embeds) vkp_graph_output(t->tg.g, t->tg.text_embeds);
-  vkp_tensor **p = calloc((size_t)t->nt, sizeof *p), **grads = calloc((size_t)t->nt, sizeof *grads);
+  vkp_tensor **p = calloc((size_t)t->o.nt, sizeof *p), **grads = calloc((size_t)t->o.nt, sizeof *grads);
   if (!st && (!p || !grads)) st = VKP_ERR_OOM;
-  for (int i = 0; i < t->nt && !st; i++) p[i] = vkp_param_tensor(c->model, t->tp[i]);
-  if (!st) st = vkp_graph_backward(t->tg.g, t->tg.loss, p, t->nt, grads);
-  if (!st) t->gnorm = vkp_optimizer_append(t->opt, t->tg.g, grads);
+  for (int i = 0; i < t->o.nt && !st; i++) p[i] = vkp_param_tensor(c->model, t->o.tp[i]);
+  if (!st) st = vkp_graph_backward(t->tg.g, t->tg.loss, p, t->o.nt, grads);
+  if (!st) t->gnorm = vkp_optimizer_append(t->o.opt, t->tg.g, grads);
   free(p), free(grads);
   if (!st) st = vkp_graph_compile(t->tg.g);
   if (st) return vkp_error_set(err, st, "building the training graph: %s", vkp_graph_status(t->tg.g) ? vkp_graph_error(t->tg.g) : vkp_ctx_error(t->ctx));
@@ -224,17 +158,17 @@ static vkp_status build_graph(vkp_clip_trainer *t, vkp_error *err) {
 // Host buffers of a micro-batch and the record of it.
 static vkp_status alloc_host(vkp_clip_trainer *t, vkp_error *err) {
   const vkp_clip *c = t->clip;
-  int64_t K = t->probe ? t->data.n_classes : t->batch, P = c->cfg.projection_dim, S = c->cfg.vision.image_size, C = c->cfg.vision.num_channels;
-  t->ids = malloc((size_t)(t->batch * t->T) * sizeof *t->ids);
-  t->logits_host = malloc((size_t)(t->batch * K) * sizeof *t->logits_host);
-  t->rec_pixels = malloc((size_t)(t->batch * C * S * S) * sizeof *t->rec_pixels);
-  t->rec_ie = malloc((size_t)(t->batch * P) * sizeof *t->rec_ie);
-  t->rec_te = malloc((size_t)(t->batch * P) * sizeof *t->rec_te);
-  t->rec_ids = malloc((size_t)(t->batch * t->T) * sizeof *t->rec_ids);
-  t->rec_labels = malloc((size_t)t->batch * sizeof *t->rec_labels);
+  int64_t K = t->probe ? t->data.n_classes : t->k.batch, P = c->cfg.projection_dim, S = c->cfg.vision.image_size, C = c->cfg.vision.num_channels;
+  t->ids = malloc((size_t)(t->k.batch * t->T) * sizeof *t->ids);
+  t->logits_host = malloc((size_t)(t->k.batch * K) * sizeof *t->logits_host);
+  t->rec_pixels = malloc((size_t)(t->k.batch * C * S * S) * sizeof *t->rec_pixels);
+  t->rec_ie = malloc((size_t)(t->k.batch * P) * sizeof *t->rec_ie);
+  t->rec_te = malloc((size_t)(t->k.batch * P) * sizeof *t->rec_te);
+  t->rec_ids = malloc((size_t)(t->k.batch * t->T) * sizeof *t->rec_ids);
+  t->rec_labels = malloc((size_t)t->k.batch * sizeof *t->rec_labels);
   if (!t->ids || !t->logits_host || !t->rec_pixels || !t->rec_ie || !t->rec_te || !t->rec_ids || !t->rec_labels)
     return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  t->rec = (vkp_clip_batch_record){.n = (int)t->batch, .seq_len = t->T, .channels = (int)C, .image_size = (int)S,
+  t->rec = (vkp_clip_batch_record){.n = (int)t->k.batch, .seq_len = t->T, .channels = (int)C, .image_size = (int)S,
                                    .dim = (int)P, .pixels = t->rec_pixels, .input_ids = t->rec_ids,
                                    .labels = t->probe ? t->rec_labels : NULL, .image_embeds = t->rec_ie,
                                    .text_embeds = t->probe ? NULL : t->rec_te, .logits = t->logits_host};
@@ -262,7 +196,7 @@ static vkp_status calibrate_adapter(vkp_clip_trainer *t, vkp_adapter *a, vkp_err
   if (!st) st = vkp_graph_compile(sg.g);
   if (st && built) vkp_error_set(err, st, "mask calibration: %s", vkp_graph_error(sg.g));   // else forward_loss's message
   if (!st) {
-    vkp_loader_opts lo = {.batch_size = (int)t->batch, .shuffle = true, .drop_last = true, .seed = t->seed + 0x5eedu,
+    vkp_loader_opts lo = {.batch_size = (int)t->k.batch, .shuffle = true, .drop_last = true, .seed = t->k.seed + 0x5eedu,
                           .indices = t->data.train_idx, .n_indices = t->data.n_train};
     st = vkp_pairs_loader_new(t->data.train, &t->data.eval_tf, &lo, &ld, err);
   }
@@ -302,25 +236,18 @@ static vkp_status calibrate_masks(vkp_clip_trainer *t, vkp_error *err) {
 
 // ---- checkpoints ----------------------------------------------------------------------------
 
-static void adapter_dir(char *out, size_t cap, const char *base, int k, int n) {
-  if (n == 1) snprintf(out, cap, "%s/adapter", base);
-  else snprintf(out, cap, "%s/adapter_%d", base, k);
+// Preprocessing and the model config beside a final adapter.
+static vkp_status save_final_extras(void *user, const char *dir, vkp_error *err) {
+  vkp_clip_trainer *t = user;
+  char path[VKP_CHECKPOINT_PATH_MAX + 64];
+  VKP_TRY(vkp_clip_preprocess_save(&t->data.eval_tf, t->clip->cfg.vision.num_channels, dir, err));
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  return vkp_clip_config_save(&t->clip->cfg, path, err);
 }
 
 // Every adapter into base/adapter (or adapter_K); `final` adds the preprocessing and the config.
 static vkp_status save_adapters(vkp_clip_trainer *t, const char *base, bool final, vkp_error *err) {
-  vkp_model *m = t->clip->model;
-  int n = vkp_peft_count(m);
-  for (int k = 0; k < n; k++) {
-    char dir[VKP_CHECKPOINT_PATH_MAX + 32], path[VKP_CHECKPOINT_PATH_MAX + 64];
-    adapter_dir(dir, sizeof dir, base, k, n);
-    if (vkp_peft_save(m, vkp_peft_get(m, k), dir)) return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(t->ctx));
-    if (!final) continue;
-    VKP_TRY(vkp_clip_preprocess_save(&t->data.eval_tf, t->clip->cfg.vision.num_channels, dir, err));
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    VKP_TRY(vkp_clip_config_save(&t->clip->cfg, path, err));
-  }
-  return VKP_OK;
+  return vkp_trainer_save_adapters(t->clip->model, base, final ? save_final_extras : NULL, t, err);
 }
 
 static vkp_status save_params(void *user, const char *dir, vkp_error *err) { return save_adapters(user, dir, false, err); }
@@ -329,56 +256,18 @@ static vkp_status save_checkpoint(vkp_clip_trainer *t, vkp_error *err) {
   vkp_train_state s = {.step = t->step, .micro_step = t->micro, .best_metric = t->best_step >= 0 ? t->best : -1,
                        .best_step = t->best_step};
   vkp_loader_tell(t->loader, &s.loader_epoch, &s.loader_step);
-  cJSON *extra = cJSON_CreateObject();
-  if (!extra || !cJSON_AddNumberToObject(extra, "adapters", vkp_peft_count(t->clip->model)) ||
-      !cJSON_AddStringToObject(extra, "task", "clip")) {
-    cJSON_Delete(extra);
-    return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  }
-  vkp_checkpoint_save_opts o = {.run_dir = t->dir, .keep_last = (int)t->keep_last, .ctx = t->ctx, .opt = t->opt,
-                                .save_params = save_params, .user = t, .extra = extra};
-  vkp_status st = vkp_checkpoint_save(&o, &s, err);
-  cJSON_Delete(extra);
+  vkp_trainer_ckpt_opts o = {.run_dir = t->dir, .keep_last = (int)t->k.keep_last, .ctx = t->ctx, .opt = t->o.opt,
+                             .model = t->clip->model, .task = "clip", .save_params = save_params, .user = t};
+  vkp_status st = vkp_trainer_checkpoint_save(&o, &s, err);
   if (!st) vkp_metrics_sync(t->mw, NULL);
   return st;
 }
 
 // ---- trainer --------------------------------------------------------------------------------
 
-static vkp_status load_resume(vkp_clip_trainer *t, const char *resume_dir, vkp_error *err) {
-  char path[1500];
-  snprintf(path, sizeof path, "%s/config.json", resume_dir);
-  VKP_TRY(vkp_clip_train_config(path, NULL, 0, &t->cfg_owned, err));
-  t->cfg = t->cfg_owned;
-  t->dir = resume_dir;
-  if (!(t->ck = calloc(1, sizeof *t->ck))) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  VKP_TRY(vkp_checkpoint_find_latest(resume_dir, t->ck, err));
-  if (t->ck->skipped && !t->quiet)
-    printf("vkpeft train: %d newer checkpoint%s damaged; resuming from %s\n", t->ck->skipped, t->ck->skipped > 1 ? "s" : "", t->ck->dir);
-  return VKP_OK;
-}
-
-// The adapters as checkpointed (same modules, trained values).
-static vkp_status load_adapters(vkp_clip_trainer *t, vkp_error *err) {
-  int n = cJSON_GetArraySize(vkp_config_get(t->cfg, "peft"));
-  for (int k = 0; k < n; k++) {
-    char dir[VKP_CHECKPOINT_PATH_MAX + 32];
-    adapter_dir(dir, sizeof dir, t->ck->dir, k, n);
-    vkp_adapter *a;
-    if (vkp_peft_load(t->clip->model, dir, &a)) return vkp_error_set(err, VKP_ERR_FORMAT, "%s", vkp_ctx_error(t->ctx));
-  }
-  return VKP_OK;
-}
-
 static vkp_status setup(vkp_clip_trainer *t, const cJSON *cfg_in, const char *resume_dir, vkp_error *err) {
-  if (resume_dir) VKP_TRY(load_resume(t, resume_dir, err));
-  else if (!cfg_in) {
-    return vkp_error_set(err, VKP_ERR_INVALID, "vkp_clip_train: neither a config nor a run directory to resume");
-  } else {
-    t->cfg = cfg_in;
-    t->dir = vkp_config_string(cfg_in, "output_dir");
-    if (!t->dir) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'output_dir' is required");
-  }
+  VKP_TRY(vkp_trainer_open_run(cfg_in, resume_dir, vkp_clip_train_config, t->quiet, &t->run, err));
+  t->cfg = t->run.cfg, t->dir = t->run.dir, t->ck = t->run.ck;
   VKP_TRY(read_train_config(t, err));
   t->random_base = !vkp_config_string(t->cfg, "model.pretrained");
   VKP_TRY(vkp_clip_train_model(t->ctx, t->cfg, &t->clip, &t->tok, &t->T, err));
@@ -398,16 +287,17 @@ static vkp_status setup(vkp_clip_trainer *t, const cJSON *cfg_in, const char *re
     }
   }
   VKP_TRY(vkp_clip_data_load(t->cfg, t->tok, vc->image_size, vc->num_channels, t->T, t->probe, &t->data, err));
-  if ((size_t)t->batch > t->data.n_train && !t->probe)
+  if ((size_t)t->k.batch > t->data.n_train && !t->probe)
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.batch_size' (%ld) is larger than the training set (%zu pairs)",
-                         t->batch, t->data.n_train);
-  VKP_TRY(vkp_clip_embedder_new(t->clip, (int)t->eval_batch, &t->emb, err));
+                         t->k.batch, t->data.n_train);
+  VKP_TRY(vkp_clip_embedder_new(t->clip, (int)t->k.eval_batch, &t->emb, err));
   vkp_clip_embedder_set_transform(t->emb, &t->data.eval_tf);
   if (t->probe) VKP_TRY(add_head(t, err));
   VKP_TRY(alloc_host(t, err));
-  if (resume_dir) VKP_TRY(load_adapters(t, err));
-  else VKP_TRY(vkp_clip_train_attach(t->clip, vkp_config_get(t->cfg, "peft"), t->tok, t->seed, t->probe ? "classifier" : NULL, err));
+  if (resume_dir) VKP_TRY(vkp_trainer_load_adapters(t->clip->model, t->ck->dir, cJSON_GetArraySize(vkp_config_get(t->cfg, "peft")), err));
+  else VKP_TRY(vkp_clip_train_attach(t->clip, vkp_config_get(t->cfg, "peft"), t->tok, t->k.seed, t->probe ? "classifier" : NULL, err));
   if (!resume_dir) VKP_TRY(calibrate_masks(t, err));
+  VKP_TRY(vkp_trainer_memory_options(t->clip->model, t->cfg, err));   // after the masks' base gradients
   VKP_TRY(vkp_dir_create(t->dir, err));
   int64_t le = 0, ls = 0;
   if (resume_dir) {
@@ -418,16 +308,15 @@ static vkp_status setup(vkp_clip_trainer *t, const cJSON *cfg_in, const char *re
     t->best_step = t->ck->state.best_step;
     t->resumed = true;
   }
-  vkp_loader_opts lo = {.batch_size = (int)t->batch, .shuffle = true, .drop_last = true, .seed = t->seed,
+  vkp_loader_opts lo = {.batch_size = (int)t->k.batch, .shuffle = true, .drop_last = true, .seed = t->k.seed,
                         .n_workers = (int)vkp_config_number(t->cfg, "data.workers"), .indices = t->data.train_idx,
                         .n_indices = t->data.n_train, .start_epoch = le, .start_step = ls,
                         .first_caption = vkp_config_bool(t->cfg, "data.first_caption")};
   VKP_TRY(vkp_pairs_loader_new(t->data.train, &t->data.train_tf, &lo, &t->loader, err));
   VKP_TRY(make_optimizer(t, err));
-  if (resume_dir) VKP_TRY(vkp_checkpoint_load_optimizer(t->ck, t->ctx, t->opt, err));
+  if (resume_dir) VKP_TRY(vkp_checkpoint_load_optimizer(t->ck, t->ctx, t->o.opt, err));
   char path[1500];
-  snprintf(path, sizeof path, "%s/config.json", t->dir);
-  if (!resume_dir) VKP_TRY(vkp_json_write_atomic(path, t->cfg, err));   // for reproduction and resume
+  VKP_TRY(vkp_trainer_write_config(&t->run, err));
   VKP_TRY(build_graph(t, err));
   snprintf(path, sizeof path, "%s/metrics.jsonl", t->dir);
   return vkp_metrics_open(path, resume_dir ? t->step : VKP_METRICS_NEW_RUN, &t->mw, err);
@@ -459,15 +348,11 @@ void vkp_clip_trainer_free(vkp_clip_trainer *t) {
   vkp_clip_embedder_free(t->emb);
   vkp_loader_free(t->loader);
   vkp_graph_free(t->tg.g);
-  vkp_optimizer_free(t->opt);
-  vkp_param_set_free(t->ps);
-  free(t->tp);
+  vkp_trainer_optim_free(&t->o);
   vkp_clip_free(t->clip);
   vkp_clip_tokenizer_free(t->tok);
   vkp_clip_data_free(&t->data);
-  cJSON_Delete(t->cfg_owned);
-  if (t->ck) vkp_checkpoint_clear(t->ck);
-  free(t->ck);
+  vkp_trainer_run_clear(&t->run);
   free(t->ids), free(t->logits_host);
   free(t->rec_pixels), free(t->rec_ie), free(t->rec_te), free(t->rec_ids), free(t->rec_labels);
   free(t);
@@ -510,12 +395,12 @@ static double batch_accuracy(const float *L, const int32_t *labels, int64_t B, i
 static vkp_status micro_step(vkp_clip_trainer *t, bool apply, float lr_out[1], double *loss, double *r1, vkp_error *err) {
   vkp_batch b;
   VKP_TRY(vkp_loader_next(t->loader, &b, err));
-  const int64_t B = t->batch, T = t->T, K = t->tg.logits->shape[1];
+  const int64_t B = t->k.batch, T = t->T, K = t->tg.logits->shape[1];
   vkp_clip *c = t->clip;
   if (t->recording && c->logit_scale && vkp_param_read_f32(c->model, c->logit_scale->weight, &t->rec.logit_scale))
     return ctx_fail(t, VKP_ERR_IO, "reading logit_scale", err);
-  vkp_step_scalars s = {.loss_scale = 1.0f / (float)t->accum, .seed = (uint32_t)(t->seed * 1000003u + (uint64_t)t->micro)};
-  vkp_optimizer_prepare_step(t->opt, vkp_lr_at(&t->sched, vkp_optimizer_steps(t->opt)), apply, &s);
+  vkp_step_scalars s = {.loss_scale = 1.0f / (float)t->k.accum, .seed = (uint32_t)(t->k.seed * 1000003u + (uint64_t)t->micro)};
+  vkp_optimizer_prepare_step(t->o.opt, vkp_lr_at(&t->o.sched, vkp_optimizer_steps(t->o.opt)), apply, &s);
   lr_out[0] = s.lr;
   vkp_status st = vkp_graph_set_scalars(t->tg.g, &s);
   if (!st) st = upload_batch(t, &t->tg, &b);
@@ -543,10 +428,10 @@ static vkp_status micro_step(vkp_clip_trainer *t, bool apply, float lr_out[1], d
 vkp_status vkp_clip_trainer_step(vkp_clip_trainer *t, vkp_clip_step_info *info, vkp_error *err) {
   double loss = 0, r1 = 0;
   float lr = 0;
-  for (long k = 0; k < t->accum; k++) {
+  for (long k = 0; k < t->k.accum; k++) {
     double l = 0, r = 0;
-    VKP_TRY(micro_step(t, k + 1 == t->accum, &lr, &l, &r, err));
-    loss += l / (double)t->accum, r1 += r / (double)t->accum;
+    VKP_TRY(micro_step(t, k + 1 == t->k.accum, &lr, &l, &r, err));
+    loss += l / (double)t->k.accum, r1 += r / (double)t->k.accum;
   }
   t->step++;
   vkp_clip *c = t->clip;
@@ -567,10 +452,10 @@ vkp_status vkp_clip_trainer_step(vkp_clip_trainer *t, vkp_clip_step_info *info, 
 static vkp_status evaluate_val(vkp_clip_trainer *t, vkp_error *err) {
   const vkp_clip_data *d = &t->data;
   if (d->n_val == 0) return VKP_OK;
-  size_t n = t->val_limit > 0 && (size_t)t->val_limit < d->n_val ? (size_t)t->val_limit : d->n_val;
+  size_t n = t->k.val_limit > 0 && (size_t)t->k.val_limit < d->n_val ? (size_t)t->k.val_limit : d->n_val;
   vkp_clip_val_result r;
   VKP_TRY(vkp_clip_evaluate(t->emb, t->tok, t->probe, d->val ? d->val : d->train, (const char *const *)d->val_texts,
-                            d->val_idx, n, (int)t->batch, &r, err));
+                            d->val_idx, n, (int)t->k.batch, &r, err));
   vkp_clip_val_result_clear(&t->val);
   t->val = r;
   t->val_n = n;
@@ -597,9 +482,9 @@ static vkp_status evaluate_val(vkp_clip_trainer *t, vkp_error *err) {
 // ---- the loop -------------------------------------------------------------------------------
 
 static vkp_status log_window(vkp_clip_trainer *t, vkp_error *err) {
-  double dt = now_s() - t->t_window, ips = dt > 0 ? (double)t->images_window / dt : 0;
+  double dt = vkp_trainer_now() - t->t_window, ips = dt > 0 ? (double)t->images_window / dt : 0;
   size_t epoch_samples = vkp_loader_epoch_samples(t->loader);
-  vkp_metric m[9] = {{"epoch", (double)t->micro * (double)t->batch / (double)(epoch_samples ? epoch_samples : 1)},
+  vkp_metric m[9] = {{"epoch", (double)t->micro * (double)t->k.batch / (double)(epoch_samples ? epoch_samples : 1)},
                      {"loss", t->loss_sum / (double)t->window_steps},
                      {"lr", t->last.lr},
                      {"logit_scale", t->last.logit_scale},
@@ -607,27 +492,27 @@ static vkp_status log_window(vkp_clip_trainer *t, vkp_error *err) {
                      {t->probe ? "train_accuracy" : "train_r1", t->r1_sum / (double)t->window_steps},
                      {"images_per_s", ips},
                      {"device_mb", (double)vkp_ctx_memory_in_use(t->ctx) / 1048576.0},
-                     {"seconds", now_s() - t->t0}};
+                     {"seconds", vkp_trainer_now() - t->t0}};
   VKP_TRY(vkp_metrics_write(t->mw, t->step, m, 9, err));
-  t->t_window = now_s(), t->images_window = 0, t->loss_sum = 0, t->r1_sum = 0, t->window_steps = 0;
+  t->t_window = vkp_trainer_now(), t->images_window = 0, t->loss_sum = 0, t->r1_sum = 0, t->window_steps = 0;
   return VKP_OK;
 }
 
 static vkp_status train_loop(vkp_clip_trainer *t, vkp_error *err) {
-  int64_t end = t->stop_after > 0 && t->stop_after < t->total_steps ? t->stop_after : t->total_steps;
+  int64_t end = t->k.stop_after > 0 && t->k.stop_after < t->o.total_steps ? t->k.stop_after : t->o.total_steps;
   if (t->step == 0 && vkp_config_bool(t->cfg, "train.eval_at_start")) VKP_TRY(evaluate_val(t, err));   // the baseline
   while (t->step < end) {
     vkp_clip_step_info info;
     VKP_TRY(vkp_clip_trainer_step(t, &info, err));
     t->loss_sum += info.loss, t->r1_sum += info.train_r1, t->window_steps++;
-    t->images_window += t->batch * t->accum;
+    t->images_window += t->k.batch * t->k.accum;
     char extra[64];
     snprintf(extra, sizeof extra, t->probe ? "acc %.1f%%" : "r@1 %.1f%%", 100 * info.train_r1);
-    vkp_progress_update(t->bar, t->step, (t->step - t->step0) * t->batch * t->accum, info.loss, extra);
-    if (t->step % t->log_every == 0 || t->step == end) VKP_TRY(log_window(t, err));
-    bool eval_now = (t->eval_every > 0 && t->step % t->eval_every == 0) || t->step == t->total_steps;
+    vkp_progress_update(t->bar, t->step, (t->step - t->step0) * t->k.batch * t->k.accum, info.loss, extra);
+    if (t->step % t->k.log_every == 0 || t->step == end) VKP_TRY(log_window(t, err));
+    bool eval_now = (t->k.eval_every > 0 && t->step % t->k.eval_every == 0) || t->step == t->o.total_steps;
     if (eval_now) VKP_TRY(evaluate_val(t, err));
-    if ((t->ckpt_every > 0 && t->step % t->ckpt_every == 0) || t->step == end) VKP_TRY(save_checkpoint(t, err));
+    if ((t->k.ckpt_every > 0 && t->step % t->k.ckpt_every == 0) || t->step == end) VKP_TRY(save_checkpoint(t, err));
   }
   return VKP_OK;
 }
@@ -644,7 +529,7 @@ static vkp_status finish(vkp_clip_trainer *t, vkp_clip_train_summary *s, vkp_err
   const vkp_clip_data *d = &t->data;
   if (d->test) {
     vkp_clip_val_result r;
-    VKP_TRY(vkp_clip_evaluate(t->emb, t->tok, t->probe, d->test, (const char *const *)d->test_texts, NULL, 0, (int)t->batch,
+    VKP_TRY(vkp_clip_evaluate(t->emb, t->tok, t->probe, d->test, (const char *const *)d->test_texts, NULL, 0, (int)t->k.batch,
                               &r, err));
     vkp_clip_val_result_clear(&r);
     s->test_loss = r.loss, s->test_accuracy = r.accuracy, s->test_i2t_r1 = r.i2t_r1, s->test_t2i_r1 = r.t2i_r1;
@@ -690,23 +575,21 @@ vkp_status vkp_clip_trainer_run(vkp_clip_trainer *t, vkp_clip_train_summary *sum
     printf("vkpeft train: %s, CLIP %s, %zu training pairs%s; %lld trainable of %lld parameters (%.2f%%); %lld steps%s\n",
            vkp_ctx_info(t->ctx)->name, t->probe ? "linear probe" : "contrastive", t->data.n_train,
            t->data.n_val ? "" : " (no validation)", (long long)rep.trainable_params, (long long)rep.total_params,
-           100.0 * (double)rep.trainable_params / (double)rep.total_params, (long long)t->total_steps,
+           100.0 * (double)rep.trainable_params / (double)rep.total_params, (long long)t->o.total_steps,
            t->resumed ? " (resumed)" : "");
-    vkp_progress_opts po = {.label = "train", .total = t->total_steps, .unit = "img", .out = stdout, .tty = -1};
-    t->bar = vkp_progress_new(&po);
-    vkp_progress_update(t->bar, t->step, 0, NAN, NULL);
+    t->bar = vkp_progress_new_train(t->o.total_steps, t->step);
   }
-  t->t0 = t->t_window = now_s();
+  t->t0 = t->t_window = vkp_trainer_now();
   t->step0 = t->step;
   vkp_status st = train_loop(t, err);
   vkp_progress_free(t->bar);
   t->bar = NULL;
-  double secs = now_s() - t->t0;
-  bool finished = !st && t->step >= t->total_steps;
+  double secs = vkp_trainer_now() - t->t0;
+  bool finished = !st && t->step >= t->o.total_steps;
   if (finished) st = finish(t, s, err);
   s->steps = t->step;
   s->seconds = secs;
-  s->images_per_s = secs > 0 ? (double)(t->step - t->step0) * (double)(t->batch * t->accum) / secs : 0;
+  s->images_per_s = secs > 0 ? (double)(t->step - t->step0) * (double)(t->k.batch * t->k.accum) / secs : 0;
   s->final_loss = t->last.loss;
   s->logit_scale = t->last.logit_scale;
   s->val_loss = t->val.loss, s->val_accuracy = t->val.accuracy, s->val_i2t_r1 = t->val.i2t_r1, s->val_t2i_r1 = t->val.t2i_r1;

@@ -9,12 +9,13 @@
 #include "vkp_config.h"
 #include "vkp_json.h"
 #include "vkp_peft.h"
+#include "vkp_trainer.h"
 
 const char vkp_clip_train_defaults[] =
     "{"
     "\"task\": \"clip\","
     "\"output_dir\": \"runs/clip\","
-    "\"model\": {\"pretrained\": null, \"tokenizer\": null, \"f32\": false,"
+    "\"model\": {\"pretrained\": null, \"tokenizer\": null, \"f32\": false, \"base_dtype\": \"f32\","
     "  \"init\": {\"projection_dim\": 128, \"logit_scale_init_value\": 2.6592,"
     "    \"text_config\": {\"hidden_size\": 128, \"num_hidden_layers\": 4, \"num_attention_heads\": 4,"
     "                    \"intermediate_size\": 512, \"max_position_embeddings\": 32, \"hidden_act\": \"quick_gelu\"},"
@@ -27,7 +28,7 @@ const char vkp_clip_train_defaults[] =
     "  \"image_mean\": [0.48145466, 0.4578275, 0.40821073], \"image_std\": [0.26862954, 0.26130258, 0.27577711],"
     "  \"workers\": 2, \"augment\": {\"hflip\": 0.0, \"random_resized_crop\": false, \"scale_min\": 0.8}},"
     "\"peft\": [{\"method\": \"lora\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", \"v_proj\"]}],"
-    "\"train\": {\"objective\": \"contrastive\", \"optimizer\": \"adamw\", \"lr\": 0.0005, \"weight_decay\": 0.1,"
+    "\"train\": {\"objective\": \"contrastive\", \"optimizer\": \"adamw\", \"gradient_checkpointing\": false, \"lr\": 0.0005, \"weight_decay\": 0.1,"
     "  \"beta1\": 0.9, \"beta2\": 0.98, \"momentum\": 0.9, \"max_grad_norm\": 1.0, \"schedule\": \"cosine\","
     "  \"warmup_steps\": 0, \"warmup_ratio\": 0.05, \"batch_size\": 64, \"grad_accum\": 1, \"epochs\": 1,"
     "  \"max_steps\": 0, \"logit_scale_max\": 4.605170186, \"eval_every\": 0, \"eval_at_start\": false, \"eval_batch\": 128, \"val_limit\": 2000,"
@@ -170,36 +171,28 @@ vkp_status vkp_clip_coop_reserve(const cJSON *peft_list, const vkp_clip_tokenize
   return VKP_OK;
 }
 
+typedef struct attach_ctx {
+  const vkp_clip_tokenizer *tok;
+  const char *extra_save;
+} attach_ctx;
+
+// Entry i before attaching: CoOp's ctx_init phrase -> ids; the first gets extra_save in modules_to_save.
+static vkp_status adjust_entry(void *user, int i, vkp_peft_config *pc, const char *where, vkp_error *err) {
+  const attach_ctx *a = user;
+  if (a->tok) VKP_TRY(vkp_clip_coop_resolve(a->tok, pc, where, err));
+  bool listed = false;
+  for (int k = 0; a->extra_save && i == 0 && k < pc->n_modules_to_save; k++) listed |= !strcmp(pc->modules_to_save[k], a->extra_save);
+  if (a->extra_save && i == 0 && !listed && pc->n_modules_to_save < VKP_PEFT_MAX_TARGETS)
+    pc->modules_to_save[pc->n_modules_to_save++] = strdup(a->extra_save);
+  return VKP_OK;
+}
+
 vkp_status vkp_clip_train_attach(vkp_clip *c, const cJSON *peft_list, const vkp_clip_tokenizer *tok, uint64_t seed,
                                  const char *extra_save, vkp_error *err) {
-  int i = 0;
-  const cJSON *item;
   if (extra_save && cJSON_GetArraySize(peft_list) == 0)
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'peft' must hold an adapter (e.g. [{\"method\": \"linear_probe\"}])");
-  cJSON_ArrayForEach(item, peft_list) {
-    char where[64];
-    snprintf(where, sizeof where, "config peft[%d]", i);
-    vkp_peft_config pc;
-    VKP_TRY(vkp_peft_config_from_entry(item, where, &pc, err));
-    if (tok) {
-      vkp_status rs = vkp_clip_coop_resolve(tok, &pc, where, err);   // CoOp's ctx_init phrase -> ids
-      if (rs) {
-        vkp_peft_config_clear(&pc);
-        return rs;
-      }
-    }
-    if (!cJSON_GetObjectItemCaseSensitive(item, "adapter_name") && i > 0) snprintf(pc.name, sizeof pc.name, "adapter%d", i);
-    bool listed = false;
-    for (int k = 0; extra_save && i == 0 && k < pc.n_modules_to_save; k++) listed |= !strcmp(pc.modules_to_save[k], extra_save);
-    if (extra_save && i == 0 && !listed && pc.n_modules_to_save < VKP_PEFT_MAX_TARGETS)
-      pc.modules_to_save[pc.n_modules_to_save++] = strdup(extra_save);
-    vkp_adapter *a = NULL;
-    vkp_status st = vkp_peft_attach(c->model, &pc, seed + (uint64_t)i * 7919u, &a);
-    vkp_peft_config_clear(&pc);
-    if (st) return vkp_error_set(err, st, "%s: %s", where, vkp_ctx_error(c->model->ctx));
-    i++;
-  }
-  return VKP_OK;
+  attach_ctx a = {.tok = tok, .extra_save = extra_save};
+  return vkp_trainer_attach(c->model, peft_list, seed, adjust_entry, &a, err);
 }
 
 vkp_status vkp_clip_preprocess_save(const vkp_data_transform *t, int channels, const char *dir, vkp_error *err) {

@@ -102,6 +102,8 @@ typedef struct vkp_clip {
 // transformers' CLIPPreTrainedModel._init_weights does (normal(0, std) with CLIP's per-module
 // std, zero biases, unit LayerNorms, logit_scale = logit_scale_init_value).
 vkp_status vkp_clip_new(vkp_ctx *ctx, const vkp_clip_config *cfg, uint64_t seed, vkp_clip **out, vkp_error *err);
+// The same with every parameter zero, for a loader that writes every weight itself (single files).
+vkp_status vkp_clip_new_empty(vkp_ctx *ctx, const vkp_clip_config *cfg, vkp_clip **out, vkp_error *err);
 
 typedef enum vkp_clip_towers {
   VKP_CLIP_TOWERS_ALL = 0,   // what the folder holds

@@ -55,6 +55,9 @@ typedef struct vkp_clip_tokenizer_info {
 vkp_status vkp_clip_tokenizer_load(const char *path, vkp_clip_tokenizer **out, vkp_error *err);
 void vkp_clip_tokenizer_free(vkp_clip_tokenizer *tok);   // NULL is a no-op
 void vkp_clip_tokenizer_get_info(const vkp_clip_tokenizer *tok, vkp_clip_tokenizer_info *info);
+// Sets the padding info.default_pad reports, for a tokenizer made for one model (Stable Diffusion
+// 1.x pads with the end token, 2.x with 0). Call before the tokenizer is shared.
+void vkp_clip_tokenizer_set_default_pad(vkp_clip_tokenizer *tok, vkp_clip_pad pad);
 
 // BPE ids of `utf8` without start/end tokens: the first `cap` go to ids[] (ids may be NULL when
 // cap is 0), *n_ids receives the total count (which may exceed cap). Invalid UTF-8 bytes are read

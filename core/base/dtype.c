@@ -7,6 +7,7 @@
 #include "vkp_dtype.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static const struct {
@@ -121,6 +122,19 @@ static int64_t round_clamp(float v, int64_t lo, int64_t hi) {
   if (r <= (double)lo) return lo;
   if (r >= (double)hi) return hi;
   return (int64_t)r;
+}
+
+bool vkp_dtype_is_weight(vkp_dtype dt) {
+  return dt == VKP_DTYPE_F32 || dt == VKP_DTYPE_F16 || dt == VKP_DTYPE_BF16;
+}
+
+const char *vkp_shape_text(int ndim, const int64_t *shape, char *out, size_t cap) {
+  if (!cap) return out;
+  size_t n = (size_t)snprintf(out, cap, "(");
+  for (int d = 0; d < ndim && n < cap; d++)
+    n += (size_t)snprintf(out + n, cap - n, shape[d] < 0 ? "%s*" : "%s%lld", d ? ", " : "", (long long)shape[d]);
+  if (n < cap) snprintf(out + n, cap - n, ")");
+  return out;
 }
 
 void vkp_convert_to_f32(vkp_dtype src_dt, const void *src, float *dst, size_t n) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -58,6 +59,51 @@ static char *dir_of(const char *path) {
   return d;
 }
 
+// True for "<base>.tmp.XXXXXXXX" (8 lower-case hex digits): a temporary file of ours for <base>.
+static bool is_tmp_name_of(const char *name, const char *base) {
+  size_t b = strlen(base);
+  if (strncmp(name, base, b) || strncmp(name + b, ".tmp.", 5)) return false;
+  const char *h = name + b + 5;
+  for (int i = 0; i < 8; i++)
+    if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f'))) return false;
+  return h[8] == '\0';
+}
+
+// Removes the temporary files that earlier writes of `path` left behind when they were killed.
+// A writer holds an exclusive flock on its temporary file until it is renamed, so a file whose
+// lock can be taken belongs to no running writer (locks die with their process).
+static void remove_stale_tmp(const char *path) {
+  char *dir = dir_of(path);
+  if (!dir) return;
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (!is_tmp_name_of(e->d_name, base)) continue;
+    int dfd = dirfd(d);
+    int fd = openat(dfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      if (S_ISREG(sb.st_mode)) {
+        (void)unlinkat(dfd, e->d_name, 0);
+      } else if (S_ISDIR(sb.st_mode)) {   // a folder transaction's (vkp_dir_txn)
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *sub = malloc(n);
+        if (sub) {
+          snprintf(sub, n, "%s/%s", dir, e->d_name);
+          (void)vkp_path_remove_all(sub, NULL);
+          free(sub);
+        }
+      }
+    }
+    close(fd);   // releases the lock
+  }
+  if (d) closedir(d);
+  free(dir);
+}
+
 vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, const size_t *sizes,
                                  int nchunks, vkp_error *err) {
   if (!path || !path[0]) return vkp_error_set(err, VKP_ERR_INVALID, "atomic write: empty path");
@@ -67,6 +113,16 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
     if (!chunks[i] && sizes[i] > 0)
       return vkp_error_set(err, VKP_ERR_INVALID, "%s: atomic write: chunk %d is NULL", path, i);
   }
+
+  // Only a regular file (or nothing) is replaced: a symbolic link, FIFO, device or directory at
+  // `path` is refused rather than silently replaced by a regular file (or written through).
+  struct stat target;
+  if (lstat(path, &target) == 0 && !S_ISREG(target.st_mode))
+    return vkp_error_set(err, VKP_ERR_IO, "%s: exists and is not a regular file (%s); vkpeft replaces files "
+                         "atomically and will not replace it: remove it or choose another output path", path,
+                         S_ISLNK(target.st_mode) ? "a symbolic link" : S_ISDIR(target.st_mode) ? "a directory"
+                         : S_ISFIFO(target.st_mode) ? "a FIFO" : "a special file");
+  remove_stale_tmp(path);
 
   vkp_status st = VKP_OK;
   size_t plen = strlen(path);
@@ -79,6 +135,16 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
              (unsigned)tmp_name_random(attempt));
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST && errno != EINTR) break;
+    if (fd < 0) continue;
+    // Hold the lock that tells remove_stale_tmp this file is in use. Another writer's cleanup
+    // may have taken the lock and removed the name between open and flock: then start over.
+    struct stat a, b;
+    if (flock(fd, LOCK_EX) != 0 || fstat(fd, &a) != 0 || stat(tmp, &b) != 0 || a.st_ino != b.st_ino ||
+        a.st_dev != b.st_dev) {
+      close(fd);
+      fd = -1;
+      errno = EEXIST;
+    }
   }
   if (fd < 0) {
     st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot create temporary file: %s", path,
@@ -101,17 +167,15 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
     st = vkp_error_set(err, VKP_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
     goto close_tmp;
   }
-  int rc = close(fd);
-  fd = -1;
-  if (rc != 0) {
-    st = vkp_error_set(err, VKP_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    goto unlink_tmp;
-  }
+  // Renamed while still open (and locked), so no cleanup of stale files can take it away first;
+  // the data is already synced, so closing afterwards loses nothing.
   if (rename(tmp, path) != 0) {
     st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename temporary file into place: %s", path,
                        strerror(errno));
-    goto unlink_tmp;
+    goto close_tmp;
   }
+  close(fd);
+  fd = -1;
 
   // The new file is in place; make the rename durable. Filesystems that cannot sync a directory
   // (EINVAL, ENOTSUP) are accepted; an I/O error is reported, although the file is replaced.
@@ -131,7 +195,6 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
 
 close_tmp:
   close(fd);
-unlink_tmp:
   unlink(tmp);
 free_tmp_name:
   free(tmp);
@@ -264,4 +327,101 @@ vkp_status vkp_path_remove_all(const char *path, vkp_error *err) {
   closedir(d);
   if (rmdir(path) != 0 && !st) st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot remove directory: %s", path, strerror(errno));
   return st;
+}
+
+// ---- folder transactions --------------------------------------------------------------------------
+
+vkp_status vkp_dir_txn_begin(vkp_dir_txn *t, const char *path, vkp_error *err) {
+  memset(t, 0, sizeof *t);
+  t->lock_fd = -1;
+  if (!path || !path[0] || strlen(path) + sizeof ".tmp.XXXXXXXX" > sizeof t->tmp)
+    return vkp_error_set(err, VKP_ERR_INVALID, "%s: bad or too long folder path", path ? path : "(null)");
+  snprintf(t->path, sizeof t->path, "%s", path);
+  while (strlen(t->path) > 1 && t->path[strlen(t->path) - 1] == '/') t->path[strlen(t->path) - 1] = '\0';
+  struct stat sb;
+  if (lstat(t->path, &sb) == 0 && !S_ISDIR(sb.st_mode))
+    return vkp_error_set(err, VKP_ERR_IO, "%s: exists and is not a folder (%s); remove it or choose another output path",
+                         t->path, S_ISLNK(sb.st_mode) ? "a symbolic link" : "a file");
+  char *parent = dir_of(t->path);
+  if (!parent) return vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory", t->path);
+  vkp_status st = vkp_dir_create(parent, err);
+  free(parent);
+  if (st) return st;
+  remove_stale_tmp(t->path);
+  for (unsigned attempt = 0; attempt < 32; attempt++) {
+    snprintf(t->tmp, sizeof t->tmp, "%s.tmp.%08x", t->path, (unsigned)tmp_name_random(attempt));
+    if (mkdir(t->tmp, 0755) != 0) {
+      if (errno == EEXIST || errno == EINTR) continue;
+      break;
+    }
+    int fd = open(t->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat a, b;
+    if (fd >= 0 && flock(fd, LOCK_EX) == 0 && fstat(fd, &a) == 0 && stat(t->tmp, &b) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev) {
+      t->lock_fd = fd;
+      return VKP_OK;
+    }
+    if (fd >= 0) close(fd);   // taken away by another transaction's cleanup: try another name
+    errno = EEXIST;
+  }
+  st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot create a temporary folder beside it: %s", t->path, strerror(errno));
+  t->tmp[0] = '\0';
+  return st;
+}
+
+void vkp_dir_txn_abort(vkp_dir_txn *t) {
+  if (t->tmp[0]) (void)vkp_path_remove_all(t->tmp, NULL);
+  if (t->lock_fd >= 0) close(t->lock_fd);
+  t->lock_fd = -1;
+  t->tmp[0] = '\0';
+}
+
+vkp_status vkp_dir_txn_commit(vkp_dir_txn *t, vkp_error *err) {
+  if (!t->tmp[0]) return vkp_error_set(err, VKP_ERR_INVALID, "%s: folder transaction was not begun", t->path);
+  // The new files are durable before the folder appears under its name.
+  int dfd = open(t->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)fsync(dfd);
+    close(dfd);
+  }
+  struct stat sb;
+  vkp_status st = VKP_OK;
+  if (lstat(t->path, &sb) != 0) {   // nothing there yet
+    if (rename(t->tmp, t->path) != 0)
+      st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename the new folder into place: %s", t->path, strerror(errno));
+  } else if (!S_ISDIR(sb.st_mode)) {
+    st = vkp_error_set(err, VKP_ERR_IO, "%s: exists and is not a folder; remove it or choose another output path", t->path);
+  } else if (renameat2(AT_FDCWD, t->tmp, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
+    (void)vkp_path_remove_all(t->tmp, NULL);   // now the old folder
+  } else {
+    // No atomic exchange here: move the old folder aside (under a name of ours, so a crash in
+    // between leaves something the next transaction cleans up), the new one in, the old one out.
+    char old[VKP_DIR_TXN_PATH_MAX + 16];
+    snprintf(old, sizeof old, "%s.tmp.%08x", t->path, (unsigned)tmp_name_random(7));
+    if (rename(t->path, old) != 0) {
+      st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot move the old folder aside: %s", t->path, strerror(errno));
+    } else if (rename(t->tmp, t->path) != 0) {
+      st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename the new folder into place: %s", t->path, strerror(errno));
+      (void)rename(old, t->path);
+    } else {
+      (void)vkp_path_remove_all(old, NULL);
+    }
+  }
+  if (st) {
+    vkp_dir_txn_abort(t);
+    return st;
+  }
+  char *parent = dir_of(t->path);
+  if (parent) {
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd >= 0) {
+      (void)fsync(pfd);
+      close(pfd);
+    }
+    free(parent);
+  }
+  if (t->lock_fd >= 0) close(t->lock_fd);
+  t->lock_fd = -1;
+  t->tmp[0] = '\0';
+  return VKP_OK;
 }

@@ -1,4 +1,5 @@
 // config.c — JSON run configs merged onto a defaults document with type checks.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,9 @@ vkp_status vkp_config_real(const cJSON *c, const char *path, double lo, double h
 
 vkp_status vkp_config_int(const cJSON *c, const char *path, long lo, long hi, long *out, vkp_error *err) {
   const cJSON *v = vkp_config_get(c, path);
-  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble || v->valuedouble < lo || v->valuedouble > hi)
+  // Range first: casting a double outside long's range (e.g. 1e66) is undefined behaviour.
+  if (!cJSON_IsNumber(v) || !(v->valuedouble >= (double)lo && v->valuedouble <= (double)hi) ||
+      v->valuedouble != floor(v->valuedouble))
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key '%s' must be an integer in [%ld, %ld]", path, lo, hi);
   *out = (long)v->valuedouble;
   return VKP_OK;

@@ -6,8 +6,10 @@
 // allocation is released by the caller whatever way the session ended.
 #include "vkp_png.h"
 
+#include <math.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +243,8 @@ typedef struct decode_state {
   vkp_png_text *text;    // result text block
   int n_text;
   int want_text;
+  const char *name;      // for messages
+  vkp_error limit;       // set when the declared size is over the decoding limit
 } decode_state;
 
 static void on_read(png_structp png, png_bytep data, png_size_t n) {
@@ -303,10 +307,15 @@ static int decode_session(decode_state *d) {
     return 1;
   }
   png_set_read_fn(png, d, on_read);
+  // Decompressed text chunks and their number are capped (libpng's recommended limits);
+  // declared chunk lengths were checked against the data by check_chunks.
+  png_set_chunk_malloc_max(png, 8000000);
+  png_set_chunk_cache_max(png, 1000);
   png_read_info(png, info);
   png_uint_32 w = 0, h = 0;
   int depth = 0, color = 0, interlace = 0;
   png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
+  if (vkp_image_check_size(d->name, w, h, &d->limit) != VKP_OK) png_error(png, "over the decoding limit");
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
@@ -338,6 +347,44 @@ static int decode_session(decode_state *d) {
   return 0;
 }
 
+size_t vkp_image_max_pixels(void) {
+  const char *e = getenv("VKPEFT_MAX_IMAGE_PIXELS");
+  char *end;
+  unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+  return v > 0 && !*end && v <= SIZE_MAX ? (size_t)v : VKP_IMAGE_MAX_PIXELS_DEFAULT;
+}
+
+vkp_status vkp_image_check_size(const char *what, int64_t width, int64_t height, vkp_error *err) {
+  size_t limit = vkp_image_max_pixels();
+  double side = fmax(16384.0, floor(sqrt((double)limit)));
+  if (width > 0 && height > 0 && (double)width * (double)height <= (double)limit && width <= side && height <= side)
+    return VKP_OK;
+  return vkp_error_set(err, VKP_ERR_FORMAT,
+                       "%s: the image declares %lldx%lld pixels, over the decoding limit of %zu pixels and %.0f a side "
+                       "(not decoded; set VKPEFT_MAX_IMAGE_PIXELS to raise it)",
+                       what ? what : "image", (long long)width, (long long)height, limit, side);
+}
+
+// Walks the chunk list before libpng sees it: libpng allocates a chunk's declared length before
+// reading it, so a 200-byte file declaring a 2 GB tEXt chunk would cost 2 GB first.
+static vkp_status check_chunks(const unsigned char *b, size_t len, const char *name, vkp_error *err) {
+  for (size_t p = 8; p + 8 <= len;) {
+    uint32_t n = (uint32_t)b[p] << 24 | (uint32_t)b[p + 1] << 16 | (uint32_t)b[p + 2] << 8 | b[p + 3];
+    const unsigned char *type = b + p + 4;
+    char shown[20];
+    int printable = 1;
+    for (int k = 0; k < 4; k++) printable &= (type[k] >= 'A' && type[k] <= 'Z') || (type[k] >= 'a' && type[k] <= 'z');
+    if (printable) snprintf(shown, sizeof shown, "%.4s", (const char *)type);
+    else snprintf(shown, sizeof shown, "%02x%02x%02x%02x", type[0], type[1], type[2], type[3]);
+    if (n > 0x7fffffffu || n > len - p - 8 || len - p - 8 - n < 4)
+      return vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt PNG: chunk '%s' at byte %zu declares %u bytes, only %zu remain",
+                           name, shown, p, n, len - p - 8);
+    if (!memcmp(type, "IEND", 4)) break;
+    p += 12 + (size_t)n;
+  }
+  return VKP_OK;
+}
+
 vkp_status vkp_png_decode(const void *data, size_t len, const char *name, vkp_image **out,
                           vkp_png_text **text, int *n_text, vkp_error *err) {
   if (!name) name = "PNG data";
@@ -348,15 +395,18 @@ vkp_status vkp_png_decode(const void *data, size_t len, const char *name, vkp_im
     return vkp_error_set(err, VKP_ERR_INVALID, "%s: PNG decode: NULL output", name);
   if (!data || len < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0)
     return vkp_error_set(err, VKP_ERR_FORMAT, "%s: not a PNG file (bad signature)", name);
+  VKP_TRY(check_chunks(data, len, name, err));
 
   decode_state d;
   memset(&d, 0, sizeof d);
   d.src = data;
   d.len = len;
   d.want_text = text != NULL;
+  d.name = name;
   vkp_status st = VKP_OK;
   if (decode_session(&d) != 0) {
-    st = d.sess.oom ? vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory decoding PNG", name)
+    st = d.limit.status ? vkp_error_set(err, d.limit.status, "%s", d.limit.msg)
+         : d.sess.oom ? vkp_error_set(err, VKP_ERR_OOM, "%s: out of memory decoding PNG", name)
                     : vkp_error_set(err, VKP_ERR_FORMAT, "%s: corrupt PNG: %s", name, d.sess.msg);
     vkp_image_free(d.img);
     free(d.text);

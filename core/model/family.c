@@ -77,13 +77,6 @@ void vkp_loaded_model_free(vkp_loaded_model *lm) {
 
 bool vkp_forward_io_has(const vkp_safetensors *in, const char *name) { return vkp_safetensors_find(in, name) != NULL; }
 
-static void shape_text(int ndim, const int64_t *shape, char *out, size_t cap) {
-  size_t n = (size_t)snprintf(out, cap, "(");
-  for (int d = 0; d < ndim && n < cap; d++)
-    n += (size_t)snprintf(out + n, cap - n, shape[d] < 0 ? "%s*" : "%s%lld", d ? ", " : "", (long long)shape[d]);
-  if (n < cap) snprintf(out + n, cap - n, ")");
-}
-
 vkp_status vkp_forward_io_input(vkp_forward_io *io, vkp_graph *g, const vkp_safetensors *in, const char *where,
                                 const char *name, vkp_dtype dtype, int ndim, const int64_t *shape, vkp_tensor **out,
                                 vkp_error *err) {
@@ -94,8 +87,8 @@ vkp_status vkp_forward_io_input(vkp_forward_io *io, vkp_graph *g, const vkp_safe
   for (int d = 0; ok && d < ndim; d++) ok = shape[d] < 0 || shape[d] == t->shape[d];
   if (!ok) {
     char want[128], got[128];
-    shape_text(ndim, shape, want, sizeof want);
-    shape_text(t->ndim, t->shape, got, sizeof got);
+    vkp_shape_text(ndim, shape, want, sizeof want);
+    vkp_shape_text(t->ndim, t->shape, got, sizeof got);
     return vkp_error_set(err, VKP_ERR_SHAPE, "%s: tensor '%s' is %s, needs %s", where, name, got, want);
   }
   size_t n = vkp_st_tensor_numel(t);

@@ -181,6 +181,14 @@ vkp_status vkp_model_set_base_dtype(vkp_model *m, vkp_dtype dtype, int64_t *byte
   return VKP_OK;
 }
 
+void vkp_model_block_begin(vkp_model *m) {
+  if (m->gradient_checkpointing && m->graph) vkp_graph_checkpoint_begin(m->graph);
+}
+
+void vkp_model_block_end(vkp_model *m) {
+  if (m->gradient_checkpointing && m->graph) vkp_graph_checkpoint_end(m->graph);
+}
+
 vkp_status vkp_base_dtype_parse(const char *name, vkp_dtype *out) {
   static const struct {
     const char *name;

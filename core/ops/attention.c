@@ -3,6 +3,10 @@
 // Kernels (shaders/attention.glsl, one variant per head-dim capacity DV = 16, 32, 64, 128, 160): one
 // invocation per query row (forward, dQ) or key row (dK/dV), 64 rows per workgroup; the other
 // side's rows stream through registers, shared within groups of 4 lanes by subgroupShuffle.
+// Head dims 161..1024 (shaders/attention_wide.glsl, DV = 256, 512, 1024): a row is split over 8
+// lanes (each owns every 8th column pair), dot products are completed with subgroupShuffleXor,
+// and each group of 8 lanes owns 4 rows, so a streamed row is loaded once for 4 (32 rows per
+// workgroup); same outputs, same backward.
 // Forward: online softmax over key blocks; the (Tq, Tk) score matrix is never stored. Besides O
 // it writes the per-row logsumexp into an auxiliary tensor `lse` (B, H, Tq): a node with no
 // dispatches of its own, listed as a source of O so the memory planner gives it storage before O
@@ -25,8 +29,11 @@
 #include "vkp_ops.h"
 #include "../../shaders/push/attention.h"
 
-#define ATTN_DMAX 160   // largest DV variant
-#define ATTN_ROWS 64    // rows per workgroup (ROWS in attention.glsl)
+#define ATTN_DMAX 1024        // largest DV variant (attention_wide.glsl)
+#define ATTN_NARROW_DMAX 160  // largest DV of attention.glsl
+#define ATTN_WIDE_LANES 8     // lanes per row in attention_wide.glsl (G there)
+#define ATTN_ROWS 64          // rows per workgroup of attention.glsl (ROWS)
+#define ATTN_WIDE_ROWS 32     // rows per workgroup of attention_wide.glsl (ROWS = 64 / G * RB, RB = 4)
 
 // params: f[0] scale, i[1] flags (VKP_ATTN_*)
 // node srcs: q, k, v, lse, [mask]
@@ -54,12 +61,23 @@ static void fill_pc(vkp_recorder *rec, const vkp_tensor *q, const vkp_tensor *k,
   pc->flags = (uint32_t)params->params.i[1];
 }
 
-static uint32_t blocks(int64_t n) { return (uint32_t)((n + ATTN_ROWS - 1) / ATTN_ROWS); }
+// Workgroups along rows for n rows of head dim D.
+static uint32_t blocks(int64_t n, int64_t D) {
+  int64_t rows = D > ATTN_NARROW_DMAX ? ATTN_WIDE_ROWS : ATTN_ROWS;
+  return (uint32_t)((n + rows - 1) / rows);
+}
 
-// Shader variant for head dim D: the smallest capacity DV >= D.
+// Shader variant for head dim D: the smallest capacity DV >= D (attention_<kernel>_d<DV>, or
+// _w<DV> past 160).
 static const char *variant(const char *kernel, int64_t D, char *buf, size_t cap) {
-  int dv = D <= 16 ? 16 : D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 160;
-  snprintf(buf, cap, "attention_%s_d%d", kernel, dv);
+  static const int dvs[] = {16, 32, 64, 128, 160, 256, 512, 1024};
+  int dv = ATTN_DMAX;
+  for (size_t i = 0; i < sizeof dvs / sizeof *dvs; i++)
+    if (D <= dvs[i]) {
+      dv = dvs[i];
+      break;
+    }
+  snprintf(buf, cap, "attention_%s_%c%d", kernel, dv > ATTN_NARROW_DMAX ? 'w' : 'd', dv);
   return buf;
 }
 
@@ -98,7 +116,8 @@ static vkp_status grad_record(vkp_recorder *rec, const vkp_tensor *t, bool dq) {
   pc.dst = vkp_rec_addr(rec, t);
   char name[32];
   return vkp_rec_dispatch(rec, variant(dq ? "dq" : "dkv", q->shape[3], name, sizeof name), &pc, sizeof pc,
-                          blocks(dq ? q->shape[2] : k->shape[2]), (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
+                          blocks(dq ? q->shape[2] : k->shape[2], q->shape[3]), (uint32_t)q->shape[1],
+                          (uint32_t)q->shape[0]);
 }
 static vkp_status dq_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, true); }
 static vkp_status dkv_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, false); }
@@ -114,8 +133,8 @@ static vkp_status fwd_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.lse = vkp_rec_addr(rec, t->src[3]);
   pc.dst = vkp_rec_addr(rec, t);
   char name[32];
-  return vkp_rec_dispatch(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, sizeof pc, blocks(q->shape[2]),
-                          (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
+  return vkp_rec_dispatch(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, sizeof pc,
+                          blocks(q->shape[2], q->shape[3]), (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
 }
 
 static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
@@ -189,9 +208,11 @@ vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor
                    ATTN_DMAX);
     return NULL;
   }
-  if (vkp_ctx_info(vkp_graph_ctx(g))->subgroup_size % 4 != 0) {
-    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: subgroup size %u is not a multiple of 4",
-                   vkp_ctx_info(vkp_graph_ctx(g))->subgroup_size);
+  uint32_t lanes = D > ATTN_NARROW_DMAX ? ATTN_WIDE_LANES : 4, sg = vkp_ctx_info(vkp_graph_ctx(g))->subgroup_size;
+  if (sg % lanes != 0) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED,
+                   "attention: head dim %lld needs a subgroup size that is a multiple of %u (the device's is %u)",
+                   (long long)D, lanes, sg);
     return NULL;
   }
   if (B > 65535 || H > 65535) {

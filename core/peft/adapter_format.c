@@ -117,8 +117,18 @@ vkp_status vkp_adapter_load_tensors(vkp_model *m, vkp_adapter *a, const vkp_safe
     bool same = t->ndim == p->ndim || vkp_st_tensor_numel(t) == (size_t)vkp_param_numel(p);
     for (int d = 0; same && d < p->ndim && t->ndim == p->ndim; d++) same = t->shape[d] == p->shape[d];
     if (!same || vkp_st_tensor_numel(t) != (size_t)vkp_param_numel(p)) {
-      st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: tensor '%s' has %zu elements, the model's '%s' needs %lld", where,
-                         t->name, vkp_st_tensor_numel(t), p->name, (long long)vkp_param_numel(p));
+      char got[128], want[128];
+      vkp_shape_text(t->ndim, t->shape, got, sizeof got);
+      vkp_shape_text(p->ndim, p->shape, want, sizeof want);
+      st = vkp_error_set(err, VKP_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model's '%s' needs %s%s", where, t->name,
+                         got, p->name, want,
+                         t->ndim == 2 && p->ndim == 2 && t->shape[0] == p->shape[1] && t->shape[1] == p->shape[0]
+                             ? " (transposed?)" : "");
+      break;
+    }
+    if (p->dtype != VKP_DTYPE_I32 && !vkp_dtype_is_weight(t->dtype)) {
+      st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s' has dtype %s; adapter weights must be F32, F16 or BF16",
+                         where, t->name, vkp_dtype_name(t->dtype));
       break;
     }
     for (size_t k = 0; k < i; k++)

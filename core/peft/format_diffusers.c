@@ -119,7 +119,7 @@ static vkp_status diffusers_read(vkp_model *m, const char *path, const vkp_adapt
   const char *const *prefixes = io->key_prefix ? one : comps;
   vkp_lowrank_entry *e = NULL;
   int n = 0;
-  vkp_status st = vkp_lowrank_group(m, path, sf, io, prefixes, false, diffusers_split, &e, &n);
+  vkp_status st = vkp_lowrank_group(m, path, sf, io, comps, false, diffusers_split, &e, &n);
   const char *ms = vkp_safetensors_metadata(sf, "lora_adapter_metadata");
   cJSON *meta = ms ? cJSON_Parse(ms) : NULL;
   if (!st && ms && !cJSON_IsObject(meta))

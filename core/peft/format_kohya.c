@@ -20,7 +20,7 @@
 // first few (vkp_adapter_io.skip_unmatched: a warning, as A1111 does).
 // Writing: LoRA (rsLoRA: its scale as alpha), DoRA, LoHa and LoKr, with kohya's training metadata
 // in __metadata__ (ss_network_module, ss_network_dim, ss_network_alpha, ss_network_args,
-// ss_base_model_version when given).
+// ss_base_model_version when given, and any vkp_adapter_io.metadata entries: a trainer's ss_* keys).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +429,10 @@ vkp_status vkp_lowrank_group(vkp_model *m, const char *path, const vkp_safetenso
                              bool (*split)(const char *key, char *stem, size_t cap, int *role, bool *peft_dora),
                              vkp_lowrank_entry **out, int *nout) {
   vkp_error *err = vkp_ctx_err(m->ctx);
+  // io->key_prefix: only that part of a shared file; keys under the format's other prefixes
+  // belong to another model of the pipeline and are left alone without a word.
+  const char *const *all = prefixes, *one[2] = {io->key_prefix, NULL};
+  if (io->key_prefix) prefixes = one;
   size_t count = vkp_safetensors_count(sf);
   vkp_lowrank_entry *e = calloc(count + 1, sizeof *e);
   int *comp = calloc(count + 1, sizeof *comp);   // per entry: its prefix index
@@ -450,6 +454,9 @@ vkp_status vkp_lowrank_group(vkp_model *m, const char *path, const vkp_safetenso
     if (split(t->name, stem, sizeof stem, &role, &peft_dora))
       for (int k = 0; k < np && p < 0; k++)
         if (!strncmp(stem, prefixes[k], strlen(prefixes[k]))) p = k;
+    bool foreign = false;
+    for (int k = 0; !foreign && p < 0 && io->key_prefix && role >= 0 && all[k]; k++) foreign = !strncmp(stem, all[k], strlen(all[k]));
+    if (foreign) continue;
     if (p < 0) {   // not an adapter key of this format
       if (n_unmatched++ < 3)
         snprintf(unmatched + strlen(unmatched), sizeof unmatched - strlen(unmatched), "%s'%s'", n_unmatched > 1 ? ", " : "", t->name);
@@ -534,10 +541,9 @@ static vkp_status kohya_read(vkp_model *m, const char *path, const vkp_adapter_i
   *out = NULL;
   vkp_safetensors *sf = NULL;
   VKP_TRY(vkp_safetensors_open(path, &sf, err));
-  const char *one[2] = {io->key_prefix, NULL};
   vkp_lowrank_entry *e = NULL;
   int n = 0;
-  vkp_status st = vkp_lowrank_group(m, path, sf, io, io->key_prefix ? one : kohya_prefixes, true, kohya_split, &e, &n);
+  vkp_status st = vkp_lowrank_group(m, path, sf, io, kohya_prefixes, true, kohya_split, &e, &n);
   if (!st) st = vkp_lowrank_build(m, path, e, n, io, out);
   free(e);
   vkp_safetensors_free(sf);
@@ -671,6 +677,8 @@ static vkp_status kohya_write(vkp_model *m, const vkp_adapter *a, const char *pa
     st = vkp_safetensors_writer_set_metadata(w, "ss_network_args", v, err);
   }
   if (!st && io->base_model_version) st = vkp_safetensors_writer_set_metadata(w, "ss_base_model_version", io->base_model_version, err);
+  for (int i = 0; !st && io->metadata && io->metadata[i] && io->metadata[i + 1]; i += 2)
+    st = vkp_safetensors_writer_set_metadata(w, io->metadata[i], io->metadata[i + 1], err);
   if (!st) st = vkp_safetensors_writer_save(w, path, err);
   vkp_safetensors_writer_free(w);
   return st;

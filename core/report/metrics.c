@@ -75,7 +75,8 @@ static int line_step(const char *s, size_t len, double *step) {
   return kind;
 }
 
-// Drops the records after keep_through_step (and a torn last line) from an existing file.
+// Keeps the records up to keep_through_step of an existing file; drops the later records and every
+// line that is not a record (a torn last line, garbage).
 static vkp_status truncate_log(const char *path, int64_t keep, vkp_error *err) {
   struct stat sb;
   if (stat(path, &sb) != 0) {
@@ -94,11 +95,9 @@ static vkp_status truncate_log(const char *path, int64_t keep, vkp_error *err) {
     size_t n = end - pos;
     double step = 0;
     int kind = line_step(data + pos, n, &step);
-    int keep_line;
-    if (!nl)  // last line without newline: a torn write unless it is a complete, valid record
-      keep_line = kind >= 0 && !(kind == 1 && step > (double)keep);
-    else
-      keep_line = !(kind == 1 && step > (double)keep);
+    // Only records are kept (every line vkpeft writes is one): garbage, other JSON and a torn
+    // last line are dropped with the records after the checkpoint.
+    int keep_line = kind == 1 && step <= (double)keep;
     if (keep_line) {
       memmove(data + out, data + pos, n);
       out += n;

@@ -244,6 +244,13 @@ static void draw_plain(vkp_progress *p, double t, bool final) {
   fflush(p->out);
 }
 
+vkp_progress *vkp_progress_new_train(int64_t total, int64_t step) {
+  vkp_progress_opts po = {.label = "train", .total = total, .unit = "img", .out = stdout, .tty = -1};
+  vkp_progress *p = vkp_progress_new(&po);
+  vkp_progress_update(p, step, 0, NAN, NULL);
+  return p;
+}
+
 void vkp_progress_update(vkp_progress *p, int64_t step, int64_t items, double loss,
                          const char *extra) {
   if (!p || p->finished) return;

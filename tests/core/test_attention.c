@@ -1,6 +1,7 @@
 // test_attention.c — fused attention (vkp_attention): forward vs a float64 softmax(QK^T*s + M)V
 // reference, and dQ, dK, dV vs finite differences; masks, causal, Tq != Tk, strided (permuted)
-// inputs, odd head sizes, a longer sequence, and the fully masked row convention (zeros).
+// inputs, odd head sizes, a longer sequence, head dims past 160 (200, 512, 1000: the wide kernels)
+// and the fully masked row convention (zeros).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,27 @@ static void test_attention_long(void **state) {
   run_attn(&e, 8, 15);
 }
 
+// Head dims past 160: attention_wide.glsl (a row split over 8 lanes), capacities 256, 512, 1024.
+static void test_attention_wide(void **state) {
+  (void)state;
+  // The VAE mid block's single 512-wide head; Tq != Tk and a partial last workgroup (8 rows each).
+  attn_case v = {.name = "attention D512 (VAE head) Tq 21 Tk 19", .B = 2, .H = 1, .Tq = 21, .Tk = 19, .D = 512};
+  run_attn(&v, 24, 16);
+  // Not a multiple of the 16 columns a lane step covers (lanes past D read clamped pairs), with a
+  // row mask and causal; a permuted (B, T, H, D) input.
+  attn_case n = {.name = "attention D200 causal row mask", .B = 2, .H = 2, .Tq = 13, .Tk = 17, .D = 200, .causal = true,
+                 .mask = 2};
+  run_attn(&n, 24, 17);
+  attn_case p = {.name = "attention D200 permuted, padding mask", .B = 2, .H = 3, .Tq = 9, .Tk = 9, .D = 200,
+                 .bthd = true, .mask = 1};
+  run_attn(&p, 24, 18);
+  // Odd (zero-padded to 162) and the largest capacity.
+  attn_case o = {.name = "attention D161", .B = 1, .H = 2, .Tq = 11, .Tk = 7, .D = 161};
+  run_attn(&o, 16, 19);
+  attn_case w = {.name = "attention D1000 causal", .B = 1, .H = 1, .Tq = 10, .Tk = 10, .D = 1000, .causal = true};
+  run_attn(&w, 16, 20);
+}
+
 static void test_attention_errors(void **state) {
   (void)state;
   vkp_ctx *ctx = vkp_test_ctx();
@@ -202,7 +224,7 @@ static void test_attention_errors(void **state) {
   vkp_graph_free(g);
 
   VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
-  q = vkp_tensor_input(g, "q", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 5, 161});
+  q = vkp_tensor_input(g, "q", VKP_DTYPE_F32, 4, (int64_t[]){1, 2, 5, 1025});
   assert_null(vkp_attention(g, q, q, q, NULL, false, 0));
   assert_int_equal(vkp_graph_status(g), VKP_ERR_UNSUPPORTED);
   vkp_graph_free(g);
@@ -213,6 +235,7 @@ int main(void) {
       cmocka_unit_test(test_attention_plain),   cmocka_unit_test(test_attention_causal),
       cmocka_unit_test(test_attention_masks),   cmocka_unit_test(test_attention_fully_masked),
       cmocka_unit_test(test_attention_strided), cmocka_unit_test(test_attention_long),
+      cmocka_unit_test(test_attention_wide),
       cmocka_unit_test(test_attention_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);

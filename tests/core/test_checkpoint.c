@@ -182,13 +182,20 @@ static void test_legacy_and_bad_state(void **state) {
   assert_true(ck.state.best_metric == 0.75);
   assert_false(ck.state.has_rng);
   vkp_checkpoint_clear(&ck);
-  const char *bad = "{\"step\": 20, \"micro_step\": -4}";
-  chunks[0] = bad;
-  sizes[0] = strlen(bad);
-  assert_int_equal(vkp_file_write_atomic(path, chunks, sizes, 1, &err), VKP_OK);
-  assert_int_equal(vkp_checkpoint_read(dir, &ck, &err), VKP_ERR_FORMAT);
-  assert_non_null(strstr(err.msg, "micro_step"));
-  assert_non_null(strstr(err.msg, VKP_CHECKPOINT_STATE_FILE));
+  static const char *const bad[][2] = {
+      {"{\"step\": 20, \"micro_step\": -4}", "'micro_step'"},
+      // "step": -5 (issue 11: it resumed and duplicated records).
+      {"{\"step\": -5, \"micro_step\": 40, \"adapters\": 1}", "'step'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    chunks[0] = bad[i][0];
+    sizes[0] = strlen(bad[i][0]);
+    assert_int_equal(vkp_file_write_atomic(path, chunks, sizes, 1, &err), VKP_OK);
+    assert_int_equal(vkp_checkpoint_read(dir, &ck, &err), VKP_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, bad[i][1]));
+    assert_non_null(strstr(err.msg, VKP_CHECKPOINT_STATE_FILE));
+    assert_int_equal(vkp_checkpoint_find_latest(run, &ck, &err), VKP_ERR_NOT_FOUND);
+  }
 }
 
 int main(void) {

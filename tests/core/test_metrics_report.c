@@ -164,17 +164,19 @@ static void test_metrics_resume(void **state) {
     ASSERT_OK(vkp_metrics_write(w, s, &m, 1, &err));
   }
   ASSERT_OK(vkp_metrics_close(w, &err));
-  // Lines that are not ours (a header without step, a corrupt line) are kept; a torn last line
-  // from a crash (no newline) is dropped.
-  append_text(path, "{\"note\":\"manual\"}\nthis is not json\n{\"step\":11,\"loss\":-1,\"lr");
+  // Lines that are not records (garbage, JSON without a numeric step, a torn last line from a
+  // crash) are dropped on resume: the log holds records only.
+  append_text(path, "{\"note\":\"manual\"}\nthis is not json\n{\"step\":\"x\"}\n[1]\n{\"step\":11,\"loss\":-1,\"lr");
 
   // Resume from the checkpoint at step 6: steps 7..10 (and the torn 11) are removed.
   ASSERT_OK(vkp_metrics_open(path, 6, &w, &err));
   char *text = slurp(path, NULL);
-  assert_int_equal(count_lines(text), 6 + 2);
+  assert_int_equal(count_lines(text), 6);
   assert_null(strstr(text, "\"step\":7"));
   assert_null(strstr(text, "\"step\":11"));
-  assert_non_null(strstr(text, "{\"note\":\"manual\"}\nthis is not json\n"));
+  assert_null(strstr(text, "note"));
+  assert_null(strstr(text, "not json"));
+  assert_null(strstr(text, "\"x\""));
   free(text);
   for (int s = 7; s <= 12; s++) {
     vkp_metric m = {"loss", 100.0 + s};
@@ -191,7 +193,7 @@ static void test_metrics_resume(void **state) {
     assert_true(loss->step[i] == i + 1);
     assert_true(loss->value[i] == (i + 1 <= 6 ? 10.0 - (i + 1) : 100.0 + i + 1));
   }
-  assert_int_equal(log->n_skipped, 2);  // the note and the corrupt line
+  assert_int_equal(log->n_skipped, 0);  // nothing but records is left
   assert_int_equal(log->last_step, 12);
   vkp_metrics_log_free(log);
 

@@ -429,6 +429,9 @@ static void test_errors(void **s) {
   parse_fails("{\"peft_type\": \"LOHA\", \"lora_alpha\": 8}", VKP_ERR_INVALID,
               WHERE ": unknown key 'lora_alpha' for peft_type LOHA");
   parse_fails("{\"peft_type\": \"IA3\", \"r\": 8}", VKP_ERR_INVALID, WHERE ": unknown key 'r' for peft_type IA3");
+  // An error after the string lists were read frees them (the sanitizer build checks for leaks).
+  parse_fails("{\"peft_type\": \"IA3\", \"target_modules\": [\"a\", \"b\"], \"modules_to_save\": [\"c\"], "
+              "\"feedforward_modules\": [\"a\"], \"r\": 8}", VKP_ERR_INVALID, WHERE ": unknown key 'r' for peft_type IA3");
   parse_fails("{\"peft_type\": \"vpt\", \"bottleneck\": 8}", VKP_ERR_INVALID, WHERE ": unknown key 'bottleneck' for peft_type vpt");
   // Wrong types and out-of-range values.
   parse_fails("{\"peft_type\": \"LORA\", \"r\": \"four\"}", VKP_ERR_INVALID, WHERE ": key 'r' must be an integer in [1, 65536], not a string");

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "vkp_fileio.h"
 #include "vkp_test.h"
@@ -270,6 +271,63 @@ static int count_ink(const vkp_glyph *g) {
   for (int r = 0; r < 11 && g->rows[r]; r++)
     for (const char *c = g->rows[r]; *c; c++) n += *c == '#';
   return n;
+}
+
+// The decoding limit: a PNG whose header declares 16384 x 16384 (a few hundred bytes on disk) is
+// refused before any pixel memory is allocated, saying how to raise the limit; the limit follows
+// VKPEFT_MAX_IMAGE_PIXELS.
+static void test_png_decode_limit(void **state) {
+  (void)state;
+  vkp_image *img = NULL;
+  vkp_error err = {0};
+  ASSERT_OK(vkp_image_new(32, 32, 3, &img, &err));
+  uint8_t *png = NULL;
+  size_t len = 0;
+  ASSERT_OK(vkp_png_encode(img, NULL, 0, &png, &len, &err));
+  vkp_image_free(img);
+  unsetenv("VKPEFT_MAX_IMAGE_PIXELS");
+  ASSERT_OK(vkp_png_decode(png, len, "small.png", &img, NULL, NULL, &err));
+  vkp_image_free(img);
+  // IHDR right after the signature: length, "IHDR", width, height, ..., CRC over type + data.
+  unsigned char *b = png;
+  assert_memory_equal(b + 12, "IHDR", 4);
+  const unsigned char side[4] = {0, 0, 0x40, 0};   // 16384, big-endian
+  memcpy(b + 16, side, 4);
+  memcpy(b + 20, side, 4);
+  uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), b + 12, 17);
+  const unsigned char crc_be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16), (unsigned char)(crc >> 8),
+                                   (unsigned char)crc};
+  memcpy(b + 29, crc_be, 4);
+  // A chunk that declares more bytes than the file has (2 GB of tEXt in a small file: libpng
+  // allocates the declared length first) is refused before libpng sees it (a fuzzer finding).
+  unsigned char *text2g = malloc(len + 12);
+  memcpy(text2g, b, 33);
+  memcpy(text2g + 33, "\x7a\x00\x00\x00tEXtparameters", 18);
+  vkp_status st = vkp_png_decode(text2g, 51, "text.png", &img, NULL, NULL, &err);
+  assert_int_equal(st, VKP_ERR_FORMAT);
+  if (!strstr(err.msg, "chunk 'tEXt' at byte 33 declares 2046820352 bytes")) fail_msg("message: %s", err.msg);
+  free(text2g);
+  st = vkp_png_decode(png, len, "bomb.png", &img, NULL, NULL, &err);
+  assert_int_equal(st, VKP_ERR_FORMAT);
+  assert_null(img);
+  if (!strstr(err.msg, "bomb.png") || !strstr(err.msg, "16384x16384") || !strstr(err.msg, "VKPEFT_MAX_IMAGE_PIXELS"))
+    fail_msg("message: %s", err.msg);
+  free(png);
+  // A lower limit refuses a small image; a bad value of the variable means the default.
+  ASSERT_OK(vkp_image_new(32, 32, 3, &img, &err));
+  ASSERT_OK(vkp_png_encode(img, NULL, 0, &png, &len, &err));
+  vkp_image_free(img);
+  img = NULL;
+  setenv("VKPEFT_MAX_IMAGE_PIXELS", "1000", 1);
+  assert_int_equal(vkp_png_decode(png, len, "small.png", &img, NULL, NULL, &err), VKP_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "32x32"));
+  assert_non_null(strstr(err.msg, "limit of 1000 pixels"));
+  setenv("VKPEFT_MAX_IMAGE_PIXELS", "lots", 1);
+  assert_int_equal(vkp_image_max_pixels(), VKP_IMAGE_MAX_PIXELS_DEFAULT);
+  ASSERT_OK(vkp_png_decode(png, len, "small.png", &img, NULL, NULL, &err));
+  vkp_image_free(img);
+  unsetenv("VKPEFT_MAX_IMAGE_PIXELS");
+  free(png);
 }
 
 static void test_font(void **state) {
@@ -695,6 +753,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_png_roundtrip),      cmocka_unit_test(test_png_stride_view),
       cmocka_unit_test(test_png_write_errors),   cmocka_unit_test(test_png_read_errors),
+      cmocka_unit_test(test_png_decode_limit),
       cmocka_unit_test(test_font),               cmocka_unit_test(test_ticks),
       cmocka_unit_test(test_log_ticks),          cmocka_unit_test(test_tick_format),
       cmocka_unit_test(test_smooth_ema),         cmocka_unit_test(test_line_chart_pixels),

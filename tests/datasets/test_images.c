@@ -233,6 +233,11 @@ static void test_folder_bad_inputs(void **state) {
   write_file(P("f3/eel/readme.txt"), "x", 1);
   expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "f3/eel", "no images");
   assert_null(ds);
+  // A class folder with nothing in it at all (no entries to sort: UBSan's qsort(NULL, 0) check).
+  const char *root5 = make_fixture("f3v");
+  mkdirs(P("f3v/void"));
+  expect_err(vkp_data_load_folder(root5, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "f3v/void", "no images");
+  assert_null(ds);
   assert_int_equal(vkp_data_load_folder(root, &skip, &ds, &e), VKP_OK);
   assert_int_equal(w.n, 1);
   assert_non_null(strstr(w.last, "eel"));
@@ -420,6 +425,28 @@ static void test_list_csv_jsonl(void **state) {
   fixed.n_class_names = 1;
   expect_err(vkp_data_load_list(P("l1/bad6.csv"), &fixed, &ds, &e), &e, VKP_ERR_FORMAT,
              "bad6.csv:1", "'cat'");
+  // Labels are all class ids or all class names: a number that is no id, or a mix, is refused
+  // (it used to turn every label into a name and renumber the classes).
+  static const struct { const char *file, *text, *where, *what; } mixed[] = {
+      {"l1/neg.csv", "cat/a.png,0\nbird/x.bmp,-1\n", "neg.csv:2", "'-1' is a number but not a class id"},
+      {"l1/frac.csv", "cat/a.png,1.5\nbird/x.bmp,0\n", "frac.csv:1", "'1.5' is a number but not a class id"},
+      {"l1/mix.csv", "cat/a.png,1\nbird/x.bmp,cat\n", "mix.csv:2", "'cat' is a class name, but line 1's '1' is a class id"},
+      {"l1/mix2.csv", "cat/a.png,cat\nbird/x.bmp,2\n", "mix2.csv:2", "'2' is a class id, but line 1's 'cat'"},
+      {"l1/mix.jsonl", "{\"path\": \"cat/a.png\", \"label\": 1}\n{\"path\": \"bird/x.bmp\", \"label\": \"cat\"}\n",
+       "mix.jsonl:2", "use ids or names"},
+  };
+  for (size_t i = 0; i < sizeof mixed / sizeof *mixed; i++) {
+    write_file(P(mixed[i].file), mixed[i].text, strlen(mixed[i].text));
+    expect_err(vkp_data_load_list(P(mixed[i].file), NULL, &ds, &e), &e, VKP_ERR_FORMAT, mixed[i].where, mixed[i].what);
+  }
+  // Names that merely contain digits stay names.
+  const char *named = "cat/a.png,class-1\nbird/x.bmp,2b\n";
+  write_file(P("l1/named.csv"), named, strlen(named));
+  assert_int_equal(vkp_data_load_list(P("l1/named.csv"), NULL, &ds, &e), VKP_OK);
+  assert_int_equal(ds->n_classes, 2);
+  assert_string_equal(ds->class_names[0], "2b");
+  vkp_dataset_free(ds);
+  ds = NULL;
   write_file(P("l1/empty.csv"), "path,label\n", 11);
   expect_err(vkp_data_load_list(P("l1/empty.csv"), NULL, &ds, &e), &e, VKP_ERR_FORMAT, "no entries",
              NULL);

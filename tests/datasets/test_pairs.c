@@ -402,6 +402,7 @@ static void test_errors(void **state) {
   expect_error(vkp_pairs_load_folder(P(state, "bomb"), NULL, &quiet, &p, &err), VKP_ERR_FORMAT,
                &err, "huge.png", "16384x16384");
   assert_non_null(strstr(err.msg, "not decoded"));
+  assert_non_null(strstr(err.msg, "VKPEFT_MAX_IMAGE_PIXELS"));   // says how to raise the limit
 
   // Bad lists, each with the status and the "file:line: what" expected.
   png_rgb(P(state, "ok.png"), 1);

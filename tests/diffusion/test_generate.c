@@ -1,7 +1,8 @@
 // test_generate.c — `vkpeft generate` against diffusers (../shared/fixtures/unet/sampling.safetensors):
 // a pipeline folder of the fixture's unet/ + vae/ + a scheduler config, --tensors-in with the kohya
 // LoRA, DDIM and Euler at 10 steps and CFG 5: final latents and the VAE decode within 1e-3
-// (max |got - want| / max |want|); and a PNG whose `parameters` chunk holds the settings.
+// (max |got - want| / max |want|); a PNG whose `parameters` chunk holds the settings; bad input;
+// --prediction-type (epsilon = the config's, v_prediction changes the run).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,59 +14,14 @@
 #include "vkp_parity.h"
 #include "vkp_png.h"
 #include "vkp_safetensors.h"
+#include "generate_fixture.h"
 #include "vkp_test.h"
-
-static const char *DDIM_CFG =
-    "{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 1000, \"beta_start\": 0.00085, \"beta_end\": 0.012,"
-    " \"beta_schedule\": \"scaled_linear\", \"clip_sample\": false, \"set_alpha_to_one\": false, \"steps_offset\": 1}";
-static const char *EULER_CFG =
-    "{\"_class_name\": \"EulerDiscreteScheduler\", \"num_train_timesteps\": 1000, \"beta_start\": 0.00085,"
-    " \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\", \"steps_offset\": 1}";
-
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f) fail_msg("cannot write %s", path);
-  fputs(text, f);
-  fclose(f);
-}
-
-// A pipeline folder in the test's temp dir: symlinks to the fixture's unet/ and vae/.
-static void make_pipeline(void **state, const char *name, const char *sched, char *dir, size_t cap) {
-  vkp_test_dir_path(state, name, dir, cap);
-  char p[1200];
-  assert_int_equal(mkdir(dir, 0755), 0);
-  snprintf(p, sizeof p, "%s/unet", dir);
-  assert_int_equal(symlink(vkp_fixture_path("unet/unet"), p), 0);
-  snprintf(p, sizeof p, "%s/vae", dir);
-  assert_int_equal(symlink(vkp_fixture_path("unet/vae"), p), 0);
-  snprintf(p, sizeof p, "%s/model_index.json", dir);
-  write_text(p, "{\"_class_name\": \"StableDiffusionPipeline\", \"unet\": [\"diffusers\", \"UNet2DConditionModel\"],"
-                " \"vae\": [\"diffusers\", \"AutoencoderKL\"]}");
-  snprintf(p, sizeof p, "%s/scheduler", dir);
-  assert_int_equal(mkdir(p, 0755), 0);
-  snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", dir);
-  write_text(p, sched);
-}
-
-static int run_cli(void **state, const char *args) {
-  char log[1024], cmd[8192];
-  vkp_test_dir_path(state, "cli.log", log, sizeof log);
-  snprintf(cmd, sizeof cmd, "%s/vkpeft %s > %s 2>&1", VKP_BINARY_DIR, args, log);
-  int rc = system(cmd);
-  if (rc) {
-    FILE *f = fopen(log, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof line, f)) printf("  | %s", line);
-    if (f) fclose(f);
-  }
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 static void check_sampler(void **state, const char *sampler, const char *sched, const char *prefix) {
   char dir[1024], out[1024], png[1024], args[6000];
   char pname[64];
   snprintf(pname, sizeof pname, "pipe_%s", sampler);
-  make_pipeline(state, pname, sched, dir, sizeof dir);
+  gen_make_pipeline(state, pname, sched, false, dir, sizeof dir);
   snprintf(pname, sizeof pname, "%s.safetensors", sampler);
   vkp_test_dir_path(state, pname, out, sizeof out);
   snprintf(pname, sizeof pname, "%s.png", sampler);
@@ -76,7 +32,7 @@ static void check_sampler(void **state, const char *sampler, const char *sched, 
            "generate --model %s --tensors-in %s --sampler %s --steps 10 --cfg 5 --seed 7 --lora %s --tensors-out %s "
            "--output %s",
            dir, fin, sampler, vkp_fixture_path("unet/lora/kohya.safetensors"), out, png);
-  assert_int_equal(run_cli(state, args), 0);
+  assert_int_equal(gen_run_cli(state, args), 0);
   vkp_safetensors *got, *want;
   vkp_error err = {0};
   if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
@@ -116,22 +72,50 @@ static void check_sampler(void **state, const char *sampler, const char *sched, 
   vkp_image_free(img);
 }
 
-static void test_ddim(void **state) { check_sampler(state, "ddim", DDIM_CFG, "ddim10"); }
-static void test_euler(void **state) { check_sampler(state, "euler", EULER_CFG, "euler10"); }
+static void test_ddim(void **state) { check_sampler(state, "ddim", GEN_DDIM_CFG, "ddim10"); }
+static void test_euler(void **state) { check_sampler(state, "euler", GEN_EULER_CFG, "euler10"); }
 
 // Bad input: exit 2 with the file named.
 static void test_errors(void **state) {
   char dir[1024], args[4096];
-  make_pipeline(state, "pipe_err", DDIM_CFG, dir, sizeof dir);
+  gen_make_pipeline(state, "pipe_err", GEN_DDIM_CFG, false, dir, sizeof dir);
   snprintf(args, sizeof args, "generate --model %s --tensors-in %s --sampler nope --output x.png", dir,
            vkp_fixture_path("unet/sampling.safetensors"));
-  assert_int_equal(run_cli(state, args), 2);
+  assert_int_equal(gen_run_cli(state, args), 2);
   snprintf(args, sizeof args, "generate --model %s --tensors-in %s --tensors-out %s/o.safetensors", dir,
            vkp_fixture_path("unet/io.safetensors"), dir);
-  assert_int_equal(run_cli(state, args), 2);   // no sample/initial_latents
+  assert_int_equal(gen_run_cli(state, args), 2);   // no sample/initial_latents
   snprintf(args, sizeof args, "generate --model %s/unet --tensors-in %s --tensors-out %s/o.safetensors", dir,
            vkp_fixture_path("unet/sampling.safetensors"), dir);
-  assert_int_equal(run_cli(state, args), 2);   // no model_index.json
+  assert_int_equal(gen_run_cli(state, args), 2);   // no model_index.json
+}
+
+// --prediction-type: epsilon is the config's (same latents), v_prediction changes the run.
+static void test_prediction_type(void **state) {
+  char dir[1024], args[4096], out[3][1024];
+  gen_make_pipeline(state, "pipe_pred", GEN_EULER_CFG, false, dir, sizeof dir);
+  const char *types[3] = {"", "--prediction-type epsilon", "--prediction-type v_prediction"};
+  float *lat[3];
+  size_t n[3];
+  for (int k = 0; k < 3; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "pred%d.safetensors", k);
+    vkp_test_dir_path(state, name, out[k], sizeof out[k]);
+    snprintf(args, sizeof args, "generate --model %s --tensors-in %s --sampler euler --steps 2 --cfg 5 %s --tensors-out %s",
+             dir, vkp_fixture_path("unet/sampling.safetensors"), types[k], out[k]);
+    assert_int_equal(gen_run_cli(state, args), 0);
+    vkp_safetensors *sf;
+    vkp_error err = {0};
+    if (vkp_safetensors_open(out[k], &sf, &err)) fail_msg("%s", err.msg);
+    lat[k] = vkp_fixture_tensor(sf, "final_latents", &n[k]);
+    vkp_safetensors_free(sf);
+  }
+  assert_memory_equal(lat[0], lat[1], n[0] * sizeof(float));
+  double diff = 0;
+  for (size_t i = 0; i < n[0]; i++) diff = fmax(diff, fabs(lat[0][i] - lat[2][i]));
+  printf("  v_prediction vs epsilon: final latents differ by up to %.3g\n", diff);
+  assert_true(diff > 1e-2);
+  for (int k = 0; k < 3; k++) free(lat[k]);
 }
 
 int main(void) {
@@ -139,6 +123,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ddim, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_euler, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_errors, vkp_test_dir_setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_prediction_type, vkp_test_dir_setup, vkp_test_dir_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -236,10 +236,10 @@ static void test_bad_config(void **state) {
   expect_config(dir, "shift_factor", "0.5", VKP_OK);
 }
 
-// ---- 4. attention beyond the fused kernel's head dims -------------------------------------------
+// ---- 4. attention past 160 head dims (the wide fused kernel, as the VAE's 512-wide head) -------
 
 #define AT 24   // tokens
-#define AD 192  // head dim > VKP_SD_ATTN_DMAX
+#define AD 192  // head dim > 160: attention_wide.glsl
 
 static vkp_model *attn_model;
 
@@ -272,7 +272,7 @@ static void ref_attn(const double *const *in, double *out, void *user) {
 static void test_wide_head_attention(void **state) {
   (void)state;
   VKP_ASSERT_OK(vkp_test_ctx(), vkp_model_new(vkp_test_ctx(), &attn_model));
-  vkp_op_check c = {.name = "attention, head dim 192 (composed)", .n_inputs = 3, .build = build_attn, .ref = ref_attn,
+  vkp_op_check c = {.name = "attention, head dim 192 (wide kernel)", .n_inputs = 3, .build = build_attn, .ref = ref_attn,
                     .fwd_rtol = 1e-4, .fwd_atol = 1e-5, .grad_rtol = 2e-2, .grad_atol = 2e-3, .seed = 5};
   for (int i = 0; i < 3; i++)
     c.in[i] = (vkp_check_input){.ndim = 4, .shape = {1, 1, AT, AD}, .dtype = VKP_DTYPE_F32, .trainable = true, .lo = -1, .hi = 1};

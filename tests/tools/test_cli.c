@@ -8,68 +8,48 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vkp_cli_run.h"
 #include "vkp_parity.h"
 #include "vkp_safetensors.h"
 #include "vkp_adapter_format.h"
 #include "vkp_test.h"
 #include "vkp_unet.h"
 
-static char tmp[256], out_text[1 << 16];
-
-// Runs `vkpeft <args>` with stdout+stderr captured into out_text; returns the exit status.
-static int run(const char *args) {
-  char cmd[4096], log[400];
-  snprintf(log, sizeof log, "%s/out.txt", tmp);
-  snprintf(cmd, sizeof cmd, "cd %s && %s/vkpeft %s > %s 2>&1", VKP_SOURCE_DIR, VKP_BINARY_DIR, args, log);
-  int rc = system(cmd);
-  FILE *f = fopen(log, "r");
-  size_t n = f ? fread(out_text, 1, sizeof out_text - 1, f) : 0;
-  out_text[n] = '\0';
-  if (f) fclose(f);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-static void expect(const char *args, int status, const char *needle) {
-  int rc = run(args);
-  if (strstr(out_text, "vkpeft: validation")) fail_msg("vkpeft %s: Vulkan validation messages:\n%s", args, out_text);
-  if (rc != status || (needle && !strstr(out_text, needle)))
-    fail_msg("vkpeft %s\n  exit %d (want %d), output:\n%s\n  (want it to contain '%s')", args, rc, status, out_text,
-             needle ? needle : "");
-}
+static char tmp[256];
 
 static void test_usage_and_devices(void **state) {
   (void)state;
-  expect("", 2, "usage");
-  expect("no-such-command", 2, "unknown command");
-  expect("--help", 0, "commands:");
-  expect("devices", 0, "llvmpipe");
-  expect("devices --json", 0, "\"subgroup_size\"");
+  vkp_cli_expect("", 2, "usage");
+  vkp_cli_expect("no-such-command", 2, "unknown command");
+  vkp_cli_expect("--help", 0, "commands:");
+  vkp_cli_expect("devices", 0, "llvmpipe");
+  vkp_cli_expect("devices --json", 0, "\"subgroup_size\"");
 }
 
 static void test_bad_configs(void **state) {
   (void)state;
   char cfg[600], args[1400];
-  expect("train --set train.lr=abc", 2, "train.lr");
-  expect("train --set no.such.key=1", 2, "unknown key 'no.such.key'");
-  expect("train --set peft.3.r=16", 2, "not an index");
-  expect("train --set peft.0.r=16 --set train.lr=-1", 2, "train.lr");
+  vkp_cli_expect("train --set train.lr=abc", 2, "train.lr");
+  vkp_cli_expect("train --set no.such.key=1", 2, "unknown key 'no.such.key'");
+  vkp_cli_expect("train --set peft.3.r=16", 2, "not an index");
+  vkp_cli_expect("train --set peft.0.r=16 --set train.lr=-1", 2, "train.lr");
   // Config keys are checked before any data loads: a bad key is named even with missing data.
-  expect("train --set data.train=/nonexistent/images/ --set train.beta2=2", 2, "train.beta2");
-  expect("train /nonexistent/config.json", 2, "/nonexistent/config.json");
+  vkp_cli_expect("train --set data.train=/nonexistent/images/ --set train.beta2=2", 2, "train.beta2");
+  vkp_cli_expect("train /nonexistent/config.json", 2, "/nonexistent/config.json");
   snprintf(cfg, sizeof cfg, "%s/bad.json", tmp);
   FILE *f = fopen(cfg, "w");
   fputs("{\"train\": {\"batch_size\": \"big\"}}", f);
   fclose(f);
   snprintf(args, sizeof args, "train %s", cfg);
-  expect(args, 2, "train.batch_size");
+  vkp_cli_expect(args, 2, "train.batch_size");
   f = fopen(cfg, "w");
   fputs("{\"train\": {\"lr\": 0.1,}", f);
   fclose(f);
-  expect(args, 2, "not valid JSON");
-  expect("train --set 'peft=[{\"method\":\"lora\",\"r\":\"four\"}]' --set train.max_steps=1", 2, "'r'");
-  expect("train --set 'peft=[{\"method\":\"lora\",\"target_modules\":[\"nothing_like_this\"]}]' --set train.max_steps=1",
+  vkp_cli_expect(args, 2, "not valid JSON");
+  vkp_cli_expect("train --set 'peft=[{\"method\":\"lora\",\"r\":\"four\"}]' --set train.max_steps=1", 2, "'r'");
+  vkp_cli_expect("train --set 'peft=[{\"method\":\"lora\",\"target_modules\":[\"nothing_like_this\"]}]' --set train.max_steps=1",
          2, "no module matches");
-  expect("train --set 'peft=[{\"method\":\"telepathy\"}]' --set train.max_steps=1", 2, "unknown method");
+  vkp_cli_expect("train --set 'peft=[{\"method\":\"telepathy\"}]' --set train.max_steps=1", 2, "unknown method");
 }
 
 static void test_forward_parity_and_errors(void **state) {
@@ -78,7 +58,7 @@ static void test_forward_parity_and_errors(void **state) {
   snprintf(out, sizeof out, "%s/fw.safetensors", tmp);
   snprintf(args, sizeof args, "forward --model %s/vit/model --adapter %s/vit/adapters/ia3 --inputs %s/vit/io.safetensors --output %s --loss",
            VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, out);
-  expect(args, 0, NULL);
+  vkp_cli_expect(args, 0, NULL);
   vkp_safetensors *st;
   vkp_error err = {0};
   if (vkp_safetensors_open(out, &st, &err)) fail_msg("%s", err.msg);
@@ -95,19 +75,19 @@ static void test_forward_parity_and_errors(void **state) {
   fputs("\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":{\"dtype\":1}}", f);
   fclose(f);
   snprintf(args, sizeof args, "forward --model %s/vit/model --inputs %s --output %s", VKP_FIXTURES_DIR, bad, out);
-  expect(args, 2, "corrupt.safetensors");
+  vkp_cli_expect(args, 2, "corrupt.safetensors");
   // An adapter whose tensors do not fit the model (CLIP's LoRA on the ViT): exit 2.
   snprintf(args, sizeof args, "forward --model %s/vit/model --adapter %s/clip/adapters/lora --inputs %s/vit/io.safetensors --output %s",
            VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, VKP_FIXTURES_DIR, out);
-  int rc = run(args);
-  if (rc != 2) fail_msg("mismatched adapter: exit %d: %s", rc, out_text);
+  int rc = vkp_cli_run(args);
+  if (rc != 2) fail_msg("mismatched adapter: exit %d: %s", rc, vkp_cli_output());
   stat(out, &after);
   assert_int_equal(before.st_size, after.st_size);
   assert_int_equal(before.st_mtime, after.st_mtime);
   snprintf(args, sizeof args, "eval --model /nonexistent/model --data fashion-mnist:test");
-  expect(args, 2, "/nonexistent/model");
+  vkp_cli_expect(args, 2, "/nonexistent/model");
   snprintf(args, sizeof args, "eval --model %s/vit/model --data /nonexistent/images/", VKP_FIXTURES_DIR);
-  expect(args, 2, "nonexistent");
+  vkp_cli_expect(args, 2, "nonexistent");
 }
 
 // CLIP through the program: `forward` on the fixture's CLIPModel matches transformers, `info`
@@ -118,7 +98,7 @@ static void test_clip_forward(void **state) {
   snprintf(out, sizeof out, "%s/clip.safetensors", tmp);
   snprintf(args, sizeof args, "forward --model %s/clip/model --inputs %s/clip/io.safetensors --output %s --loss", VKP_FIXTURES_DIR,
            VKP_FIXTURES_DIR, out);
-  expect(args, 0, NULL);
+  vkp_cli_expect(args, 0, NULL);
   vkp_safetensors *got, *want;
   vkp_error err = {0};
   snprintf(args, sizeof args, "%s/clip/io.safetensors", VKP_FIXTURES_DIR);
@@ -136,7 +116,7 @@ static void test_clip_forward(void **state) {
   vkp_safetensors_free(got);
   vkp_safetensors_free(want);
   snprintf(args, sizeof args, "info --model %s/clip/model", VKP_FIXTURES_DIR);
-  expect(args, 0, "CLIPModel, text: vocab 49408, hidden 32, 2 layers");
+  vkp_cli_expect(args, 0, "CLIPModel, text: vocab 49408, hidden 32, 2 layers");
   // ids outside the vocabulary: exit 2 naming the entry.
   snprintf(bad, sizeof bad, "%s/bad_ids.safetensors", tmp);
   vkp_safetensors_writer *w;
@@ -147,7 +127,7 @@ static void test_clip_forward(void **state) {
     fail_msg("%s", err.msg);
   vkp_safetensors_writer_free(w);
   snprintf(args, sizeof args, "forward --model %s/clip/model --inputs %s --output %s", VKP_FIXTURES_DIR, bad, out);
-  expect(args, 2, "input_ids[1][1] = 60000 is outside the vocabulary");
+  vkp_cli_expect(args, 2, "input_ids[1][1] = 60000 is outside the vocabulary");
   // The same rows with a valid id: the text tower runs alone (no pixel_values), no image outputs.
   ids[5] = 320;
   if (vkp_safetensors_writer_new(&w, &err) ||
@@ -155,7 +135,7 @@ static void test_clip_forward(void **state) {
       vkp_safetensors_writer_save(w, bad, &err))
     fail_msg("%s", err.msg);
   vkp_safetensors_writer_free(w);
-  expect(args, 0, NULL);
+  vkp_cli_expect(args, 0, NULL);
   if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
   assert_non_null(vkp_safetensors_find(got, "text_embeds"));
   assert_null(vkp_safetensors_find(got, "image_embeds"));
@@ -175,9 +155,9 @@ static void test_model_families(void **state) {
   fputs("{\"_class_name\": \"FluxTransformer2DModel\", \"in_channels\": 64}", f);
   fclose(f);
   snprintf(args, sizeof args, "forward --model %s --inputs %s/unet/io.safetensors --output %s", dir, VKP_FIXTURES_DIR, out);
-  expect(args, 2, "unsupported model: FluxTransformer2DModel");
+  vkp_cli_expect(args, 2, "unsupported model: FluxTransformer2DModel");
   snprintf(args, sizeof args, "info --model %s", dir);
-  expect(args, 2, "unsupported model: FluxTransformer2DModel");
+  vkp_cli_expect(args, 2, "unsupported model: FluxTransformer2DModel");
   snprintf(dir, sizeof dir, "%s/typeless", tmp);
   mkdir(dir, 0755);
   snprintf(args, sizeof args, "%s/config.json", dir);
@@ -185,15 +165,15 @@ static void test_model_families(void **state) {
   fputs("{\"hidden_size\": 8}", f);
   fclose(f);
   snprintf(args, sizeof args, "info --model %s", dir);
-  expect(args, 2, "no 'model_type' or '_class_name'");
+  vkp_cli_expect(args, 2, "no 'model_type' or '_class_name'");
   f = fopen(strcat(strcpy(out, dir), "/config.json"), "w");
   fputs("{\"model_type\": \"vit\"} trailing", f);
   fclose(f);
-  expect(args, 2, "trailing text after the JSON document");
+  vkp_cli_expect(args, 2, "trailing text after the JSON document");
   snprintf(args, sizeof args, "info --model %s/vit/model", VKP_FIXTURES_DIR);
-  expect(args, 0, "ViTForImageClassification, image 32, patch 8");
+  vkp_cli_expect(args, 0, "ViTForImageClassification, image 32, patch 8");
   snprintf(args, sizeof args, "info --model %s", tmp);
-  expect(args, 2, "not a model folder");
+  vkp_cli_expect(args, 2, "not a model folder");
 }
 
 // Compares tensor `name` of two safetensors files (rows [first, first + n) of `want` when n > 0).
@@ -219,7 +199,7 @@ static void test_diffusion_forward(void **state) {
   snprintf(out, sizeof out, "%s/unet.safetensors", tmp);
   snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s/unet/io.safetensors --output %s", VKP_FIXTURES_DIR,
            VKP_FIXTURES_DIR, out);
-  expect(args, 0, NULL);
+  vkp_cli_expect(args, 0, NULL);
   snprintf(in, sizeof in, "%s/unet/io.safetensors", VKP_FIXTURES_DIR);
   if (vkp_safetensors_open(out, &got, &err) || vkp_safetensors_open(in, &want, &err)) fail_msg("%s", err.msg);
   compare_tensor(got, want, "noise_pred", 0, 0, 1e-4);
@@ -227,7 +207,7 @@ static void test_diffusion_forward(void **state) {
   // The VAE folder on the same file: encodes vae_in, decodes sample.
   snprintf(args, sizeof args, "forward --model %s/unet/vae --inputs %s/unet/io.safetensors --output %s", VKP_FIXTURES_DIR,
            VKP_FIXTURES_DIR, out);
-  expect(args, 0, NULL);
+  vkp_cli_expect(args, 0, NULL);
   if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
   compare_tensor(got, want, "vae_mean", 0, 0, 1e-4);
   compare_tensor(got, want, "vae_logvar", 0, 0, 1e-4);
@@ -248,7 +228,7 @@ static void test_diffusion_forward(void **state) {
   vkp_safetensors_writer_free(w);
   free(sample), free(ctx);
   snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s --output %s", VKP_FIXTURES_DIR, in, out);
-  expect(args, 0, NULL);
+  vkp_cli_expect(args, 0, NULL);
   if (vkp_safetensors_open(out, &got, &err)) fail_msg("%s", err.msg);
   compare_tensor(got, want, "noise_pred", 0, 4 * 16 * 16, 1e-4);
   vkp_safetensors_free(got);
@@ -256,11 +236,11 @@ static void test_diffusion_forward(void **state) {
   // Missing inputs name the tensor; info describes both folders.
   snprintf(args, sizeof args, "forward --model %s/unet/unet --inputs %s/clip/io.safetensors --output %s", VKP_FIXTURES_DIR,
            VKP_FIXTURES_DIR, out);
-  expect(args, 2, "no tensor 'sample'");
+  vkp_cli_expect(args, 2, "no tensor 'sample'");
   snprintf(args, sizeof args, "info --model %s/unet/unet", VKP_FIXTURES_DIR);
-  expect(args, 0, "UNet2DConditionModel, 4 -> 4 channels, blocks 32 (cross-attn) / 64");
+  vkp_cli_expect(args, 0, "UNet2DConditionModel, 4 -> 4 channels, blocks 32 (cross-attn) / 64");
   snprintf(args, sizeof args, "info --model %s/unet/vae", VKP_FIXTURES_DIR);
-  expect(args, 0, "AutoencoderKL, 3 -> 4 latent channels (x2 downsampling)");
+  vkp_cli_expect(args, 0, "AutoencoderKL, 3 -> 4 latent channels (x2 downsampling)");
 }
 
 // LoRA files as users have them: `forward --adapter` with the fixture's kohya file, its diffusers
@@ -291,7 +271,7 @@ static void test_diffusion_lora_files(void **state) {
     else
       snprintf(args, sizeof args, "forward --model %s --adapter %s --inputs %s/unet/io.safetensors --output %s", dir, peft,
                VKP_FIXTURES_DIR, out[i]);
-    expect(args, 0, NULL);
+    vkp_cli_expect(args, 0, NULL);
   }
   vkp_safetensors *g[3];
   for (int i = 0; i < 3; i++)
@@ -322,15 +302,15 @@ static void test_diffusion_lora_files(void **state) {
   vkp_safetensors_writer_free(w);
   snprintf(args, sizeof args, "forward --model %s --adapter %s --inputs %s/unet/io.safetensors --output %s", dir, bad,
            VKP_FIXTURES_DIR, out[0]);
-  expect(args, 2, "bad_lora.safetensors: rank mismatch: 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight' has rank 4");
+  vkp_cli_expect(args, 2, "bad_lora.safetensors: rank mismatch: 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight' has rank 4");
   if (vkp_safetensors_writer_new(&w, &err) ||
       vkp_safetensors_writer_add_f32(w, "lora_unet_down_blocks_5_attn1_to_q.lora_down.weight", VKP_DTYPE_F32, 2, (int64_t[]){4, 32}, v, &err) ||
       vkp_safetensors_writer_save(w, bad, &err))
     fail_msg("%s", err.msg);
   vkp_safetensors_writer_free(w);
-  expect(args, 2, "bad_lora.safetensors: no key names a module of the model (1 keys; the first: 'lora_unet_down_blocks_5_attn1_to_q.lora_down.weight')");
+  vkp_cli_expect(args, 2, "bad_lora.safetensors: no key names a module of the model (1 keys; the first: 'lora_unet_down_blocks_5_attn1_to_q.lora_down.weight')");
   snprintf(args, sizeof args, "info --model %s --adapter %s/unet/lora/kohya.safetensors:0.5", dir, VKP_FIXTURES_DIR);
-  expect(args, 0, "lora");
+  vkp_cli_expect(args, 0, "lora");
 }
 
 static int setup(void **state) {

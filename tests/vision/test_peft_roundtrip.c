@@ -754,7 +754,7 @@ static void test_bad_adapters(void **s) {
   vkp_ctx *ctx = vkp_test_ctx();
   const bad_case cases[] = {
       {"r_mismatch", "{\"r\": 8}", NULL, 0, VKP_ERR_SHAPE,
-       {"adapter_model.safetensors", "lora_A.weight' has 192 elements", "needs 384"}},
+       {"adapter_model.safetensors", "lora_A.weight' has shape (4, 48)", "needs (8, 48)"}},
       {"no_target_match", "{\"target_modules\": [\"nonexistent\"]}", NULL, 0, VKP_ERR_NOT_FOUND,
        {"no_target_match", "no module matches target_modules"}},
       {"unknown_key", "{\"lora_fancy\": 1}", NULL, 0, VKP_ERR_INVALID,

@@ -520,6 +520,38 @@ static void base_dtype_case(const char *label, double *worst_logits, double *wor
   vkp_vit_free(v);
 }
 
+// Activation checkpointing on the ViT (every layer a segment) with each kind of method inside the
+// layers: logits and every adapter gradient bit-identical to the run that keeps activations.
+static void test_checkpointing(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  const char *labels[] = {"lora", "dora", "loha", "ia3", "vera", "houlsby", "vpt_deep", "prefix", "masked_random", "oft"};
+  for (size_t i = 0; i < sizeof labels / sizeof *labels; i++) {
+    vkp_vit *v = make_base();
+    vkp_peft_config c;
+    make_config(labels[i], &c);
+    c.init_weights = false;
+    vkp_adapter *a;
+    VKP_ASSERT_OK(ctx, vkp_peft_attach(v->model, &c, 78, &a));
+    vkp_peft_config_clear(&c);
+    run_out plain, ck;
+    run_forward_backward(v, &plain);
+    v->model->gradient_checkpointing = true;
+    run_forward_backward(v, &ck);
+    assert_memory_equal(plain.logits, ck.logits, sizeof plain.logits);
+    vkp_param **tp;
+    vkp_model_trainable(v->model, &tp);
+    for (int k = 0; k < plain.nt; k++)
+      if (memcmp(plain.grads[k], ck.grads[k], (size_t)vkp_param_numel(tp[k]) * 4))
+        fail_msg("%s: gradient of %s differs with activation checkpointing", labels[i], tp[k]->name);
+    printf("  %-14s checkpointed: logits and %d gradients bit-identical\n", labels[i], plain.nt);
+    free(tp);
+    run_out_free(&plain);
+    run_out_free(&ck);
+    vkp_vit_free(v);
+  }
+}
+
 static void test_base_half(void **state) {
   (void)state;
   const char *labels[] = {"lora", "rslora", "dora", "loha", "lokr", "ia3", "vera", "houlsby", "adaptformer",
@@ -547,6 +579,7 @@ int main(void) {
       cmocka_unit_test(test_masked_random), cmocka_unit_test(test_masked_magnitude), cmocka_unit_test(test_hybrid),
       cmocka_unit_test(test_full),          cmocka_unit_test(test_linear_probe),  cmocka_unit_test(test_oft),
       cmocka_unit_test(test_gradients),     cmocka_unit_test(test_base_half),
+      cmocka_unit_test(test_checkpointing),
   };
   return cmocka_run_group_tests(tests, setup, vkp_test_teardown);
 }

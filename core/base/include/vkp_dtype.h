@@ -2,6 +2,7 @@
 #ifndef VKP_DTYPE_H
 #define VKP_DTYPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,12 @@ uint16_t vkp_f32_to_f16(float f);
 float vkp_f16_to_f32(uint16_t h);
 uint16_t vkp_f32_to_bf16(float f);
 float vkp_bf16_to_f32(uint16_t b);
+
+// True for the dtypes weights are stored in (F32, F16, BF16).
+bool vkp_dtype_is_weight(vkp_dtype dt);
+// Writes a shape as "(d0, d1, ...)" ("()" for a scalar; a negative dim, meaning "any", as "*")
+// into out and returns out.
+const char *vkp_shape_text(int ndim, const int64_t *shape, char *out, size_t cap);
 
 // Converts n elements of any numeric dtype to f32 (src and dst must not overlap).
 void vkp_convert_to_f32(vkp_dtype src_dt, const void *src, float *dst, size_t n);

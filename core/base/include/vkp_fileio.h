@@ -15,7 +15,10 @@
 // the same directory, which is fsynced, closed and renamed over `path`; then the directory is
 // fsynced. On any failure the temporary file is removed and an existing file at `path` is left
 // untouched. A new file gets mode 0666 & ~umask; a replaced regular file keeps its mode.
-// If `path` is a symbolic link, the link itself is replaced.
+// Only a regular file is replaced: when `path` is a symbolic link, a FIFO, a device or a directory
+// the write is refused (VKP_ERR_IO, the message says what it is), never done through the link.
+// Temporary files of `path` left by writers that were killed (`path.tmp.XXXXXXXX`, no longer
+// locked by a running writer: each writer holds a flock on its own) are removed first.
 // Errors: VKP_ERR_INVALID (bad arguments), VKP_ERR_IO (create/write/sync/rename failed).
 vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, const size_t *sizes,
                                  int nchunks, vkp_error *err);
@@ -35,5 +38,29 @@ vkp_status vkp_dir_create(const char *path, vkp_error *err);
 // followed). A path that does not exist is fine. Errors: VKP_ERR_IO (something could not be
 // removed; the rest is still removed).
 vkp_status vkp_path_remove_all(const char *path, vkp_error *err);
+
+// ---- a whole folder, written atomically --------------------------------------------------------
+// Writes a folder of files so that `path` is either the old folder or the complete new one, never
+// a mix: the files go into a new sibling folder `path.tmp.XXXXXXXX` (locked with flock while it is
+// written, so the next transaction on `path` removes the folders of killed writers), which then
+// replaces `path` in one rename (renameat2 RENAME_EXCHANGE; where the filesystem lacks it, two
+// renames with the old folder moved aside first). Usage:
+//   vkp_dir_txn t;  VKP_TRY(vkp_dir_txn_begin(&t, out, err));
+//   st = write files under t.tmp ...;  st = st ? (vkp_dir_txn_abort(&t), st) : vkp_dir_txn_commit(&t, err);
+#define VKP_DIR_TXN_PATH_MAX 4096
+typedef struct vkp_dir_txn {
+  char path[VKP_DIR_TXN_PATH_MAX];   // the folder being replaced
+  char tmp[VKP_DIR_TXN_PATH_MAX];    // where the new contents go
+  int lock_fd;                       // open, flock'ed descriptor of tmp (-1 when none)
+} vkp_dir_txn;
+
+// Creates t->tmp (and the parents of `path`). Errors: VKP_ERR_INVALID (path too long),
+// VKP_ERR_IO (`path` exists and is not a directory, or the folder cannot be created).
+vkp_status vkp_dir_txn_begin(vkp_dir_txn *t, const char *path, vkp_error *err);
+// Puts t->tmp in place of t->path and removes the old folder. On failure t->path is unchanged and
+// t->tmp is removed. Errors: VKP_ERR_IO.
+vkp_status vkp_dir_txn_commit(vkp_dir_txn *t, vkp_error *err);
+// Removes t->tmp and everything in it; t->path is untouched.
+void vkp_dir_txn_abort(vkp_dir_txn *t);
 
 #endif

@@ -54,13 +54,26 @@ vkp_status vkp_png_encode(const vkp_image *img, const vkp_png_text *text, int n_
 vkp_status vkp_png_write(const char *path, const vkp_image *img, const vkp_png_text *text,
                          int n_text, vkp_error *err);
 
+// ---- the decoding limit ------------------------------------------------------------------------------
+// Every image reader (PNG here, the data sets' stb_image decoder, `vkpeft predict`) checks the
+// size an image *declares* before decoding it: a small file may declare 16384 x 16384 pixels and
+// cost gigabytes per decoding thread. The limit is 64 megapixels (and a side of at most
+// max(16384, sqrt(limit)) pixels); the environment variable VKPEFT_MAX_IMAGE_PIXELS (a pixel
+// count) raises or lowers it.
+#define VKP_IMAGE_MAX_PIXELS_DEFAULT ((size_t)1 << 26)
+// The limit in effect (VKPEFT_MAX_IMAGE_PIXELS when set to a positive integer, else the default).
+size_t vkp_image_max_pixels(void);
+// VKP_OK when a width x height image is within the limit; else VKP_ERR_FORMAT with a message that
+// names `what`, the declared size, the limit and how to raise it.
+vkp_status vkp_image_check_size(const char *what, int64_t width, int64_t height, vkp_error *err);
+
 // Decodes a PNG held in memory; `name` is used in error messages (NULL = "PNG data").
 // Any PNG is converted to 8 bits per sample: palettes become RGB, a tRNS chunk becomes an alpha
 // channel, 16-bit samples are reduced, low-bit grey is expanded. *out: new image (vkp_image_free).
 // If text is non-NULL, *text receives every tEXt/zTXt/iTXt chunk (before and after the image
 // data) as one allocation holding the array and its strings (free(*text) frees all; NULL when
 // there are none) and *n_text their count.
-// Errors: VKP_ERR_FORMAT (not a PNG, corrupt), VKP_ERR_OOM.
+// Errors: VKP_ERR_FORMAT (not a PNG, corrupt, over the decoding limit), VKP_ERR_OOM.
 vkp_status vkp_png_decode(const void *data, size_t len, const char *name, vkp_image **out,
                           vkp_png_text **text, int *n_text, vkp_error *err);
 

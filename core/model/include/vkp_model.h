@@ -67,6 +67,7 @@ typedef struct vkp_model {
   void (*peft_free)(struct vkp_model *m);   // set by the PEFT layer: frees `peft` and the slots
   const vkp_nn_hooks *nn_hooks;  // set by the PEFT layer: applies adapters in the layer calls (vkp_nn.h)
   bool training;                 // dropout active
+  bool gradient_checkpointing;   // forward code puts each block in an activation-checkpoint segment
   vkp_graph *graph;              // graph being built (vkp_model_begin_graph)
   vkp_error err;
 } vkp_model;
@@ -141,6 +142,13 @@ vkp_status vkp_model_load_safetensors_opts(vkp_model *m, const char *path, const
 typedef bool (*vkp_param_filter)(const vkp_param *p, void *user);
 vkp_status vkp_model_save_safetensors(vkp_model *m, const char *path, vkp_param_filter filter, void *user,
                                       const char *const *metadata_kv, int n_metadata);
+
+// A model's forward code brackets each repeated block (a transformer layer, a ResNet block) with
+// these: when m->gradient_checkpointing is set, the block becomes an activation-checkpoint
+// segment of the graph being built (vkp_graph_checkpoint_begin/end), recomputed in backward
+// instead of kept. No-ops otherwise.
+void vkp_model_block_begin(vkp_model *m);
+void vkp_model_block_end(vkp_model *m);
 
 // Graph building: resets every parameter's tensor so it is created in `g` on first use.
 void vkp_model_begin_graph(vkp_model *m, vkp_graph *g);

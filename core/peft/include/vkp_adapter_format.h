@@ -22,7 +22,8 @@
 // Options of one read or write.
 typedef struct vkp_adapter_io {
   const char *key_prefix;     // a format's prefix of this model's keys in a shared file ("lora_unet_",
-                              // "unet."), NULL for the format's default
+                              // "unet.", "lora_te_"), NULL for the format's default; keys under the
+                              // format's other prefixes are then another model's and skipped silently
   const char *adapter_name;   // read: name of the attached adapter (NULL: the file's, else "default")
   bool skip_unmatched;        // read (kohya, diffusers): keys that name no module of the model are skipped
                               // with one warning on stderr (A1111 ignores them); default: an error listing
@@ -31,6 +32,8 @@ typedef struct vkp_adapter_io {
                               // 1), as diffusers loads such a file
   const char *base_model_version;   // write (kohya): `ss_base_model_version` ("sd_v1", "sd_v2",
                                     // "sdxl_base_v1-0") in __metadata__; NULL: not written
+  const char *const *metadata;      // write (kohya): more __metadata__ entries (a trainer's ss_* keys),
+                                    // key, value, key, value, ..., NULL; written after (over) the above
 } vkp_adapter_io;
 
 typedef struct vkp_adapter_format {
@@ -136,7 +139,8 @@ vkp_status vkp_lowrank_build(vkp_model *m, const char *path, vkp_lowrank_entry *
 // terminated) and names the module whose name, after the prefix ('.' -> '_' when `underscores`),
 // is the rest. A prefix none of whose stems names a module is another model's (skipped, noted on
 // stderr); other keys that match nothing are an error naming the first few (io->skip_unmatched:
-// a warning); no match at all is always an error.
+// a warning); no match at all is always an error. With io->key_prefix only stems under it are
+// taken; stems under the other `prefixes` (the format's parts) are skipped without a note.
 vkp_status vkp_lowrank_group(vkp_model *m, const char *path, const vkp_safetensors *sf, const vkp_adapter_io *io,
                              const char *const *prefixes, bool underscores,
                              bool (*split)(const char *key, char *stem, size_t cap, int *role, bool *peft_dora),

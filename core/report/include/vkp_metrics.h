@@ -8,8 +8,8 @@
 // null (JSON has no NaN) and read back as NaN.
 //
 // Resuming: a run restarted from the checkpoint of step S opens the log with keep_through_step = S,
-// which drops the records of steps > S written after that checkpoint (and a line torn by a crash),
-// so the resumed run does not log those steps twice.
+// which drops the records of steps > S written after that checkpoint (and lines that are not
+// records: a line torn by a crash, garbage), so the resumed run does not log those steps twice.
 #ifndef VKP_METRICS_H
 #define VKP_METRICS_H
 
@@ -25,10 +25,10 @@ typedef struct vkp_metrics_writer vkp_metrics_writer;
 // keep_through_step for a new run: start with an empty file.
 #define VKP_METRICS_NEW_RUN (-1)
 
-// Opens `path` for appending. keep_through_step >= 0: keeps the lines whose "step" is <= it (and
-// lines without a numeric step, which are not ours to judge), drops the rest and a final line that
-// has no newline or is not valid JSON; the file is rewritten atomically, and only when something
-// is dropped. VKP_METRICS_NEW_RUN: an existing file is emptied. A missing file is created.
+// Opens `path` for appending. keep_through_step >= 0: keeps the records (JSON objects with a
+// numeric "step") whose step is <= it and drops everything else: later records, lines that are
+// not records (garbage, a line torn by a crash); the file is rewritten atomically, and only when
+// something is dropped. VKP_METRICS_NEW_RUN: an existing file is emptied. A missing file is created.
 // Errors: VKP_ERR_INVALID, VKP_ERR_IO (messages name the file), VKP_ERR_OOM.
 vkp_status vkp_metrics_open(const char *path, int64_t keep_through_step, vkp_metrics_writer **out,
                             vkp_error *err);

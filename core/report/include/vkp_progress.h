@@ -37,6 +37,10 @@ typedef struct vkp_progress_opts {
 // function below accepts NULL and then does nothing, so callers need no checks.
 vkp_progress *vkp_progress_new(const vkp_progress_opts *opts);
 
+// A trainer's bar on stdout ("train", images per second), already showing `step` of `total` steps
+// (a resumed run starts where it left off). NULL only when out of memory.
+vkp_progress *vkp_progress_new_train(int64_t total, int64_t step);
+
 // Reports progress: `step` steps done of total, `items` processed so far in total (images,
 // tokens; 0 when not counted), the latest loss (NaN = none) and optional extra text shown after
 // it (e.g. "acc 91.2%"; copied). Draws when the redraw/log interval has passed.

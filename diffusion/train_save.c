@@ -1,0 +1,133 @@
+// train_save.c — the adapter files of a diffusion run (final and in checkpoints): the HF PEFT
+// folder (always in checkpoints: resume reads it), a kohya file with the training metadata kohya's
+// train_network.py writes (ss_* keys, every value a string), and the diffusers/PEFT layout file,
+// each where the method has a place in the format.
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_internal.h"
+#include "vkp_adapter_format.h"
+#include "vkp_config.h"
+
+#define META_MAX 48
+
+typedef struct meta {
+  const char *kv[2 * META_MAX + 1];
+  char val[META_MAX][160];
+  int n;
+} meta;
+
+static void put(meta *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(meta *m, const char *key, const char *fmt, ...) {
+  if (m->n >= META_MAX) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m->val[m->n], sizeof m->val[m->n], fmt, ap);
+  va_end(ap);
+  m->kv[2 * m->n] = key, m->kv[2 * m->n + 1] = m->val[m->n];
+  m->n++;
+  m->kv[2 * m->n] = NULL;
+}
+
+static const char *py_bool(bool b) { return b ? "True" : "False"; }
+
+// kohya's training metadata (train_network.py's `metadata` dict, as str() of each value).
+static void kohya_metadata(const vkp_dtrainer *t, meta *m) {
+  const cJSON *c = t->cfg;
+  const vkp_train_keys *k = &t->k;
+  const char *model = vkp_config_string(c, "model.pretrained"), *slash = strrchr(model, '/');
+  const char *version = vkp_config_string(c, "model.base_model_version");
+  int64_t per_epoch = vkp_loader_steps_per_epoch(t->loader);
+  size_t epoch_samples = vkp_loader_epoch_samples(t->loader);
+  int64_t updates = per_epoch / k->accum;
+  const char *opt = vkp_config_string(c, "train.optimizer");
+  m->n = 0, m->kv[0] = NULL;
+  put(m, "ss_output_name", "%s", vkp_config_string(c, "save.name"));
+  put(m, "ss_sd_model_name", "%s", slash && slash[1] ? slash + 1 : model);
+  put(m, "ss_learning_rate", "%g", k->lr);
+  put(m, "ss_unet_lr", "%g", k->lr);
+  put(m, "ss_num_train_images", "%zu", epoch_samples);   // repeats included, as kohya counts
+  put(m, "ss_num_reg_images", "0");
+  put(m, "ss_num_batches_per_epoch", "%lld", (long long)per_epoch);
+  put(m, "ss_num_epochs", "%lld", (long long)(updates > 0 ? (t->o.total_steps + updates - 1) / updates : 1));
+  put(m, "ss_epoch", "%lld", (long long)(epoch_samples ? t->micro * k->batch / (int64_t)epoch_samples : 0));
+  put(m, "ss_steps", "%lld", (long long)t->step);
+  put(m, "ss_batch_size_per_device", "%ld", k->batch);
+  put(m, "ss_total_batch_size", "%ld", k->batch * k->accum);
+  put(m, "ss_gradient_checkpointing", "False");
+  put(m, "ss_gradient_accumulation_steps", "%ld", k->accum);
+  put(m, "ss_max_train_steps", "%lld", (long long)t->o.total_steps);
+  put(m, "ss_lr_warmup_steps", "%lld", (long long)t->o.sched.warmup_steps);
+  put(m, "ss_lr_scheduler", "%s", vkp_config_string(c, "train.schedule"));
+  put(m, "ss_mixed_precision", "no");
+  put(m, "ss_full_fp16", "False");
+  put(m, "ss_v2", "%s", py_bool(version && !strncmp(version, "sd_v2", 5)));
+  put(m, "ss_v_parameterization", "%s", py_bool(t->v_prediction));
+  put(m, "ss_resolution", "(%d, %d)", t->resolution, t->resolution);
+  put(m, "ss_clip_skip", "%g", vkp_config_number(c, "model.clip_skip"));
+  put(m, "ss_max_token_length", "None");
+  put(m, "ss_color_aug", "False");
+  put(m, "ss_flip_aug", "%s", py_bool(t->hflip > 0));
+  put(m, "ss_random_crop", "%s", py_bool(t->random_crop));
+  put(m, "ss_shuffle_caption", "%s", py_bool(t->shuffle_captions));
+  put(m, "ss_keep_tokens", "%ld", t->keep_tokens);
+  put(m, "ss_caption_dropout_rate", "%g", t->caption_dropout);
+  put(m, "ss_cache_latents", "%s", py_bool(t->cache_latents && !t->random_crop));
+  put(m, "ss_enable_bucket", "False");
+  put(m, "ss_seed", "%llu", (unsigned long long)k->seed);
+  put(m, "ss_noise_offset", "%g", t->noise_offset);
+  put(m, "ss_min_snr_gamma", "%g", t->min_snr_gamma);
+  put(m, "ss_zero_terminal_snr", "%s", py_bool(vkp_config_bool(c, "train.zero_terminal_snr")));
+  put(m, "ss_min_timestep", "%ld", t->t_min);
+  put(m, "ss_max_timestep", "%ld", t->t_max);
+  put(m, "ss_masked_loss", "%s", py_bool(t->masked_loss));
+  put(m, "ss_max_grad_norm", "%g", k->max_grad_norm);
+  if (opt && !strcmp(opt, "sgd")) put(m, "ss_optimizer", "torch.optim.sgd.SGD(momentum=%g,weight_decay=%g)", k->momentum, k->weight_decay);
+  else put(m, "ss_optimizer", "torch.optim.adamw.AdamW(weight_decay=%g,betas=(%g, %g))", k->weight_decay, k->beta1, k->beta2);
+  put(m, "ss_training_comment", "trained with vkpeft");
+}
+
+static bool wants(const cJSON *c, const char *format) {
+  const cJSON *f;
+  cJSON_ArrayForEach(f, vkp_config_get(c, "save.formats")) if (cJSON_IsString(f) && !strcmp(f->valuestring, format)) return true;
+  return false;
+}
+
+// One single-file format; a method the format has no place for is skipped (said once, at the end).
+static vkp_status write_file(vkp_dtrainer *t, vkp_adapter *a, const char *path, const char *format, const vkp_adapter_io *io,
+                             bool final, vkp_error *err) {
+  vkp_status st = vkp_adapter_write(t->unet->model, a, path, format, io);
+  if (st == VKP_ERR_UNSUPPORTED) {
+    if (final && !t->quiet) printf("vkpeft train: not saved as %s: %s\n", format, vkp_ctx_error(t->ctx));
+    return VKP_OK;
+  }
+  return st ? vkp_error_set(err, st, "%s", vkp_ctx_error(t->ctx)) : VKP_OK;
+}
+
+vkp_status vkp_dtrain_save_adapters(vkp_dtrainer *t, const char *dir, bool final, vkp_error *err) {
+  vkp_model *m = t->unet->model;
+  int n = vkp_peft_count(m);
+  if (!final || wants(t->cfg, "peft")) VKP_TRY(vkp_trainer_save_adapters(m, dir, NULL, NULL, err));
+  meta md;
+  kohya_metadata(t, &md);
+  const char *name = vkp_config_string(t->cfg, "save.name");
+  vkp_adapter_io io = {.base_model_version = vkp_config_string(t->cfg, "model.base_model_version"), .metadata = md.kv};
+  char path[VKP_CHECKPOINT_PATH_MAX + 160];
+  for (int k = 0; k < n; k++) {
+    vkp_adapter *a = vkp_peft_get(m, k);
+    char sfx[24] = "";
+    if (n > 1) snprintf(sfx, sizeof sfx, "_%d", k);
+    if (wants(t->cfg, "kohya")) {
+      snprintf(path, sizeof path, "%s/%s%s.safetensors", dir, name, sfx);
+      VKP_TRY(write_file(t, a, path, "kohya", &io, final, err));
+    }
+    if (wants(t->cfg, "diffusers")) {
+      snprintf(path, sizeof path, "%s/pytorch_lora_weights%s.safetensors", dir, sfx);
+      VKP_TRY(write_file(t, a, path, "diffusers", NULL, final, err));
+    }
+  }
+  return VKP_OK;
+}

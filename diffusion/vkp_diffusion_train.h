@@ -1,0 +1,122 @@
+// vkp_diffusion_train.h — LoRA (and any other core PEFT method) training of a Stable-Diffusion-shaped
+// pipeline's UNet: `vkpeft train CONFIG.json` with `"task": "diffusion"`.
+//
+// model.pretrained is a diffusers pipeline folder (unet/, vae/, text_encoder/ + tokenizer/,
+// scheduler/scheduler_config.json). Everything is frozen except the adapters of the `peft` list,
+// which target the UNet's diffusers module names (attention to_q/to_k/to_v/to_out.0, proj_in,
+// ff.net.*, ResNet conv1/conv2, ...).
+//
+// Data (data.train, data.val: vkp_pairs specs as the CLIP trainer takes them: a kohya caption
+// folder with N_name repeat folders, a CSV/JSONL list, emoji-noto / emoji-emojione, several joined
+// with '+'): every image resized (shorter side) to data.resolution and center-cropped
+// (data.crop "center") or randomly cropped (data.crop "random": RandomResizedCrop with scale
+// [data.crop_scale, 1], ratio 1); flipped with probability data.hflip; RGBA composited onto
+// data.alpha ("white", "black", "drop") for the VAE, the alpha kept as the loss mask
+// (train.masked_loss). Captions: the first line (data.first_caption) or a random one, shuffled
+// as comma-separated tags after the first data.keep_tokens (data.shuffle_captions), data.trigger
+// prepended ("trigger, caption"), dropped to "" with probability data.caption_dropout.
+//
+// Latent cache (data.cache_latents, center crop): every image is encoded once by the frozen VAE
+// (posterior mean and std, and the flipped image's when data.hflip > 0: one cache entry per
+// variant; a fresh posterior sample per step) into data.cache_dir (default
+// $XDG_CACHE_HOME/vkpeft/latents or ~/.cache/vkpeft/latents), one folder per hash of the VAE
+// (weights file path, size, mtime; config), resolution, crop and alpha mode, one file per hash
+// of an image's path, size and mtime; later runs reuse the files. data.crop "random" encodes each
+// batch in the step instead (a random crop has no finite set of variants to cache); validation
+// latents are still cached. Text states: encoded per step by the frozen text encoder, cached per
+// distinct caption string when captions are not shuffled.
+//
+// Objective (diffusers' train_text_to_image_lora.py / kohya's train_network.py): latents =
+// (sample − shift) · scaling_factor; noise ε ~ N(0, I) (+ train.noise_offset · N(0, 1) per sample
+// and channel); t uniform in [train.min_timestep, train.max_timestep) (max 0: T); noisy =
+// √ᾱ_t latents + √(1 − ᾱ_t) ε from the pipeline's scheduler_config.json (train.zero_terminal_snr
+// rescales the betas; train.prediction_type overrides the file's); target ε (epsilon) or
+// √ᾱ_t ε − √(1 − ᾱ_t) latents (v_prediction); loss = mean over the batch of
+// w_i · mean over (C, h, w) of mask · (pred − target)², w_i the min-SNR-γ weight
+// (train.min_snr_gamma > 0) else 1, mask the alpha channel area-downsampled to the latent size
+// (train.masked_loss) else 1.
+//
+// A run directory as the other trainers': config.json, metrics.jsonl ({"loss": plain MSE,
+// "loss_weighted": the objective, "lr", "grad_norm", "images_per_s", ...} every log_every steps,
+// {"val_loss"} at each evaluation: plain MSE at fixed (image, timestep, noise) triples of the
+// validation images, or of the first train.val_limit training images without a validation set),
+// checkpoints/step-N/ (the adapter files below, optimizer, trainer state; `--resume` continues bit
+// for bit), and at the end adapter/ (HF PEFT folder), <save.name>.safetensors (kohya, with kohya's
+// ss_* training metadata) and pytorch_lora_weights.safetensors (diffusers layout) — each where the
+// method has a place in the format (kohya: LoRA, DoRA, LoHa, LoKr; diffusers: LoRA, DoRA).
+// samples/step-NNNNNN.png every samples.every steps and at the end when samples.prompts is given:
+// a grid with one column per prompt (seed samples.seed + column; samples.steps, .cfg, .sampler,
+// .negative_prompt as in `vkpeft generate`), the adapters off in the first row, on in the second.
+#ifndef VKP_DIFFUSION_TRAIN_H
+#define VKP_DIFFUSION_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "vkp_device.h"
+#include "vkp_status.h"
+
+extern const char vkp_diffusion_train_defaults[];   // the defaults document (JSON), "task": "diffusion"
+
+// Resolves a config: defaults <- file (may be NULL) <- `key=value` overrides; checks the list keys.
+vkp_status vkp_diffusion_train_config(const char *path, const char *const *sets, int nsets, cJSON **out, vkp_error *err);
+
+typedef struct vkp_diffusion_train_summary {
+  int64_t steps;
+  double final_loss;            // plain MSE of the last log window (NaN: none)
+  double final_loss_weighted;   // the objective of the last log window
+  double val_loss;              // last validation loss (NaN: none)
+  double images_per_s, seconds;
+  int64_t latents_encoded;      // images encoded by the VAE into the cache in this run
+  int64_t latents_reused;       // images whose latents came from the cache folder
+  int64_t trainable_params, total_params;
+  char run_dir[1024];
+} vkp_diffusion_train_summary;
+
+typedef struct vkp_diffusion_trainer vkp_diffusion_trainer;
+
+// Trains per cfg into cfg.output_dir, or continues the run in resume_dir. quiet: no progress.
+vkp_status vkp_diffusion_train(vkp_ctx *ctx, const cJSON *cfg, const char *resume_dir, bool quiet,
+                               vkp_diffusion_train_summary *summary, vkp_error *err);
+
+// The trainer underneath, for tests that step it by hand.
+vkp_status vkp_diffusion_trainer_new(vkp_ctx *ctx, const cJSON *cfg, const char *resume_dir, bool quiet,
+                                     vkp_diffusion_trainer **out, vkp_error *err);
+void vkp_diffusion_trainer_free(vkp_diffusion_trainer *t);
+// One optimizer step (grad_accum micro-batches); *loss: the mean objective over them.
+vkp_status vkp_diffusion_trainer_step(vkp_diffusion_trainer *t, double *loss, vkp_error *err);
+// The rest of the run (loop, evaluation, checkpoints, final files).
+vkp_status vkp_diffusion_trainer_run(vkp_diffusion_trainer *t, vkp_diffusion_train_summary *summary, vkp_error *err);
+// The validation loss now (plain MSE at the fixed triples).
+vkp_status vkp_diffusion_trainer_val_loss(vkp_diffusion_trainer *t, double *loss, vkp_error *err);
+
+// ---- test hooks ------------------------------------------------------------------------------
+// What the last micro-batch was, on the host (recording on). Valid until the next step or _free.
+typedef struct vkp_diffusion_batch_record {
+  int n, channels, height, width;   // batch, latent shape
+  int num_train_timesteps;
+  const size_t *images;      // (n) the training set's image index of each sample
+  const float *latents;      // (n, C, h, w) x0: scaled posterior samples
+  const float *noise;        // (n, C, h, w) ε (offset included)
+  const int *timesteps;      // (n)
+  const float *noisy;        // (n, C, h, w) the UNet's input
+  const float *target;       // (n, C, h, w)
+  const float *snr_weight;   // (n) w_i
+  const float *mask;         // (n, h, w) the loss mask (1 without masked_loss)
+  const float *pred;         // (n, C, h, w) the UNet's output
+  float loss;                // the objective the graph computed
+  float mse;                 // plain MSE
+  bool v_prediction;
+  double min_snr_gamma;
+} vkp_diffusion_batch_record;
+void vkp_diffusion_trainer_record(vkp_diffusion_trainer *t, bool on);
+const vkp_diffusion_batch_record *vkp_diffusion_trainer_last_batch(const vkp_diffusion_trainer *t);
+// The next micro-batch uses these noise values ((n, C, h, w), offset not added) and timesteps
+// instead of drawing them (copied; NULL: draw).
+void vkp_diffusion_trainer_force(vkp_diffusion_trainer *t, const float *noise, const int *timesteps);
+// Images whose latents this trainer encoded with the VAE, and those read from the cache folder.
+void vkp_diffusion_trainer_cache_counts(const vkp_diffusion_trainer *t, int64_t *encoded, int64_t *reused);
+
+#endif

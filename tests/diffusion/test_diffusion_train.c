@@ -1,0 +1,578 @@
+// test_diffusion_train.c — `vkpeft train` with "task": "diffusion" on a tiny pipeline put together
+// here (the fixture UNet with cross_attention_dim 32 and VAE of ../shared/fixtures/unet, the
+// fixture CLIP's text tower of hidden size 32 as text encoder, a DDPM scaled_linear scheduler) and a
+// kohya caption folder of 16x16 RGBA shapes written here:
+//   (a) one micro-batch's objective against a float64 reference computed here from forced noise and
+//       timesteps: noisy latents, epsilon and v targets, min-SNR-γ weights, the alpha loss mask
+//       (from the images' own alpha), the loss from the UNet output read back;
+//   (b) the validation loss at fixed triples falls over 30 steps of memorising the images;
+//   (c) a run stopped after N steps and resumed for N more ends with bit-identical adapter tensors
+//       and one metrics line per step, equal to the uninterrupted run's;
+//   (d) the saved kohya / diffusers / PEFT files give identical final latents in `vkpeft generate`,
+//       different from the base model's (LoRA, DoRA, LoHa), and the kohya file carries ss_* metadata;
+//       the sample grids written while training show generate's images without and with the adapter;
+//   (e) the latent cache: a second run encodes nothing, a changed setting re-encodes;
+//   (f) bad input through the CLI: one line naming the file or key, exit status 2.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vkp_cli_run.h"
+#include "vkp_config.h"
+#include "vkp_diffusion_train.h"
+#include "vkp_fileio.h"
+#include "vkp_metrics.h"
+#include "vkp_png.h"
+#include "vkp_rng.h"
+#include "vkp_safetensors.h"
+#include "vkp_test.h"
+#include "train_internal.h"   // vkp_dtrain_caption
+
+static char tmp_root[256], pipe_dir[320], pairs_dir[320], cache_dir[320];
+
+#define N_IMAGES 6
+#define RES 16
+
+static void write_text(const char *path, const char *text) {
+  vkp_error err = {0};
+  const void *chunk = text;
+  size_t len = strlen(text);
+  if (vkp_file_write_atomic(path, &chunk, &len, 1, &err)) fail_msg("%s", err.msg);
+}
+
+static void link_to(const char *target, const char *dir, const char *name) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  if (symlink(target, p)) fail_msg("symlink %s", p);
+}
+
+// The pipeline folder: symlinks to the fixtures, a DDPM scheduler config, model_index.json.
+static void write_pipeline(void) {
+  vkp_error err = {0};
+  char p[600];
+  snprintf(p, sizeof p, "%s/scheduler", pipe_dir);
+  if (vkp_dir_create(p, &err)) fail_msg("%s", err.msg);
+  link_to(vkp_fixture_path("unet/unet"), pipe_dir, "unet");
+  link_to(vkp_fixture_path("unet/vae"), pipe_dir, "vae");
+  link_to(vkp_fixture_path("clip/model"), pipe_dir, "text_encoder");
+  link_to(vkp_fixture_path("clip/model"), pipe_dir, "tokenizer");
+  snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", pipe_dir);
+  write_text(p, "{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": 1000, \"beta_start\": 0.00085,"
+                " \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\", \"clip_sample\": false, \"steps_offset\": 1}");
+  snprintf(p, sizeof p, "%s/model_index.json", pipe_dir);
+  write_text(p, "{\"_class_name\": \"StableDiffusionPipeline\", \"unet\": [\"diffusers\", \"UNet2DConditionModel\"],"
+                " \"vae\": [\"diffusers\", \"AutoencoderKL\"], \"text_encoder\": [\"transformers\", \"CLIPTextModel\"],"
+                " \"tokenizer\": [\"transformers\", \"CLIPTokenizer\"], \"scheduler\": [\"diffusers\", \"DDPMScheduler\"]}");
+}
+
+static const char *const COLORS[3] = {"red", "green", "blue"};
+static const uint8_t RGB[3][3] = {{220, 40, 30}, {40, 190, 60}, {30, 60, 220}};
+
+// Alpha of image i at (x, y): a disc (even i) or a square (odd i), of a size that depends on i.
+static uint8_t alpha_of(int i, int x, int y) {
+  double cx = x + 0.5 - RES / 2.0, cy = y + 0.5 - RES / 2.0, r = 4 + i % 3;
+  bool in = i % 2 ? fabs(cx) < r && fabs(cy) < r : cx * cx + cy * cy < r * r;
+  return in ? 255 : (uint8_t)(i * 9);
+}
+
+// pairs/2_shapes/img_<i>.png + img_<i>.txt ("<colour>, <shape>, flat icon").
+static void write_pairs(void) {
+  vkp_error err = {0};
+  char dir[400], path[500];
+  snprintf(dir, sizeof dir, "%s/2_shapes", pairs_dir);
+  if (vkp_dir_create(dir, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < N_IMAGES; i++) {
+    vkp_image *img = NULL;
+    if (vkp_image_new(RES, RES, 4, &img, &err)) fail_msg("%s", err.msg);
+    for (int y = 0; y < RES; y++)
+      for (int x = 0; x < RES; x++) {
+        uint8_t *px = img->data + (y * RES + x) * 4;
+        for (int c = 0; c < 3; c++) px[c] = (uint8_t)(RGB[i % 3][c] + ((x * 3 + y * 5 + c) % 7) * 3);
+        px[3] = alpha_of(i, x, y);
+      }
+    snprintf(path, sizeof path, "%s/img_%d.png", dir, i);
+    if (vkp_png_write(path, img, NULL, 0, &err)) fail_msg("%s", err.msg);
+    vkp_image_free(img);
+    char text[64];
+    snprintf(text, sizeof text, "%s, %s, flat icon\n", COLORS[i % 3], i % 2 ? "square" : "circle");
+    snprintf(path, sizeof path, "%s/img_%d.txt", dir, i);
+    write_text(path, text);
+  }
+}
+
+static cJSON *config(const char *out, const char *const *extra, int n_extra) {
+  const char *sets[40] = {"data.resolution=16", "train.batch_size=2", "train.max_steps=30", "train.lr=0.003",
+                          "train.weight_decay=0", "train.log_every=1", "train.val_limit=4", "train.eval_batch=4",
+                          "data.first_caption=true"};
+  int n = 9;
+  char o[512], d[512], m[512], c[512];
+  snprintf(o, sizeof o, "output_dir=%s", out);
+  snprintf(d, sizeof d, "data.train=%s", pairs_dir);
+  snprintf(m, sizeof m, "model.pretrained=%s", pipe_dir);
+  snprintf(c, sizeof c, "data.cache_dir=%s", cache_dir);
+  sets[n++] = o, sets[n++] = d, sets[n++] = m, sets[n++] = c;
+  for (int i = 0; i < n_extra; i++) sets[n++] = extra[i];
+  cJSON *cfg = NULL;
+  vkp_error err = {0};
+  if (vkp_diffusion_train_config(NULL, sets, n, &cfg, &err)) fail_msg("config: %s", err.msg);
+  return cfg;
+}
+
+static void out_path(const char *name, char *buf, size_t cap) { snprintf(buf, cap, "%s/%s", tmp_root, name); }
+
+// ---- (a) the objective against float64 ---------------------------------------------------------------
+
+// ᾱ_t of SD's scaled_linear schedule in double: β = linspace(√0.00085, √0.012, 1000)².
+static double alpha_bar(int t) {
+  double a = 1, s0 = sqrt(0.00085), s1 = sqrt(0.012);
+  for (int i = 0; i <= t; i++) {
+    double b = s0 + (s1 - s0) * i / 999.0;
+    a *= 1 - b * b;
+  }
+  return a;
+}
+
+static void check_objective(const char *pred_type, double gamma) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  char dir[400], e1[64], e2[64];
+  snprintf(dir, sizeof dir, "%s/objective_%s", tmp_root, pred_type);
+  snprintf(e1, sizeof e1, "train.prediction_type=%s", pred_type);
+  snprintf(e2, sizeof e2, "train.min_snr_gamma=%g", gamma);
+  const char *extra[] = {e1, e2, "train.masked_loss=true", "train.noise_offset=0"};
+  cJSON *cfg = config(dir, extra, 4);
+  vkp_diffusion_trainer *t = NULL;
+  vkp_error err = {0};
+  if (vkp_diffusion_trainer_new(ctx, cfg, NULL, true, &t, &err)) fail_msg("%s", err.msg);
+  const int B = 2, C = 4, h = RES / 2, w = RES / 2;
+  const size_t item = (size_t)C * h * w;
+  float noise[2 * 4 * 8 * 8];
+  int ts[2] = {17, 803};
+  vkp_rng r = vkp_rng_new(99);
+  vkp_rng_randn(&r, noise, sizeof noise / sizeof *noise);
+  vkp_diffusion_trainer_record(t, true);
+  vkp_diffusion_trainer_force(t, noise, ts);
+  double loss;
+  if (vkp_diffusion_trainer_step(t, &loss, &err)) fail_msg("%s", err.msg);
+  const vkp_diffusion_batch_record *rec = vkp_diffusion_trainer_last_batch(t);
+  assert_int_equal(rec->n, B);
+  assert_int_equal(rec->channels * rec->height * rec->width, (int)item);
+  bool v = !strcmp(pred_type, "v_prediction");
+  assert_int_equal(rec->v_prediction, v);
+  double *noisy = malloc(B * item * sizeof *noisy), *target = malloc(B * item * sizeof *target);
+  double ref_loss = 0;
+  for (int s = 0; s < B; s++) {
+    assert_int_equal(rec->timesteps[s], ts[s]);
+    double ab = alpha_bar(ts[s]), sa = sqrt(ab), sb = sqrt(1 - ab), snr = ab / (1 - ab);
+    double wgt = gamma > 0 ? (snr < gamma ? snr : gamma) / (v ? snr + 1 : snr) : 1;
+    if (fabs(rec->snr_weight[s] - wgt) > 1e-5 * wgt) fail_msg("sample %d: min-SNR weight %.8g, want %.8g", s, rec->snr_weight[s], wgt);
+    // The mask: the image's alpha averaged over 2x2 blocks (16 px -> 8 latent px).
+    size_t img = rec->images[s];
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        double a = 0;
+        for (int dy = 0; dy < 2; dy++)
+          for (int dx = 0; dx < 2; dx++) a += alpha_of((int)img, 2 * x + dx, 2 * y + dy) / 255.0 / 4;
+        if (fabs(rec->mask[s * h * w + y * w + x] - a) > 1e-5) fail_msg("sample %d mask (%d, %d): %g, want %g", s, y, x, rec->mask[s * h * w + y * w + x], a);
+      }
+    double se = 0;
+    for (size_t i = 0; i < item; i++) {
+      size_t k = s * item + i;
+      assert_true(rec->noise[k] == noise[k]);
+      double x0 = rec->latents[k], e = noise[k];
+      noisy[k] = sa * x0 + sb * e;
+      target[k] = v ? sa * e - sb * x0 : e;
+      double d = rec->pred[k] - target[k];
+      se += rec->mask[s * h * w + i % (h * w)] * d * d;
+    }
+    ref_loss += wgt * se / (double)item / B;
+  }
+  vkp_assert_close("noisy latents", rec->noisy, noisy, B * item, 1e-5, 1e-6);
+  vkp_assert_close("target", rec->target, target, B * item, 1e-5, 1e-6);
+  if (fabs(rec->loss - ref_loss) > 1e-4 * fabs(ref_loss)) fail_msg("loss %.8g, float64 reference %.8g", rec->loss, ref_loss);
+  if (fabs(loss - rec->loss) > 0) fail_msg("step loss %.8g, recorded %.8g", loss, rec->loss);
+  printf("  %s, gamma %g: loss %.6g (reference %.6g), weights %.4g %.4g\n", pred_type, gamma, rec->loss, ref_loss,
+         rec->snr_weight[0], rec->snr_weight[1]);
+  free(noisy), free(target);
+  vkp_diffusion_trainer_free(t);
+  cJSON_Delete(cfg);
+}
+
+static void test_objective_reference(void **state) {
+  (void)state;
+  check_objective("epsilon", 5);
+  check_objective("v_prediction", 5);
+  check_objective("epsilon", 0);
+}
+
+// ---- captions: trigger, tag shuffle after keep_tokens, dropout ----------------------------------------
+
+static void test_captions(void **state) {
+  (void)state;
+  vkp_diffusion_trainer t = {.trigger = "sks", .keep_tokens = 1};
+  vkp_error err = {0};
+  const char *cap = "red,  circle , flat icon,small,,bright";
+  char *c = vkp_dtrain_caption(&t, cap, 1, true, &err);
+  assert_string_equal(c, "sks, red, circle, flat icon, small, bright");
+  free(c);
+  t.shuffle_captions = true, t.caption_dropout = 0.3;
+  c = vkp_dtrain_caption(&t, cap, 1, false, &err);   // validation: trigger only
+  assert_string_equal(c, "sks, red, circle, flat icon, small, bright");
+  free(c);
+  int dropped = 0, orders = 0, n = 2000;
+  char first[128] = "";
+  for (int k = 0; k < n; k++) {
+    c = vkp_dtrain_caption(&t, cap, (uint64_t)k * 7919u + 3, true, &err);
+    if (!*c) {
+      dropped++;
+    } else {
+      // "sks, red, " stays in front; the other four tags are all there, in some order
+      if (strncmp(c, "sks, red, ", 10)) fail_msg("keep_tokens: '%s'", c);
+      const char *tags[] = {"circle", "flat icon", "small", "bright"};
+      size_t total = 10;
+      for (int i = 0; i < 4; i++) {
+        if (!strstr(c + 10, tags[i])) fail_msg("tag '%s' lost: '%s'", tags[i], c);
+        total += strlen(tags[i]) + (i ? 2 : 0);
+      }
+      assert_int_equal(strlen(c), total);
+      if (!*first) snprintf(first, sizeof first, "%s", c);
+      else orders += strcmp(first, c) != 0;
+    }
+    free(c);
+  }
+  double p = (double)dropped / n;   // binomial(2000, 0.3): sd 0.0102
+  printf("  caption dropout %.4f (want 0.3), %d of %d kept captions in another order than the first\n", p, orders, n - dropped);
+  if (fabs(p - 0.3) > 0.04) fail_msg("dropout rate %.4f, want 0.3", p);
+  if (orders < (n - dropped) / 2) fail_msg("tags hardly shuffled: %d of %d", orders, n - dropped);
+}
+
+// ---- (b) it learns -------------------------------------------------------------------------------
+
+static void test_loss_decreases(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  char dir[400];
+  out_path("learn", dir, sizeof dir);
+  const char *extra[] = {"peft=[{\"method\":\"lora\",\"r\":8,\"lora_alpha\":8,\"target_modules\":[\"to_q\",\"to_k\",\"to_v\",\"to_out.0\",\"conv1\",\"conv2\",\"proj_in\",\"proj_out\"]}]",
+                         "train.lr=0.01", "train.max_grad_norm=1"};
+  cJSON *cfg = config(dir, extra, 3);
+  vkp_diffusion_trainer *t = NULL;
+  vkp_error err = {0};
+  if (vkp_diffusion_trainer_new(ctx, cfg, NULL, true, &t, &err)) fail_msg("%s", err.msg);
+  double before, after, loss;
+  if (vkp_diffusion_trainer_val_loss(t, &before, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < 30; i++)
+    if (vkp_diffusion_trainer_step(t, &loss, &err)) fail_msg("step %d: %s", i, err.msg);
+  if (vkp_diffusion_trainer_val_loss(t, &after, &err)) fail_msg("%s", err.msg);
+  printf("  validation loss (4 images at fixed timesteps and noise): %.5f before, %.5f after 30 steps\n", before, after);
+  if (!(after < 0.9 * before)) fail_msg("validation loss %.5f -> %.5f: not learning", before, after);
+  vkp_diffusion_trainer_free(t);
+  cJSON_Delete(cfg);
+}
+
+// ---- (c) exact resume -----------------------------------------------------------------------------
+
+// The run's metrics.jsonl (vkp_metrics_log_free).
+static vkp_metrics_log *metrics_of(const char *run_dir) {
+  char path[600];
+  vkp_metrics_log *log = NULL;
+  vkp_error err = {0};
+  snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+  if (vkp_metrics_read(path, &log, &err)) fail_msg("%s", err.msg);
+  return log;
+}
+
+static void assert_same_tensors(const char *a, const char *b) {
+  vkp_safetensors *fa = NULL, *fb = NULL;
+  vkp_error err = {0};
+  if (vkp_safetensors_open(a, &fa, &err) || vkp_safetensors_open(b, &fb, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(vkp_safetensors_count(fa), vkp_safetensors_count(fb));
+  for (size_t i = 0; i < vkp_safetensors_count(fa); i++) {
+    const vkp_st_tensor *ta = vkp_safetensors_at(fa, i), *tb = vkp_safetensors_find(fb, ta->name);
+    if (!tb) fail_msg("%s: no tensor %s", b, ta->name);
+    size_t n = vkp_st_tensor_numel(ta);
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    if (vkp_safetensors_read_f32(fa, ta->name, x, n, &err) || vkp_safetensors_read_f32(fb, ta->name, y, n, &err)) fail_msg("%s", err.msg);
+    if (memcmp(x, y, n * sizeof *x)) fail_msg("%s differs between %s and %s", ta->name, a, b);
+    free(x), free(y);
+  }
+  vkp_safetensors_free(fa), vkp_safetensors_free(fb);
+}
+
+// Runs `extra` for 2n steps in one go and as n steps + a resume; the adapters and logs must agree.
+static void check_resume(const char *tag, const char *const *extra, int n_extra, int n) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  char full[400], part[400], p[600], q[600], steps[64], stop[64];
+  snprintf(full, sizeof full, "%s/full_%s", tmp_root, tag);
+  snprintf(part, sizeof part, "%s/part_%s", tmp_root, tag);
+  snprintf(steps, sizeof steps, "train.max_steps=%d", 2 * n);
+  snprintf(stop, sizeof stop, "train.stop_after=%d", n);
+  const char *sets[24];
+  memcpy(sets, extra, (size_t)n_extra * sizeof *sets);
+  sets[n_extra] = steps, sets[n_extra + 1] = stop;
+  vkp_error err = {0};
+  vkp_diffusion_train_summary s;
+  cJSON *cfg = config(full, sets, n_extra + 1);
+  if (vkp_diffusion_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("%s", err.msg);
+  cJSON_Delete(cfg);
+  cfg = config(part, sets, n_extra + 2);
+  if (vkp_diffusion_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(s.steps, n);
+  cJSON_Delete(cfg);
+  // Resume must not see stop_after again: it is in config.json, so clear it there.
+  snprintf(p, sizeof p, "%s/config.json", part);
+  cJSON *saved = NULL;
+  if (vkp_config_resolve(vkp_diffusion_train_defaults, p, (const char *const[]){"train.stop_after=0"}, 1, &saved, &err)) fail_msg("%s", err.msg);
+  char *text = cJSON_Print(saved);
+  write_text(p, text);
+  free(text), cJSON_Delete(saved);
+  if (vkp_diffusion_train(ctx, NULL, part, true, &s, &err)) fail_msg("resume: %s", err.msg);
+  assert_int_equal(s.steps, 2 * n);
+  snprintf(p, sizeof p, "%s/adapter/adapter_model.safetensors", full);
+  snprintf(q, sizeof q, "%s/adapter/adapter_model.safetensors", part);
+  assert_same_tensors(p, q);
+  vkp_metrics_log *la = metrics_of(full), *lb = metrics_of(part);
+  const vkp_metric_series *a = vkp_metrics_find(la, "loss_weighted"), *b = vkp_metrics_find(lb, "loss_weighted");
+  if (!a || !b) fail_msg("no loss_weighted series");
+  assert_int_equal(a->n, 2 * n);
+  assert_int_equal(b->n, 2 * n);   // resumed: steps 1..n once, then n+1..2n
+  for (int i = 0; i < 2 * n; i++) {
+    if (b->step[i] != i + 1) fail_msg("resumed log: record %d has step %g", i, b->step[i]);
+    if (a->value[i] != b->value[i]) fail_msg("%s, step %d: loss %.9g uninterrupted, %.9g resumed", tag, i + 1, a->value[i], b->value[i]);
+  }
+  vkp_metrics_log_free(la), vkp_metrics_log_free(lb);
+}
+
+static void test_resume_exact(void **state) {
+  (void)state;
+  // cached latents with flips, every caption augmentation, noise offset, min-SNR
+  const char *cached[] = {"data.hflip=0.5", "data.caption_dropout=0.3", "data.shuffle_captions=true", "data.keep_tokens=1",
+                          "train.noise_offset=0.05", "train.min_snr_gamma=5", "data.trigger=sks"};
+  check_resume("cached", cached, 7, 3);
+  // random crops encoded in the step, the alpha mask, accumulation
+  const char *random[] = {"data.crop=random", "data.hflip=0.5", "train.masked_loss=true", "train.grad_accum=2"};
+  check_resume("random_crop", random, 4, 2);
+}
+
+// ---- (d) saved files load in `vkpeft generate` with identical outputs ------------------------------
+
+// Final latents of `vkpeft generate` with `lora` (NULL: none) into a new array of n floats.
+static float *generate(const char *lora, const char *tag, size_t *n) {
+  char out[600], args[3000];
+  snprintf(out, sizeof out, "%s/gen_%s.safetensors", tmp_root, tag);
+  snprintf(args, sizeof args, "generate --model %s --prompt \"sks, red, circle, flat icon\" --sampler ddim --steps 3 --cfg 3 --seed 5 "
+           "--width 16 --height 16 --tensors-out %s%s%s", pipe_dir, out, lora ? " --lora " : "", lora ? lora : "");
+  vkp_cli_expect(args, 0, NULL);
+  vkp_safetensors *f = NULL;
+  vkp_error err = {0};
+  if (vkp_safetensors_open(out, &f, &err)) fail_msg("%s", err.msg);
+  const vkp_st_tensor *t = vkp_safetensors_at(f, 0);
+  for (size_t i = 0; i < vkp_safetensors_count(f); i++)
+    if (strstr(vkp_safetensors_at(f, i)->name, "latents")) t = vkp_safetensors_at(f, i);
+  *n = vkp_st_tensor_numel(t);
+  float *v = malloc(*n * sizeof *v);
+  if (vkp_safetensors_read_f32(f, t->name, v, *n, &err)) fail_msg("%s", err.msg);
+  vkp_safetensors_free(f);
+  return v;
+}
+
+// True when img (RGB) appears in grid at some integer nearest-neighbour scale.
+static bool in_grid(const vkp_image *grid, const vkp_image *img) {
+  int gc = grid->channels, W = grid->width, H = grid->height;
+  size_t gs = vkp_image_stride(grid), is = vkp_image_stride(img);
+  for (int s = 1; s <= 8; s++)
+    for (int y0 = 0; y0 + img->height * s <= H; y0++)
+      for (int x0 = 0; x0 + img->width * s <= W; x0++) {
+        bool ok = true;
+        for (int y = 0; ok && y < img->height * s; y++)
+          for (int x = 0; ok && x < img->width * s; x++)
+            ok = !memcmp(grid->data + (size_t)(y0 + y) * gs + (size_t)(x0 + x) * gc, img->data + (size_t)(y / s) * is + (size_t)(x / s) * 3, 3);
+        if (ok) return true;
+      }
+  return false;
+}
+
+static vkp_image *read_png(const char *path) {
+  vkp_image *img = NULL;
+  vkp_error err = {0};
+  if (vkp_png_read(path, &img, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  return img;
+}
+
+// The sample grids of run `dir` (prompt "sks, red, circle", seed 7, DDIM 3 steps, cfg 5) hold
+// `vkpeft generate`'s image without the adapter in every grid and with the final adapter (`lora`)
+// in the last one, at `last_step`.
+static void check_sample_grids(const char *dir, const char *lora, int first_step, int last_step) {
+  char args[3000], png[600], g1[600], g2[600];
+  const char *common = "--prompt \"sks, red, circle\" --sampler ddim --steps 3 --cfg 5 --seed 7 --width 16 --height 16";
+  snprintf(png, sizeof png, "%s/sample_base.png", tmp_root);
+  snprintf(args, sizeof args, "generate --model %s %s --output %s", pipe_dir, common, png);
+  vkp_cli_expect(args, 0, NULL);
+  vkp_image *base = read_png(png);
+  snprintf(png, sizeof png, "%s/sample_lora.png", tmp_root);
+  snprintf(args, sizeof args, "generate --model %s %s --lora %s --output %s", pipe_dir, common, lora, png);
+  vkp_cli_expect(args, 0, NULL);
+  vkp_image *tuned = read_png(png);
+  snprintf(g1, sizeof g1, "%s/samples/step-%06d.png", dir, first_step);
+  snprintf(g2, sizeof g2, "%s/samples/step-%06d.png", dir, last_step);
+  vkp_image *a = read_png(g1), *b = read_png(g2);
+  if (!in_grid(a, base) || !in_grid(b, base)) fail_msg("the adapters-off row of %s / %s is not `vkpeft generate`'s image", g1, g2);
+  if (!in_grid(b, tuned)) fail_msg("the adapters-on row of %s is not `vkpeft generate --lora`'s image", g2);
+  if (in_grid(b, base) && !memcmp(base->data, tuned->data, 16 * 16 * 3)) fail_msg("the adapter does not change the sample");
+  printf("  sample grids: base row = generate without the LoRA; step %d row = generate with it\n", last_step);
+  vkp_image_free(base), vkp_image_free(tuned), vkp_image_free(a), vkp_image_free(b);
+}
+
+static void check_formats(const char *method_json, const char *tag, bool diffusers) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  char dir[400], peft[600], kohya[600], diff[600];
+  snprintf(dir, sizeof dir, "%s/formats_%s", tmp_root, tag);
+  const char *extra[] = {method_json, "train.max_steps=4", "train.lr=0.05", "data.trigger=sks", "model.base_model_version=sd_v1",
+                         "samples.every=2", "samples.prompts=[\"sks, red, circle\"]", "samples.seed=7", "samples.steps=3"};
+  cJSON *cfg = config(dir, extra, diffusers && !strcmp(tag, "lora") ? 9 : 5);
+  vkp_diffusion_train_summary s;
+  vkp_error err = {0};
+  if (vkp_diffusion_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("%s", err.msg);
+  cJSON_Delete(cfg);
+  snprintf(peft, sizeof peft, "%s/adapter", dir);
+  snprintf(kohya, sizeof kohya, "%s/lora.safetensors", dir);
+  snprintf(diff, sizeof diff, "%s/pytorch_lora_weights.safetensors", dir);
+  if (access(kohya, R_OK)) fail_msg("missing %s", kohya);
+  if (diffusers == !!access(diff, R_OK)) fail_msg("%s: %s", diff, diffusers ? "missing" : "written for a method the format cannot hold");
+  size_t n0, n1, n2, n3 = 0;
+  float *base = generate(NULL, "base", &n0), *a = generate(peft, "peft", &n1), *b = generate(kohya, "kohya", &n2);
+  float *c = diffusers ? generate(diff, "diffusers", &n3) : NULL;
+  assert_int_equal(n0, n1), assert_int_equal(n1, n2);
+  if (memcmp(a, b, n1 * sizeof *a)) fail_msg("%s: the kohya file generates other latents than the PEFT folder", tag);
+  if (c && memcmp(a, c, n1 * sizeof *a)) fail_msg("%s: the diffusers file generates other latents than the PEFT folder", tag);
+  double diff_max = 0;
+  for (size_t i = 0; i < n0; i++) diff_max = fmax(diff_max, fabs(a[i] - base[i]));
+  printf("  %s: PEFT folder, kohya%s give identical latents; max |lora - base| %.4g\n", tag, c ? ", diffusers" : "", diff_max);
+  if (diff_max < 1e-4) fail_msg("%s: the adapter changes nothing", tag);
+  // kohya's training metadata
+  vkp_safetensors *f = NULL;
+  if (vkp_safetensors_open(kohya, &f, &err)) fail_msg("%s", err.msg);
+  const char *want[][2] = {{"ss_resolution", "(16, 16)"}, {"ss_steps", "4"}, {"ss_learning_rate", "0.05"},
+                           {"ss_base_model_version", "sd_v1"}, {"ss_batch_size_per_device", "2"}, {"ss_max_train_steps", "4"}};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    const char *v = vkp_safetensors_metadata(f, want[i][0]);
+    if (!v || strcmp(v, want[i][1])) fail_msg("%s: %s = %s, want %s", kohya, want[i][0], v ? v : "(none)", want[i][1]);
+  }
+  if (!vkp_safetensors_metadata(f, "ss_network_dim") || !vkp_safetensors_metadata(f, "ss_network_module"))
+    fail_msg("%s: no ss_network_dim / ss_network_module", kohya);
+  vkp_safetensors_free(f);
+  free(base), free(a), free(b), free(c);
+  if (!strcmp(tag, "lora")) check_sample_grids(dir, peft, 2, 4);
+}
+
+static void test_saved_formats_generate(void **state) {
+  (void)state;
+  check_formats("peft=[{\"method\":\"lora\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"to_q\",\"to_k\",\"to_v\",\"to_out.0\",\"conv1\"]}]",
+                "lora", true);
+  check_formats("peft=[{\"method\":\"lora\",\"r\":4,\"lora_alpha\":4,\"use_dora\":true,\"target_modules\":[\"to_q\",\"to_v\"]}]", "dora", true);
+  check_formats("peft=[{\"method\":\"loha\",\"r\":4,\"alpha\":4,\"target_modules\":[\"to_q\",\"to_v\",\"conv2\"]}]", "loha", false);
+}
+
+// ---- (e) the latent cache ----------------------------------------------------------------------------
+
+static void cache_counts(const char *const *extra, int n, int64_t *encoded, int64_t *reused) {
+  char dir[400];
+  out_path("cache_run", dir, sizeof dir);
+  cJSON *cfg = config(dir, extra, n);
+  vkp_diffusion_trainer *t = NULL;
+  vkp_error err = {0};
+  if (vkp_diffusion_trainer_new(vkp_test_ctx(), cfg, NULL, true, &t, &err)) fail_msg("%s", err.msg);
+  vkp_diffusion_trainer_cache_counts(t, encoded, reused);
+  vkp_diffusion_trainer_free(t);
+  cJSON_Delete(cfg);
+}
+
+static void test_latent_cache(void **state) {
+  (void)state;
+  char c[400];
+  snprintf(c, sizeof c, "data.cache_dir=%s/cache2", tmp_root);
+  int64_t e, r;
+  cache_counts((const char *const[]){c}, 1, &e, &r);
+  assert_int_equal(e, N_IMAGES), assert_int_equal(r, 0);
+  cache_counts((const char *const[]){c}, 1, &e, &r);
+  assert_int_equal(e, 0), assert_int_equal(r, N_IMAGES);
+  cache_counts((const char *const[]){c, "data.alpha=black"}, 2, &e, &r);   // another preprocessing
+  assert_int_equal(e, N_IMAGES), assert_int_equal(r, 0);
+  cache_counts((const char *const[]){c, "data.hflip=0.5"}, 2, &e, &r);     // flipped variants too
+  assert_int_equal(e, N_IMAGES), assert_int_equal(r, 0);
+}
+
+// ---- (f) bad input -----------------------------------------------------------------------------------
+
+// Exit status 2 and one line naming n1 (and n2).
+static void expect_bad(const char *args, const char *n1, const char *n2) {
+  vkp_cli_expect(args, 2, n1);
+  const char *out = vkp_cli_output(), *nl = strchr(out, '\n');
+  if ((n2 && !strstr(out, n2)) || !nl || nl[1]) fail_msg("vkpeft %s: want one line naming '%s'%s%s, got:\n%s", args, n1, n2 ? " and " : "", n2 ? n2 : "", out);
+}
+
+static void test_bad_input(void **state) {
+  (void)state;
+  char args[3000], base[2000], bad[400], p[600];
+  snprintf(base, sizeof base, "train --quiet --set task=diffusion --set model.pretrained=%s --set data.resolution=16 "
+           "--set data.cache_dir=%s --set train.max_steps=1 --set output_dir=%s/bad_run", pipe_dir, cache_dir, tmp_root);
+  // a caption file without its image
+  snprintf(bad, sizeof bad, "%s/orphan/1_x", tmp_root);
+  vkp_error err = {0};
+  if (vkp_dir_create(bad, &err)) fail_msg("%s", err.msg);
+  snprintf(p, sizeof p, "%s/a.png", bad);
+  snprintf(args, sizeof args, "cp %s/2_shapes/img_0.png %s", pairs_dir, p);
+  assert_int_equal(system(args), 0);
+  snprintf(p, sizeof p, "%s/a.txt", bad), write_text(p, "a caption");
+  snprintf(p, sizeof p, "%s/lonely.txt", bad), write_text(p, "a caption without an image");
+  snprintf(args, sizeof args, "%s --set data.train=%s/orphan", base, tmp_root);
+  expect_bad(args, "lonely.txt", "without an image");
+  // an image that does not decode
+  snprintf(bad, sizeof bad, "%s/corrupt/1_x", tmp_root);
+  if (vkp_dir_create(bad, &err)) fail_msg("%s", err.msg);
+  snprintf(p, sizeof p, "%s/broken.png", bad), write_text(p, "this is not a PNG file");
+  snprintf(p, sizeof p, "%s/broken.txt", bad), write_text(p, "a caption");
+  snprintf(args, sizeof args, "%s --set data.train=%s/corrupt", base, tmp_root);
+  expect_bad(args, "broken.png", "data.train");
+  // a resolution that is not a multiple of 8
+  snprintf(args, sizeof args, "%s --set data.train=%s --set data.resolution=12", base, pairs_dir);
+  expect_bad(args, "data.resolution", "multiple of 8");
+  // a LoRA target that matches nothing
+  snprintf(args, sizeof args, "%s --set data.train=%s --set 'peft=[{\"method\":\"lora\",\"target_modules\":[\"no_such_module\"]}]'", base,
+           pairs_dir);
+  expect_bad(args, "peft[0]", NULL);
+  // nothing of the run was written
+  snprintf(p, sizeof p, "%s/bad_run/config.json", tmp_root);
+  if (!access(p, F_OK)) fail_msg("%s written by a run that failed its checks", p);
+}
+
+// The group's fixture: a temporary folder with the pipeline, the pairs and a cache folder
+// (kept when VKP_KEEP_TMP is set).
+static int make_fixture(void **state) {
+  (void)state;
+  const char *base = getenv("TMPDIR");
+  snprintf(tmp_root, sizeof tmp_root, "%s/vkp_diffusion_train_XXXXXX", base && strlen(base) < 100 ? base : "/tmp");
+  if (!mkdtemp(tmp_root)) return -1;
+  snprintf(pipe_dir, sizeof pipe_dir, "%s/pipeline", tmp_root);
+  snprintf(pairs_dir, sizeof pairs_dir, "%s/pairs", tmp_root);
+  snprintf(cache_dir, sizeof cache_dir, "%s/cache", tmp_root);
+  write_pipeline();
+  write_pairs();
+  return 0;
+}
+
+static int remove_fixture(void **state) {
+  if (!getenv("VKP_KEEP_TMP")) vkp_path_remove_all(tmp_root, NULL);
+  return vkp_test_teardown(state);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_objective_reference), cmocka_unit_test(test_captions), cmocka_unit_test(test_loss_decreases),
+      cmocka_unit_test(test_resume_exact),        cmocka_unit_test(test_saved_formats_generate),
+      cmocka_unit_test(test_latent_cache),        cmocka_unit_test(test_bad_input),
+  };
+  return cmocka_run_group_tests(tests, make_fixture, remove_fixture);
+}
