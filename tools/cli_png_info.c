@@ -30,7 +30,11 @@ int vkp_cli_png_info(const char *path) {
   if (vkp_png_read(path, &img, &txt, &n, &err)) return vkp_cli_fail("info", err.status, err.msg);
   static const char *const kinds[] = {"", "grey", "grey+alpha", "RGB", "RGBA"};
   printf("%s: PNG %dx%d %s, %d text chunk%s\n", path, img->width, img->height, kinds[img->channels], n, n == 1 ? "" : "s");
-  for (int i = 0; i < n; i++) printf("%s:\n%s\n", txt[i].key, txt[i].value);
+  for (int i = 0; i < n; i++) {   // text from a file: terminal control characters escaped
+    char *k = vkp_cli_escape(txt[i].key, false), *v = vkp_cli_escape(txt[i].value, true);
+    printf("%s:\n%s\n", k ? k : "?", v ? v : "?");
+    free(k), free(v);
+  }
   free(txt);
   vkp_image_free(img);
   return VKP_EXIT_OK;

@@ -232,6 +232,15 @@ static void test_info_escapes(void **state) {
   assert_null(strchr(out, 0x1b));
   assert_null(strchr(out, 0x07));
   assert_null(strstr(out, "\xc2\x9b"));
+  // PNG text chunks (a generated image's `parameters`): escaped the same, newlines kept.
+  uint8_t px[12] = {0};
+  vkp_image img = {.width = 2, .height = 2, .channels = 3, .data = px};
+  vkp_png_text txt = {"parameters", "a cat\x1b[2J\nSteps: 20"};
+  vkp_error err = {0};
+  assert_int_equal(vkp_png_write(T("evil.png"), &img, &txt, 1, &err), VKP_OK);
+  snprintf(args, sizeof args, "info %s", T("evil.png"));
+  vkp_cli_expect(args, 0, "a cat\\x1b[2J\nSteps: 20");
+  assert_null(strchr(vkp_cli_output(), 0x1b));
 }
 
 static void test_unsupported_exit_2(void **state) {
