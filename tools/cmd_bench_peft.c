@@ -89,7 +89,7 @@ static double median(double *v, int n) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vkpeft bench peft [--config vit-s|demo] [--batch N] [--steps S] [--methods a,b,...] [--json]\n"
-          "         [--base-dtype f32|f16|bf16] [--optimizer adamw|adamw8bit]\n"
+          "         [--base-dtype f32|f16|bf16] [--optimizer adamw|adamw8bit] [--checkpointing]\n"
           "For each PEFT method, on a randomly initialised ViT in a fresh device context: trainable and\n"
           "total parameters, planned peak device memory of a training step (parameters + gradient and\n"
           "AdamW state + graph arena + rest), dispatches per step and, with --steps S > 0, the median\n"
@@ -102,6 +102,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "\n  --base-dtype  storage of the frozen base's Linear/Conv2d/Embedding weights (default f32)\n"
           "  --optimizer   adamw (f32 state, default) or adamw8bit (block-wise 8-bit state)\n"
+          "  --checkpointing  activation checkpointing: every layer recomputed in backward\n"
           "  --json    one JSON object on stdout (the table then goes to stderr)\n"
           "Progress lines go to stderr.\n");
 }
@@ -139,6 +140,7 @@ static void vit_config(bool vit_s, vkp_vit_config *c, int *batch) {
 typedef struct bench_memory_opts {
   vkp_dtype base_dtype;    // f32, f16 or bf16 (vkp_model_set_base_dtype)
   const char *optimizer;   // "adamw" or "adamw8bit"
+  bool checkpointing;      // every ViT layer an activation-checkpoint segment
 } bench_memory_opts;
 
 static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, const bench_memory_opts *mo,
@@ -181,6 +183,7 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
     fail = vkp_ctx_error(ctx);
     goto done;
   }
+  v->model->gradient_checkpointing = mo->checkpointing;
   uint64_t m1 = vkp_ctx_memory_in_use(ctx);
   r->param_bytes = m1 - m0;
   vkp_peft_report rep = vkp_peft_get_report(v->model);
@@ -392,7 +395,7 @@ int vkp_bench_peft(int argc, char **argv) {
   bool vit_s = false, json = false;
   long batch = 0, steps = 3;
   const char *list = NULL;
-  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw"};
+  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw", false};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = true;
@@ -401,6 +404,9 @@ int vkp_bench_peft(int argc, char **argv) {
       return VKP_EXIT_OK;
     } else if (!strcmp(a, "--json")) {
       json = true;
+      continue;
+    } else if (!strcmp(a, "--checkpointing")) {
+      mo.checkpointing = true;
       continue;
     } else if (!strcmp(a, "--config")) {
       ok = v && (!strcmp(v, "vit-s") || !strcmp(v, "demo"));
