@@ -15,44 +15,7 @@
 #include "vkp_plot.h"
 #include "vkp_png.h"
 #include "vkp_report.h"
-
-// One chart of the run: up to four metrics of metrics.jsonl; `smooth` draws the first one raw and
-// faint under its moving average (noisy per-step values).
-typedef struct chart {
-  const char *file, *title, *ylabel;
-  const char *keys[4], *labels[4];
-  bool smooth;
-} chart;
-
-// Draws `ch` into plots/<file> when the log has any of its metrics; *drawn says whether it did.
-static vkp_status draw_chart(const vkp_metrics_log *log, const chart *ch, const char *path, bool *drawn, vkp_error *err) {
-  vkp_plot_series s[5];
-  double *ema = NULL;
-  int ns = 0;
-  for (int k = 0; k < 4 && ch->keys[k]; k++) {
-    const vkp_metric_series *m = vkp_metrics_find(log, ch->keys[k]);
-    if (!m || m->n == 0) continue;
-    vkp_plot_series base = {.label = ch->labels[k], .x = m->step, .y = m->value, .n = m->n, .color = vkp_plot_palette(k),
-                            .style = m->n < 30 ? VKP_PLOT_LINE_MARKERS : VKP_PLOT_LINE};
-    if (k == 0 && ch->smooth && m->n > 8 && (ema = malloc((size_t)m->n * sizeof *ema))) {
-      vkp_plot_smooth_ema(m->value, m->n, 0.9, ema);
-      s[ns] = base, s[ns].label = NULL, s[ns].opacity = 0.3f, ns++;
-      base.y = ema;
-    }
-    s[ns++] = base;
-  }
-  *drawn = ns > 0;
-  vkp_status st = VKP_OK;
-  if (ns > 0) {
-    vkp_line_chart lc = {.title = ch->title, .x = {.label = "step"}, .y = {.label = ch->ylabel}, .series = s, .n_series = ns};
-    vkp_image *img = NULL;
-    st = vkp_plot_line(&lc, &img, NULL, err);
-    if (!st) st = vkp_png_write(path, img, NULL, 0, err);
-    vkp_image_free(img);
-  }
-  free(ema);
-  return st;
-}
+#include "vkp_run_report.h"
 
 static void add_number(cJSON *o, const char *key, double v) {
   if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
@@ -85,17 +48,6 @@ static vkp_status write_eval_json(const char *run_dir, const vkp_clip_train_summ
   return st;
 }
 
-// "lora + ia3" from the peft list.
-static void method_names(const cJSON *cfg, char *out, size_t cap) {
-  out[0] = '\0';
-  const cJSON *item;
-  cJSON_ArrayForEach(item, vkp_config_get(cfg, "peft")) {
-    const char *m = vkp_config_string(item, "method");
-    size_t l = strlen(out);
-    snprintf(out + l, cap - l, "%s%s", l ? " + " : "", m ? m : "?");
-  }
-}
-
 static void fmt(char *buf, const char *f, double v, double mul) {
   if (isfinite(v)) snprintf(buf, 64, f, mul * v);
   else snprintf(buf, 64, "-");
@@ -111,14 +63,14 @@ vkp_status vkp_clip_train_report(const char *run_dir, const cJSON *cfg, const vk
   snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
   vkp_metrics_log *log = NULL;
   VKP_TRY(vkp_metrics_read(path, &log, err));
-  const chart charts[] = {
-      {"loss.png", "Loss", probe ? "cross-entropy" : "symmetric InfoNCE", {"loss", "val_loss"}, {"train loss", "validation loss"}, true},
+  const vkp_metric_chart charts[] = {
+      {"loss.png", "Loss", probe ? "cross-entropy" : "symmetric InfoNCE", {"loss", "val_loss"}, {"train loss", "validation loss"}, true, false},
       {"val.png", probe ? "Accuracy" : "Retrieval", probe ? "accuracy" : "recall",
        {probe ? "train_accuracy" : "train_r1", probe ? "val_accuracy" : "val_i2t_r1", "val_t2i_r1", "val_i2t_r5"},
        {probe ? "train (in batch)" : "train R@1 (in batch)", probe ? "validation" : "val image->text R@1",
-        "val text->image R@1", "val image->text R@5"}, false},
-      {"lr.png", "Learning rate", "lr", {"lr"}, {"learning rate"}, false},
-      {"logit_scale.png", "Logit scale (log of the temperature's inverse)", "logit_scale", {"logit_scale"}, {"logit_scale"}, false},
+        "val text->image R@1", "val image->text R@5"}, false, false},
+      {"lr.png", "Learning rate", "lr", {"lr"}, {"learning rate"}, false, false},
+      {"logit_scale.png", "Logit scale (log of the temperature's inverse)", "logit_scale", {"logit_scale"}, {"logit_scale"}, false, false},
   };
   const int n_charts = (int)(sizeof charts / sizeof *charts);
   char files[4][1300];
@@ -126,14 +78,14 @@ vkp_status vkp_clip_train_report(const char *run_dir, const cJSON *cfg, const vk
   vkp_status st = VKP_OK;
   for (int i = 0; i < n_charts && !st; i++) {
     snprintf(files[i], sizeof files[i], "%s/%s", plots, charts[i].file);
-    st = draw_chart(log, &charts[i], files[i], &drawn[i], err);
+    st = vkp_metric_chart_draw(log, &charts[i], files[i], &drawn[i], err);
   }
   vkp_metrics_log_free(log);
   if (!st) st = write_eval_json(run_dir, s, err);
   if (st) return st;
 
   char title[256], methods[128];
-  method_names(cfg, methods, sizeof methods);
+  vkp_report_method_names(cfg, methods, sizeof methods);
   snprintf(title, sizeof title, "CLIP %s (%s) on %s", probe ? "linear probe" : "contrastive", methods,
            vkp_config_string(cfg, "data.train"));
   vkp_report *r = vkp_report_new(title, run_dir);
