@@ -5,7 +5,9 @@
 //   train_objective.c  noise, timesteps, targets, min-SNR weights, the loss graph, a micro-batch
 //   train_loop.c       steps, validation, logging, checkpoints, resume, the run
 //   train_save.c       adapter files (kohya with ss_* metadata, diffusers, HF PEFT)
-//   train_samples.c    sample grids (adapters off / on) through a pipeline of the trainer's parts
+//   train_samples.c    sample grids (adapters off / on / EMA) through a pipeline of the trainer's parts
+//   train_ema.c        the EMA of the adapter weights (train.ema_decay)
+//   train_report.c     plots/ and report.html (loss, lr, run rows, sample timeline, adapter files)
 #ifndef VKP_DIFFUSION_TRAIN_INTERNAL_H
 #define VKP_DIFFUSION_TRAIN_INTERNAL_H
 
@@ -41,6 +43,18 @@ typedef struct vkp_loss_graph {
 } vkp_loss_graph;
 
 typedef struct text_cache text_cache;
+
+// The EMA of the trainable parameters (train_ema.c); off when decay is 0.
+typedef struct vkp_dtrain_ema {
+  double decay;               // train.ema_decay
+  bool warmup;                // train.ema_warmup: min(decay, (1 + s) / (10 + s))
+  int64_t updates;            // optimizer updates averaged (the step once training started)
+  size_t total;               // weights over every trainable parameter
+  size_t *offset;             // (nt + 1) where trainable parameter i starts in the arrays below
+  float *shadow;              // (total) the average
+  float *raw;                 // (total) the trained values while the average is swapped in; scratch
+  bool swapped;               // the parameters' device buffers hold the average
+} vkp_dtrain_ema;
 
 struct vkp_diffusion_trainer {
   vkp_ctx *ctx;
@@ -83,6 +97,7 @@ struct vkp_diffusion_trainer {
   vkp_trainer_optim o;
   vkp_loss_graph tg, vg;      // training (batch) and validation (eval_batch) graphs
   int64_t step, micro;
+  vkp_dtrain_ema ema;
   // host buffers of a micro-batch (batch items)
   float *x0, *noise, *noisy, *target, *weight, *states, *pred, *mask, *snr_w;
   int *tsteps;
@@ -138,7 +153,28 @@ vkp_status vkp_dtrain_text_states(vkp_dtrainer *t, const char *caption, float *o
 void vkp_dtrain_text_cache_free(text_cache *c);
 // train_samples.c: samples/step-NNNNNN.png (nothing without samples.prompts)
 vkp_status vkp_dtrain_sample_grid(vkp_dtrainer *t, vkp_error *err);
-// train_save.c
+// train_save.c: the adapter files (and in checkpoints the EMA state) into dir; EMA copies beside
+// them when train.ema_decay is on.
 vkp_status vkp_dtrain_save_adapters(vkp_dtrainer *t, const char *dir, bool final, vkp_error *err);
+typedef enum vkp_dtrain_format { VKP_DTRAIN_PEFT, VKP_DTRAIN_KOHYA, VKP_DTRAIN_DIFFUSERS, VKP_DTRAIN_FORMATS } vkp_dtrain_format;
+// The name, relative to the run or checkpoint folder, of adapter k's file (the PEFT folder) in
+// format f: adapter[_k][_ema]/, <save.name>[_k][_ema].safetensors, pytorch_lora_weights[_k][_ema].safetensors.
+void vkp_dtrain_adapter_name(const vkp_dtrainer *t, vkp_dtrain_format f, int k, bool ema, char *out, size_t cap);
+// Whether save.formats holds f (the PEFT folder is always in checkpoints).
+bool vkp_dtrain_wants(const vkp_dtrainer *t, vkp_dtrain_format f);
+// train_ema.c
+vkp_status vkp_dtrain_ema_keys(vkp_dtrainer *t, vkp_error *err);        // train.ema_decay, train.ema_warmup
+double vkp_dtrain_ema_decay_at(const vkp_dtrain_ema *e, int64_t k);     // the decay of update k (1, 2, ...)
+// After the optimizer exists: the average starts as the parameters, or from the checkpoint resumed.
+vkp_status vkp_dtrain_ema_start(vkp_dtrainer *t, vkp_error *err);
+vkp_status vkp_dtrain_ema_update(vkp_dtrainer *t, vkp_error *err);     // after each optimizer step
+// in: the average into the parameters (their trained values kept); !in: the trained values back,
+// bit for bit. Every swap in is followed by a swap out, also on failure. No-ops when off.
+vkp_status vkp_dtrain_ema_swap(vkp_dtrainer *t, bool in, vkp_error *err);
+vkp_status vkp_dtrain_ema_save_state(vkp_dtrainer *t, const char *dir, vkp_error *err);   // ema.safetensors
+void vkp_dtrain_ema_free(vkp_dtrain_ema *e);
+// train_report.c: plots/loss.png, plots/lr.png and report.html of the run as it is now (atomic);
+// final: the final adapter files are written (else the page links the checkpoint of this step).
+vkp_status vkp_dtrain_write_report(vkp_dtrainer *t, bool final, vkp_error *err);
 
 #endif

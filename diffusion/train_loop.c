@@ -38,6 +38,7 @@ static vkp_status setup(vkp_dtrainer *t, const cJSON *cfg_in, const char *resume
   VKP_TRY(vkp_trainer_open_run(cfg_in, resume_dir, vkp_diffusion_train_config, t->quiet, &t->run, err));
   t->cfg = t->run.cfg, t->dir = t->run.dir, t->ck = t->run.ck, t->resumed = resume_dir != NULL;
   VKP_TRY(vkp_dtrain_read_keys(t, err));
+  VKP_TRY(vkp_dtrain_ema_keys(t, err));
   VKP_TRY(vkp_dtrain_load_models(t, err));
   vkp_model *m = t->unet->model;
   if (resume_dir) VKP_TRY(vkp_trainer_load_adapters(m, t->ck->dir, cJSON_GetArraySize(vkp_config_get(t->cfg, "peft")), err));
@@ -59,6 +60,7 @@ static vkp_status setup(vkp_dtrainer *t, const cJSON *cfg_in, const char *resume
     t->step = t->ck->state.step, t->micro = t->ck->state.micro_step;
     VKP_TRY(vkp_checkpoint_load_optimizer(t->ck, t->ctx, t->o.opt, err));
   }
+  VKP_TRY(vkp_dtrain_ema_start(t, err));
   VKP_TRY(vkp_trainer_write_config(&t->run, err));
   VKP_TRY(vkp_dtrain_build_graph(t, &t->tg, (int)t->k.batch, true, err));
   snprintf(path, sizeof path, "%s/metrics.jsonl", t->dir);
@@ -85,6 +87,7 @@ void vkp_diffusion_trainer_free(vkp_diffusion_trainer *t) {
   vkp_graph_free(t->vg.g);
   vkp_graph_free(t->enc_g);
   vkp_trainer_optim_free(&t->o);
+  vkp_dtrain_ema_free(&t->ema);
   vkp_loader_free(t->loader);
   vkp_latent_store_free(&t->train_lat);
   vkp_latent_store_free(&t->val_lat);
@@ -130,6 +133,7 @@ vkp_status vkp_diffusion_trainer_step(vkp_diffusion_trainer *t, double *loss, vk
     wl += l / (double)t->k.accum, ml += m / (double)t->k.accum;
   }
   t->step++;
+  VKP_TRY(vkp_dtrain_ema_update(t, err));
   t->wloss_sum += wl, t->loss_sum += ml, t->window_n++;
   t->images_window += t->k.batch * t->k.accum;
   t->last_loss = ml, t->last_wloss = wl;
@@ -216,7 +220,8 @@ static vkp_status save_checkpoint(vkp_dtrainer *t, vkp_error *err) {
   vkp_trainer_ckpt_opts o = {.run_dir = t->dir, .keep_last = (int)t->k.keep_last, .ctx = t->ctx, .opt = t->o.opt,
                              .model = t->unet->model, .task = "diffusion", .save_params = save_params, .user = t};
   VKP_TRY(vkp_trainer_checkpoint_save(&o, &s, err));
-  return vkp_metrics_sync(t->mw, err);
+  VKP_TRY(vkp_metrics_sync(t->mw, err));
+  return vkp_dtrain_write_report(t, false, err);
 }
 
 static vkp_status train_loop(vkp_dtrainer *t, vkp_error *err) {
@@ -250,12 +255,16 @@ vkp_status vkp_diffusion_trainer_run(vkp_diffusion_trainer *t, vkp_diffusion_tra
   vkp_progress_free(t->bar);
   t->bar = NULL;
   double secs = vkp_trainer_now() - t->t0;
-  if (!st && t->step >= t->o.total_steps) st = vkp_dtrain_save_adapters(t, t->dir, true, err);
+  bool final = !st && t->step >= t->o.total_steps;
+  if (final) st = vkp_dtrain_save_adapters(t, t->dir, true, err);
+  if (!st) st = vkp_dtrain_write_report(t, final, err);
   *s = (vkp_diffusion_train_summary){.steps = t->step, .final_loss = t->last_loss, .final_loss_weighted = t->last_wloss,
                                      .val_loss = t->last_val, .seconds = secs,
                                      .images_per_s = secs > 0 ? (double)(t->step - t->step0) * (double)(t->k.batch * t->k.accum) / secs : 0,
                                      .latents_encoded = t->latents_encoded, .latents_reused = t->latents_reused,
-                                     .trainable_params = rep.trainable_params, .total_params = rep.total_params};
+                                     .trainable_params = rep.trainable_params, .total_params = rep.total_params,
+                                     .peak_device_bytes = vkp_ctx_memory_peak(t->ctx),
+                                     .arena_bytes = vkp_graph_get_stats(t->tg.g).arena_bytes};
   snprintf(s->run_dir, sizeof s->run_dir, "%s", t->dir);
   vkp_status cst = vkp_metrics_close(t->mw, st ? NULL : err);
   t->mw = NULL;

@@ -1,7 +1,7 @@
 // train_samples.c — sample grids while a diffusion run trains: samples/step-NNNNNN.png every
 // samples.every steps (and at the end), one column per prompt of samples.prompts (seed
 // samples.seed + column), the first row with the adapters off (the frozen base: drawn once), the
-// second with the adapters as trained so far. Sampling goes through a vkp_pipeline made from the
+// second with the adapters as trained so far, a third with their EMA (train.ema_decay). Sampling goes through a vkp_pipeline made from the
 // trainer's own parts (vkp_pipeline_from_parts; the pipeline owns them from then on) and draws
 // from its own generators, so the training run's numbers do not change.
 #include <stdio.h>
@@ -80,7 +80,8 @@ vkp_status vkp_dtrain_sample_grid(vkp_dtrainer *t, vkp_error *err) {
   if (P == 0) return VKP_OK;
   size_t R2 = (size_t)t->resolution * t->resolution;
   if (!t->pipe) VKP_TRY(make_pipeline(t, err));
-  uint8_t *row = malloc((size_t)P * 3 * R2);
+  const int rows = t->ema.decay > 0 ? 3 : 2;
+  uint8_t *row = malloc((size_t)(rows - 1) * P * 3 * R2);   // the trained rows (on, EMA)
   if (!row) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   vkp_status st = VKP_OK;
   if (!t->base_rgb) {   // the frozen base: the same at every step, drawn once
@@ -90,23 +91,35 @@ vkp_status vkp_dtrain_sample_grid(vkp_dtrainer *t, vkp_error *err) {
     set_adapters(t, true);   // the pipeline's UNet graph is built with the adapters from here on
   }
   if (!st) st = sample_row(t, prompts, row, err);
-  vkp_image *cells = calloc(2 * (size_t)P, sizeof *cells);
-  const char **caps = calloc(2 * (size_t)P, sizeof *caps);
-  char step_cap[64];
-  snprintf(step_cap, sizeof step_cap, "step %lld", (long long)t->step);
+  if (!st && rows == 3) {   // the average swapped into the adapters for one row, the trained values back after
+    st = vkp_dtrain_ema_swap(t, true, err);
+    if (!st) st = sample_row(t, prompts, row + (size_t)P * 3 * R2, err);
+    vkp_status back = vkp_dtrain_ema_swap(t, false, st ? NULL : err);
+    if (!st) st = back;
+  }
+  vkp_image *cells = calloc((size_t)rows * P, sizeof *cells);
+  const char **caps = calloc((size_t)rows * P, sizeof *caps);
+  char step_cap[2][64];
+  snprintf(step_cap[0], sizeof step_cap[0], "step %lld", (long long)t->step);
+  snprintf(step_cap[1], sizeof step_cap[1], "step %lld EMA", (long long)t->step);
   if (!st && (!cells || !caps)) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   int k = 0;
   const cJSON *p, *list = st ? NULL : prompts;
   cJSON_ArrayForEach(p, list) {
     cells[k] = (vkp_image){.width = t->resolution, .height = t->resolution, .channels = 3, .data = t->base_rgb + (size_t)k * 3 * R2};
-    cells[P + k] = (vkp_image){.width = t->resolution, .height = t->resolution, .channels = 3, .data = row + (size_t)k * 3 * R2};
-    caps[k] = p->valuestring, caps[P + k] = step_cap;
+    caps[k] = p->valuestring;
+    for (int r = 1; r < rows; r++) {
+      cells[r * P + k] = (vkp_image){.width = t->resolution, .height = t->resolution, .channels = 3,
+                                     .data = row + ((size_t)(r - 1) * P + (size_t)k) * 3 * R2};
+      caps[r * P + k] = step_cap[r - 1];
+    }
     k++;
   }
   vkp_image *grid = NULL;
   char title[96], dir[1100], path[1200];
-  snprintf(title, sizeof title, "step %lld: adapters off (top), on (bottom)", (long long)t->step);
-  vkp_image_grid g = {.title = title, .images = cells, .captions = caps, .n = 2 * P, .cols = P};
+  snprintf(title, sizeof title, "step %lld: adapters off (top), on (%s)%s", (long long)t->step, rows == 3 ? "middle" : "bottom",
+           rows == 3 ? ", EMA (bottom)" : "");
+  vkp_image_grid g = {.title = title, .images = cells, .captions = caps, .n = rows * P, .cols = P};
   if (!st) st = vkp_plot_image_grid(&g, &grid, err);
   snprintf(dir, sizeof dir, "%s/samples", t->dir);
   snprintf(path, sizeof path, "%s/step-%06lld.png", dir, (long long)t->step);

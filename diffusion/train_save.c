@@ -1,7 +1,8 @@
 // train_save.c — the adapter files of a diffusion run (final and in checkpoints): the HF PEFT
 // folder (always in checkpoints: resume reads it), a kohya file with the training metadata kohya's
 // train_network.py writes (ss_* keys, every value a string), and the diffusers/PEFT layout file,
-// each where the method has a place in the format.
+// each where the method has a place in the format; with train.ema_decay the same files of the EMA
+// weights beside them (names ending in _ema) and, in checkpoints, the EMA state (train_ema.c).
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "train_internal.h"
+#include "train_pipeline.h"
 #include "vkp_adapter_format.h"
 #include "vkp_config.h"
 
@@ -90,44 +92,65 @@ static void kohya_metadata(const vkp_dtrainer *t, meta *m) {
   put(m, "ss_training_comment", "trained with vkpeft");
 }
 
-static bool wants(const cJSON *c, const char *format) {
+static const char *const FORMAT_NAMES[VKP_DTRAIN_FORMATS] = {"peft", "kohya", "diffusers"};
+
+bool vkp_dtrain_wants(const vkp_dtrainer *t, vkp_dtrain_format fmt) {
   const cJSON *f;
-  cJSON_ArrayForEach(f, vkp_config_get(c, "save.formats")) if (cJSON_IsString(f) && !strcmp(f->valuestring, format)) return true;
+  cJSON_ArrayForEach(f, vkp_config_get(t->cfg, "save.formats")) if (cJSON_IsString(f) && !strcmp(f->valuestring, FORMAT_NAMES[fmt])) return true;
   return false;
+}
+
+void vkp_dtrain_adapter_name(const vkp_dtrainer *t, vkp_dtrain_format f, int k, bool ema, char *out, size_t cap) {
+  char sfx[40] = "";
+  if (vkp_peft_count(t->unet->model) > 1) snprintf(sfx, sizeof sfx, "_%d", k);
+  if (ema) strcat(sfx, "_ema");
+  if (f == VKP_DTRAIN_PEFT) snprintf(out, cap, "adapter%s", sfx);   // vkp_trainer_adapter_dir's names (resume reads them)
+  else if (f == VKP_DTRAIN_KOHYA) snprintf(out, cap, "%s%s.safetensors", vkp_config_string(t->cfg, "save.name"), sfx);
+  else snprintf(out, cap, "pytorch_lora_weights%s.safetensors", sfx);
 }
 
 // One single-file format; a method the format has no place for is skipped (said once, at the end).
 static vkp_status write_file(vkp_dtrainer *t, vkp_adapter *a, const char *path, const char *format, const vkp_adapter_io *io,
-                             bool final, vkp_error *err) {
+                             bool say, vkp_error *err) {
   vkp_status st = vkp_adapter_write(t->unet->model, a, path, format, io);
   if (st == VKP_ERR_UNSUPPORTED) {
-    if (final && !t->quiet) printf("vkpeft train: not saved as %s: %s\n", format, vkp_ctx_error(t->ctx));
+    if (say && !t->quiet) printf("vkpeft train: not saved as %s: %s\n", format, vkp_ctx_error(t->ctx));
     return VKP_OK;
   }
   return st ? vkp_error_set(err, st, "%s", vkp_ctx_error(t->ctx)) : VKP_OK;
 }
 
-vkp_status vkp_dtrain_save_adapters(vkp_dtrainer *t, const char *dir, bool final, vkp_error *err) {
+// Every adapter in every format wanted, as the parameters hold them now (the trained values, or
+// the EMA swapped in: `ema` names the files).
+static vkp_status write_set(vkp_dtrainer *t, const char *dir, bool final, bool ema, vkp_error *err) {
   vkp_model *m = t->unet->model;
-  int n = vkp_peft_count(m);
-  if (!final || wants(t->cfg, "peft")) VKP_TRY(vkp_trainer_save_adapters(m, dir, NULL, NULL, err));
   meta md;
   kohya_metadata(t, &md);
-  const char *name = vkp_config_string(t->cfg, "save.name");
   vkp_adapter_io io = {.base_model_version = vkp_config_string(t->cfg, "model.base_model_version"), .metadata = md.kv};
-  char path[VKP_CHECKPOINT_PATH_MAX + 160];
-  for (int k = 0; k < n; k++) {
+  char path[VKP_CHECKPOINT_PATH_MAX + 160], name[160];
+  for (int k = 0; k < vkp_peft_count(m); k++) {
     vkp_adapter *a = vkp_peft_get(m, k);
-    char sfx[24] = "";
-    if (n > 1) snprintf(sfx, sizeof sfx, "_%d", k);
-    if (wants(t->cfg, "kohya")) {
-      snprintf(path, sizeof path, "%s/%s%s.safetensors", dir, name, sfx);
-      VKP_TRY(write_file(t, a, path, "kohya", &io, final, err));
-    }
-    if (wants(t->cfg, "diffusers")) {
-      snprintf(path, sizeof path, "%s/pytorch_lora_weights%s.safetensors", dir, sfx);
-      VKP_TRY(write_file(t, a, path, "diffusers", NULL, final, err));
+    for (int f = 0; f < VKP_DTRAIN_FORMATS; f++) {
+      if (!vkp_dtrain_wants(t, (vkp_dtrain_format)f) && (final || f != VKP_DTRAIN_PEFT)) continue;
+      vkp_dtrain_adapter_name(t, (vkp_dtrain_format)f, k, ema, name, sizeof name);
+      snprintf(path, sizeof path, "%s/%s", dir, name);
+      if (f == VKP_DTRAIN_PEFT) {
+        if (vkp_peft_save(m, a, path)) return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(t->ctx));
+      } else {
+        VKP_TRY(write_file(t, a, path, FORMAT_NAMES[f], f == VKP_DTRAIN_KOHYA ? &io : NULL, final && !ema, err));
+      }
     }
   }
   return VKP_OK;
+}
+
+vkp_status vkp_dtrain_save_adapters(vkp_dtrainer *t, const char *dir, bool final, vkp_error *err) {
+  VKP_TRY(write_set(t, dir, final, false, err));
+  if (final && vkp_dtrain_new_pipeline(t)) VKP_TRY(vkp_dtrain_save_pipeline(t, dir, err));   // train_pipeline.c
+  if (t->ema.decay <= 0) return VKP_OK;
+  if (!final) VKP_TRY(vkp_dtrain_ema_save_state(t, dir, err));
+  vkp_status st = vkp_dtrain_ema_swap(t, true, err);
+  if (!st) st = write_set(t, dir, final, true, err);
+  vkp_status back = vkp_dtrain_ema_swap(t, false, st ? NULL : err);
+  return st ? st : back;
 }

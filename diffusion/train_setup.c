@@ -1,18 +1,21 @@
 // train_setup.c — the diffusion trainer's config (defaults, checks) and the pipeline's parts:
-// UNet (trainable through its adapters), VAE, text encoder and the training noise schedule.
+// UNet (trainable through its adapters; model.init.unet: from random weights), VAE (model.vae or
+// the pipeline's), text encoder (model.text_encoder + model.tokenizer or the pipeline's) and the
+// training noise schedule (the pipeline's scheduler/).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "train_internal.h"
+#include "vkp_clip_eval.h"
 #include "vkp_config.h"
 
 const char vkp_diffusion_train_defaults[] =
     "{"
     "\"task\": \"diffusion\","
     "\"output_dir\": \"runs/diffusion\","
-    "\"model\": {\"pretrained\": null, \"clip_skip\": 1, \"base_model_version\": \"sd_v1\", \"base_dtype\": \"f32\"},"
+    "\"model\": {\"pretrained\": null, \"init\": {}, \"vae\": null, \"text_encoder\": null, \"tokenizer\": null, \"clip_skip\": 1, \"base_model_version\": \"sd_v1\", \"base_dtype\": \"f32\"},"
     "\"data\": {\"train\": null, \"val\": null, \"val_fraction\": 0.0, \"split_seed\": 0, \"resolution\": 64,"
     "  \"crop\": \"center\", \"crop_scale\": 0.8, \"hflip\": 0.0, \"alpha\": \"white\", \"trigger\": \"\","
     "  \"caption_dropout\": 0.0, \"shuffle_captions\": false, \"keep_tokens\": 0, \"first_caption\": true,"
@@ -24,7 +27,7 @@ const char vkp_diffusion_train_defaults[] =
     "  \"prediction_type\": null, \"min_snr_gamma\": 0.0, \"noise_offset\": 0.0, \"zero_terminal_snr\": false,"
     "  \"min_timestep\": 0, \"max_timestep\": 0, \"masked_loss\": false,"
     "  \"eval_every\": 0, \"eval_batch\": 4, \"val_limit\": 8, \"log_every\": 10, \"checkpoint_every\": 0,"
-    "  \"keep_last\": 2, \"seed\": 0, \"stop_after\": 0},"
+    "  \"keep_last\": 2, \"seed\": 0, \"stop_after\": 0, \"ema_decay\": 0.0, \"ema_warmup\": true},"
     "\"save\": {\"name\": \"lora\", \"formats\": [\"kohya\", \"diffusers\", \"peft\"]},"
     "\"samples\": {\"every\": 0, \"prompts\": [], \"negative_prompt\": \"\", \"seed\": 0, \"steps\": 20, \"cfg\": 5.0,"
     "  \"sampler\": \"ddim\"}"
@@ -90,7 +93,11 @@ vkp_status vkp_dtrain_read_keys(vkp_dtrainer *t, vkp_error *err) {
   if (pt && strcmp(pt, "epsilon") && strcmp(pt, "v_prediction"))
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'train.prediction_type' must be \"epsilon\", \"v_prediction\" or null (the scheduler's)");
   if (!vkp_config_string(c, "data.train")) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'data.train' must name image-caption data");
-  if (!vkp_config_string(c, "model.pretrained")) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'model.pretrained' must name a diffusers pipeline folder");
+  if (!vkp_config_string(c, "model.pretrained"))
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'model.pretrained' must name a diffusers pipeline folder (at least its scheduler/)");
+  const cJSON *init = vkp_config_get(c, "model.init"), *unet_init = cJSON_GetObjectItemCaseSensitive(init, "unet");
+  if (!cJSON_IsObject(init) || (init->child && (!cJSON_IsObject(unet_init) || cJSON_GetArraySize(init) != 1)))
+    return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'model.init' must be {} or {\"unet\": {...}} (a UNet config.json's keys)");
   const char *name = vkp_config_string(c, "save.name");
   if (!name || !*name || strchr(name, '/') || name[0] == '.')
     return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'save.name' must be a file name (no '/', not starting with '.')");
@@ -129,18 +136,52 @@ static vkp_status load_scheduler(vkp_dtrainer *t, const char *dir, vkp_error *er
   return VKP_OK;
 }
 
+// The UNet: model.init.unet (a config.json's keys) from random weights (seed train.seed), else
+// the pipeline's unet/.
+static vkp_status load_unet(vkp_dtrainer *t, const char *dir, vkp_error *err) {
+  const cJSON *init = cJSON_GetObjectItemCaseSensitive(vkp_config_get(t->cfg, "model.init"), "unet");
+  char path[1200];
+  if (!init) {
+    snprintf(path, sizeof path, "%s/unet", dir);
+    return vkp_unet_load(t->ctx, path, NULL, &t->unet, err);
+  }
+  vkp_unet_config uc;
+  VKP_TRY(vkp_unet_config_from_json(init, "config model.init.unet", &uc, err));
+  return vkp_unet_new(t->ctx, &uc, t->k.seed, &t->unet, err);
+}
+
+// The text encoder: model.text_encoder (a CLIP folder: its text tower) with model.tokenizer (a
+// folder with vocab.json + merges.txt; null: the text encoder folder's own, else the built-in
+// one), else the pipeline's text_encoder/ + tokenizer/.
+static vkp_status load_text_encoder(vkp_dtrainer *t, const char *dir, int clip_skip, vkp_error *err) {
+  vkp_text_encoder_opts to = {.clip_skip = clip_skip};
+  const char *te = vkp_config_string(t->cfg, "model.text_encoder"), *tp = vkp_config_string(t->cfg, "model.tokenizer");
+  if (!te) {
+    if (tp) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'model.tokenizer' needs model.text_encoder");
+    return vkp_text_encoder_load(t->ctx, dir, &to, &t->te, err);
+  }
+  vkp_clip *clip = NULL;
+  vkp_clip_tokenizer *tok = NULL;
+  vkp_clip_load_opts co = {.towers = VKP_CLIP_TEXT_ONLY};
+  vkp_error e = {0};
+  if (vkp_clip_load(t->ctx, te, &co, &clip, &e)) return vkp_error_set(err, e.status, "config: model.text_encoder: %s", e.msg);
+  if (tp ? vkp_clip_tokenizer_load(tp, &tok, &e) : vkp_clip_tokenizer_for_model(te, &tok, &e)) {
+    vkp_clip_free(clip);
+    return vkp_error_set(err, e.status, "config: %s: %s", tp ? "model.tokenizer" : "model.text_encoder", e.msg);
+  }
+  return vkp_text_encoder_from_clip(t->ctx, clip, tok, te, &to, &t->te, err);
+}
+
 vkp_status vkp_dtrain_load_models(vkp_dtrainer *t, vkp_error *err) {
-  const char *dir = vkp_config_string(t->cfg, "model.pretrained");
+  const char *dir = vkp_config_string(t->cfg, "model.pretrained"), *vae = vkp_config_string(t->cfg, "model.vae");
   char path[1200];
   long clip_skip;
   VKP_TRY(vkp_config_int(t->cfg, "model.clip_skip", 1, 64, &clip_skip, err));
   VKP_TRY(load_scheduler(t, dir, err));
-  snprintf(path, sizeof path, "%s/unet", dir);
-  VKP_TRY(vkp_unet_load(t->ctx, path, NULL, &t->unet, err));
+  VKP_TRY(load_unet(t, dir, err));
   snprintf(path, sizeof path, "%s/vae", dir);
-  VKP_TRY(vkp_vae_load(t->ctx, path, false, &t->vae, err));
-  vkp_text_encoder_opts to = {.clip_skip = (int)clip_skip};
-  VKP_TRY(vkp_text_encoder_load(t->ctx, dir, &to, &t->te, err));
+  VKP_TRY(vkp_vae_load(t->ctx, vae ? vae : path, false, &t->vae, err));
+  VKP_TRY(load_text_encoder(t, dir, (int)clip_skip, err));
   vkp_text_encoder_shape(t->te, &t->tokens, &t->text_dim);
   const vkp_unet_config *uc = &t->unet->cfg;
   if (uc->cross_attention_dim[0] != t->text_dim)

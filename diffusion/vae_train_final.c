@@ -1,18 +1,21 @@
 // vae_train_final.c — the final files of a VAE run: vae/ (a diffusers folder) with the
-// scaling_factor derived from the training latents, and reconstructions.png.
+// scaling_factor derived from the training latents, reconstructions.png, and adapter/ (HF PEFT)
+// when a method other than `full` trained.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vae_train_internal.h"
+#include "vkp_config.h"
 #include "vkp_png.h"
 #include "vkp_rng.h"
 
-enum { STREAM_SCALE = 0x5ca1e, GRID_MAX = 8 };
+enum { STREAM_SCALE = 0x5ca1e, GRID_MAX = 8, SCALE_IMAGES = 512 };
 
-// 1 / std of posterior samples z = μ + σ·ε over every training image (SD's 0.18215 is this for its
-// VAE): the scaling that gives the diffusion model unit-variance latents.
+// 1 / std of posterior samples z = μ + σ·ε over the training images (the first SCALE_IMAGES of the
+// split; SD's 0.18215 is this for its VAE, from one batch): the scaling that gives the diffusion
+// model unit-variance latents.
 static vkp_status scaling_factor(vkp_vtrainer *t, double *out, vkp_error *err) {
   const int eb = (int)t->k.eval_batch;
   const size_t pi = vkp_vtrain_pixels_item(t), li = vkp_vtrain_latent_item(t);
@@ -23,8 +26,9 @@ static vkp_status scaling_factor(vkp_vtrainer *t, double *out, vkp_error *err) {
   if (!eps) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   double sum = 0, sq = 0, n = 0;
   vkp_status st = VKP_OK;
-  for (size_t j0 = 0; j0 < t->n_train && !st; j0 += (size_t)eb) {
-    size_t m = t->n_train - j0 < (size_t)eb ? t->n_train - j0 : (size_t)eb;
+  size_t total = t->n_train < SCALE_IMAGES ? t->n_train : SCALE_IMAGES;
+  for (size_t j0 = 0; j0 < total && !st; j0 += (size_t)eb) {
+    size_t m = total - j0 < (size_t)eb ? total - j0 : (size_t)eb;
     for (size_t s = 0; s < m; s++) memcpy(t->x + s * pi, t->px_train + t->train_idx[j0 + s] * pi, pi * sizeof(float));
     double l, rc, kl;
     st = vkp_vtrain_run_graph(t, &t->eg, true, &l, &rc, &kl, err);
@@ -78,8 +82,19 @@ static vkp_status recon_grid(vkp_vtrainer *t, const char *path, vkp_error *err) 
   return st;
 }
 
+// True when some `peft` entry is not "full": vae/ then holds the base, adapter/ the trained part.
+static bool has_adapters(const vkp_vtrainer *t) {
+  const cJSON *item;
+  cJSON_ArrayForEach(item, vkp_config_get(t->cfg, "peft")) {
+    const char *m = vkp_config_string(item, "method");
+    if (!m || strcmp(m, "full")) return true;
+  }
+  return false;
+}
+
 vkp_status vkp_vtrain_finish(vkp_vtrainer *t, vkp_error *err) {
   char path[1500];
+  if (has_adapters(t)) VKP_TRY(vkp_trainer_save_adapters(t->vae->model, t->dir, NULL, NULL, err));
   VKP_TRY(scaling_factor(t, &t->scaling, err));
   t->vae->cfg.scaling_factor = (float)t->scaling;
   snprintf(path, sizeof path, "%s/vae", t->dir);

@@ -19,8 +19,17 @@ vkp_status vkp_vtrain_build_graph(vkp_vtrainer *t, vkp_vae_graph *vg, int batch,
   vg->x = vkp_tensor_input(g, "pixels", VKP_DTYPE_F32, 4, (int64_t[]){B, 3, R, R});
   vg->noise = vkp_tensor_input(g, "noise", VKP_DTYPE_F32, 4, (int64_t[]){B, t->latent_c, t->latent_h, t->latent_w});
   t->vae->model->training = training;
-  vkp_status st = vkp_vae_encode(t->vae, g, vg->x, &vg->mean, &vg->logvar);
+  vkp_model *m = t->vae->model;
+  vkp_tensor **enc = calloc((size_t)m->nparams + 1, sizeof *enc);
+  vkp_status st = enc ? vkp_vae_encode(t->vae, g, vg->x, &vg->mean, &vg->logvar) : VKP_ERR_OOM;
+  // encode and decode each begin the graph anew (vkp_model_begin_graph forgets every parameter's
+  // tensor): the encoder's tensors are kept across decode, or backward would reach new, unused
+  // ones and the encoder would get no gradient.
+  for (int i = 0; !st && i < m->nparams; i++) enc[i] = m->params[i]->t;
   if (!st) st = vkp_vae_decode(t->vae, g, vkp_vae_sample(g, vg->mean, vg->logvar, vg->noise), &vg->recon);
+  for (int i = 0; !st && i < m->nparams; i++)
+    if (!m->params[i]->t) m->params[i]->t = enc[i];
+  free(enc);
   if (!st) {
     vkp_tensor *d = vkp_sub(g, vg->recon, vg->x);
     // |d| = relu(d) + relu(−d): exact, with torch's zero subgradient at 0.
@@ -76,6 +85,7 @@ static void prepare_sample(vkp_vtrainer *t, const vkp_batch *b, int s) {
   for (size_t row = 0; row < 3 * R; row++)
     for (size_t col = 0; col < R; col++) dst[row * R + col] = src[row * R + (flip ? R - 1 - col : col)];
   vkp_rng_randn(&r, t->noise + (size_t)s * li, li);
+  if (!t->sample_posterior) memset(t->noise + (size_t)s * li, 0, li * sizeof(float));
 }
 
 vkp_status vkp_vtrain_micro_step(vkp_vtrainer *t, bool apply, double *loss, double *rec, double *kl, vkp_error *err) {

@@ -30,7 +30,7 @@ struct vkp_vae_trainer {
   vkp_vae *vae;                             // owned
   vkp_train_keys k;
   int resolution, latent_c, latent_h, latent_w;
-  bool l1;
+  bool l1, sample_posterior;   // train.recon_loss "l1"; train.sample_posterior (false: z = μ)
   double kl_weight, hflip;
   vkp_alpha_mode alpha;
   // data: every image of the set preprocessed once

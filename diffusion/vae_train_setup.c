@@ -14,14 +14,14 @@ const char vkp_vae_train_defaults[] =
     "{"
     "\"task\": \"vae\","
     "\"output_dir\": \"runs/vae\","
-    "\"model\": {\"pretrained\": null, \"init\": {\"block_out_channels\": [32, 64], \"layers_per_block\": 1,"
-    "  \"latent_channels\": 4, \"norm_num_groups\": 16}},"
+    "\"model\": {\"pretrained\": null, \"init\": {}, \"base_dtype\": \"f32\"},"
     "\"data\": {\"train\": null, \"val\": null, \"val_fraction\": 0.0, \"split_seed\": 0, \"resolution\": 32,"
     "  \"hflip\": 0.0, \"alpha\": \"white\", \"workers\": 0},"
     "\"peft\": [{\"method\": \"full\"}],"
     "\"train\": {\"optimizer\": \"adamw\", \"lr\": 0.0005, \"weight_decay\": 0.0, \"beta1\": 0.9, \"beta2\": 0.999,"
     "  \"momentum\": 0.9, \"max_grad_norm\": 1.0, \"schedule\": \"constant\", \"warmup_steps\": 0, \"warmup_ratio\": 0.0,"
     "  \"batch_size\": 8, \"grad_accum\": 1, \"epochs\": 1, \"max_steps\": 0, \"recon_loss\": \"l1\", \"kl_weight\": 1e-6,"
+    "  \"sample_posterior\": true,"
     "  \"eval_every\": 0, \"eval_batch\": 8, \"val_limit\": 8, \"log_every\": 10, \"checkpoint_every\": 0,"
     "  \"keep_last\": 2, \"seed\": 0, \"stop_after\": 0}"
     "}";
@@ -52,6 +52,7 @@ vkp_status vkp_vtrain_read_keys(vkp_vtrainer *t, vkp_error *err) {
   if (!vkp_config_string(c, "data.train")) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'data.train' must name image data");
   t->resolution = (int)res;
   t->l1 = !strcmp(rl, "l1");
+  t->sample_posterior = vkp_config_bool(c, "train.sample_posterior");
   t->alpha = !strcmp(al, "white") ? VKP_ALPHA_WHITE : !strcmp(al, "black") ? VKP_ALPHA_BLACK : VKP_ALPHA_DROP;
   return VKP_OK;
 }

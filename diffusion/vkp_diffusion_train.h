@@ -5,6 +5,14 @@
 // scheduler/scheduler_config.json). Everything is frozen except the adapters of the `peft` list,
 // which target the UNet's diffusers module names (attention to_q/to_k/to_v/to_out.0, proj_in,
 // ff.net.*, ResNet conv1/conv2, ...).
+// A pipeline from parts (train_setup.c): model.init.unet (a UNet config.json's keys: random weights,
+// seed train.seed) instead of unet/, model.vae (a vae/ folder, e.g. from `"task": "vae"`) instead of
+// vae/, model.text_encoder (a CLIP folder: its text tower) + model.tokenizer (a folder with
+// vocab.json + merges.txt; null: the text encoder folder's, else the built-in BPE) instead of
+// text_encoder/ + tokenizer/; model.pretrained then needs only scheduler/. With any of these or a
+// `full` method the run ends with pipeline/ (model_index.json, unet/, vae/, text_encoder/,
+// tokenizer/, scheduler/: train_pipeline.c) for `vkpeft generate`; the tokenizer must then come
+// from a folder.
 //
 // Data (data.train, data.val: vkp_pairs specs as the CLIP trainer takes them: a kohya caption
 // folder with N_name repeat folders, a CSV/JSONL list, emoji-noto / emoji-emojione, several joined
@@ -46,7 +54,17 @@
 // method has a place in the format (kohya: LoRA, DoRA, LoHa, LoKr; diffusers: LoRA, DoRA).
 // samples/step-NNNNNN.png every samples.every steps and at the end when samples.prompts is given:
 // a grid with one column per prompt (seed samples.seed + column; samples.steps, .cfg, .sampler,
-// .negative_prompt as in `vkpeft generate`), the adapters off in the first row, on in the second.
+// .negative_prompt as in `vkpeft generate`), the adapters off in the first row, on in the second,
+// their EMA in a third (train.ema_decay). plots/loss.png, plots/lr.png and report.html (run rows,
+// plots, the sample timeline, links to the adapter files), rewritten at every checkpoint and at
+// the end.
+//
+// EMA (train.ema_decay > 0, as diffusers' EMAModel): after optimizer update k the average becomes
+// ema − (1 − d_k)(ema − weights) in f32, d_1 = 0 (a copy), then d_k = min(ema_decay, k/(9 + k))
+// with train.ema_warmup ((1 + s)/(10 + s), s = k − 1), else ema_decay. Saved beside the raw adapter
+// in every format as adapter_ema/, <save.name>_ema.safetensors, pytorch_lora_weights_ema.safetensors
+// (final and in checkpoints), and in checkpoints as ema.safetensors (parameter names, update count):
+// `--resume` continues the average bit for bit.
 #ifndef VKP_DIFFUSION_TRAIN_H
 #define VKP_DIFFUSION_TRAIN_H
 
@@ -72,6 +90,8 @@ typedef struct vkp_diffusion_train_summary {
   int64_t latents_encoded;      // images encoded by the VAE into the cache in this run
   int64_t latents_reused;       // images whose latents came from the cache folder
   int64_t trainable_params, total_params;
+  uint64_t peak_device_bytes;   // the context's peak device memory
+  uint64_t arena_bytes;         // the training graph's arena (intermediates and inputs)
   char run_dir[1024];
 } vkp_diffusion_train_summary;
 

@@ -13,7 +13,8 @@
 // train_pixels.h), flipped with probability data.hflip.
 //
 // Objective (diffusers' examples/research_projects/autoencoderkl/train_autoencoderkl.py without
-// its LPIPS and GAN terms): z = μ + σ·ε sampled from the posterior, x̂ = decode(z);
+// its LPIPS and GAN terms): z = μ + σ·ε sampled from the posterior (train.sample_posterior false:
+// z = μ, a plain autoencoder with the KL term as a regulariser), x̂ = decode(z);
 //   loss = rec + train.kl_weight · kl,
 //   rec  = mean over (B, C, H, W) of |x − x̂| (train.recon_loss "l1") or (x − x̂)² ("mse"),
 //   kl   = mean over B of Σ_(c,h,w) ½ (μ² + σ² − 1 − log σ²)   (DiagonalGaussianDistribution.kl()).
@@ -22,8 +23,10 @@
 // "grad_norm", "images_per_s"} every log_every steps; {"val_rec"}: rec of the posterior mean at each
 // evaluation), checkpoints/step-N/ (`--resume` continues bit for bit) and at the end vae/ (a
 // diffusers folder whose scaling_factor is 1 / std of the posterior samples of the training
-// images, as SD's 0.18215 was derived) and reconstructions.png (first row: validation images, or
-// the first training ones; second row: their reconstructions from the posterior mean).
+// images (the first 512), as SD's 0.18215 was derived; the base weights: with methods other than
+// `full` the trained part is in adapter/, an HF PEFT folder) and reconstructions.png (first row:
+// validation images, or the first training ones; second row: their reconstructions from the
+// posterior mean).
 #ifndef VKP_VAE_TRAIN_H
 #define VKP_VAE_TRAIN_H
 

@@ -1,7 +1,7 @@
 // cmd_train.c — `vkpeft train CONFIG.json [--set key=value]... | --resume RUN_DIR`: dispatches on
 // the config's `task` ("classify", the default: ViT image classification; "clip": CLIP contrastive
 // training, vlm/vkp_clip_train.h; "diffusion": LoRA training of a diffusion pipeline's UNet,
-// diffusion/vkp_diffusion_train.h).
+// diffusion/vkp_diffusion_train.h; "vae": AutoencoderKL training, diffusion/vkp_vae_train.h).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "vkp_config.h"
 #include "vkp_diffusion_train.h"
 #include "vkp_json.h"
+#include "vkp_vae_train.h"
 #include "vkpeft_cli.h"
 
 static int usage(void) {
@@ -19,13 +20,14 @@ static int usage(void) {
           "       vkpeft train --resume RUN_DIR [--quiet]\n"
           "  Fine-tunes with PEFT methods per the config's \"task\": \"classify\" (default: a ViT image\n"
           "  classifier), \"clip\" (CLIP contrastive training / linear probe on image–text pairs) or\n"
-          "  \"diffusion\" (LoRA etc. on a diffusers pipeline's UNet from image–caption pairs);\n"
+          "  \"diffusion\" (LoRA etc. on a diffusers pipeline's UNet from image–caption pairs) or \"vae\"\n"
+          "  (an AutoencoderKL from random weights or a vae/ folder);\n"
           "  writes a run directory (config.json, metrics.jsonl, checkpoints/, adapter/, plots/, report.html).\n"
           "  Keys: docs/TRAINING.md, docs/CLIP.md, README.md (diffusion); e.g. --set task=clip --set train.lr=3e-4 --set peft.0.r=16\n");
   return VKP_EXIT_BAD_INPUT;
 }
 
-typedef enum task { TASK_CLASSIFY = 0, TASK_CLIP, TASK_DIFFUSION } task;
+typedef enum task { TASK_CLASSIFY = 0, TASK_CLIP, TASK_DIFFUSION, TASK_VAE } task;
 
 // The task a config names: the last `--set task=...`, else the file's "task" key, else classify.
 // A run directory's config.json (resume) has "task": "clip" / "diffusion" for those runs.
@@ -47,7 +49,8 @@ static vkp_status find_task(const char *path, const char *const *sets, int nsets
   if (!name || !strcmp(name, "classify") || !strcmp(name, "\"classify\"")) *out = TASK_CLASSIFY;
   else if (!strcmp(name, "clip") || !strcmp(name, "\"clip\"")) *out = TASK_CLIP;
   else if (!strcmp(name, "diffusion") || !strcmp(name, "\"diffusion\"")) *out = TASK_DIFFUSION;
-  else st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'task' must be \"classify\", \"clip\" or \"diffusion\", not \"%s\"", path ? path : "--set", name);
+  else if (!strcmp(name, "vae") || !strcmp(name, "\"vae\"")) *out = TASK_VAE;
+  else st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'task' must be \"classify\", \"clip\", \"diffusion\" or \"vae\", not \"%s\"", path ? path : "--set", name);
   cJSON_Delete(doc);
   return st;
 }
@@ -122,6 +125,7 @@ int cmd_train(int argc, char **argv) {
   if (!st && !resume)
     st = tk == TASK_CLIP        ? vkp_clip_train_config(config, sets, nsets, &cfg, &err)
          : tk == TASK_DIFFUSION ? vkp_diffusion_train_config(config, sets, nsets, &cfg, &err)
+         : tk == TASK_VAE       ? vkp_vae_train_config(config, sets, nsets, &cfg, &err)
                                 : classify_config(config, sets, nsets, &cfg, &err);
   free(sets);
   if (st) return vkp_cli_fail("train", st, err.msg);
@@ -133,14 +137,19 @@ int cmd_train(int argc, char **argv) {
   vkp_train_summary cs;
   vkp_clip_train_summary ps;
   vkp_diffusion_train_summary ds;
+  vkp_vae_train_summary vs;
   st = tk == TASK_CLIP        ? vkp_clip_train(ctx, cfg, resume, quiet, &ps, &err)
        : tk == TASK_DIFFUSION ? vkp_diffusion_train(ctx, cfg, resume, quiet, &ds, &err)
+       : tk == TASK_VAE       ? vkp_vae_train(ctx, cfg, resume, quiet, &vs, &err)
                               : vkp_classify_train(ctx, cfg, resume, quiet, &cs, &err);
   cJSON_Delete(cfg);
   vkp_ctx_free(ctx);
   if (st) return vkp_cli_fail("train", st, err.msg);
   if (!quiet && tk == TASK_CLIP) print_summary_clip(&ps);
   else if (!quiet && tk == TASK_DIFFUSION) print_summary_diffusion(&ds);
+  else if (!quiet && tk == TASK_VAE)
+    printf("validation reconstruction loss %.5f; %lld steps in %.1f s (%.2f images/s); VAE in %s/vae\n", vs.val_rec,
+           (long long)vs.steps, vs.seconds, vs.images_per_s, vs.run_dir);
   else if (!quiet) print_summary_classify(&cs);
   return VKP_EXIT_OK;
 }

@@ -223,6 +223,39 @@ vkp_status vkp_report_add_table(vkp_report *r, const char *caption, const char *
   return end_item(r, err);
 }
 
+// Appends a relative path as a URL: bytes outside [A-Za-z0-9-._~/] percent-encoded ("#", "?",
+// spaces and UTF-8 in a file name stay part of the path).
+static void sb_url_path(vkp_strbuf *b, const char *s) {
+  for (; s && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("-._~/", c)) vkp_strbuf_put(b, s, 1);
+    else vkp_strbuf_printf(b, "%%%02X", c);
+  }
+}
+
+vkp_status vkp_report_add_links(vkp_report *r, const char *const *hrefs, const char *const *labels,
+                               const char *const *notes, int n, vkp_error *err) {
+  VKP_TRY(begin_item(r, 0, "links", err));
+  if (n < 0 || (n > 0 && !hrefs)) return vkp_error_set(err, VKP_ERR_INVALID, "report: links: bad arguments");
+  vkp_strbuf *b = &r->body;
+  vkp_strbuf_puts(b, "<ul class=\"links\">\n");
+  for (int i = 0; i < n; i++) {
+    vkp_strbuf_puts(b, "<li><a href=\"");
+    sb_url_path(b, hrefs[i]);
+    vkp_strbuf_puts(b, "\">");
+    sb_html(b, labels && labels[i] ? labels[i] : hrefs[i], 0);
+    vkp_strbuf_puts(b, "</a>");
+    if (notes && notes[i]) {
+      vkp_strbuf_puts(b, " <span class=\"note\">");
+      sb_html(b, notes[i], 0);
+      vkp_strbuf_puts(b, "</span>");
+    }
+    vkp_strbuf_puts(b, "</li>\n");
+  }
+  vkp_strbuf_puts(b, "</ul>\n");
+  return end_item(r, err);
+}
+
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -379,6 +412,9 @@ static const char page_css[] =
     "table.data tbody tr:nth-child(even){background:#fbfcfd}\n"
     "table.data tbody tr:hover{background:#eef5fb}\n"
     "caption{caption-side:top;text-align:left;color:var(--muted);padding:0 0 6px}\n"
+    "ul.links{margin:8px 0 18px;padding-left:20px;font-size:14px}\n"
+    "ul.links a{color:var(--accent);font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}\n"
+    "ul.links .note{color:var(--muted)}\n"
     ".scroll{overflow-x:auto}\n"
     // Plots are shown at their own size (a pixel font does not scale down well) and wrap.
     ".gallery{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start;margin:8px 0 18px}\n"

@@ -1,13 +1,11 @@
-// test_diffusion_train.c — `vkpeft train` with "task": "diffusion" on a tiny pipeline put together
-// here (the fixture UNet with cross_attention_dim 32 and VAE of ../shared/fixtures/unet, the
-// fixture CLIP's text tower of hidden size 32 as text encoder, a DDPM scaled_linear scheduler) and a
-// kohya caption folder of 16x16 RGBA shapes written here:
+// test_diffusion_train.c — `vkpeft train` with "task": "diffusion" on the tiny pipeline and the
+// kohya caption folder of 16x16 RGBA shapes of train_fixture.h:
 //   (a) one micro-batch's objective against a float64 reference computed here from forced noise and
 //       timesteps: noisy latents, epsilon and v targets, min-SNR-γ weights, the alpha loss mask
 //       (from the images' own alpha), the loss from the UNet output read back;
 //   (b) the validation loss at fixed triples falls over 30 steps of memorising the images;
 //   (c) a run stopped after N steps and resumed for N more ends with bit-identical adapter tensors
-//       and one metrics line per step, equal to the uninterrupted run's;
+//       (and EMA tensors) and one metrics line per step, equal to the uninterrupted run's;
 //   (d) the saved kohya / diffusers / PEFT files give identical final latents in `vkpeft generate`,
 //       different from the base model's (LoRA, DoRA, LoHa), and the kohya file carries ss_* metadata;
 //       the sample grids written while training show generate's images without and with the adapter;
@@ -30,98 +28,7 @@
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
 #include "train_internal.h"   // vkp_dtrain_caption
-
-static char tmp_root[256], pipe_dir[320], pairs_dir[320], cache_dir[320];
-
-#define N_IMAGES 6
-#define RES 16
-
-static void write_text(const char *path, const char *text) {
-  vkp_error err = {0};
-  const void *chunk = text;
-  size_t len = strlen(text);
-  if (vkp_file_write_atomic(path, &chunk, &len, 1, &err)) fail_msg("%s", err.msg);
-}
-
-static void link_to(const char *target, const char *dir, const char *name) {
-  char p[600];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  if (symlink(target, p)) fail_msg("symlink %s", p);
-}
-
-// The pipeline folder: symlinks to the fixtures, a DDPM scheduler config, model_index.json.
-static void write_pipeline(void) {
-  vkp_error err = {0};
-  char p[600];
-  snprintf(p, sizeof p, "%s/scheduler", pipe_dir);
-  if (vkp_dir_create(p, &err)) fail_msg("%s", err.msg);
-  link_to(vkp_fixture_path("unet/unet"), pipe_dir, "unet");
-  link_to(vkp_fixture_path("unet/vae"), pipe_dir, "vae");
-  link_to(vkp_fixture_path("clip/model"), pipe_dir, "text_encoder");
-  link_to(vkp_fixture_path("clip/model"), pipe_dir, "tokenizer");
-  snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", pipe_dir);
-  write_text(p, "{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": 1000, \"beta_start\": 0.00085,"
-                " \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\", \"clip_sample\": false, \"steps_offset\": 1}");
-  snprintf(p, sizeof p, "%s/model_index.json", pipe_dir);
-  write_text(p, "{\"_class_name\": \"StableDiffusionPipeline\", \"unet\": [\"diffusers\", \"UNet2DConditionModel\"],"
-                " \"vae\": [\"diffusers\", \"AutoencoderKL\"], \"text_encoder\": [\"transformers\", \"CLIPTextModel\"],"
-                " \"tokenizer\": [\"transformers\", \"CLIPTokenizer\"], \"scheduler\": [\"diffusers\", \"DDPMScheduler\"]}");
-}
-
-static const char *const COLORS[3] = {"red", "green", "blue"};
-static const uint8_t RGB[3][3] = {{220, 40, 30}, {40, 190, 60}, {30, 60, 220}};
-
-// Alpha of image i at (x, y): a disc (even i) or a square (odd i), of a size that depends on i.
-static uint8_t alpha_of(int i, int x, int y) {
-  double cx = x + 0.5 - RES / 2.0, cy = y + 0.5 - RES / 2.0, r = 4 + i % 3;
-  bool in = i % 2 ? fabs(cx) < r && fabs(cy) < r : cx * cx + cy * cy < r * r;
-  return in ? 255 : (uint8_t)(i * 9);
-}
-
-// pairs/2_shapes/img_<i>.png + img_<i>.txt ("<colour>, <shape>, flat icon").
-static void write_pairs(void) {
-  vkp_error err = {0};
-  char dir[400], path[500];
-  snprintf(dir, sizeof dir, "%s/2_shapes", pairs_dir);
-  if (vkp_dir_create(dir, &err)) fail_msg("%s", err.msg);
-  for (int i = 0; i < N_IMAGES; i++) {
-    vkp_image *img = NULL;
-    if (vkp_image_new(RES, RES, 4, &img, &err)) fail_msg("%s", err.msg);
-    for (int y = 0; y < RES; y++)
-      for (int x = 0; x < RES; x++) {
-        uint8_t *px = img->data + (y * RES + x) * 4;
-        for (int c = 0; c < 3; c++) px[c] = (uint8_t)(RGB[i % 3][c] + ((x * 3 + y * 5 + c) % 7) * 3);
-        px[3] = alpha_of(i, x, y);
-      }
-    snprintf(path, sizeof path, "%s/img_%d.png", dir, i);
-    if (vkp_png_write(path, img, NULL, 0, &err)) fail_msg("%s", err.msg);
-    vkp_image_free(img);
-    char text[64];
-    snprintf(text, sizeof text, "%s, %s, flat icon\n", COLORS[i % 3], i % 2 ? "square" : "circle");
-    snprintf(path, sizeof path, "%s/img_%d.txt", dir, i);
-    write_text(path, text);
-  }
-}
-
-static cJSON *config(const char *out, const char *const *extra, int n_extra) {
-  const char *sets[40] = {"data.resolution=16", "train.batch_size=2", "train.max_steps=30", "train.lr=0.003",
-                          "train.weight_decay=0", "train.log_every=1", "train.val_limit=4", "train.eval_batch=4",
-                          "data.first_caption=true"};
-  int n = 9;
-  char o[512], d[512], m[512], c[512];
-  snprintf(o, sizeof o, "output_dir=%s", out);
-  snprintf(d, sizeof d, "data.train=%s", pairs_dir);
-  snprintf(m, sizeof m, "model.pretrained=%s", pipe_dir);
-  snprintf(c, sizeof c, "data.cache_dir=%s", cache_dir);
-  sets[n++] = o, sets[n++] = d, sets[n++] = m, sets[n++] = c;
-  for (int i = 0; i < n_extra; i++) sets[n++] = extra[i];
-  cJSON *cfg = NULL;
-  vkp_error err = {0};
-  if (vkp_diffusion_train_config(NULL, sets, n, &cfg, &err)) fail_msg("config: %s", err.msg);
-  return cfg;
-}
-
-static void out_path(const char *name, char *buf, size_t cap) { snprintf(buf, cap, "%s/%s", tmp_root, name); }
+#include "train_fixture.h"
 
 // ---- (a) the objective against float64 ---------------------------------------------------------------
 
@@ -274,33 +181,6 @@ static void test_loss_decreases(void **state) {
 
 // ---- (c) exact resume -----------------------------------------------------------------------------
 
-// The run's metrics.jsonl (vkp_metrics_log_free).
-static vkp_metrics_log *metrics_of(const char *run_dir) {
-  char path[600];
-  vkp_metrics_log *log = NULL;
-  vkp_error err = {0};
-  snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-  if (vkp_metrics_read(path, &log, &err)) fail_msg("%s", err.msg);
-  return log;
-}
-
-static void assert_same_tensors(const char *a, const char *b) {
-  vkp_safetensors *fa = NULL, *fb = NULL;
-  vkp_error err = {0};
-  if (vkp_safetensors_open(a, &fa, &err) || vkp_safetensors_open(b, &fb, &err)) fail_msg("%s", err.msg);
-  assert_int_equal(vkp_safetensors_count(fa), vkp_safetensors_count(fb));
-  for (size_t i = 0; i < vkp_safetensors_count(fa); i++) {
-    const vkp_st_tensor *ta = vkp_safetensors_at(fa, i), *tb = vkp_safetensors_find(fb, ta->name);
-    if (!tb) fail_msg("%s: no tensor %s", b, ta->name);
-    size_t n = vkp_st_tensor_numel(ta);
-    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
-    if (vkp_safetensors_read_f32(fa, ta->name, x, n, &err) || vkp_safetensors_read_f32(fb, ta->name, y, n, &err)) fail_msg("%s", err.msg);
-    if (memcmp(x, y, n * sizeof *x)) fail_msg("%s differs between %s and %s", ta->name, a, b);
-    free(x), free(y);
-  }
-  vkp_safetensors_free(fa), vkp_safetensors_free(fb);
-}
-
 // Runs `extra` for 2n steps in one go and as n steps + a resume; the adapters and logs must agree.
 static void check_resume(const char *tag, const char *const *extra, int n_extra, int n) {
   vkp_ctx *ctx = vkp_test_ctx();
@@ -333,6 +213,11 @@ static void check_resume(const char *tag, const char *const *extra, int n_extra,
   snprintf(p, sizeof p, "%s/adapter/adapter_model.safetensors", full);
   snprintf(q, sizeof q, "%s/adapter/adapter_model.safetensors", part);
   assert_same_tensors(p, q);
+  snprintf(p, sizeof p, "%s/adapter_ema/adapter_model.safetensors", full);   // written when train.ema_decay is on
+  snprintf(q, sizeof q, "%s/adapter_ema/adapter_model.safetensors", part);
+  bool ema = !access(p, F_OK) || !access(q, F_OK);
+  if (ema) assert_same_tensors(p, q);
+  printf("  %s: %d + %d resumed steps give the uninterrupted run's adapter%s bit for bit\n", tag, n, n, ema ? " and its EMA" : "");
   vkp_metrics_log *la = metrics_of(full), *lb = metrics_of(part);
   const vkp_metric_series *a = vkp_metrics_find(la, "loss_weighted"), *b = vkp_metrics_find(lb, "loss_weighted");
   if (!a || !b) fail_msg("no loss_weighted series");
@@ -349,57 +234,14 @@ static void test_resume_exact(void **state) {
   (void)state;
   // cached latents with flips, every caption augmentation, noise offset, min-SNR
   const char *cached[] = {"data.hflip=0.5", "data.caption_dropout=0.3", "data.shuffle_captions=true", "data.keep_tokens=1",
-                          "train.noise_offset=0.05", "train.min_snr_gamma=5", "data.trigger=sks"};
-  check_resume("cached", cached, 7, 3);
+                          "train.noise_offset=0.05", "train.min_snr_gamma=5", "data.trigger=sks", "train.ema_decay=0.8"};
+  check_resume("cached", cached, 8, 3);
   // random crops encoded in the step, the alpha mask, accumulation
   const char *random[] = {"data.crop=random", "data.hflip=0.5", "train.masked_loss=true", "train.grad_accum=2"};
   check_resume("random_crop", random, 4, 2);
 }
 
 // ---- (d) saved files load in `vkpeft generate` with identical outputs ------------------------------
-
-// Final latents of `vkpeft generate` with `lora` (NULL: none) into a new array of n floats.
-static float *generate(const char *lora, const char *tag, size_t *n) {
-  char out[600], args[3000];
-  snprintf(out, sizeof out, "%s/gen_%s.safetensors", tmp_root, tag);
-  snprintf(args, sizeof args, "generate --model %s --prompt \"sks, red, circle, flat icon\" --sampler ddim --steps 3 --cfg 3 --seed 5 "
-           "--width 16 --height 16 --tensors-out %s%s%s", pipe_dir, out, lora ? " --lora " : "", lora ? lora : "");
-  vkp_cli_expect(args, 0, NULL);
-  vkp_safetensors *f = NULL;
-  vkp_error err = {0};
-  if (vkp_safetensors_open(out, &f, &err)) fail_msg("%s", err.msg);
-  const vkp_st_tensor *t = vkp_safetensors_at(f, 0);
-  for (size_t i = 0; i < vkp_safetensors_count(f); i++)
-    if (strstr(vkp_safetensors_at(f, i)->name, "latents")) t = vkp_safetensors_at(f, i);
-  *n = vkp_st_tensor_numel(t);
-  float *v = malloc(*n * sizeof *v);
-  if (vkp_safetensors_read_f32(f, t->name, v, *n, &err)) fail_msg("%s", err.msg);
-  vkp_safetensors_free(f);
-  return v;
-}
-
-// True when img (RGB) appears in grid at some integer nearest-neighbour scale.
-static bool in_grid(const vkp_image *grid, const vkp_image *img) {
-  int gc = grid->channels, W = grid->width, H = grid->height;
-  size_t gs = vkp_image_stride(grid), is = vkp_image_stride(img);
-  for (int s = 1; s <= 8; s++)
-    for (int y0 = 0; y0 + img->height * s <= H; y0++)
-      for (int x0 = 0; x0 + img->width * s <= W; x0++) {
-        bool ok = true;
-        for (int y = 0; ok && y < img->height * s; y++)
-          for (int x = 0; ok && x < img->width * s; x++)
-            ok = !memcmp(grid->data + (size_t)(y0 + y) * gs + (size_t)(x0 + x) * gc, img->data + (size_t)(y / s) * is + (size_t)(x / s) * 3, 3);
-        if (ok) return true;
-      }
-  return false;
-}
-
-static vkp_image *read_png(const char *path) {
-  vkp_image *img = NULL;
-  vkp_error err = {0};
-  if (vkp_png_read(path, &img, NULL, NULL, &err)) fail_msg("%s", err.msg);
-  return img;
-}
 
 // The sample grids of run `dir` (prompt "sks, red, circle", seed 7, DDIM 3 steps, cfg 5) hold
 // `vkpeft generate`'s image without the adapter in every grid and with the final adapter (`lora`)
@@ -543,29 +385,12 @@ static void test_bad_input(void **state) {
   snprintf(args, sizeof args, "%s --set data.train=%s --set 'peft=[{\"method\":\"lora\",\"target_modules\":[\"no_such_module\"]}]'", base,
            pairs_dir);
   expect_bad(args, "peft[0]", NULL);
+  // an EMA decay outside [0, 1)
+  snprintf(args, sizeof args, "%s --set data.train=%s --set train.ema_decay=1.5", base, pairs_dir);
+  expect_bad(args, "train.ema_decay", NULL);
   // nothing of the run was written
   snprintf(p, sizeof p, "%s/bad_run/config.json", tmp_root);
   if (!access(p, F_OK)) fail_msg("%s written by a run that failed its checks", p);
-}
-
-// The group's fixture: a temporary folder with the pipeline, the pairs and a cache folder
-// (kept when VKP_KEEP_TMP is set).
-static int make_fixture(void **state) {
-  (void)state;
-  const char *base = getenv("TMPDIR");
-  snprintf(tmp_root, sizeof tmp_root, "%s/vkp_diffusion_train_XXXXXX", base && strlen(base) < 100 ? base : "/tmp");
-  if (!mkdtemp(tmp_root)) return -1;
-  snprintf(pipe_dir, sizeof pipe_dir, "%s/pipeline", tmp_root);
-  snprintf(pairs_dir, sizeof pairs_dir, "%s/pairs", tmp_root);
-  snprintf(cache_dir, sizeof cache_dir, "%s/cache", tmp_root);
-  write_pipeline();
-  write_pairs();
-  return 0;
-}
-
-static int remove_fixture(void **state) {
-  if (!getenv("VKP_KEEP_TMP")) vkp_path_remove_all(tmp_root, NULL);
-  return vkp_test_teardown(state);
 }
 
 int main(void) {

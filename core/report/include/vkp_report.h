@@ -62,6 +62,13 @@ void vkp_report_run_rows(const vkp_report_run *run, const char **keys, char (*va
 vkp_status vkp_report_add_table(vkp_report *r, const char *caption, const char *const *header,
                                 int n_cols, const char *const *cells, int n_rows, vkp_error *err);
 
+// A list of links, one per line: hrefs[i] a path relative to the page (files of the run
+// directory; bytes outside [A-Za-z0-9-._~/] are percent-encoded), shown as labels[i] (NULL or a
+// NULL entry: the path), then notes[i] (may be NULL).
+// The page stays self-contained: nothing linked is loaded with it.
+vkp_status vkp_report_add_links(vkp_report *r, const char *const *hrefs, const char *const *labels,
+                               const char *const *notes, int n, vkp_error *err);
+
 // Embeds the PNG file at png_path (read now) with an optional caption. A missing or non-PNG file
 // is an error (VKP_ERR_IO / VKP_ERR_FORMAT naming the file) and leaves the report unchanged.
 vkp_status vkp_report_add_image(vkp_report *r, const char *png_path, const char *caption,
