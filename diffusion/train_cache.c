@@ -37,12 +37,13 @@ static uint64_t hash_file(uint64_t h, const char *path) {
 }
 
 static uint64_t settings_hash(const vkp_dtrainer *t, int variants) {
-  const char *dir = vkp_config_string(t->cfg, "model.pretrained");
+  const char *dir = vkp_config_string(t->cfg, "model.pretrained"), *vae = vkp_config_string(t->cfg, "model.vae");
   char path[1200];
   uint64_t h = fnv(0xcbf29ce484222325ull, "vkpeft-latents-v1", 17);
   static const char *const files[] = {"config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-    snprintf(path, sizeof path, "%s/vae/%s", dir, files[i]);
+    if (vae) snprintf(path, sizeof path, "%s/%s", vae, files[i]);   // model.vae replaces the pipeline's vae/
+    else snprintf(path, sizeof path, "%s/vae/%s", dir, files[i]);
     h = hash_file(h, path);
   }
   int32_t v[3] = {t->resolution, (int32_t)t->alpha, variants};

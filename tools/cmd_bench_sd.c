@@ -39,6 +39,8 @@ typedef struct bench_opts {
   const char *config;      // sd15 | sd21 | tiny
   int latent, batch, steps;
   bool cfg, train, profile;
+  bool checkpointing;      // --train: every resnet + transformer block an activation-checkpoint segment
+  vkp_dtype base_dtype;    // the UNet's Linear/Conv2d weights (f32 | f16 | bf16, vkp_model_set_base_dtype)
   const char *save;        // NULL or a folder
   uint64_t seed;
 } bench_opts;
@@ -103,12 +105,15 @@ static void usage(FILE *f, bool unet) {
   if (unet)
     fprintf(f,
             "usage: vkpeft bench unet [--config sd15|sd21|tiny] [--latent 64] [--batch 1] [--cfg] [--train]\n"
-            "                         [--steps 3] [--seed 0] [--save DIR] [--profile]\n"
+            "                         [--steps 3] [--seed 0] [--save DIR] [--profile] [--base-dtype f32|f16|bf16]\n"
+            "                         [--checkpointing]\n"
             "The UNet of the config with random weights on (batch, 4, latent, latent) latents and %d text tokens.\n"
             "Default: one sampling step (UNet on the batch, 2x with --cfg, + guidance %.1f); --train: one LoRA\n"
             "training step (r 4, alpha 4 on to_q/to_k/to_v/to_out.0, MSE, backward, AdamW lr 1e-4 wd 0.01 clip 1).\n"
             "step_s: median of --steps runs after a warm-up run. --save DIR: DIR/unet (config.json +\n"
-            "diffusion_pytorch_model.safetensors) and DIR/unet_io.safetensors (inputs, noise_pred of the last run).\n",
+            "diffusion_pytorch_model.safetensors) and DIR/unet_io.safetensors (inputs, noise_pred of the last run).\n"
+            "--base-dtype: the frozen weights in 16 bits (param_bytes: after conversion); --checkpointing\n"
+            "(with --train): activation checkpointing of every resnet + transformer block.\n",
             TOKENS, GUIDANCE);
   else
     fprintf(f,
@@ -131,6 +136,8 @@ static int parse_opts(int argc, char **argv, bool unet, bench_opts *o) {
     if (!strcmp(a, "--profile")) o->profile = true;
     else if (unet && !strcmp(a, "--cfg")) o->cfg = true;
     else if (unet && !strcmp(a, "--train")) o->train = true;
+    else if (unet && !strcmp(a, "--checkpointing")) o->checkpointing = true;
+    else if (unet && !strcmp(a, "--base-dtype")) ok = vkp_base_dtype_parse(v, &o->base_dtype) == VKP_OK, i++;
     else if (unet && !strcmp(a, "--config") && v) o->config = argv[++i];
     else if (!strcmp(a, "--latent")) ok = parse_int(v, 1, 1024, &o->latent), i++;
     else if (!strcmp(a, "--batch")) ok = parse_int(v, 1, 64, &o->batch), i++;
@@ -379,6 +386,14 @@ static vkp_status run_unet(vkp_ctx *ctx, const bench_opts *o, const vkp_unet_con
   if (o->train) {
     if ((st = attach_lora(u, err))) goto done;
     u->model->training = true;
+    u->model->gradient_checkpointing = o->checkpointing;
+  }
+  if (o->base_dtype != VKP_DTYPE_F32) {   // after --save: the file keeps the f32 weights
+    if ((st = vkp_model_set_base_dtype(u->model, o->base_dtype, NULL))) {
+      st = vkp_error_set(err, st, "--base-dtype: %s", vkp_ctx_error(ctx));
+      goto done;
+    }
+    r.param_bytes = vkp_ctx_memory_in_use(ctx) - m0;
   }
   vkp_tensor *pred = NULL, *out = NULL, *loss = NULL;
   if ((st = vkp_unet_forward(u, g, sample, timestep, ehs, &pred))) goto done;

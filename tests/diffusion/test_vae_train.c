@@ -10,7 +10,7 @@
 //       the saved folder loads with vkp_vae_load, carries the run's scaling_factor and encodes and
 //       decodes exactly as the trained model;
 //   (d) model.init.unet + model.vae + model.text_encoder with peft "full": pipeline/ is written and
-//       `vkpeft generate` makes an image from it;
+//       `vkpeft generate` makes an image from it; the latent cache is keyed by model.vae;
 //   (e) bad keys through the CLI: exit status 2 and the key named.
 #include <math.h>
 #include <stdio.h>
@@ -207,41 +207,55 @@ static void test_resume_and_folder(void **state) {
 
 // ---- (d) a pipeline from parts, random UNet trained in full ------------------------------------------
 
-static void test_unet_full_pipeline(void **state) {
-  (void)state;
-  char out[400], vae[500], te[600], args[2000], png[500], s_out[520], s_data[520], s_pre[520], s_vae[520], s_te[700];
-  out_path("unet_full", out, sizeof out);
-  snprintf(vae, sizeof vae, "%s/straight/vae", tmp_root);   // (c)'s VAE: 16x16 -> 4x8x8
-  snprintf(te, sizeof te, "%s", vkp_fixture_path("clip/model"));
+// A diffusion run of 3 steps from parts: a random UNet trained in full on `vae` (a vae/ folder),
+// the fixture CLIP's text tower, the fixture pipeline's scheduler/, latents cached in tmp_root/cache.
+static vkp_diffusion_train_summary train_unet(const char *tag, const char *vae) {
+  char out[400], s_out[520], s_data[520], s_pre[520], s_vae[620], s_te[700], s_cache[520], cfg_path[500];
+  out_path(tag, out, sizeof out);
   snprintf(s_out, sizeof s_out, "output_dir=%s", out);
   snprintf(s_data, sizeof s_data, "data.train=%s", pairs_dir);
   snprintf(s_pre, sizeof s_pre, "model.pretrained=%s", pipe_dir);   // its scheduler/; the parts come from the keys below
   snprintf(s_vae, sizeof s_vae, "model.vae=%s", vae);
-  snprintf(s_te, sizeof s_te, "model.text_encoder=%s", te);
-  const char *sets[] = {s_out, s_data, s_pre, s_vae, s_te, "data.resolution=16", "train.batch_size=2", "train.max_steps=3",
-                        "train.lr=0.001", "data.cache_latents=false", "train.val_limit=2", "train.eval_batch=2"};
-  char cfg_path[500];
+  snprintf(s_te, sizeof s_te, "model.text_encoder=%s", vkp_fixture_path("clip/model"));
+  snprintf(s_cache, sizeof s_cache, "data.cache_dir=%s/cache", tmp_root);
+  const char *sets[] = {s_out, s_data, s_pre, s_vae, s_te, s_cache, "data.resolution=16", "train.batch_size=2", "train.max_steps=3",
+                        "train.lr=0.001", "train.val_limit=2", "train.eval_batch=2"};
   snprintf(cfg_path, sizeof cfg_path, "%s/unet_full.json", tmp_root);
   write_text(cfg_path,
-           "{\"task\": \"diffusion\", \"peft\": [{\"method\": \"full\"}], \"save\": {\"formats\": [\"peft\"]},"
-           " \"model\": {\"init\": {\"unet\": {\"block_out_channels\": [16, 32], \"layers_per_block\": 1, \"norm_num_groups\": 8,"
-           " \"cross_attention_dim\": 32, \"attention_head_dim\": 2, \"sample_size\": 8,"
-           " \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"]}}}}");
+             "{\"task\": \"diffusion\", \"peft\": [{\"method\": \"full\"}], \"save\": {\"formats\": [\"peft\"]},"
+             " \"model\": {\"init\": {\"unet\": {\"block_out_channels\": [16, 32], \"layers_per_block\": 1, \"norm_num_groups\": 8,"
+             " \"cross_attention_dim\": 32, \"attention_head_dim\": 2, \"sample_size\": 8,"
+             " \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"], \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"]}}}}");
   cJSON *cfg = NULL;
   vkp_error err = {0};
   if (vkp_diffusion_train_config(cfg_path, sets, (int)(sizeof sets / sizeof *sets), &cfg, &err)) fail_msg("%s", err.msg);
   vkp_diffusion_train_summary s;
   if (vkp_diffusion_train(vkp_test_ctx(), cfg, NULL, true, &s, &err)) fail_msg("%s", err.msg);
+  cJSON_Delete(cfg);
   assert_int_equal(s.steps, 3);
   assert_true(s.trainable_params == s.total_params);
   assert_true(isfinite(s.final_loss));
+  return s;
+}
+
+static void test_unet_full_pipeline(void **state) {
+  (void)state;
+  char straight[500], learn[500], args[2000], png[500];
+  snprintf(straight, sizeof straight, "%s/straight/vae", tmp_root);   // (c)'s VAE: 16x16 -> 4x8x8
+  snprintf(learn, sizeof learn, "%s/learn/vae", tmp_root);            // (b)'s, the same shape
+  vkp_diffusion_train_summary a = train_unet("unet_full", straight), b = train_unet("unet_other_vae", learn),
+                              c = train_unet("unet_again", straight);
+  // The latent cache is keyed by model.vae: another VAE encodes again, the same one reuses.
+  assert_true(a.latents_encoded > 0 && b.latents_encoded == a.latents_encoded);
+  assert_int_equal(c.latents_encoded, 0);
+  assert_int_equal(c.latents_reused, a.latents_encoded);
   snprintf(png, sizeof png, "%s/generated.png", tmp_root);
-  snprintf(args, sizeof args, "generate --model %s/pipeline --prompt 'vertical stripes' --steps 2 --seed 1 --output %s", out, png);
+  snprintf(args, sizeof args, "generate --model %s/unet_full/pipeline --prompt 'vertical stripes' --steps 2 --seed 1 --output %s",
+           tmp_root, png);
   vkp_cli_expect(args, 0, NULL);
   vkp_image *img = read_png(png);
   assert_int_equal(img->width, RES);
   vkp_image_free(img);
-  cJSON_Delete(cfg);
 }
 
 // ---- (e) bad input: one line naming the key, exit status 2 ---------------------------------------------
