@@ -230,8 +230,8 @@ static void test_transformer(void **state) {
 
 // ---- activation checkpointing -------------------------------------------------------------------
 // The same 6-layer transformer (dropout inside every block) built twice over the same parameters:
-// plain, and with every block in its own checkpoint segment. Loss and every gradient must be
-// bit-identical (the recomputation runs the same kernels on the same inputs; dropout masks come
+// plain, and with every block in its own checkpoint segment. Loss and every gradient but the
+// embedding's (float atomics: within 1e-5) must be bit-identical (the recomputation runs the same kernels on the same inputs; dropout masks come
 // from the step seed), and the planned arena must shrink: only block boundaries stay alive.
 
 enum { CL = 6, CB = 8, CT = 64, CD = 32 };
@@ -326,13 +326,21 @@ static void test_checkpointing(void **state) {
     float *a = malloc((size_t)m * 4), *b = malloc((size_t)m * 4);
     VKP_ASSERT_OK(ctx, vkp_graph_read(plain.g, plain.grads[i], a, (uint64_t)m * 4));
     VKP_ASSERT_OK(ctx, vkp_graph_read(ck.g, ck.grads[i], b, (uint64_t)m * 4));
-    double norm = 0;
-    for (int64_t k = 0; k < m; k++) norm += (double)a[k] * a[k];
-    if (memcmp(a, b, (size_t)m * 4)) fail_msg("gradient of %s differs with checkpointing", pi->name);
+    double norm = 0, diff = 0, amax = 0;
+    for (int64_t k = 0; k < m; k++) {
+      norm += (double)a[k] * a[k];
+      diff = fmax(diff, fabs((double)a[k] - b[k]));
+      amax = fmax(amax, fabs(a[k]));
+    }
+    // The embedding's gradient is a scatter-add with float atomics (embedding_grad.comp): its
+    // summation order, hence its last bits, vary from run to run with or without checkpointing.
+    // Every other gradient is computed in a fixed order and must be bit-identical.
+    if (i == 0 ? diff > 1e-5 * amax : memcmp(a, b, (size_t)m * 4) != 0)
+      fail_msg("gradient of %s differs with checkpointing (max %.3g of %.3g)", pi->name, diff, amax);
     if (!(norm > 0)) fail_msg("gradient of %s is zero", pi->name);
     free(a), free(b);
   }
-  printf("checkpointing: loss and %d gradients bit-identical; arena %.2f MiB -> %.2f MiB (%.2fx), %u -> %u dispatches\n",
+  printf("checkpointing: loss and %d gradients identical; arena %.2f MiB -> %.2f MiB (%.2fx), %u -> %u dispatches\n",
          n, plain.stats.arena_bytes / 1048576.0, ck.stats.arena_bytes / 1048576.0,
          (double)ck.stats.arena_bytes / (double)plain.stats.arena_bytes, plain.stats.dispatches, ck.stats.dispatches);
   assert_true(ck.stats.arena_bytes < 0.6 * plain.stats.arena_bytes);
