@@ -11,7 +11,7 @@
 #include "vkp_clip.h"
 #include "vkp_json.h"
 
-#define ATTN_HEAD_DIM_MAX 160   // largest head dim of the attention kernels (vkp_attention)
+#define ATTN_HEAD_DIM_MAX 1024  // largest head dim of the attention kernels (vkp_attention: wide kernel above 160)
 
 // ---- keys: transformers' defaults, the ranges vkpeft accepts ----------------------------------
 
