@@ -40,7 +40,5 @@ struct vkp_pipeline {
 
 // An error from graph g (or the context) as "DIR: what: message".
 vkp_status vkp_pipeline_graph_fail(vkp_pipeline *p, vkp_graph *g, vkp_status st, const char *what, vkp_error *err);
-// Drops the UNet graph (and the text encoder's), to be rebuilt with the adapters as they are now.
-void vkp_pipeline_invalidate(vkp_pipeline *p);
 
 #endif

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline_internal.h"   // vkp_pipeline_invalidate: the adapters change outside the pipeline
 #include "train_internal.h"
 #include "vkp_config.h"
 #include "vkp_fileio.h"
