@@ -65,17 +65,17 @@ void vkp_pipeline_latent_shape(const vkp_pipeline *p, int *c, int *h, int *w);
 void vkp_pipeline_text_shape(const vkp_pipeline *p, int *tokens, int *dim);
 void vkp_pipeline_image_size(const vkp_pipeline *p, int *width, int *height);
 
+// Drops the UNet graph (and the text encoder's), to be rebuilt at the next use with the adapters
+// as they are now: for callers that attach, detach or toggle adapters on the pipeline's models
+// themselves (a trainer's sample grids).
+void vkp_pipeline_invalidate(vkp_pipeline *p);
+
 // Attaches a LoRA file with a scale; merged into the weights when `merge`. A kohya/A1111/LyCORIS
 // or diffusers .safetensors file may hold two parts: `lora_unet_*` / `unet.*` keys go to the UNet,
 // `lora_te_*` / `lora_te1_*` / `text_encoder.*` keys to the CLIP text tower (noted on stderr and
 // skipped when no text encoder is loaded); an HF PEFT folder goes to the UNet. Errors name the file:
 // VKP_ERR_IO (missing), VKP_ERR_FORMAT (corrupt, or keys of a part that name no module of its model),
 // VKP_ERR_SHAPE (no key of either part). The UNet and text graphs are rebuilt at their next use, so
-// Drops the UNet graph (and the text encoder's), to be rebuilt at the next use with the adapters
-// as they are now: for callers that attach, detach or toggle adapters on the pipeline's models
-// themselves (a trainer's sample grids).
-void vkp_pipeline_invalidate(vkp_pipeline *p);
-
 // text states encoded before must be encoded again.
 vkp_status vkp_pipeline_add_lora(vkp_pipeline *p, const char *path, float scale, bool merge, vkp_error *err);
 int vkp_pipeline_lora_count(const vkp_pipeline *p);
