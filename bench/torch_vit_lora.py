@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `vkpeft bench peft --config demo`: training throughput of the demo ViT.
+"""PyTorch reference for `vkpeft bench peft --config demo|vit-s`: training throughput of a ViT.
 
 The model has the shape of the demo's fine-tuning stage (configs/mnist_pretrain.json and
 configs/fashion_lora.json): image 28, patch 7, 1 channel, hidden 64, 4 layers, 4 heads, MLP 128,
@@ -8,7 +8,10 @@ ViTForImageClassification computes it (eager attention, dropout 0). Methods:
   lora_all  frozen base; hand-written LoRA (r 8, alpha 16, dropout 0, A kaiming-uniform, B zero)
             on query, key, value, attention output, fc1 and fc2 of every block; the classifier
             trains (modules_to_save) — as vkpeft's `lora_all`;
+  lora      LoRA (r 8, alpha 16) on query and value only, classifier trains — vkpeft's `lora`;
   full      every parameter trains — as vkpeft's `full`.
+--config vit-s: ViT-S/16 instead (image 224, patch 16, 3 channels, hidden 384, 12 layers, 6 heads,
+MLP 1536, 1000 labels, default batch 32), as `vkpeft bench peft --config vit-s`; random data only.
 A step is what vkpeft's step does: zero the gradients, forward, cross-entropy, backward, clip the
 global gradient norm to 1, AdamW (lr 1e-3, weight decay 0.01), read the loss. The timed steps
 follow --warmup untimed ones; images/s = batch / median step time. Prints one JSON object.
@@ -113,11 +116,11 @@ class ViT(nn.Module):
         return self.classifier(self.final_ln(x)[:, 0])
 
 
-def add_lora(model, r, alpha):
+def add_lora(model, r, alpha, targets=LORA_TARGETS):
     for p in model.parameters():
         p.requires_grad_(False)
     for blk in model.layers:
-        for name in LORA_TARGETS:
+        for name in targets:
             setattr(blk, name, LoRALinear(getattr(blk, name), r, alpha))
     for p in model.classifier.parameters():
         p.requires_grad_(True)
@@ -132,11 +135,11 @@ def read_idx(path):
     return torch.frombuffer(bytearray(data[4 + 4 * nd:]), dtype=torch.uint8).view(*dims)
 
 
-def batches(kind, batch, count, seed):
+def batches(kind, batch, count, seed, image=28, channels=1, labels=10):
     g = torch.Generator().manual_seed(seed)
     if kind == "random":   # as vkpeft bench peft: pixels uniform in [-1, 1), uniform labels
-        px = torch.rand(batch, 1, 28, 28, generator=g) * 2 - 1
-        lab = torch.randint(0, 10, (batch,), generator=g)
+        px = torch.rand(batch, channels, image, image, generator=g) * 2 - 1
+        lab = torch.randint(0, labels, (batch,), generator=g)
         return [(px, lab)]
     root = "/usr/share/datasets/fashion-mnist"
     try:
@@ -162,28 +165,38 @@ def _uses_openblas():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--method", choices=["lora_all", "full"], default="lora_all")
+    ap.add_argument("--config", choices=["demo", "vit-s"], default="demo")
+    ap.add_argument("--method", choices=["lora_all", "lora", "full"], default="lora_all")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=0, help="default 64 (demo), 32 (vit-s)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--data", choices=["random", "fashion-mnist"], default="random")
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
+    vit_s = a.config == "vit-s"
+    if a.batch == 0:
+        a.batch = 32 if vit_s else 64
+    if vit_s and a.data != "random":
+        ap.error("--config vit-s runs on random data only")
     if a.steps < 1 or a.warmup < 0 or a.batch < 1 or a.threads < 1:
         ap.error("--steps, --batch and --threads must be positive, --warmup non-negative")
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model = ViT()
+    shape = dict(image=224, patch=16, channels=3, hidden=384, layers=12, heads=6, mlp=1536, labels=1000,
+                 eps=1e-12) if vit_s else {}
+    model = ViT(**shape)
     if a.method == "lora_all":
         add_lora(model, a.r, a.alpha)
+    elif a.method == "lora":
+        add_lora(model, a.r, a.alpha, ("query", "value"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
-    data = batches(a.data, a.batch, 16, a.seed)
+    data = batches(a.data, a.batch, 16, a.seed, *((224, 3, 1000) if vit_s else (28, 1, 10)))
 
     times, cpu = [], []
     for i in range(a.warmup + a.steps):
@@ -201,7 +214,7 @@ def main():
     med = statistics.median(times)
     print(json.dumps({
         "framework": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
-        "method": a.method, "data": a.data, "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
+        "config": a.config, "method": a.method, "data": a.data, "batch": a.batch, "steps": a.steps, "warmup": a.warmup,
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
         # Debian's torch does its matrix products in OpenBLAS, whose own thread pool is sized by
         # OPENBLAS_NUM_THREADS (default: one per core), not by torch.set_num_threads.

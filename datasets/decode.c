@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <stb/stb_image.h>
 
@@ -63,6 +65,149 @@ void vkp_data_convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_a
   }
 }
 
+// stb_image 2.27 (Debian's libstb) trusts a JPEG's tables (stb_image 2.28 checks them): a Huffman
+// table of more than 256 symbols is written past its end, and a scan that uses a Huffman or
+// quantization table the file never defined, or an image component that no scan codes, decodes from
+// uninitialised memory (fuzz_image found both; the second gave different pixels on every decode of
+// one file). So JPEG files are checked for these before stb_image reads them. Markers are followed
+// by their lengths up to the first scan, then found by scanning (0xFF, then a byte other than 0x00,
+// 0xFF or a restart marker), as a decoder finds them between scans. Returns what is wrong, or NULL;
+// the file is rewound either way.
+static const char *jpeg_check(FILE *fp) {
+  const char *bad = NULL;
+  unsigned huff = 0, quant = 0, scanned = 0;   // Huffman tables (bit class * 4 + id), quantization tables
+  int ncomp = 0, comp_id[4] = {0}, comp_tq[4] = {0};   // the frame's components; `scanned`: initialised ones
+  static _Thread_local unsigned char seg[65536];
+  int c = getc(fp);
+  if (c != 0xFF) goto done;
+  while (c == 0xFF) c = getc(fp);   // fill bytes before the start marker, as stb_image allows
+  if (c != 0xD8) goto done;         // not a JPEG
+  while (!bad && (c = getc(fp)) != EOF) {
+    if (c != 0xFF) continue;   // entropy-coded data (or garbage a decoder refuses)
+    do c = getc(fp);
+    while (c == 0xFF);
+    if (c == EOF || c == 0xD9) break;                                   // end of image
+    if (c == 0x00 || c == 0x01 || (c >= 0xD0 && c <= 0xD7)) continue;   // stuffed byte, TEM, RSTn
+    int hi = getc(fp), lo = getc(fp);
+    if (lo == EOF) break;
+    size_t n = (size_t)(hi << 8 | lo), got;
+    n = n < 2 ? 0 : n - 2;   // the segment after its length field
+    if (c != 0xC4 && c != 0xDB && c != 0xC0 && c != 0xC1 && c != 0xC2 && c != 0xDA) {
+      if (n && fseek(fp, (long)n, SEEK_CUR) != 0) break;
+      continue;
+    }
+    if ((got = fread(seg, 1, n, fp)) < n) memset(seg + got, 0, n - got);
+    if (c == 0xC4) {   // DHT: tables of (class << 4 | id, 16 code counts, the symbols)
+      for (size_t p = 0; !bad && p < n;) {
+        size_t k = 0;
+        for (int i = 1; i <= 16 && p + i < n; i++) k += seg[p + i];
+        if (k > 256) bad = "a JPEG Huffman table of more than 256 symbols";
+        else if (p + 17 + k > n) bad = "a JPEG Huffman table cut short";
+        else if (seg[p] >> 4 < 2 && (seg[p] & 15) < 4) huff |= 1u << ((seg[p] >> 4) * 4 + (seg[p] & 15));
+        p += 17 + k;
+      }
+    } else if (c == 0xDB) {   // DQT: tables of (precision << 4 | id, 64 values of 8 or 16 bits)
+      for (size_t p = 0; p < n; p += 1 + (seg[p] >> 4 ? 128 : 64))
+        if ((seg[p] & 15) < 4) quant |= 1u << (seg[p] & 15);
+    } else if (c == 0xDA) {   // SOS: components (id, DC table << 4 | AC table), spectral start and end
+      int ns = n ? seg[0] : 0;
+      int ss = 1 + 2 * ns < (int)n ? seg[1 + 2 * ns] : 0, se = 2 + 2 * ns < (int)n ? seg[2 + 2 * ns] : 0,
+          ah = 3 + 2 * ns < (int)n ? seg[3 + 2 * ns] >> 4 : 0;
+      for (int i = 0; i < ns && 2 + 2 * i < (int)n && !bad; i++) {
+        int k = 0;
+        while (k < ncomp && comp_id[k] != seg[1 + 2 * i]) k++;
+        if (k == ncomp) continue;   // not a component of the frame: stb_image refuses the scan
+        if (ss == 0 && ah == 0) scanned |= 1u << k;   // a scan that sets every coefficient (baseline, DC first)
+        int td = seg[2 + 2 * i] >> 4, ta = seg[2 + 2 * i] & 15;
+        if (!(quant >> (comp_tq[k] & 15) & 1) || (ss == 0 && (td > 3 || !(huff >> td & 1))) ||
+            ((ss || se) && (ta > 3 || !(huff >> (4 + ta) & 1))))
+          bad = "a JPEG scan that uses a table the file does not define";
+      }
+    } else {   // SOF0/1/2: precision, height, width, components (id, sampling, quantization table)
+      ncomp = n > 5 && seg[5] <= 4 ? seg[5] : 0;
+      scanned = 0;
+      for (int k = 0; k < ncomp; k++) comp_id[k] = 6 + 3 * k < (int)n ? seg[6 + 3 * k] : -1, comp_tq[k] = 8 + 3 * k < (int)n ? seg[8 + 3 * k] : 0;
+    }
+  }
+  if (!bad && ncomp && scanned != (1u << ncomp) - 1) bad = "a JPEG image component that no scan codes";
+done:
+  rewind(fp);
+  return bad;
+}
+
+// PNM (P5/P6): width, height and maxval (white space and # comments between; a number may be
+// empty, read as 0, as stb_image reads it), then the samples (two bytes each past maxval 255),
+// which begin right after the character that ends maxval.
+static const char *pnm_check(FILE *fp, long long size) {
+  long long v[3] = {0, 0, 0};
+  int ch = getc(fp) == 'P' && getc(fp) == '6' ? 3 : 1, c = getc(fp);
+  const char *bad = NULL;
+  for (int k = 0; k < 3 && !bad; k++) {
+    for (;;) {
+      while (c == ' ' || (c >= '\t' && c <= '\r')) c = getc(fp);
+      if (c != '#') break;
+      while (c != EOF && c != '\n' && c != '\r') c = getc(fp);
+    }
+    for (; c >= '0' && c <= '9' && !bad; c = getc(fp))   // (stb_image's own reading overflows an int)
+      if ((v[k] = v[k] * 10 + (c - '0')) > (1 << 24)) bad = "a PNM header number out of range";
+  }
+  long long need = ftell(fp) + v[0] * v[1] * ch * (v[2] > 255 ? 2 : 1);
+  rewind(fp);
+  return bad ? bad : size < need ? "a truncated PNM file" : NULL;
+}
+
+// PNG: every chunk must fit in the file (stb_image allocates an IDAT chunk's declared length before
+// reading it: fuzz_image's 78-byte file declared a 973 MB chunk).
+static const char *png_check(FILE *fp, long long size) {
+  const char *bad = NULL;
+  unsigned char c[8];
+  for (long long pos = 8; fseek(fp, (long)pos, SEEK_SET) == 0 && fread(c, 1, 8, fp) == 8;) {
+    long long len = (long long)c[0] << 24 | c[1] << 16 | c[2] << 8 | c[3];
+    if (pos + 12 + len > size) {
+      bad = "a PNG chunk longer than the file";
+      break;
+    }
+    if (!memcmp(c + 4, "IEND", 4)) break;
+    pos += 12 + len;
+  }
+  rewind(fp);
+  return bad;
+}
+
+// What stb_image 2.27 would decode from uninitialised memory or out of bounds, and formats vkpeft
+// does not read, refused before stb_image sees the file (NULL: go ahead; the file is rewound). Its
+// JPEG tables (jpeg_check); truncated PNM and uncompressed TGA files, whose missing rows it leaves
+// unwritten (stbi__getn's result unchecked; fuzz_image found both); PNG chunks longer than the file
+// (png_check); PSD, PIC and HDR, which stb_image would decode but the data sets do not list.
+static const char *stb_guard(FILE *fp) {
+  unsigned char h[18] = {0};
+  size_t n = fread(h, 1, sizeof h, fp);
+  struct stat sb;
+  long long size = fstat(fileno(fp), &sb) == 0 ? (long long)sb.st_size : 0;
+  rewind(fp);
+  const char *bad = h[0] == 0xFF ? jpeg_check(fp) : NULL;
+  if (bad) return bad;
+  if (!memcmp(h, "8BPS", 4) || !memcmp(h, "\x53\x80\xF6\x34", 4) || !memcmp(h, "#?RA", 4) || !memcmp(h, "#?RG", 4))
+    return "a PSD, PIC or HDR file (images are PNG, JPEG, BMP, GIF, TGA or PNM)";
+  if (h[0] == 'P' && (h[1] == '5' || h[1] == '6')) return pnm_check(fp, size);
+  if (!memcmp(h, "\x89PNG\r\n\x1a\n", 8)) return png_check(fp, size);
+  bool other = !memcmp(h, "\x89PNG", 4) || !memcmp(h, "GIF8", 4) || !memcmp(h, "BM", 2);
+  if (!other && n == sizeof h && h[2] >= 1 && h[2] <= 3) {   // TGA without RLE: header, id, palette, pixels
+    long long palette = h[1] ? (long long)(h[5] | h[6] << 8) * ((h[7] + 7) / 8) : 0;
+    long long pixels = (long long)(h[12] | h[13] << 8) * (h[14] | h[15] << 8) * ((h[16] + 7) / 8);
+    if (size < 18 + h[0] + palette + pixels) return "a truncated TGA file";
+  }
+  return NULL;
+}
+
+vkp_status vkp_data_check_image_file(const char *path, vkp_error *err) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  const char *bad = stb_guard(fp);
+  fclose(fp);
+  return bad ? vkp_error_set(err, VKP_ERR_FORMAT, "%s: %s: not decoded", path, bad) : VKP_OK;
+}
+
 static void decode_one(decode_job *j, size_t k) {
   if (j->phase == 1) {
     file_state *f = &j->fs[k];
@@ -72,7 +217,9 @@ static void decode_one(decode_job *j, size_t k) {
       f->err_no = errno;
       return;
     }
-    if (!stbi_info_from_file(fp, &f->w, &f->h, &f->comp) || f->w <= 0 || f->h <= 0) {
+    if ((f->reason = stb_guard(fp))) {
+      f->st = VKP_ERR_FORMAT;
+    } else if (!stbi_info_from_file(fp, &f->w, &f->h, &f->comp) || f->w <= 0 || f->h <= 0) {
       f->st = VKP_ERR_FORMAT;
       f->reason = stbi_failure_reason();
     } else if (vkp_image_check_size(j->paths[k], f->w, f->h, NULL) != VKP_OK) {
@@ -92,11 +239,12 @@ static void decode_one(decode_job *j, size_t k) {
     return;
   }
   int w = 0, h = 0, comp = 0;
-  uint8_t *rgba = stbi_load_from_file(fp, &w, &h, &comp, 4);
+  uint8_t *rgba = NULL;
+  if (!(f->reason = stb_guard(fp))) rgba = stbi_load_from_file(fp, &w, &h, &comp, 4);   // checked again: the file may have changed
   fclose(fp);
   if (!rgba) {
     f->st = VKP_ERR_FORMAT;
-    f->reason = stbi_failure_reason();
+    if (!f->reason) f->reason = stbi_failure_reason();
     return;
   }
   if (w != f->w || h != f->h) {

@@ -7,6 +7,7 @@
 // compressed size can possibly hold, so a lying header cannot make us allocate gigabytes).
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,8 +183,10 @@ vkp_status vkp_idx_read(const char *path, vkp_idx *out, vkp_error *err) {
   describe_dims(out, dims, sizeof dims);
   size_t nbytes = count * esz, header = 4 + dim_bytes;
   if (!gz) {
-    long long want = (long long)(header + nbytes);
-    if (s.file_size < want) {
+    // In unsigned arithmetic: a header may declare 2^63 bytes and more (fuzz_idx: the signed
+    // difference below overflowed).
+    uint64_t want = nbytes > UINT64_MAX - header ? UINT64_MAX : (uint64_t)header + nbytes;
+    if ((uint64_t)s.file_size < want) {
       st = vkp_error_set(err, VKP_ERR_FORMAT,
                          "%s: truncated IDX file: header declares %s %s (%zu bytes of data), "
                          "file holds %lld",
@@ -191,10 +194,10 @@ vkp_status vkp_idx_read(const char *path, vkp_idx *out, vkp_error *err) {
                          s.file_size > (long long)header ? s.file_size - (long long)header : 0);
       goto fail;
     }
-    if (s.file_size > want) {
+    if ((uint64_t)s.file_size > want) {
       st = vkp_error_set(err, VKP_ERR_FORMAT,
-                         "%s: %lld bytes of trailing data after the %s %s declared by the header",
-                         path, s.file_size - want, dims, type_name(out->type));
+                         "%s: %llu bytes of trailing data after the %s %s declared by the header",
+                         path, (unsigned long long)((uint64_t)s.file_size - want), dims, type_name(out->type));
       goto fail;
     }
   } else if ((double)nbytes > 1040.0 * (double)s.file_size + 65536.0) {

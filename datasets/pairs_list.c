@@ -1,5 +1,6 @@
 // pairs_list.c — CSV / JSONL lists of (image path, caption[, name]); rows naming the same image
 // are one image with several captions.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,8 @@ static vkp_status jsonl_row(const cJSON *o, const char *file, int line, void *us
   char num[32];
   const char *name = NULL;
   if (cJSON_IsString(jn)) name = jn->valuestring;
-  else if (cJSON_IsNumber(jn) && jn->valuedouble == (double)(long long)jn->valuedouble)
+  else if (cJSON_IsNumber(jn) && fabs(jn->valuedouble) <= 9007199254740992.0 &&   // 2^53: the cast is defined
+           jn->valuedouble == (double)(long long)jn->valuedouble)
     name = (snprintf(num, sizeof num, "%lld", (long long)jn->valuedouble), num);
   else if (jn && !cJSON_IsNull(jn))
     return vkp_error_set(err, VKP_ERR_FORMAT, "%s:%d: \"%s\" must be a string", file, line,

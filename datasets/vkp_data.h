@@ -169,6 +169,13 @@ typedef struct vkp_data_load_opts {
 vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts,
                                 vkp_dataset **out, vkp_error *err);
 
+// What the readers check before stb_image sees a file, for other callers of stb_image (`vkpeft
+// predict`): files on which Debian's stb_image 2.27 writes out of bounds, returns uninitialised
+// pixels or allocates what a header declares (JPEG tables that are too long or missing, truncated
+// TGA and PNM files, PNG chunks longer than the file), and PSD, PIC and HDR files.
+// Errors: VKP_ERR_IO (cannot open), VKP_ERR_FORMAT (the message names the file and the reason).
+vkp_status vkp_data_check_image_file(const char *path, vkp_error *err);
+
 // A list file of (image path, label), paths relative to the list file's folder unless absolute.
 // CSV (RFC 4180 quoting, blank lines skipped; an optional header row naming the columns
 // `path`/`file`/`file_name`/`filename`/`image` and `label`/`class`/`target`, case-insensitive,
@@ -176,7 +183,8 @@ vkp_status vkp_data_load_folder(const char *root, const vkp_data_load_opts *opts
 // "filename"/"image") and "label" (or "class"/"target"), a string or a non-negative integer).
 // JSONL is chosen by a .jsonl/.ndjson/.json extension or a first character '{'.
 // Labels: with opts->class_names, a name from it or an integer id; otherwise, if every label is a
-// non-negative integer, the integers are the ids (names "0" .. "max"), else each distinct label is
+// non-negative integer, the integers are the ids (names "0" .. "max"; ids below 65536, as IDX
+// labels), else each distinct label is
 // a class name and ids follow strcmp order of the names. Images keep the list's order.
 // Errors: VKP_ERR_IO, VKP_ERR_FORMAT (list syntax with file:line, bad images), VKP_ERR_OOM.
 vkp_status vkp_data_load_list(const char *list_path, const vkp_data_load_opts *opts,

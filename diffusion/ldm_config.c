@@ -50,7 +50,10 @@ static vkp_status unet_transformer(const vkp_safetensors *sf, const char *block,
                          block, *depth, VKP_SD_MAX_TLAYERS);
   snprintf(name, sizeof name, U "%s.transformer_blocks.0.attn2.to_k.weight", block);
   VKP_TRY(dim_of(sf, name, 2, 1, ctx_dim, err));
-  *linear = tensor(sf, U "%s.proj_in.weight", block)->ndim == 2;
+  snprintf(name, sizeof name, U "%s.proj_in.weight", block);
+  const vkp_st_tensor *proj_in = vkp_safetensors_find(sf, name);
+  if (!proj_in) return vkp_error_set(err, VKP_ERR_FORMAT, "%s: tensor '%s' is missing", vkp_safetensors_path(sf), name);
+  *linear = proj_in->ndim == 2;
   return VKP_OK;
 }
 

@@ -208,9 +208,10 @@ static vkp_status denoise(void *user, int i, double t, const float *x_in, float 
   return VKP_OK;
 }
 
-vkp_status vkp_pipeline_sample(vkp_pipeline *p, vkp_sampler *s, float *latents, const float *cond,
-                               const float *uncond, float cfg, vkp_rng *rng, vkp_pipeline_progress_fn progress,
-                               void *user, vkp_error *err) {
+// cond_stride: 0 = one cond for every image, else the floats between image k's and k+1's.
+static vkp_status sample_rows(vkp_pipeline *p, vkp_sampler *s, float *latents, const float *cond, size_t cond_stride,
+                              const float *uncond, float cfg, vkp_rng *rng, vkp_pipeline_progress_fn progress,
+                              void *user, vkp_error *err) {
   int batch = vkp_sampler_batch(s);
   vkp_status st = unet_graph(p, batch, err);
   if (st) return st;
@@ -229,7 +230,7 @@ vkp_status vkp_pipeline_sample(vkp_pipeline *p, vkp_sampler *s, float *latents, 
     float *u = ctx2 + (size_t)k * nt, *c = ctx2 + (size_t)(batch + k) * nt;
     if (uncond) memcpy(u, uncond, nt * sizeof(float));
     else memset(u, 0, nt * sizeof(float));
-    memcpy(c, cond, nt * sizeof(float));
+    memcpy(c, cond + (size_t)k * cond_stride, nt * sizeof(float));
   }
   if ((st = vkp_graph_set_input(p->ug, p->u_ctx, ctx2, 2 * (size_t)batch * nt * sizeof(float)))) {
     st = vkp_pipeline_graph_fail(p, p->ug, st, "UNet: text states", err);
@@ -239,4 +240,16 @@ vkp_status vkp_pipeline_sample(vkp_pipeline *p, vkp_sampler *s, float *latents, 
 done:
   free(ctx2), free(d.x2), free(d.out2), free(d.t2);
   return st;
+}
+
+vkp_status vkp_pipeline_sample(vkp_pipeline *p, vkp_sampler *s, float *latents, const float *cond,
+                               const float *uncond, float cfg, vkp_rng *rng, vkp_pipeline_progress_fn progress,
+                               void *user, vkp_error *err) {
+  return sample_rows(p, s, latents, cond, 0, uncond, cfg, rng, progress, user, err);
+}
+
+vkp_status vkp_pipeline_sample_each(vkp_pipeline *p, vkp_sampler *s, float *latents, const float *conds,
+                                    const float *uncond, float cfg, vkp_rng *rng, vkp_pipeline_progress_fn progress,
+                                    void *user, vkp_error *err) {
+  return sample_rows(p, s, latents, conds, (size_t)p->tokens * p->dim, uncond, cfg, rng, progress, user, err);
 }

@@ -1,6 +1,7 @@
 // pipeline_lora.c — LoRA files on a pipeline (vkp_pipeline.h): a kohya/A1111 or diffusers file's
 // UNet part (`lora_unet_*`, `unet.*`) goes to the UNet and its text-encoder part (`lora_te_*`,
-// `lora_te1_*`, `text_encoder.*`) to the CLIP text tower; an HF PEFT folder goes to the UNet.
+// `lora_te1_*`, `text_encoder.*`) to the CLIP text tower; an HF PEFT folder goes to the UNet and its
+// text_encoder/ sub-folder, when there is one, to the text tower.
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +44,23 @@ static vkp_status set_one(vkp_pipeline *p, vkp_model *m, vkp_adapter *a, float s
 
 static vkp_model *te_model(vkp_pipeline *p) { return p->te ? vkp_text_encoder_clip(p->te)->model : NULL; }
 
+// An HF PEFT folder's text-encoder adapter: DIR/text_encoder/ (as vkpeft train and PEFT's
+// DreamBooth example save it), loaded onto the text tower; none there: *out NULL.
+static vkp_status peft_text_part(vkp_pipeline *p, const char *dir, vkp_adapter **out, vkp_error *err) {
+  char sub[1200];
+  struct stat sb;
+  *out = NULL;
+  snprintf(sub, sizeof sub, "%s/text_encoder/adapter_config.json", dir);
+  if (stat(sub, &sb)) return VKP_OK;
+  snprintf(sub, sizeof sub, "%s/text_encoder", dir);
+  if (!p->te) {
+    fprintf(stderr, "vkpeft: %s: the text-encoder adapter is not applied: no text encoder is loaded\n", sub);
+    return VKP_OK;
+  }
+  if (vkp_adapter_load(te_model(p), sub, out)) return vkp_error_set(err, VKP_ERR_FORMAT, "%s: %s", sub, vkp_ctx_error(p->ctx));
+  return VKP_OK;
+}
+
 vkp_status vkp_pipeline_add_lora(vkp_pipeline *p, const char *path, float scale, bool merge, vkp_error *err) {
   if (p->n_lora == VKP_PIPELINE_MAX_LORAS)
     return vkp_error_set(err, VKP_ERR_INVALID, "%s: at most %d LoRA files", path, VKP_PIPELINE_MAX_LORAS);
@@ -50,9 +68,13 @@ vkp_status vkp_pipeline_add_lora(vkp_pipeline *p, const char *path, float scale,
   if (stat(path, &sb)) return vkp_error_set(err, VKP_ERR_IO, "%s: no such LoRA file", path);
   vkp_pipeline_lora l = {.scale = scale, .merged = merge};
   vkp_status st = VKP_OK;
-  if (S_ISDIR(sb.st_mode)) {   // an HF PEFT folder: the UNet's
+  if (S_ISDIR(sb.st_mode)) {   // an HF PEFT folder: the UNet's, with the text encoder's in text_encoder/
     if (vkp_adapter_load(p->unet->model, path, &l.unet))
       return vkp_error_set(err, VKP_ERR_FORMAT, "%s: %s", path, vkp_ctx_error(p->ctx));
+    if ((st = peft_text_part(p, path, &l.te, err))) {
+      vkp_adapter_discard(p->unet->model, l.unet);
+      return st;
+    }
   } else {
     vkp_safetensors *sf = NULL;
     if ((st = vkp_safetensors_open(path, &sf, err))) return st;

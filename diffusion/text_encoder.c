@@ -1,4 +1,5 @@
-// text_encoder.c — the frozen CLIP text encoder of a pipeline (vkp_text_encoder.h).
+// text_encoder.c — the CLIP text encoder of a pipeline (vkp_text_encoder.h): frozen for prompts, or
+// inside a training graph with text-encoder adapters (vkp_text_encoder_forward).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,18 +88,30 @@ void vkp_text_encoder_invalidate(vkp_text_encoder *t) {
   t->g = NULL;
 }
 
-static vkp_status build_graph(vkp_text_encoder *t, vkp_error *err) {
+vkp_status vkp_text_encoder_forward(vkp_text_encoder *t, vkp_graph *g, int batch, vkp_clip_inputs *in, vkp_tensor **states) {
   const vkp_clip_text_config *tc = &t->clip->cfg.text;
-  vkp_status st = vkp_graph_new(t->ctx, &t->g);
-  if (st) return vkp_error_set(err, st, "%s: %s", t->where, vkp_ctx_error(t->ctx));
-  if ((st = vkp_clip_inputs_new(t->clip, t->g, 0, 1, t->tokens, false, &t->in)))
-    return vkp_error_set(err, st, "%s: %s", t->where, vkp_graph_error(t->g));
+  *states = NULL;
+  vkp_status st = vkp_clip_inputs_new(t->clip, g, 0, batch, t->tokens, false, in);
   vkp_clip_outputs o;
   memset(&o, 0, sizeof o);
-  if ((st = vkp_clip_forward(t->clip, t->g, &t->in, &o))) return vkp_error_set(err, st, "%s: %s", t->where, vkp_graph_error(t->g));
-  t->out = t->clip_skip > 1 ? vkp_clip_text_final_norm(t->clip, o.text_hidden[tc->num_hidden_layers + 1 - t->clip_skip])
-                            : o.text_last_hidden;
-  if (!t->out) return vkp_error_set(err, VKP_ERR_INVALID, "%s: %s", t->where, vkp_graph_error(t->g));
+  if (!st) st = vkp_clip_forward(t->clip, g, in, &o);
+  if (st) return st;
+  *states = t->clip_skip > 1 ? vkp_clip_text_final_norm(t->clip, o.text_hidden[tc->num_hidden_layers + 1 - t->clip_skip])
+                             : o.text_last_hidden;
+  return *states ? VKP_OK : vkp_graph_status(g) ? vkp_graph_status(g) : VKP_ERR_INVALID;
+}
+
+vkp_status vkp_text_encoder_tokenize(vkp_text_encoder *t, const char *prompt, int32_t *ids, vkp_error *err) {
+  vkp_clip_tokenizer_info info;
+  vkp_clip_tokenizer_get_info(t->tok, &info);
+  vkp_status st = vkp_clip_tokenize(t->tok, prompt, t->tokens, info.default_pad, ids, NULL, NULL);
+  return st ? vkp_error_set(err, st, "%s: cannot tokenize the prompt", t->where) : VKP_OK;
+}
+
+static vkp_status build_graph(vkp_text_encoder *t, vkp_error *err) {
+  vkp_status st = vkp_graph_new(t->ctx, &t->g);
+  if (st) return vkp_error_set(err, st, "%s: %s", t->where, vkp_ctx_error(t->ctx));
+  if ((st = vkp_text_encoder_forward(t, t->g, 1, &t->in, &t->out))) return vkp_error_set(err, st, "%s: %s", t->where, vkp_graph_error(t->g));
   vkp_graph_output(t->g, t->out);
   if ((st = vkp_graph_compile(t->g))) return vkp_error_set(err, st, "%s: compile: %s", t->where, vkp_ctx_error(t->ctx));
   return VKP_OK;
@@ -111,14 +124,11 @@ vkp_status vkp_text_encoder_encode(vkp_text_encoder *t, const char *prompt, floa
     t->g = NULL;
     return st;
   }
-  vkp_clip_tokenizer_info info;
-  vkp_clip_tokenizer_get_info(t->tok, &info);
   int32_t *ids = calloc((size_t)t->tokens, sizeof *ids);
   if (!ids) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-  st = vkp_clip_tokenize(t->tok, prompt, t->tokens, info.default_pad, ids, NULL, NULL);
-  if (st) {
+  if ((st = vkp_text_encoder_tokenize(t, prompt, ids, err))) {
     free(ids);
-    return vkp_error_set(err, st, "%s: cannot tokenize the prompt", t->where);
+    return st;
   }
   st = vkp_clip_inputs_set(t->clip, t->g, &t->in, NULL, ids, NULL);
   free(ids);

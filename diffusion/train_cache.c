@@ -1,7 +1,8 @@
 // train_cache.c — VAE encoding of training images and the latent cache folder:
 //   <cache_dir>/<settings hash>/<image hash>.safetensors  {"mean", "std": (V, C, h, w), "mask": (V, h, w)}
 // settings: the VAE's weights and config files (path, size, mtime), the resolution, the alpha mode,
-// the number of variants V (2: the flipped image too); image: its path, size and mtime. A file
+// the number of variants V (2: the flipped image too), and a bucket's size (data.buckets: resized to
+// cover, center-cropped; one folder per bucket); image: its path, size and mtime. A file
 // is written atomically once and read by every later run with the same settings.
 #include <limits.h>
 #include <math.h>
@@ -47,7 +48,12 @@ static uint64_t settings_hash(const vkp_dtrainer *t, int variants) {
     h = hash_file(h, path);
   }
   int32_t v[3] = {t->resolution, (int32_t)t->alpha, variants};
-  return fnv(h, v, sizeof v);
+  h = fnv(h, v, sizeof v);
+  if (t->dx.cover) {   // a bucket's size (resized to cover, center-cropped): its own folder
+    int32_t b[3] = {t->dx.px_w, t->dx.px_h, 0x62756b74};
+    h = fnv(h, b, sizeof b);
+  }
+  return h;
 }
 
 // The cache folder of these settings (data.cache_dir, else the user's cache).
@@ -67,14 +73,14 @@ static void cache_folder(const vkp_dtrainer *t, int variants, char *out, size_t 
 static vkp_status build_encoder(vkp_dtrainer *t, vkp_error *err) {
   const vkp_vae_config *vc = &t->vae->cfg;
   if (vc->in_channels != 3) return vkp_error_set(err, VKP_ERR_UNSUPPORTED, "the VAE takes %d channels; training feeds RGB", vc->in_channels);
-  size_t R = (size_t)t->resolution;
-  size_t item = (size_t)t->latent_c * t->latent_h * t->latent_w;
-  t->enc_in = calloc(VKP_DTRAIN_ENCODE_BATCH * 3 * R * R, sizeof(float));
-  t->enc_mu = calloc(VKP_DTRAIN_ENCODE_BATCH * item, sizeof(float));
-  t->enc_lv = calloc(VKP_DTRAIN_ENCODE_BATCH * item, sizeof(float));
+  size_t R = (size_t)t->resolution, f = (size_t)t->factor;   // buffers for data.resolution², the largest area (buckets)
+  size_t item = (size_t)t->latent_c * (R / f) * (R / f);
+  if (!t->enc_in) t->enc_in = calloc(VKP_DTRAIN_ENCODE_BATCH * 3 * R * R, sizeof(float));
+  if (!t->enc_mu) t->enc_mu = calloc(VKP_DTRAIN_ENCODE_BATCH * item, sizeof(float));
+  if (!t->enc_lv) t->enc_lv = calloc(VKP_DTRAIN_ENCODE_BATCH * item, sizeof(float));
   if (!t->enc_in || !t->enc_mu || !t->enc_lv) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   VKP_TRY(vkp_graph_new(t->ctx, &t->enc_g));
-  t->enc_x = vkp_tensor_input(t->enc_g, "image", VKP_DTYPE_F32, 4, (int64_t[]){VKP_DTRAIN_ENCODE_BATCH, 3, t->resolution, t->resolution});
+  t->enc_x = vkp_tensor_input(t->enc_g, "image", VKP_DTYPE_F32, 4, (int64_t[]){VKP_DTRAIN_ENCODE_BATCH, 3, t->dx.px_h, t->dx.px_w});
   vkp_status st = vkp_vae_encode(t->vae, t->enc_g, t->enc_x, &t->enc_mean, &t->enc_logvar);
   if (!st) vkp_graph_output(t->enc_g, t->enc_mean), vkp_graph_output(t->enc_g, t->enc_logvar);
   if (!st) st = vkp_graph_compile(t->enc_g);
@@ -82,10 +88,10 @@ static vkp_status build_encoder(vkp_dtrainer *t, vkp_error *err) {
   return VKP_OK;
 }
 
-// The alpha plane a (R x R), area-averaged over each latent pixel's f x f block (torch's interpolate "area").
+// The alpha plane a (px_h x px_w), area-averaged over each latent pixel's f x f block (torch's interpolate "area").
 static void area_mask(const vkp_dtrainer *t, const float *a, float *mask) {
   const int f = t->factor, h = t->latent_h, w = t->latent_w;
-  const size_t R = (size_t)t->resolution;
+  const size_t R = (size_t)t->dx.px_w;   // row stride
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
       double s = 0;
@@ -97,7 +103,7 @@ static void area_mask(const vkp_dtrainer *t, const float *a, float *mask) {
 
 vkp_status vkp_dtrain_encode(vkp_dtrainer *t, const float *px, int n, float *mean, float *std, float *mask, vkp_error *err) {
   if (!t->enc_g) VKP_TRY(build_encoder(t, err));
-  const size_t R = (size_t)t->resolution, hw = R * R, item = (size_t)t->latent_c * t->latent_h * t->latent_w;
+  const size_t hw = (size_t)t->dx.px_w * t->dx.px_h, item = (size_t)t->latent_c * t->latent_h * t->latent_w;
   const size_t mi = (size_t)t->latent_h * t->latent_w, E = VKP_DTRAIN_ENCODE_BATCH;
   for (int done = 0; done < n; done += (int)E) {
     int m = n - done < (int)E ? n - done : (int)E;
@@ -173,7 +179,7 @@ vkp_status vkp_dtrain_latents(vkp_dtrainer *t, const vkp_pairs *p, const size_t 
   cache_folder(t, variants, folder, sizeof folder);
   if (t->cache_latents) VKP_TRY(vkp_dir_create(folder, err));
   // Images not in the cache are encoded VKP_DTRAIN_ENCODE_BATCH variants at a time.
-  const size_t V = (size_t)variants, per = VKP_DTRAIN_ENCODE_BATCH / V, hw = (size_t)t->resolution * t->resolution;
+  const size_t V = (size_t)variants, per = VKP_DTRAIN_ENCODE_BATCH / V, hw = (size_t)t->dx.px_w * t->dx.px_h;
   size_t pending[VKP_DTRAIN_ENCODE_BATCH], np = 0;
   for (size_t j = 0; j <= n; j++) {
     size_t i = idx && j < n ? idx[j] : j;
@@ -190,7 +196,7 @@ vkp_status vkp_dtrain_latents(vkp_dtrainer *t, const vkp_pairs *p, const size_t 
       size_t ii = idx ? idx[pending[q]] : pending[q];
       float *px = t->pix + q * V * 4 * hw;
       VKP_TRY(vkp_dtrain_pixels(t, p, ii, px, err));
-      if (V == 2) memcpy(px + 4 * hw, px, 4 * hw * sizeof(float)), flip_planes(px + 4 * hw, 4, t->resolution, t->resolution);
+      if (V == 2) memcpy(px + 4 * hw, px, 4 * hw * sizeof(float)), flip_planes(px + 4 * hw, 4, t->dx.px_h, t->dx.px_w);
     }
     const size_t C = t->enc_cap;
     VKP_TRY(vkp_dtrain_encode(t, t->pix, (int)(np * V), t->scratch, t->scratch + C * s->item, t->scratch + 2 * C * s->item, err));

@@ -114,6 +114,10 @@ vkp_status vkp_dtrain_load_data(vkp_dtrainer *t, vkp_error *err) {
   }
   if (t->k.val_limit > 0 && t->n_val > (size_t)t->k.val_limit) t->n_val = (size_t)t->k.val_limit;
   if (t->n_train == 0) return vkp_error_set(err, VKP_ERR_INVALID, "config: key 'data.train': no training images (data.val_fraction %g)", frac);
+  vkp_pairs *reg = NULL;   // regularisation images join the training set (train_reg.c)
+  if (vkp_config_string(c, "data.reg")) VKP_TRY(load_pairs(t, "data.reg", &reg, err));
+  VKP_TRY(vkp_dtrain_add_reg(t, reg, err));
+  if (t->dx.buckets) return vkp_dtrain_buckets_make(t, err);   // a loader per bucket (train_buckets.c)
   vkp_data_transform tf = loader_transform(t);
   vkp_loader_opts lo = {.batch_size = (int)t->k.batch, .shuffle = true, .drop_last = true, .seed = t->k.seed,
                         .n_workers = (int)vkp_config_number(c, "data.workers"), .indices = t->train_idx,
@@ -144,6 +148,11 @@ static bool append(char **buf, size_t *len, size_t *cap, const char *s, size_t n
 }
 
 char *vkp_dtrain_caption(const vkp_dtrainer *t, const char *caption, uint64_t key, bool augment, vkp_error *err) {
+  return vkp_dtrain_caption_with(t, caption, t->trigger, key, augment, err);
+}
+
+char *vkp_dtrain_caption_with(const vkp_dtrainer *t, const char *caption, const char *trigger, uint64_t key, bool augment,
+                              vkp_error *err) {
   vkp_rng r = vkp_rng_new(key);
   size_t len = 0, cap = 0;
   char *out = NULL;
@@ -153,7 +162,7 @@ char *vkp_dtrain_caption(const vkp_dtrainer *t, const char *caption, uint64_t ke
     return NULL;
   }
   if (augment && t->caption_dropout > 0 && vkp_rng_uniform(&r) < t->caption_dropout) return out;   // "" (kohya drops all)
-  if (t->trigger && *t->trigger) ok = append(&out, &len, &cap, t->trigger, strlen(t->trigger));
+  if (trigger && *trigger) ok = append(&out, &len, &cap, trigger, strlen(trigger));
   // Tags: comma-separated, trimmed; all but the first keep_tokens shuffled.
   size_t cap_tags = 1;
   for (const char *p = caption; *p; p++) cap_tags += *p == ',';
@@ -187,8 +196,8 @@ char *vkp_dtrain_caption(const vkp_dtrainer *t, const char *caption, uint64_t ke
 
 // ---- pixels -----------------------------------------------------------------------------------------
 
-void vkp_diffusion_finish_pixels(int resolution, vkp_alpha_mode alpha, float *px) {
-  size_t hw = (size_t)resolution * (size_t)resolution;
+// finish_pixels on a (4, hw) array.
+static void finish_planes(size_t hw, vkp_alpha_mode alpha, float *px) {
   const float *a = px + 3 * hw;
   for (int c = 0; c < 3; c++) {
     float *v = px + (size_t)c * hw;
@@ -197,6 +206,10 @@ void vkp_diffusion_finish_pixels(int resolution, vkp_alpha_mode alpha, float *px
       v[i] = 2 * x - 1;
     }
   }
+}
+
+void vkp_diffusion_finish_pixels(int resolution, vkp_alpha_mode alpha, float *px) {
+  finish_planes((size_t)resolution * (size_t)resolution, alpha, px);
 }
 
 vkp_status vkp_diffusion_pixels(const vkp_pairs *p, size_t i, int resolution, vkp_alpha_mode alpha, float *out, vkp_error *err) {
@@ -208,8 +221,27 @@ vkp_status vkp_diffusion_pixels(const vkp_pairs *p, size_t i, int resolution, vk
   return VKP_OK;
 }
 
-void vkp_dtrain_finish_pixels(const vkp_dtrainer *t, float *px) { vkp_diffusion_finish_pixels(t->resolution, t->alpha, px); }
+void vkp_dtrain_finish_pixels(const vkp_dtrainer *t, float *px) { finish_planes((size_t)t->dx.px_w * (size_t)t->dx.px_h, t->alpha, px); }
+
+// A bucket's pixels (kohya's trim_and_resize_if_required): image i resized to its cover size
+// (dx.resized), the central px_w x px_h window of that.
+static vkp_status cover_pixels(const vkp_dtrainer *t, const vkp_pairs *p, size_t i, float *out, vkp_error *err) {
+  const vkp_dataset *ds = p->images;
+  const int rw = t->dx.resized[2 * i], rh = t->dx.resized[2 * i + 1], W = t->dx.px_w, H = t->dx.px_h;
+  float *full = malloc((size_t)4 * rw * rh * sizeof *full);
+  if (!full) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  vkp_data_transform tf = {.out_w = rw, .out_h = rh, .out_channels = 4, .crop = VKP_CROP_NONE};
+  vkp_status st = vkp_data_transform_apply(&tf, vkp_dataset_image(ds, i), ds->widths[i], ds->heights[i], ds->channels, 0, full, err);
+  const int left = (rw - W) / 2, top = (rh - H) / 2;
+  for (int c = 0; !st && c < 4; c++)
+    for (int y = 0; y < H; y++)
+      memcpy(out + ((size_t)c * H + y) * W, full + ((size_t)c * rh + top + y) * rw + left, (size_t)W * sizeof *out);
+  free(full);
+  if (!st) vkp_dtrain_finish_pixels(t, out);
+  return st;
+}
 
 vkp_status vkp_dtrain_pixels(const vkp_dtrainer *t, const vkp_pairs *p, size_t i, float *out, vkp_error *err) {
+  if (t->dx.cover) return cover_pixels(t, p, i, out, err);
   return vkp_diffusion_pixels(p, i, t->resolution, t->alpha, out, err);
 }

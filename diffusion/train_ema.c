@@ -1,4 +1,5 @@
-// train_ema.c — an exponential moving average of the trained adapter weights (train.ema_decay > 0),
+// train_ema.c — an exponential moving average of the trained adapter weights (train.ema_decay > 0;
+// the UNet's and, with peft_text_encoder, the text encoder's),
 // as diffusers' EMAModel (src/diffusers/training_utils.py: get_decay and step):
 //   after optimizer update k = 1, 2, ...: decay_k = 0 for k = 1 (the average starts as the weights
 //   after the first update), else min(ema_decay, (1 + s) / (10 + s)) with s = k − 1 when
@@ -40,18 +41,20 @@ double vkp_dtrain_ema_decay_at(const vkp_dtrain_ema *e, int64_t k) {
 
 // The trainable parameters' values, one after the other, into out.
 static vkp_status read_params(vkp_dtrainer *t, float *out, vkp_error *err) {
-  vkp_model *m = t->unet->model;
-  for (int i = 0; i < t->o.nt; i++)
-    if (vkp_param_read_f32(m, t->o.tp[i], out + t->ema.offset[i]))
-      return vkp_error_set(err, VKP_ERR_IO, "EMA: reading %s: %s", t->o.tp[i]->name, vkp_ctx_error(t->ctx));
+  for (int i = 0; i < vkp_dtrain_param_count(t); i++) {   // the UNet's, then the text encoder's
+    vkp_model *m;
+    vkp_param *p = vkp_dtrain_param_at(t, i, &m);
+    if (vkp_param_read_f32(m, p, out + t->ema.offset[i])) return vkp_error_set(err, VKP_ERR_IO, "EMA: reading %s: %s", p->name, vkp_ctx_error(t->ctx));
+  }
   return VKP_OK;
 }
 
 static vkp_status write_params(vkp_dtrainer *t, const float *in, vkp_error *err) {
-  vkp_model *m = t->unet->model;
-  for (int i = 0; i < t->o.nt; i++)
-    if (vkp_param_write_f32(m, t->o.tp[i], in + t->ema.offset[i]))
-      return vkp_error_set(err, VKP_ERR_IO, "EMA: writing %s: %s", t->o.tp[i]->name, vkp_ctx_error(t->ctx));
+  for (int i = 0; i < vkp_dtrain_param_count(t); i++) {
+    vkp_model *m;
+    vkp_param *p = vkp_dtrain_param_at(t, i, &m);
+    if (vkp_param_write_f32(m, p, in + t->ema.offset[i])) return vkp_error_set(err, VKP_ERR_IO, "EMA: writing %s: %s", p->name, vkp_ctx_error(t->ctx));
+  }
   return VKP_OK;
 }
 
@@ -69,8 +72,9 @@ static vkp_status load_state(vkp_dtrainer *t, const char *ck_dir, vkp_error *err
   if (!n || *end || updates != (long long)t->step)
     st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: key 'ema_updates' is %s, want the checkpoint's step %lld", path, n ? n : "missing",
                        (long long)t->step);
-  for (int i = 0; i < t->o.nt && !st; i++) {
-    const vkp_param *p = t->o.tp[i];
+  for (int i = 0; i < vkp_dtrain_param_count(t) && !st; i++) {
+    vkp_model *m;
+    const vkp_param *p = vkp_dtrain_param_at(t, i, &m);
     vkp_error e = {0};
     if (vkp_safetensors_read_f32(sf, p->name, t->ema.shadow + t->ema.offset[i], (size_t)vkp_param_numel(p), &e))
       st = vkp_error_set(err, VKP_ERR_FORMAT, "%s: %s", path, e.msg);
@@ -83,10 +87,12 @@ static vkp_status load_state(vkp_dtrainer *t, const char *ck_dir, vkp_error *err
 vkp_status vkp_dtrain_ema_start(vkp_dtrainer *t, vkp_error *err) {
   vkp_dtrain_ema *e = &t->ema;
   if (e->decay <= 0) return VKP_OK;
-  if (!(e->offset = malloc(((size_t)t->o.nt + 1) * sizeof *e->offset))) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  const int n = vkp_dtrain_param_count(t);
+  if (!(e->offset = malloc(((size_t)n + 1) * sizeof *e->offset))) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   e->offset[0] = 0;
-  for (int i = 0; i < t->o.nt; i++) e->offset[i + 1] = e->offset[i] + (size_t)vkp_param_numel(t->o.tp[i]);
-  e->total = e->offset[t->o.nt];
+  vkp_model *m;
+  for (int i = 0; i < n; i++) e->offset[i + 1] = e->offset[i] + (size_t)vkp_param_numel(vkp_dtrain_param_at(t, i, &m));
+  e->total = e->offset[n];
   e->shadow = malloc((e->total ? e->total : 1) * sizeof *e->shadow);
   e->raw = malloc((e->total ? e->total : 1) * sizeof *e->raw);
   if (!e->shadow || !e->raw) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory (EMA of %zu weights)", e->total);
@@ -131,8 +137,9 @@ vkp_status vkp_dtrain_ema_save_state(vkp_dtrainer *t, const char *dir, vkp_error
   vkp_safetensors_writer *w = NULL;
   VKP_TRY(vkp_safetensors_writer_new(&w, err));
   vkp_status st = vkp_safetensors_writer_set_metadata(w, "ema_updates", num, err);
-  for (int i = 0; i < t->o.nt && !st; i++) {
-    const vkp_param *p = t->o.tp[i];
+  for (int i = 0; i < vkp_dtrain_param_count(t) && !st; i++) {
+    vkp_model *m;
+    const vkp_param *p = vkp_dtrain_param_at(t, i, &m);
     st = vkp_safetensors_writer_add_f32(w, p->name, VKP_DTYPE_F32, p->ndim, p->shape, e->shadow + e->offset[i], err);
   }
   if (!st) st = vkp_safetensors_writer_save(w, path, err);

@@ -164,10 +164,9 @@ static vkp_status add_summary(vkp_dtrainer *t, vkp_report *r, vkp_error *err) {
   else snprintf(v[3], 64, "off");
   snprintf(v[4], 64, "%lld encoded, %lld from the cache", (long long)t->latents_encoded, (long long)t->latents_reused);
   vkp_peft_report rep = vkp_peft_get_report(t->unet->model);
-  double secs = vkp_trainer_now() - t->t0;
-  vkp_report_run_rows(&(vkp_report_run){rep.trainable_params, rep.total_params, t->step, secs,
-                                        secs > 0 ? (double)(t->step - t->step0) * (double)(t->k.batch * t->k.accum) / secs : 0,
-                                        "images/s", vkp_ctx_memory_peak(t->ctx), vkp_graph_get_stats(t->tg.g).arena_bytes},
+  double secs, ips;
+  vkp_trainer_loop_rate(&t->loop, &secs, &ips);
+  vkp_report_run_rows(&(vkp_report_run){rep.trainable_params, rep.total_params, t->step, secs, ips, "images/s", vkp_ctx_memory_peak(t->ctx), vkp_graph_get_stats(t->tg.g).arena_bytes},
                       keys + N, v + N);
   const char *vp[N + VKP_REPORT_RUN_ROWS];
   for (int i = 0; i < N + VKP_REPORT_RUN_ROWS; i++) vp[i] = v[i];

@@ -33,6 +33,7 @@ static vkp_status make_pipeline(vkp_dtrainer *t, vkp_error *err) {
 static void set_adapters(vkp_dtrainer *t, bool on) {
   vkp_model *m = t->unet->model;
   for (int i = 0; i < vkp_peft_count(m); i++) vkp_adapter_set_enabled(vkp_peft_get(m, i), on);
+  vkp_dtrain_te_enable(t, on);   // peft_text_encoder's adapters too
   vkp_pipeline_invalidate(t->pipe);
 }
 

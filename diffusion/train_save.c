@@ -14,7 +14,7 @@
 #include "vkp_adapter_format.h"
 #include "vkp_config.h"
 
-#define META_MAX 48
+#define META_MAX 64
 
 typedef struct meta {
   const char *kv[2 * META_MAX + 1];
@@ -36,30 +36,59 @@ static void put(meta *m, const char *key, const char *fmt, ...) {
 
 static const char *py_bool(bool b) { return b ? "True" : "False"; }
 
+// A value held elsewhere (the trainer's JSON strings, longer than val's slots).
+static void put_ref(meta *m, const char *key, const char *value) {
+  if (m->n >= META_MAX) return;
+  m->kv[2 * m->n] = key, m->kv[2 * m->n + 1] = value ? value : "{}";
+  m->n++;
+  m->kv[2 * m->n] = NULL;
+}
+
+// kohya's dataset keys: buckets, regularisation images, folders and tag counts (train_buckets.c, train_reg.c).
+static void dataset_metadata(const vkp_dtrainer *t, meta *m) {
+  const vkp_dtrain_data_extra *x = &t->dx;
+  char f[40];
+  put(m, "ss_num_reg_images", "%lld", (long long)x->num_reg_images);
+  vkp_dtrain_py_float(x->prior_loss_weight, f, sizeof f);
+  put(m, "ss_prior_loss_weight", "%s", f);
+  put(m, "ss_enable_bucket", "%s", py_bool(x->buckets));
+  put(m, "ss_bucket_no_upscale", "False");
+  if (x->buckets) put(m, "ss_min_bucket_reso", "%ld", x->min_reso), put(m, "ss_max_bucket_reso", "%ld", x->max_reso);
+  else put(m, "ss_min_bucket_reso", "None"), put(m, "ss_max_bucket_reso", "None");
+  put_ref(m, "ss_bucket_info", x->buckets ? x->bucket_info : "null");
+  put_ref(m, "ss_dataset_dirs", x->dataset_dirs);
+  put_ref(m, "ss_reg_dataset_dirs", x->reg_dataset_dirs);
+  put_ref(m, "ss_tag_frequency", x->tag_frequency);
+}
+
 // kohya's training metadata (train_network.py's `metadata` dict, as str() of each value).
 static void kohya_metadata(const vkp_dtrainer *t, meta *m) {
   const cJSON *c = t->cfg;
   const vkp_train_keys *k = &t->k;
   const char *model = vkp_config_string(c, "model.pretrained"), *slash = strrchr(model, '/');
   const char *version = vkp_config_string(c, "model.base_model_version");
-  int64_t per_epoch = vkp_loader_steps_per_epoch(t->loader);
-  size_t epoch_samples = vkp_loader_epoch_samples(t->loader);
+  int64_t per_epoch = vkp_dtrain_steps_per_epoch(t);
+  size_t epoch_samples = vkp_dtrain_epoch_samples(t);
   int64_t updates = per_epoch / k->accum;
   const char *opt = vkp_config_string(c, "train.optimizer");
   m->n = 0, m->kv[0] = NULL;
   put(m, "ss_output_name", "%s", vkp_config_string(c, "save.name"));
   put(m, "ss_sd_model_name", "%s", slash && slash[1] ? slash + 1 : model);
   put(m, "ss_learning_rate", "%g", k->lr);
-  put(m, "ss_unet_lr", "%g", k->lr);
-  put(m, "ss_num_train_images", "%zu", epoch_samples);   // repeats included, as kohya counts
-  put(m, "ss_num_reg_images", "0");
+  put(m, "ss_unet_lr", "%g", (double)t->o.sched.base_lr);   // train.unet_lr
+  double te_lr = vkp_dtrain_te_base_lr(t);                    // < 0: the text encoder is frozen
+  if (te_lr >= 0) put(m, "ss_text_encoder_lr", "%g", te_lr);
+  else put(m, "ss_text_encoder_lr", "None");
+  put(m, "ss_network_train_unet_only", "%s", py_bool(te_lr < 0));
+  put(m, "ss_num_train_images", "%lld", (long long)t->dx.num_train_images);   // repeats included, regularisation images not, as kohya counts
+  dataset_metadata(t, m);
   put(m, "ss_num_batches_per_epoch", "%lld", (long long)per_epoch);
   put(m, "ss_num_epochs", "%lld", (long long)(updates > 0 ? (t->o.total_steps + updates - 1) / updates : 1));
   put(m, "ss_epoch", "%lld", (long long)(epoch_samples ? t->micro * k->batch / (int64_t)epoch_samples : 0));
   put(m, "ss_steps", "%lld", (long long)t->step);
   put(m, "ss_batch_size_per_device", "%ld", k->batch);
   put(m, "ss_total_batch_size", "%ld", k->batch * k->accum);
-  put(m, "ss_gradient_checkpointing", "False");
+  put(m, "ss_gradient_checkpointing", "%s", py_bool(vkp_config_bool(c, "train.gradient_checkpointing")));
   put(m, "ss_gradient_accumulation_steps", "%ld", k->accum);
   put(m, "ss_max_train_steps", "%lld", (long long)t->o.total_steps);
   put(m, "ss_lr_warmup_steps", "%lld", (long long)t->o.sched.warmup_steps);
@@ -78,7 +107,6 @@ static void kohya_metadata(const vkp_dtrainer *t, meta *m) {
   put(m, "ss_keep_tokens", "%ld", t->keep_tokens);
   put(m, "ss_caption_dropout_rate", "%g", t->caption_dropout);
   put(m, "ss_cache_latents", "%s", py_bool(t->cache_latents && !t->random_crop));
-  put(m, "ss_enable_bucket", "False");
   put(m, "ss_seed", "%llu", (unsigned long long)k->seed);
   put(m, "ss_noise_offset", "%g", t->noise_offset);
   put(m, "ss_min_snr_gamma", "%g", t->min_snr_gamma);
@@ -139,6 +167,7 @@ static vkp_status write_set(vkp_dtrainer *t, const char *dir, bool final, bool e
       } else {
         VKP_TRY(write_file(t, a, path, FORMAT_NAMES[f], f == VKP_DTRAIN_KOHYA ? &io : NULL, final && !ema, err));
       }
+      VKP_TRY(vkp_dtrain_te_add_part(t, k, FORMAT_NAMES[f], path, final && !ema, err));   // text-encoder adapter k
     }
   }
   return VKP_OK;
@@ -146,6 +175,7 @@ static vkp_status write_set(vkp_dtrainer *t, const char *dir, bool final, bool e
 
 vkp_status vkp_dtrain_save_adapters(vkp_dtrainer *t, const char *dir, bool final, vkp_error *err) {
   VKP_TRY(write_set(t, dir, final, false, err));
+  if (!final) VKP_TRY(vkp_dtrain_te_save_state(t, dir, err));   // the text encoder's optimizer (train_text_encoder.c)
   if (final && vkp_dtrain_new_pipeline(t)) VKP_TRY(vkp_dtrain_save_pipeline(t, dir, err));   // train_pipeline.c
   if (t->ema.decay <= 0) return VKP_OK;
   if (!final) VKP_TRY(vkp_dtrain_ema_save_state(t, dir, err));

@@ -19,13 +19,15 @@ const char vkp_diffusion_train_defaults[] =
     "\"data\": {\"train\": null, \"val\": null, \"val_fraction\": 0.0, \"split_seed\": 0, \"resolution\": 64,"
     "  \"crop\": \"center\", \"crop_scale\": 0.8, \"hflip\": 0.0, \"alpha\": \"white\", \"trigger\": \"\","
     "  \"caption_dropout\": 0.0, \"shuffle_captions\": false, \"keep_tokens\": 0, \"first_caption\": true,"
-    "  \"cache_latents\": true, \"cache_dir\": null, \"workers\": 0},"
+    "  \"cache_latents\": true, \"cache_dir\": null, \"workers\": 0, \"buckets\": false, \"min_bucket_reso\": 0,"
+    "  \"max_bucket_reso\": 0, \"bucket_reso_steps\": 0, \"reg\": null},"
     "\"peft\": [{\"method\": \"lora\", \"r\": 4, \"lora_alpha\": 4, \"target_modules\": [\"to_q\", \"to_k\", \"to_v\", \"to_out.0\"]}],"
-    "\"train\": {\"optimizer\": \"adamw\", \"gradient_checkpointing\": false, \"lr\": 0.0001, \"weight_decay\": 0.01, \"beta1\": 0.9, \"beta2\": 0.999,"
+    "\"peft_text_encoder\": [],"
+    "\"train\": {\"optimizer\": \"adamw\", \"gradient_checkpointing\": false, \"lr\": 0.0001, \"unet_lr\": -1, \"text_encoder_lr\": -1, \"weight_decay\": 0.01, \"beta1\": 0.9, \"beta2\": 0.999,"
     "  \"momentum\": 0.9, \"max_grad_norm\": 1.0, \"schedule\": \"constant\", \"warmup_steps\": 0, \"warmup_ratio\": 0.0,"
     "  \"batch_size\": 1, \"grad_accum\": 1, \"epochs\": 1, \"max_steps\": 0,"
     "  \"prediction_type\": null, \"min_snr_gamma\": 0.0, \"noise_offset\": 0.0, \"zero_terminal_snr\": false,"
-    "  \"min_timestep\": 0, \"max_timestep\": 0, \"masked_loss\": false,"
+    "  \"min_timestep\": 0, \"max_timestep\": 0, \"masked_loss\": false, \"prior_loss_weight\": 1.0,"
     "  \"eval_every\": 0, \"eval_batch\": 4, \"val_limit\": 8, \"log_every\": 10, \"checkpoint_every\": 0,"
     "  \"keep_last\": 2, \"seed\": 0, \"stop_after\": 0, \"ema_decay\": 0.0, \"ema_warmup\": true},"
     "\"save\": {\"name\": \"lora\", \"formats\": [\"kohya\", \"diffusers\", \"peft\"]},"
@@ -41,6 +43,8 @@ vkp_status vkp_diffusion_train_config(const char *path, const char *const *sets,
   if (!task || strcmp(task, "diffusion")) st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'task' must be \"diffusion\" here", where);
   else if (!cJSON_IsArray(vkp_config_get(*out, "peft")))
     st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'peft' must be a list of adapters", where);
+  else if (!cJSON_IsArray(vkp_config_get(*out, "peft_text_encoder")))
+    st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'peft_text_encoder' must be a list of adapters ([]: the text encoder is frozen)", where);
   else if (!cJSON_IsArray(vkp_config_get(*out, "save.formats")))
     st = vkp_error_set(err, VKP_ERR_INVALID, "%s: key 'save.formats' must be a list of \"kohya\", \"diffusers\", \"peft\"", where);
   const cJSON *f, *formats = st ? NULL : vkp_config_get(*out, "save.formats");

@@ -6,6 +6,7 @@
 
 #include "vkp_fileio.h"
 #include "vkp_peft.h"
+#include "vkp_safetensors.h"
 #include "vkp_unet.h"
 
 int vkp_unet_time_embed_dim(const vkp_unet_config *c) {
@@ -140,13 +141,58 @@ vkp_status vkp_unet_load_weights(vkp_unet *u, const char *path, const char *pref
   return vkp_sd_load_weights(u->model, path, &o, "UNet2DConditionModel", err);
 }
 
+// The tensors whose shapes follow from config.json (conv_in, the time embedding, conv_out, the first
+// and last resnet and transformer of every down block, the mid block), checked against the
+// checkpoint's header before anything is allocated.
+static vkp_status check_checkpoint_shapes(const char *path, const char *config, const vkp_unet_config *c, vkp_error *err) {
+  vkp_st_expect w[8 + 4 * VKP_UNET_MAX_BLOCKS];
+  int n = 0, nb = c->n_blocks, C0 = c->block_out_channels[0], T = vkp_unet_time_embed_dim(c);
+  char keys[192];
+  snprintf(keys, sizeof keys, "block_out_channels[0] %d, in_channels %d, conv_in_kernel %d", C0, c->in_channels, c->conv_in_kernel);
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C0, c->in_channels, c->conv_in_kernel, c->conv_in_kernel}, "conv_in.weight");
+  snprintf(keys, sizeof keys, "time_embedding_dim %d, block_out_channels[0] %d", T, C0);
+  vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){T, C0}, "time_embedding.linear_1.weight");
+  snprintf(keys, sizeof keys, "out_channels %d, block_out_channels[0] %d, conv_out_kernel %d", c->out_channels, C0, c->conv_out_kernel);
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){c->out_channels, C0, c->conv_out_kernel, c->conv_out_kernel}, "conv_out.weight");
+  for (int i = 0; i < nb; i++) {
+    int C = c->block_out_channels[i], in = i ? c->block_out_channels[i - 1] : C0, L = c->layers_per_block[i];
+    snprintf(keys, sizeof keys, "block_out_channels[%d] %d, block_out_channels[%d] %d", i, C, i ? i - 1 : 0, in);
+    vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C, in, 3, 3}, "down_blocks.%d.resnets.0.conv1.weight", i);
+    snprintf(keys, sizeof keys, "layers_per_block %d (down block %d), block_out_channels[%d] %d", L, i, i, C);
+    vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C, L > 1 ? C : in, 3, 3}, "down_blocks.%d.resnets.%d.conv1.weight", i, L - 1);
+    if (c->down_cross[i]) {
+      snprintf(keys, sizeof keys, "cross_attention_dim %d, transformer_layers_per_block %d (down block %d), block_out_channels[%d] %d",
+               c->cross_attention_dim[i], c->transformer_layers[i], i, i, C);
+      vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){C, c->cross_attention_dim[i]},
+                        "down_blocks.%d.attentions.0.transformer_blocks.%d.attn2.to_k.weight", i, c->transformer_layers[i] - 1);
+    }
+  }
+  if (c->mid_block) {
+    int last = nb - 1, C = c->block_out_channels[last];
+    snprintf(keys, sizeof keys, "block_out_channels[%d] %d", last, C);
+    vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C, C, 3, 3}, "mid_block.resnets.0.conv1.weight");
+    snprintf(keys, sizeof keys, "cross_attention_dim %d, transformer_layers_per_block %d (mid block), block_out_channels[%d] %d",
+             c->cross_attention_dim[last], c->transformer_layers[last], last, C);
+    vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){C, c->cross_attention_dim[last]},
+                      "mid_block.attentions.0.transformer_blocks.%d.attn2.to_k.weight", c->transformer_layers[last] - 1);
+  }
+  vkp_safetensors *sf = NULL;
+  VKP_TRY(vkp_safetensors_open(path, &sf, err));
+  vkp_status st = vkp_safetensors_expect(sf, path, config, w, n, err);
+  vkp_safetensors_free(sf);
+  return st;
+}
+
 vkp_status vkp_unet_load(vkp_ctx *ctx, const char *dir, const vkp_unet_load_opts *opts, vkp_unet **out, vkp_error *err) {
   *out = NULL;
-  char path[1024];
-  snprintf(path, sizeof path, "%s/config.json", dir);
+  char path[1024], config[1024];
+  snprintf(config, sizeof config, "%s/config.json", dir);
   vkp_unet_config cfg;
-  VKP_TRY(vkp_unet_config_load(path, &cfg, err));
+  VKP_TRY(vkp_unet_config_load(config, &cfg, err));
   VKP_TRY(vkp_sd_weights_path(dir, path, sizeof path, err));
+  // The checkpoint must fit the config before the model is allocated (a config.json that claims a
+  // huge model must not cost its memory first).
+  VKP_TRY(check_checkpoint_shapes(path, config, &cfg, err));
   vkp_unet *u;
   VKP_TRY(build(ctx, &cfg, &u, err));
   vkp_status st = vkp_unet_load_weights(u, path, NULL, NULL, NULL, !(opts && opts->f32), err);

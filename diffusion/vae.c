@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vkp_fileio.h"
+#include "vkp_safetensors.h"
 #include "vkp_vae.h"
 
 #define EPS 1e-6f   // every GroupNorm of the VAE (resnet_eps, conv_norm_out, the attention's)
@@ -151,13 +152,48 @@ vkp_status vkp_vae_load_weights(vkp_vae *v, const char *path, const char *prefix
   return vkp_sd_load_weights(v->model, path, &o, "AutoencoderKL", err);
 }
 
+// The tensors whose shapes follow from config.json (the encoder's and decoder's convolutions in and
+// out, the first resnet of every encoder block, the last of the encoder's last and the decoder's
+// first block, the quant convolutions), checked against the checkpoint's header before anything is
+// allocated.
+static vkp_status check_checkpoint_shapes(const char *path, const char *config, const vkp_vae_config *c, vkp_error *err) {
+  vkp_st_expect w[8 + VKP_VAE_MAX_BLOCKS];
+  int n = 0, nb = c->n_blocks, C0 = c->block_out_channels[0], Cl = c->block_out_channels[nb - 1], L = c->latent_channels;
+  int lpb = c->layers_per_block;
+  char keys[192];
+  snprintf(keys, sizeof keys, "block_out_channels[0] %d, in_channels %d", C0, c->in_channels);
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C0, c->in_channels, 3, 3}, "encoder.conv_in.weight");
+  for (int i = 0; i < nb; i++) {
+    int C = c->block_out_channels[i], in = i ? c->block_out_channels[i - 1] : C0;
+    snprintf(keys, sizeof keys, "block_out_channels[%d] %d, block_out_channels[%d] %d", i, C, i ? i - 1 : 0, in);
+    vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C, in, 3, 3}, "encoder.down_blocks.%d.resnets.0.conv1.weight", i);
+  }
+  snprintf(keys, sizeof keys, "layers_per_block %d, block_out_channels[%d] %d", lpb, nb - 1, Cl);
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){Cl, Cl, 3, 3}, "decoder.up_blocks.0.resnets.%d.conv1.weight", lpb);
+  snprintf(keys, sizeof keys, "latent_channels %d, block_out_channels[%d] %d", L, nb - 1, Cl);
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){2 * L, Cl, 3, 3}, "encoder.conv_out.weight");
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){Cl, L, 3, 3}, "decoder.conv_in.weight");
+  snprintf(keys, sizeof keys, "out_channels %d, block_out_channels[0] %d", c->out_channels, C0);
+  vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){c->out_channels, C0, 3, 3}, "decoder.conv_out.weight");
+  snprintf(keys, sizeof keys, "latent_channels %d", L);
+  if (c->use_quant_conv) vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){2 * L, 2 * L, 1, 1}, "quant_conv.weight");
+  if (c->use_post_quant_conv) vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){L, L, 1, 1}, "post_quant_conv.weight");
+  vkp_safetensors *sf = NULL;
+  VKP_TRY(vkp_safetensors_open(path, &sf, err));
+  vkp_status st = vkp_safetensors_expect(sf, path, config, w, n, err);
+  vkp_safetensors_free(sf);
+  return st;
+}
+
 vkp_status vkp_vae_load(vkp_ctx *ctx, const char *dir, bool f32, vkp_vae **out, vkp_error *err) {
   *out = NULL;
-  char path[1024];
-  snprintf(path, sizeof path, "%s/config.json", dir);
+  char path[1024], config[1024];
+  snprintf(config, sizeof config, "%s/config.json", dir);
   vkp_vae_config cfg;
-  VKP_TRY(vkp_vae_config_load(path, &cfg, err));
+  VKP_TRY(vkp_vae_config_load(config, &cfg, err));
   VKP_TRY(vkp_sd_weights_path(dir, path, sizeof path, err));
+  // The checkpoint must fit the config before the model is allocated.
+  VKP_TRY(check_checkpoint_shapes(path, config, &cfg, err));
   vkp_vae *v;
   VKP_TRY(build(ctx, &cfg, &v, err));
   vkp_status st = vkp_vae_load_weights(v, path, NULL, NULL, NULL, !f32, err);

@@ -47,9 +47,8 @@ struct vkp_vae_trainer {
   vkp_vae_batch_record rec;
   // run outputs
   vkp_metrics_writer *mw;
-  vkp_progress *bar;
-  double t0, t_window, loss_sum, rec_sum, kl_sum, last_val, scaling;
-  int64_t window_n, images_window, step0;
+  vkp_trainer_loop loop;                    // the step loop (vkp_trainer.h): cadence, log window, progress bar, clock
+  double last_val, scaling;
   double last_loss, last_rec, last_kl;
 };
 

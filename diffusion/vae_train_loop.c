@@ -1,5 +1,6 @@
 // vae_train_loop.c — the VAE trainer's life: setup (config or resume), steps, the validation
-// reconstruction loss, metrics, checkpoints (core/train's vkp_trainer.h), the run.
+// reconstruction loss, metrics, checkpoints, the run. The step loop's cadence, log window and
+// progress bar are core/train's vkp_trainer_loop; this file supplies its callbacks.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,6 @@ vkp_status vkp_vae_trainer_new(vkp_ctx *ctx, const cJSON *cfg, const char *resum
 
 void vkp_vae_trainer_free(vkp_vae_trainer *t) {
   if (!t) return;
-  vkp_progress_free(t->bar);
   if (t->mw) vkp_metrics_close(t->mw, NULL);
   vkp_graph_free(t->tg.g);
   vkp_graph_free(t->eg.g);
@@ -79,8 +79,6 @@ vkp_status vkp_vae_trainer_step(vkp_vae_trainer *t, double *loss, vkp_error *err
     sum[0] += l / (double)t->k.accum, sum[1] += r / (double)t->k.accum, sum[2] += kl / (double)t->k.accum;
   }
   t->step++;
-  t->loss_sum += sum[0], t->rec_sum += sum[1], t->kl_sum += sum[2], t->window_n++;
-  t->images_window += t->k.batch * t->k.accum;
   t->last_loss = sum[0], t->last_rec = sum[1], t->last_kl = sum[2];
   *loss = sum[0];
   return VKP_OK;
@@ -109,33 +107,42 @@ vkp_status vkp_vae_trainer_val_rec(vkp_vae_trainer *t, double *out, vkp_error *e
   return VKP_OK;
 }
 
-static vkp_status evaluate(vkp_vtrainer *t, vkp_error *err) {
+// ---- the step loop's callbacks (vkp_trainer_loop) ------------------------------------------------
+
+static vkp_status loop_step(void *user, vkp_trainer_step_out *o, vkp_error *err) {
+  vkp_vtrainer *t = user;
+  VKP_TRY(vkp_vae_trainer_step(t, &o->loss, err));
+  o->window[0] = t->last_loss, o->window[1] = t->last_rec, o->window[2] = t->last_kl;
+  return VKP_OK;
+}
+
+static vkp_status evaluate(void *user, vkp_error *err) {
+  vkp_vtrainer *t = user;
   double v;
   VKP_TRY(vkp_vae_trainer_val_rec(t, &v, err));
   if (isnan(v)) return VKP_OK;
   t->last_val = v;
   vkp_metric m[1] = {{"val_rec", v}};
   VKP_TRY(vkp_metrics_write(t->mw, t->step, m, 1, err));
-  vkp_progress_print(t->bar, "step %lld: validation reconstruction loss %.5f (%zu images)", (long long)t->step, v, t->n_val);
+  vkp_progress_print(t->loop.bar, "step %lld: validation reconstruction loss %.5f (%zu images)", (long long)t->step, v, t->n_val);
   return VKP_OK;
 }
 
-static vkp_status log_window(vkp_vtrainer *t, vkp_error *err) {
+static int log_fields(void *user, const vkp_trainer_window *w, vkp_metric *m) {
+  vkp_vtrainer *t = user;
   float gn = 0;
   vkp_graph_read(t->tg.g, t->tg.gnorm, &gn, sizeof gn);
-  double dt = vkp_trainer_now() - t->t_window, n = (double)t->window_n;
   size_t es = vkp_loader_epoch_samples(t->loader);
-  vkp_metric m[8] = {{"epoch", (double)t->micro * (double)t->k.batch / (double)(es ? es : 1)},
-                     {"loss", t->loss_sum / n},
-                     {"rec", t->rec_sum / n},
-                     {"kl", t->kl_sum / n},
-                     {"lr", vkp_lr_at(&t->o.sched, t->step - 1)},
-                     {"grad_norm", gn},
-                     {"images_per_s", dt > 0 ? (double)t->images_window / dt : 0},
-                     {"seconds", vkp_trainer_now() - t->t0}};
-  VKP_TRY(vkp_metrics_write(t->mw, t->step, m, 8, err));
-  t->t_window = vkp_trainer_now(), t->images_window = 0, t->loss_sum = t->rec_sum = t->kl_sum = 0, t->window_n = 0;
-  return VKP_OK;
+  const vkp_metric f[] = {{"epoch", (double)t->micro * (double)t->k.batch / (double)(es ? es : 1)},
+                          {"loss", w->mean[0]},
+                          {"rec", w->mean[1]},
+                          {"kl", w->mean[2]},
+                          {"lr", vkp_lr_at(&t->o.sched, t->step - 1)},
+                          {"grad_norm", gn},
+                          {"images_per_s", w->images_per_s},
+                          {"seconds", w->seconds}};
+  memcpy(m, f, sizeof f);
+  return (int)(sizeof f / sizeof *f);
 }
 
 static vkp_status save_params(void *user, const char *dir, vkp_error *err) {
@@ -143,26 +150,14 @@ static vkp_status save_params(void *user, const char *dir, vkp_error *err) {
   return vkp_trainer_save_adapters(t->vae->model, dir, NULL, NULL, err);
 }
 
-static vkp_status save_checkpoint(vkp_vtrainer *t, vkp_error *err) {
+static vkp_status checkpoint(void *user, vkp_error *err) {
+  vkp_vtrainer *t = user;
   vkp_train_state s = {.step = t->step, .micro_step = t->micro, .best_metric = -1, .best_step = -1};
   vkp_loader_tell(t->loader, &s.loader_epoch, &s.loader_step);
   vkp_trainer_ckpt_opts o = {.run_dir = t->dir, .keep_last = (int)t->k.keep_last, .ctx = t->ctx, .opt = t->o.opt,
                              .model = t->vae->model, .task = "vae", .save_params = save_params, .user = t};
   VKP_TRY(vkp_trainer_checkpoint_save(&o, &s, err));
   return vkp_metrics_sync(t->mw, err);
-}
-
-static vkp_status train_loop(vkp_vtrainer *t, vkp_error *err) {
-  int64_t end = t->k.stop_after > 0 && t->k.stop_after < t->o.total_steps ? t->k.stop_after : t->o.total_steps;
-  while (t->step < end) {
-    double loss;
-    VKP_TRY(vkp_vae_trainer_step(t, &loss, err));
-    vkp_progress_update(t->bar, t->step, (t->step - t->step0) * t->k.batch * t->k.accum, loss, NULL);
-    if (t->step % t->k.log_every == 0 || t->step == end) VKP_TRY(log_window(t, err));
-    if ((t->k.eval_every > 0 && t->step % t->k.eval_every == 0) || t->step == t->o.total_steps) VKP_TRY(evaluate(t, err));
-    if ((t->k.ckpt_every > 0 && t->step % t->k.ckpt_every == 0) || t->step == end) VKP_TRY(save_checkpoint(t, err));
-  }
-  return VKP_OK;
 }
 
 vkp_status vkp_vae_trainer_run(vkp_vae_trainer *t, vkp_vae_train_summary *s, vkp_error *err) {
@@ -173,18 +168,16 @@ vkp_status vkp_vae_trainer_run(vkp_vae_trainer *t, vkp_vae_train_summary *s, vkp
            "parameters; %lld steps%s\n",
            vkp_ctx_info(t->ctx)->name, t->n_train, t->resolution, t->resolution, t->latent_c, t->latent_h, t->latent_w, t->n_val,
            (long long)rep.trainable_params, (long long)rep.total_params, (long long)t->o.total_steps, t->resumed ? " (resumed)" : "");
-    t->bar = vkp_progress_new_train(t->o.total_steps, t->step);
   }
-  t->t0 = t->t_window = vkp_trainer_now();
-  t->step0 = t->step;
-  vkp_status st = train_loop(t, err);
-  vkp_progress_free(t->bar);
-  t->bar = NULL;
-  double secs = vkp_trainer_now() - t->t0;
+  t->loop = (vkp_trainer_loop){.ops = {.user = t, .step = loop_step, .log_fields = log_fields, .evaluate = evaluate,
+                                       .checkpoint = checkpoint},
+                               .k = &t->k, .step = &t->step, .total_steps = t->o.total_steps, .quiet = t->quiet, .mw = t->mw};
+  vkp_status st = vkp_trainer_loop_run(&t->loop, err);
+  double secs, ips;
+  vkp_trainer_loop_rate(&t->loop, &secs, &ips);
   if (!st && t->step >= t->o.total_steps) st = vkp_vtrain_finish(t, err);
   *s = (vkp_vae_train_summary){.steps = t->step, .final_loss = t->last_loss, .final_rec = t->last_rec, .final_kl = t->last_kl,
-                               .val_rec = t->last_val, .scaling_factor = t->scaling, .seconds = secs,
-                               .images_per_s = secs > 0 ? (double)(t->step - t->step0) * (double)(t->k.batch * t->k.accum) / secs : 0,
+                               .val_rec = t->last_val, .scaling_factor = t->scaling, .seconds = secs, .images_per_s = ips,
                                .trainable_params = rep.trainable_params, .total_params = rep.total_params};
   snprintf(s->run_dir, sizeof s->run_dir, "%s", t->dir);
   vkp_status cst = vkp_metrics_close(t->mw, st ? NULL : err);

@@ -4,7 +4,11 @@
 // model.pretrained is a diffusers pipeline folder (unet/, vae/, text_encoder/ + tokenizer/,
 // scheduler/scheduler_config.json). Everything is frozen except the adapters of the `peft` list,
 // which target the UNet's diffusers module names (attention to_q/to_k/to_v/to_out.0, proj_in,
-// ff.net.*, ResNet conv1/conv2, ...).
+// ff.net.*, ResNet conv1/conv2, ...), and those of the `peft_text_encoder` list (default []), which
+// target the CLIP text tower's modules (q_proj, k_proj, v_proj, out_proj, fc1, fc2): its states are
+// then computed in the training graph, with its own learning rate train.text_encoder_lr (and
+// train.unet_lr for the UNet; -1: train.lr), and its adapters are saved with the UNet's
+// (train_text_encoder.c).
 // A pipeline from parts (train_setup.c): model.init.unet (a UNet config.json's keys: random weights,
 // seed train.seed) instead of unet/, model.vae (a vae/ folder, e.g. from `"task": "vae"`) instead of
 // vae/, model.text_encoder (a CLIP folder: its text tower) + model.tokenizer (a folder with
@@ -24,15 +28,39 @@
 // as comma-separated tags after the first data.keep_tokens (data.shuffle_captions), data.trigger
 // prepended ("trigger, caption"), dropped to "" with probability data.caption_dropout.
 //
+// Aspect-ratio buckets (data.buckets, kohya's enable_bucket; train_buckets.c): the bucket sizes of
+// kohya's make_bucket_resolutions for an area of data.resolution² — the square, and for every
+// width w from data.min_bucket_reso to data.max_bucket_reso in steps of data.bucket_reso_steps
+// the height ⌊R²/w / steps⌋·steps (at most max), with its transpose, when it is at least min (0:
+// automatic, R/2, 2R and the UNet's multiple; kohya's 256 / 1024 / 64 at 512²). Each training
+// image goes to the bucket of the closest aspect ratio (its own size when that is a bucket; ties
+// to the first in (w, h) order), resized to cover it (kohya's rounding) and center-cropped (or,
+// with data.crop "random", RandomResizedCrop at the bucket's aspect ratio). Every micro-batch is
+// drawn from one bucket: each bucket's samples (repeats included) shuffled per epoch and cut into
+// batches, the last one short (padded with samples of weight 0; the loss is the mean over the
+// images), the epoch's batches in an order shuffled by (seed, epoch), so --resume continues bit for
+// bit. Each bucket has its own latent-cache folder, training graph and (random crops) VAE
+// encoder. Validation and sample grids stay at data.resolution². The histogram is printed, written
+// to buckets.json and to kohya's ss_bucket_info.
+//
+// Regularisation images (data.reg, same specs as data.train; DreamBooth prior preservation, kohya's
+// reg_data_dir; train_reg.c): joined to the training set with kohya's repeats — taken in order with
+// their folders' repeats until an epoch holds as many regularisation samples as training samples
+// (images past that point unused), then each image's repeats grow by one in turn until it does.
+// Their captions get no data.trigger; their per-sample loss is multiplied by
+// train.prior_loss_weight (default 1) before the batch mean. metrics.jsonl adds reg_share (their
+// share of the window's samples) and loss_reg (their plain MSE).
+//
 // Latent cache (data.cache_latents, center crop): every image is encoded once by the frozen VAE
 // (posterior mean and std, and the flipped image's when data.hflip > 0: one cache entry per
 // variant; a fresh posterior sample per step) into data.cache_dir (default
 // $XDG_CACHE_HOME/vkpeft/latents or ~/.cache/vkpeft/latents), one folder per hash of the VAE
-// (weights file path, size, mtime; config), resolution, crop and alpha mode, one file per hash
+// (weights file path, size, mtime; config), resolution, crop and alpha mode (and a bucket's size), one file per hash
 // of an image's path, size and mtime; later runs reuse the files. data.crop "random" encodes each
 // batch in the step instead (a random crop has no finite set of variants to cache); validation
 // latents are still cached. Text states: encoded per step by the frozen text encoder, cached per
-// distinct caption string when captions are not shuffled.
+// distinct caption string when captions are not shuffled (with peft_text_encoder: computed in the training
+// graph from token ids, never cached).
 //
 // Objective (diffusers' train_text_to_image_lora.py / kohya's train_network.py): latents =
 // (sample − shift) · scaling_factor; noise ε ~ N(0, I) (+ train.noise_offset · N(0, 1) per sample
@@ -91,7 +119,7 @@ typedef struct vkp_diffusion_train_summary {
   int64_t latents_reused;       // images whose latents came from the cache folder
   int64_t trainable_params, total_params;
   uint64_t peak_device_bytes;   // the context's peak device memory
-  uint64_t arena_bytes;         // the training graph's arena (intermediates and inputs)
+  uint64_t arena_bytes;         // the training graph's arena (intermediates and inputs; data.buckets: all buckets' graphs)
   char run_dir[1024];
 } vkp_diffusion_train_summary;
 
@@ -115,7 +143,9 @@ vkp_status vkp_diffusion_trainer_val_loss(vkp_diffusion_trainer *t, double *loss
 // ---- test hooks ------------------------------------------------------------------------------
 // What the last micro-batch was, on the host (recording on). Valid until the next step or _free.
 typedef struct vkp_diffusion_batch_record {
-  int n, channels, height, width;   // batch, latent shape
+  int n, channels, height, width;   // batch, latent shape (data.buckets: the batch's bucket's)
+  int n_images;              // samples 0..n_images-1 are images; the rest pad a bucket's last batch
+  const float *sample_weight;   // (n) loss factor: 1, train.prior_loss_weight (regularisation images), 0 (padding)
   int num_train_timesteps;
   const size_t *images;      // (n) the training set's image index of each sample
   const float *latents;      // (n, C, h, w) x0: scaled posterior samples

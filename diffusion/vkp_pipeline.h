@@ -93,6 +93,12 @@ typedef void (*vkp_pipeline_progress_fn)(void *user, int i, int n);
 vkp_status vkp_pipeline_sample(vkp_pipeline *p, vkp_sampler *s, float *latents, const float *cond,
                                const float *uncond, float cfg, vkp_rng *rng, vkp_pipeline_progress_fn progress,
                                void *user, vkp_error *err);
+// The same with one text state per image: conds holds batch·tokens·dim floats, image k's at
+// k·tokens·dim (several prompts in one UNet batch; image k is what vkp_pipeline_sample gives with
+// conds' k-th state and rng[k]).
+vkp_status vkp_pipeline_sample_each(vkp_pipeline *p, vkp_sampler *s, float *latents, const float *conds,
+                                    const float *uncond, float cfg, vkp_rng *rng, vkp_pipeline_progress_fn progress,
+                                    void *user, vkp_error *err);
 // VAE encode of one image (pixels: 3·H·W floats in [-1, 1], the pipeline's image size): the
 // posterior's mean and logvar (c·h·w floats each; logvar clamped to [-30, 20]).
 vkp_status vkp_pipeline_encode_image(vkp_pipeline *p, const float *pixels, float *mean, float *logvar,

@@ -39,6 +39,14 @@ vkp_clip_tokenizer *vkp_text_encoder_tokenizer(vkp_text_encoder *t);
 // tower, or their scales changed).
 void vkp_text_encoder_invalidate(vkp_text_encoder *t);
 
+// The states of `batch` prompts in graph g (clip skip applied): the tower's input tensors are
+// created in *in (upload token ids with vkp_clip_inputs_set), the (batch, tokens, dim) states in
+// *states. For training graphs: adapters attached to the tower get gradients through it.
+// Returns the graph's error (vkp_graph_error) on failure.
+vkp_status vkp_text_encoder_forward(vkp_text_encoder *t, vkp_graph *g, int batch, vkp_clip_inputs *in, vkp_tensor **states);
+// Token ids of one prompt (tokens ints, padded as the tokenizer does), as encode uses them.
+vkp_status vkp_text_encoder_tokenize(vkp_text_encoder *t, const char *prompt, int32_t *ids, vkp_error *err);
+
 // Encodes one prompt into states (tokens·dim floats). Prompts longer than the context are
 // truncated as the tokenizer does (the end-of-text token kept).
 vkp_status vkp_text_encoder_encode(vkp_text_encoder *t, const char *prompt, float *states, vkp_error *err);

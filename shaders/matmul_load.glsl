@@ -24,8 +24,10 @@ void mm_batch_offsets(uint z, out uint ao, out uint bo, out uint co) {
   co = i0 * uint(pc.c_bs[0]) + i1 * uint(pc.c_bs[1]);
 }
 
-// Writes one result: bias, accumulation into an earlier K chunk.
+// Writes one result: scale, bias, accumulation into an earlier K chunk (or an earlier product of
+// the same node: a LoRA term added to its base product).
 void mm_store(uint ci, uint n, float v) {
+  if ((pc.flags & VKP_MM_SCALE) != 0u) v *= pc.alpha;
   if ((pc.flags & VKP_MM_BIAS) != 0u) v += pc.bias.v[n];
   if ((pc.flags & VKP_MM_ACCUMULATE) != 0u) v += pc.c.v[ci];
   pc.c.v[ci] = v;

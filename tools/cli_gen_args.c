@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli_generate.h"
 #include "vkp_sampler.h"
@@ -20,8 +21,11 @@ static int usage(void) {
           "         --output DIR|FILE.png\n"
           "       vkpeft generate --model PIPELINE_DIR --tensors-in F.safetensors [--tensors-out F.safetensors]\n"
           "         [--output FILE.png] [sampler options, --lora ...]\n"
+          "       vkpeft generate --model PIPELINE_DIR --prompts FILE --output DIR [options as above]\n"
           "  --batch N: N images in one UNet batch with seeds SEED, SEED+1, ...; --output DIR writes\n"
           "  DIR/NNNNN-SEED.png, --output FILE.png writes FILE.png (FILE-0.png, FILE-1.png, ... for several).\n"
+          "  --prompts FILE: one prompt per line (blank and # lines skipped), each with seeds SEED .. SEED+N-1;\n"
+          "  writes DIR/NNNNN-SEED.png per image and DIR/NNNNN-grid.png (every image, captioned).\n"
           "  <lora:NAME:SCALE> in the prompt loads DIR/NAME.safetensors from --lora-dir.\n"
           "  --tensors-in reads sample/initial_latents (already scaled by the initial noise sigma), sample/cond\n"
           "  and sample/uncond (zeros when absent) instead of prompt and seed; --tensors-out writes\n"
@@ -100,6 +104,7 @@ int vkp_gen_parse_args(int argc, char **argv, vkp_gen_opts *o) {
 #define ARG(name) (!strcmp(a, name) && v && ++i)
     if (ARG("--model")) o->model = v;
     else if (ARG("--prompt")) o->prompt = v;
+    else if (ARG("--prompts")) o->prompts_file = v;
     else if (ARG("--negative-prompt")) o->neg = v;
     else if (ARG("--output")) o->output = v;
     else if (ARG("--tensors-in")) o->tin = v;
@@ -133,7 +138,16 @@ int vkp_gen_parse_args(int argc, char **argv, vkp_gen_opts *o) {
 #undef ARG
     if (r) return r;
   }
-  if (!o->model || (!o->output && !o->tout) || (!o->tin && !o->prompt)) return usage();
+  if (o->prompts_file) {
+    if (o->prompt) return vkp_gen_bad("--prompts %s: not with --prompt (put the prompt in the file)", o->prompts_file);
+    if (o->tin || o->tout) return vkp_gen_bad("--prompts %s: not with --tensors-in / --tensors-out", o->prompts_file);
+    if (grid_s) return vkp_gen_bad("--prompts %s: not with --grid (the prompts make the grid)", o->prompts_file);
+    if (o->init_image) return vkp_gen_bad("--prompts %s: not with --init-image", o->prompts_file);
+    size_t n = o->output ? strlen(o->output) : 0;
+    if (!o->output || (n > 4 && !strcasecmp(o->output + n - 4, ".png")))
+      return vkp_gen_bad("--prompts %s needs --output DIR (a folder: one PNG per image and a grid)", o->prompts_file);
+  }
+  if (!o->model || (!o->output && !o->tout) || (!o->tin && !o->prompt && !o->prompts_file)) return usage();
   if (grid_s) {
     if (!strcmp(grid_s, "seeds")) o->grid = VKP_GEN_GRID_SEEDS;
     else if (!strcmp(grid_s, "lora-scale")) o->grid = VKP_GEN_GRID_LORA_SCALE;

@@ -152,6 +152,8 @@ vkp_status vkp_gen_out_open(const char *output, vkp_gen_out *o, vkp_error *err) 
   o->dir = true;
   vkp_status st = vkp_dir_create(o->base, err);
   if (st) return st;
+  // What killed runs left (`00003-7.png.tmp.XXXXXXXX`) would take a number: removed first.
+  vkp_dir_remove_stale_tmp(o->base, 0);
   DIR *d = opendir(o->base);
   if (!d) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot list the output folder", o->base);
   struct dirent *e;

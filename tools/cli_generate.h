@@ -22,11 +22,15 @@ typedef struct vkp_gen_lora {
 // ---- options (cli_gen_args.c) ----
 #define VKP_GEN_MAX_GRID 16
 #define VKP_GEN_MAX_BATCH 64
+#define VKP_GEN_MAX_PROMPTS 4096       // lines of a --prompts file
+#define VKP_GEN_MAX_PROMPT_BYTES 2048
+#define VKP_GEN_PROMPTS_PER_BATCH 8    // --prompts: images of up to this many prompts share a UNet batch
+#define VKP_GEN_MAX_PROMPTS_GRID 256   // --prompts: the grid is written when there are at most this many images
 
 enum { VKP_GEN_GRID_NONE, VKP_GEN_GRID_SEEDS, VKP_GEN_GRID_LORA_SCALE, VKP_GEN_GRID_CFG };
 
 typedef struct vkp_gen_opts {
-  const char *model, *prompt, *neg, *output, *tin, *tout, *sampler_name, *spacing_s, *init_image, *lora_dir, *pred_s;
+  const char *model, *prompt, *prompts_file, *neg, *output, *tin, *tout, *sampler_name, *spacing_s, *init_image, *lora_dir, *pred_s;
   vkp_gen_lora loras[VKP_GEN_MAX_LORAS];
   int n_lora;
   int steps, width, height, clip_skip, karras, batch;
@@ -42,6 +46,14 @@ typedef struct vkp_gen_opts {
 int vkp_gen_parse_args(int argc, char **argv, vkp_gen_opts *o);
 // Prints "vkpeft generate: " + fmt (with v for its %s) and returns the bad-input exit status.
 int vkp_gen_bad(const char *fmt, const char *v);
+
+// ---- prompts files (cli_gen_prompts.c) ----
+// Reads --prompts FILE: one prompt per line, leading/trailing blanks trimmed, blank lines and lines
+// starting with '#' skipped. *prompts: n malloc'd strings (vkp_gen_prompts_free). Errors (one line
+// naming the file and line): unreadable, NUL bytes, no prompt, more than VKP_GEN_MAX_PROMPTS lines,
+// a line of VKP_GEN_MAX_PROMPT_BYTES or more, a `<lora:...>` tag (VKP_ERR_UNSUPPORTED: --lora).
+vkp_status vkp_gen_prompts_read(const char *path, char ***prompts, int *n, vkp_error *err);
+void vkp_gen_prompts_free(char **prompts, int n);
 
 // ---- prompt tags (cli_gen_prompt.c) ----
 // Finds A1111's extra-network tags `<lora:NAME>` / `<lora:NAME:SCALE>` in `prompt`, resolves NAME

@@ -292,6 +292,16 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
       }
       if (k > 0) times[k - 1] = now_s() - ts, times[steps + k - 1] = cpu_s() - tc;
     }
+    if (getenv("VKPEFT_PROFILE")) {   // device time per op of the last step (timestamps around every node)
+      vkp_op_time ops[64];
+      uint32_t n = vkp_graph_profile(g, ops, 64);
+      double total = 0;
+      for (uint32_t i = 0; i < n; i++) total += ops[i].ms;
+      fprintf(stderr, "profile of one %s step (%u dispatches): %.1f ms\n", r->method, r->dispatches, total);
+      for (uint32_t i = 0; i < n && i < 30; i++)
+        fprintf(stderr, "  %-24s %5u nodes %5u dispatches %9.3f ms  %5.1f%%\n", ops[i].op, ops[i].count,
+                ops[i].dispatches, ops[i].ms, 100 * ops[i].ms / total);
+    }
     r->steps = steps;
     r->step_s = median(times, steps);
     r->step_cpu_s = median(times + steps, steps);

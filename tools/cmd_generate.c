@@ -13,6 +13,7 @@
 #include "vkp_data.h"
 #include "vkp_device.h"
 #include "vkp_pipeline.h"
+#include "vkp_plot.h"
 #include "vkp_png.h"
 #include "vkp_progress.h"
 #include "vkp_safetensors.h"
@@ -46,9 +47,10 @@ static vkp_status encode_prompts(gen_run *r, vkp_error *err) {
 }
 
 // Samples `batch` images with seeds seeds[0..batch) and guidance cfg: final latents into lat
-// (batch·n), RGB pixels into rgb (batch·3·W·H).
-static vkp_status sample_images(gen_run *r, int batch, const unsigned long long *seeds, double cfg, float *lat,
-                                uint8_t *rgb, float *decoded, vkp_error *err) {
+// (batch·n), RGB pixels into rgb (batch·3·W·H). conds: one text state per image (batch·T·D), or
+// NULL for r->cond on every image.
+static vkp_status sample_images(gen_run *r, int batch, const unsigned long long *seeds, double cfg, const float *conds,
+                                float *lat, uint8_t *rgb, float *decoded, vkp_error *err) {
   vkp_gen_opts *o = r->o;
   vkp_sampler_opts so = vkp_sampler_opts_default(r->kind, o->steps);
   so.karras = o->karras;
@@ -70,7 +72,8 @@ static vkp_status sample_images(gen_run *r, int batch, const unsigned long long 
   }
   vkp_progress_opts po = {.label = "sampling", .total = vkp_sampler_evals(s) - vkp_sampler_get_begin(s), .unit = "it"};
   vkp_progress *bar = vkp_progress_new(&po);
-  st = vkp_pipeline_sample(r->p, s, lat, r->cond, r->uncond, (float)cfg, rng, progress_cb, bar, err);
+  st = conds ? vkp_pipeline_sample_each(r->p, s, lat, conds, r->uncond, (float)cfg, rng, progress_cb, bar, err)
+             : vkp_pipeline_sample(r->p, s, lat, r->cond, r->uncond, (float)cfg, rng, progress_cb, bar, err);
   vkp_progress_free(bar);
   if (st) goto done;
   for (int k = 0; k < batch && !st; k++)
@@ -139,7 +142,7 @@ static vkp_status run_grid(gen_run *r, vkp_gen_out *out, float *lat, uint8_t *rg
       for (int i = 0; i < o->n_lora; i++) o->loras[i].scale = (float)v;
       if (!st && !o->tin) st = encode_prompts(r, err);   // a text-encoder part changes the states
     }
-    if (!st) st = sample_images(r, 1, &seed, cfg, lat, rgb + k * img, decoded, err);
+    if (!st) st = sample_images(r, 1, &seed, cfg, NULL, lat, rgb + k * img, decoded, err);
     snprintf(labels[k], sizeof labels[k], "%s %g", titles[o->grid], v);
     lp[k] = labels[k];
     cells[k] = (vkp_image){.width = r->W, .height = r->H, .channels = 3, .data = rgb + k * img};
@@ -161,6 +164,70 @@ static vkp_status run_grid(gen_run *r, vkp_gen_out *out, float *lat, uint8_t *rg
     st = write_png(path, grid, &g, err);
   }
   vkp_image_free(grid);
+  return st;
+}
+
+// --prompts: image (i, k) is prompt i with seed SEED + k, exactly what `--prompt P_i --seed SEED
+// --batch N` gives as its image k; the images of up to VKP_GEN_PROMPTS_PER_BATCH prompts share a
+// UNet batch. Then every image in one captioned grid (when there are not too many).
+static vkp_status run_prompts(gen_run *r, vkp_gen_out *out, char **prompts, int np, vkp_error *err) {
+  vkp_gen_opts *o = r->o;
+  int total = np * o->batch, chunk = o->batch * (np < VKP_GEN_PROMPTS_PER_BATCH ? np : VKP_GEN_PROMPTS_PER_BATCH);
+  size_t img = (size_t)3 * r->W * r->H, td = (size_t)r->T * r->D;
+  bool grid = total > 1 && total <= VKP_GEN_MAX_PROMPTS_GRID;
+  float *lat = malloc((size_t)chunk * r->n * sizeof(float)), *conds = malloc((size_t)chunk * td * sizeof(float));
+  float *decoded = malloc(img * sizeof(float));
+  uint8_t *rgb = malloc((grid ? (size_t)total : (size_t)chunk) * img);
+  unsigned long long *seeds = malloc((size_t)chunk * sizeof *seeds);
+  vkp_image *cells = calloc((size_t)total, sizeof *cells), *g = NULL;
+  vkp_status st = VKP_OK;
+  if (!lat || !conds || !decoded || !rgb || !seeds || !cells) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  const char *sampler = NULL;
+  if (!st) st = vkp_pipeline_encode_prompt(r->p, o->neg, r->uncond, err);   // one negative prompt for all
+  for (int first = 0; first < total && !st; first += chunk) {
+    int b = total - first < chunk ? total - first : chunk;
+    for (int j = 0; j < b && !st; j++) {
+      int i = (first + j) / o->batch, k = (first + j) % o->batch;
+      seeds[j] = o->seed + (unsigned long long)k;
+      if (k == 0) st = vkp_pipeline_encode_prompt(r->p, prompts[i], conds + (size_t)j * td, err);
+      else memcpy(conds + (size_t)j * td, conds + (size_t)(j - 1) * td, td * sizeof(float));
+    }
+    uint8_t *px = rgb + (grid ? (size_t)first * img : 0);
+    if (!st) st = sample_images(r, b, seeds, o->cfg, conds, lat, px, decoded, err);
+    sampler = vkp_sampler_a1111_name(r->kind, r->karras);
+    for (int j = 0; j < b && !st; j++) {
+      int i = (first + j) / o->batch, k = (first + j) % o->batch;
+      char path[1200];
+      vkp_gen_params gp;
+      fill_params(r, &gp, seeds[j], o->cfg, sampler);
+      gp.prompt = prompts[i];
+      gp.batch_size = o->batch, gp.batch_pos = k;
+      vkp_gen_out_path(out, k, o->batch, seeds[j], false, path, sizeof path);
+      cells[first + j] = (vkp_image){.width = r->W, .height = r->H, .channels = 3, .data = px + (size_t)j * img};
+      st = write_png(path, &cells[first + j], &gp, err);
+    }
+  }
+  if (!st && grid) {
+    const char **caps = malloc((size_t)total * sizeof *caps);
+    if (!caps) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+    for (int j = 0; caps && j < total; j++) caps[j] = prompts[j / o->batch];
+    vkp_image_grid gd = {.images = cells, .captions = caps, .n = total, .cols = o->batch > 1 ? o->batch : 0};
+    if (!st) st = vkp_plot_image_grid(&gd, &g, err);
+    if (!st) {
+      char path[1200], extra[64];
+      vkp_gen_params gp;
+      fill_params(r, &gp, o->seed, o->cfg, sampler);
+      gp.prompt = prompts[0];
+      snprintf(extra, sizeof extra, "Grid: prompts, Prompts: %d", np);
+      gp.extra = extra;
+      vkp_gen_out_path(out, 0, 1, 0, true, path, sizeof path);
+      st = write_png(path, g, &gp, err);
+    }
+    free(caps);
+  } else if (!st && total > VKP_GEN_MAX_PROMPTS_GRID)
+    printf("no grid: %d images (a grid is written for at most %d)\n", total, VKP_GEN_MAX_PROMPTS_GRID);
+  vkp_image_free(g);
+  free(lat), free(conds), free(decoded), free(rgb), free(seeds), free(cells);
   return st;
 }
 
@@ -215,6 +282,9 @@ int cmd_generate(int argc, char **argv) {
   uint8_t *rgb = NULL;
   const vkp_st_tensor *lt = NULL, *ct = NULL;
   vkp_gen_out out = {0};
+  char **prompts = NULL;
+  int n_prompts = 0;
+  if (o.prompts_file && (st = vkp_gen_prompts_read(o.prompts_file, &prompts, &n_prompts, &err))) goto done;
   if (o.prompt && (st = vkp_gen_prompt_loras(o.prompt, o.lora_dir, o.loras, &o.n_lora, &r.clean_prompt, &err))) goto done;
   if (o.init_image && (!o.width || !o.height)) {   // default size: the init image's
     vkp_image *img = NULL;
@@ -285,16 +355,20 @@ int cmd_generate(int argc, char **argv) {
       goto done;
     }
     if (ut && (st = vkp_safetensors_read_f32(sf, "sample/uncond", r.uncond, (size_t)r.T * r.D, &err))) goto done;
-  } else if ((st = encode_prompts(&r, &err))) goto done;
+  } else if (!prompts && (st = encode_prompts(&r, &err))) goto done;
   if (o.init_image && (st = read_init_image(&r, o.init_image, &err))) goto done;
   if (o.output && (st = vkp_gen_out_open(o.output, &out, &err))) goto done;
   if (o.grid) {
     st = run_grid(&r, &out, lat, rgb, decoded, &err);
     goto done;
   }
+  if (prompts) {
+    st = run_prompts(&r, &out, prompts, n_prompts, &err);
+    goto done;
+  }
   unsigned long long seeds[VKP_GEN_MAX_BATCH];
   for (int k = 0; k < o.batch; k++) seeds[k] = o.seed + (unsigned long long)k;
-  if ((st = sample_images(&r, o.batch, seeds, o.cfg, lat, rgb, decoded, &err))) goto done;
+  if ((st = sample_images(&r, o.batch, seeds, o.cfg, NULL, lat, rgb, decoded, &err))) goto done;
   if (o.tout && (st = write_tensors(&r, lat, decoded, &err))) goto done;
   for (int k = 0; o.output && k < o.batch && !st; k++) {
     char path[1200];
@@ -307,6 +381,7 @@ int cmd_generate(int argc, char **argv) {
   }
 done:
   free(lat), free(decoded), free(rgb), free(r.cond), free(r.uncond), free(r.init_pixels), free(r.clean_prompt);
+  vkp_gen_prompts_free(prompts, n_prompts);
   vkp_pipeline_free(r.p);
   vkp_ctx_free(ctx);
   vkp_safetensors_free(sf);

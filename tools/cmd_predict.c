@@ -47,7 +47,9 @@ int cmd_predict(int argc, char **argv) {
   if (v && !pixels) st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory for %d images of %dx%d", n, S, S);
   for (int i = 0; i < n && !st; i++) {
     int w, h, c;
-    // The declared size is checked before decoding (a small file may declare gigapixels).
+    // The declared size is checked before decoding (a small file may declare gigapixels), and
+    // files stb_image 2.27 mishandles are refused as the data sets refuse them.
+    if ((st = vkp_data_check_image_file(files[i], &err))) break;
     if (!stbi_info(files[i], &w, &h, &c)) {
       st = vkp_error_set(&err, VKP_ERR_FORMAT, "%s: cannot decode image (%s)", files[i], stbi_failure_reason());
       break;

@@ -222,6 +222,57 @@ static void on_name(void *user, const char *kind, const char *name) {
   if (!skip && !ln->unexpected++) snprintf(ln->first_unexpected, sizeof ln->first_unexpected, "%s", name);
 }
 
+// A tower's first and last layer (q_proj (C, C), fc1 (I, C)) and its projection (projection_dim, C)
+// when `projection` names one; returns how many it added to w.
+static int expect_tower(vkp_st_expect *w, const char *tower, int layers, int C, int I, const char *projection, int proj_dim) {
+  char keys[192];
+  int n = 0;
+  snprintf(keys, sizeof keys, "%s_config.num_hidden_layers %d, %s_config.hidden_size %d, %s_config.intermediate_size %d", tower,
+           layers, tower, C, tower, I);
+  for (int k = 0; k < 2; k++) {
+    vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){C, C}, "%s_model.encoder.layers.%d.self_attn.q_proj.weight", tower, k ? layers - 1 : 0);
+    vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){I, C}, "%s_model.encoder.layers.%d.mlp.fc1.weight", tower, k ? layers - 1 : 0);
+  }
+  snprintf(keys, sizeof keys, "projection_dim %d, %s_config.hidden_size %d", proj_dim, tower, C);
+  if (projection) vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){proj_dim, C}, "%s.weight", projection);
+  return n;
+}
+
+// The tensors whose shapes follow from config.json (each tower's embeddings, its first and last
+// layer, the projections), checked against the checkpoint's header before the model is allocated.
+static vkp_status check_checkpoint_shapes(const vkp_safetensors *sf, const char *path, const char *dir,
+                                          const vkp_clip_config *c, vkp_error *err) {
+  vkp_st_expect w[16];
+  int n = 0;
+  char keys[192], config[1100];
+  snprintf(config, sizeof config, "%s/config.json", dir);
+  if (c->has_text) {
+    const vkp_clip_text_config *t = &c->text;
+    snprintf(keys, sizeof keys, "text_config.vocab_size %d, text_config.hidden_size %d", t->vocab_size, t->hidden_size);
+    vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){t->vocab_size, t->hidden_size}, "text_model.embeddings.token_embedding.weight");
+    snprintf(keys, sizeof keys, "text_config.max_position_embeddings %d, text_config.hidden_size %d", t->max_position_embeddings,
+             t->hidden_size);
+    vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){t->max_position_embeddings, t->hidden_size},
+                      "text_model.embeddings.position_embedding.weight");
+    n += expect_tower(w + n, "text", t->num_hidden_layers, t->hidden_size, t->intermediate_size,
+                      c->has_text_projection ? "text_projection" : NULL, c->projection_dim);
+  }
+  if (c->has_vision) {
+    const vkp_clip_vision_config *v = &c->vision;
+    int64_t C = v->hidden_size, g = v->image_size / v->patch_size;
+    snprintf(keys, sizeof keys, "vision_config.hidden_size %d, vision_config.num_channels %d, vision_config.patch_size %d",
+             v->hidden_size, v->num_channels, v->patch_size);
+    vkp_st_expect_set(&w[n++], keys, 4, (int64_t[]){C, v->num_channels, v->patch_size, v->patch_size},
+                      "vision_model.embeddings.patch_embedding.weight");
+    snprintf(keys, sizeof keys, "vision_config.image_size %d, vision_config.patch_size %d, vision_config.hidden_size %d",
+             v->image_size, v->patch_size, v->hidden_size);
+    vkp_st_expect_set(&w[n++], keys, 2, (int64_t[]){g * g + 1, C}, "vision_model.embeddings.position_embedding.weight");
+    n += expect_tower(w + n, "vision", v->num_hidden_layers, v->hidden_size, v->intermediate_size,
+                      c->has_visual_projection ? "visual_projection" : NULL, c->projection_dim);
+  }
+  return vkp_safetensors_expect(sf, path, config, w, n, err);
+}
+
 vkp_status vkp_clip_load(vkp_ctx *ctx, const char *dir, const vkp_clip_load_opts *opts, vkp_clip **out,
                          vkp_error *err) {
   *out = NULL;
@@ -248,7 +299,10 @@ vkp_status vkp_clip_load(vkp_ctx *ctx, const char *dir, const vkp_clip_load_opts
   if (cfg.has_text && vkp_safetensors_find(sf, "text_projection.weight")) cfg.has_text_projection = true;
   if (cfg.has_vision && vkp_safetensors_find(sf, "visual_projection.weight")) cfg.has_visual_projection = true;
   vkp_clip *c = NULL;
-  vkp_status st = build(ctx, &cfg, false, 0, &c, err);
+  // The checkpoint must fit the config before anything is allocated (a config.json that claims a
+  // huge model must not cost its memory first).
+  vkp_status st = check_checkpoint_shapes(sf, path, dir, &cfg, err);
+  if (!st) st = build(ctx, &cfg, false, 0, &c, err);
   if (st) {
     vkp_safetensors_free(sf);
     return st;

@@ -1,6 +1,8 @@
-// clip_train.c — the CLIP training loop: one recorded graph (forward, contrastive or probe loss,
+// clip_train.c — the CLIP trainer: one recorded graph (forward, contrastive or probe loss,
 // backward, optimizer) replayed per micro-batch, logit_scale clamped after every update, periodic
-// evaluation, atomic checkpoints and exact resume (core/train/vkp_checkpoint.h).
+// evaluation, atomic checkpoints and exact resume (core/train/vkp_checkpoint.h). The step loop's
+// cadence, log window and progress bar are core/train's vkp_trainer_loop; this file supplies its
+// callbacks.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,7 @@ struct vkp_clip_trainer {
   vkp_tensor *gnorm;          // its optimizer's gradient norm
   vkp_loader *loader;
   vkp_metrics_writer *mw;
-  vkp_progress *bar;          // NULL when quiet
+  vkp_trainer_loop loop;      // the step loop (vkp_trainer.h): cadence, log window, progress bar, clock
   vkp_train_keys k;           // the common train.* keys
   double scale_max;
   int64_t step, micro;
@@ -54,9 +56,6 @@ struct vkp_clip_trainer {
   vkp_clip_batch_record rec;
   float *rec_pixels, *rec_ie, *rec_te;
   int32_t *rec_ids, *rec_labels;
-  // the current log window
-  double t0, t_window, loss_sum, r1_sum;
-  int64_t window_steps, images_window, step0;
   vkp_clip_step_info last;
   vkp_clip_embedder *emb;     // evaluation embeddings (vkp_clip_eval.h), eval transform
   vkp_clip_val_result val;    // last evaluation (with its embeddings)
@@ -252,7 +251,8 @@ static vkp_status save_adapters(vkp_clip_trainer *t, const char *base, bool fina
 
 static vkp_status save_params(void *user, const char *dir, vkp_error *err) { return save_adapters(user, dir, false, err); }
 
-static vkp_status save_checkpoint(vkp_clip_trainer *t, vkp_error *err) {
+static vkp_status save_checkpoint(void *user, vkp_error *err) {
+  vkp_clip_trainer *t = user;
   vkp_train_state s = {.step = t->step, .micro_step = t->micro, .best_metric = t->best_step >= 0 ? t->best : -1,
                        .best_step = t->best_step};
   vkp_loader_tell(t->loader, &s.loader_epoch, &s.loader_step);
@@ -342,7 +342,6 @@ vkp_status vkp_clip_trainer_new(vkp_ctx *ctx, const cJSON *cfg, const char *resu
 
 void vkp_clip_trainer_free(vkp_clip_trainer *t) {
   if (!t) return;
-  vkp_progress_free(t->bar);
   if (t->mw) vkp_metrics_close(t->mw, NULL);
   vkp_clip_val_result_clear(&t->val);
   vkp_clip_embedder_free(t->emb);
@@ -449,7 +448,8 @@ vkp_status vkp_clip_trainer_step(vkp_clip_trainer *t, vkp_clip_step_info *info, 
 
 // ---- evaluation -----------------------------------------------------------------------------
 
-static vkp_status evaluate_val(vkp_clip_trainer *t, vkp_error *err) {
+static vkp_status evaluate_val(void *user, vkp_error *err) {
+  vkp_clip_trainer *t = user;
   const vkp_clip_data *d = &t->data;
   if (d->n_val == 0) return VKP_OK;
   size_t n = t->k.val_limit > 0 && (size_t)t->k.val_limit < d->n_val ? (size_t)t->k.val_limit : d->n_val;
@@ -471,50 +471,39 @@ static vkp_status evaluate_val(vkp_clip_trainer *t, vkp_error *err) {
   double metric = t->probe ? r.accuracy : -r.loss;   // higher is better
   if (t->step > 0 && (t->best_step < 0 || metric > t->best)) t->best = metric, t->best_step = t->step;   // step 0: no checkpoint
   if (t->probe)
-    vkp_progress_print(t->bar, "step %lld: validation accuracy %.2f%%, loss %.4f (%zu images)", (long long)t->step,
+    vkp_progress_print(t->loop.bar, "step %lld: validation accuracy %.2f%%, loss %.4f (%zu images)", (long long)t->step,
                        100 * r.accuracy, r.loss, n);
   else
-    vkp_progress_print(t->bar, "step %lld: validation loss %.4f, R@1 image->text %.1f%% text->image %.1f%% (%zu pairs)",
+    vkp_progress_print(t->loop.bar, "step %lld: validation loss %.4f, R@1 image->text %.1f%% text->image %.1f%% (%zu pairs)",
                        (long long)t->step, r.loss, 100 * r.i2t_r1, 100 * r.t2i_r1, n);
   return VKP_OK;
 }
 
-// ---- the loop -------------------------------------------------------------------------------
+// ---- the step loop's callbacks (vkp_trainer_loop) --------------------------------------------
 
-static vkp_status log_window(vkp_clip_trainer *t, vkp_error *err) {
-  double dt = vkp_trainer_now() - t->t_window, ips = dt > 0 ? (double)t->images_window / dt : 0;
-  size_t epoch_samples = vkp_loader_epoch_samples(t->loader);
-  vkp_metric m[9] = {{"epoch", (double)t->micro * (double)t->k.batch / (double)(epoch_samples ? epoch_samples : 1)},
-                     {"loss", t->loss_sum / (double)t->window_steps},
-                     {"lr", t->last.lr},
-                     {"logit_scale", t->last.logit_scale},
-                     {"grad_norm", t->last.grad_norm},
-                     {t->probe ? "train_accuracy" : "train_r1", t->r1_sum / (double)t->window_steps},
-                     {"images_per_s", ips},
-                     {"device_mb", (double)vkp_ctx_memory_in_use(t->ctx) / 1048576.0},
-                     {"seconds", vkp_trainer_now() - t->t0}};
-  VKP_TRY(vkp_metrics_write(t->mw, t->step, m, 9, err));
-  t->t_window = vkp_trainer_now(), t->images_window = 0, t->loss_sum = 0, t->r1_sum = 0, t->window_steps = 0;
+static vkp_status loop_step(void *user, vkp_trainer_step_out *o, vkp_error *err) {
+  vkp_clip_trainer *t = user;
+  vkp_clip_step_info info;
+  VKP_TRY(vkp_clip_trainer_step(t, &info, err));
+  o->loss = info.loss, o->window[0] = info.loss, o->window[1] = info.train_r1;
+  snprintf(o->extra, sizeof o->extra, t->probe ? "acc %.1f%%" : "r@1 %.1f%%", 100 * info.train_r1);
   return VKP_OK;
 }
 
-static vkp_status train_loop(vkp_clip_trainer *t, vkp_error *err) {
-  int64_t end = t->k.stop_after > 0 && t->k.stop_after < t->o.total_steps ? t->k.stop_after : t->o.total_steps;
-  if (t->step == 0 && vkp_config_bool(t->cfg, "train.eval_at_start")) VKP_TRY(evaluate_val(t, err));   // the baseline
-  while (t->step < end) {
-    vkp_clip_step_info info;
-    VKP_TRY(vkp_clip_trainer_step(t, &info, err));
-    t->loss_sum += info.loss, t->r1_sum += info.train_r1, t->window_steps++;
-    t->images_window += t->k.batch * t->k.accum;
-    char extra[64];
-    snprintf(extra, sizeof extra, t->probe ? "acc %.1f%%" : "r@1 %.1f%%", 100 * info.train_r1);
-    vkp_progress_update(t->bar, t->step, (t->step - t->step0) * t->k.batch * t->k.accum, info.loss, extra);
-    if (t->step % t->k.log_every == 0 || t->step == end) VKP_TRY(log_window(t, err));
-    bool eval_now = (t->k.eval_every > 0 && t->step % t->k.eval_every == 0) || t->step == t->o.total_steps;
-    if (eval_now) VKP_TRY(evaluate_val(t, err));
-    if ((t->k.ckpt_every > 0 && t->step % t->k.ckpt_every == 0) || t->step == end) VKP_TRY(save_checkpoint(t, err));
-  }
-  return VKP_OK;
+static int log_fields(void *user, const vkp_trainer_window *w, vkp_metric *m) {
+  vkp_clip_trainer *t = user;
+  size_t epoch_samples = vkp_loader_epoch_samples(t->loader);
+  const vkp_metric f[] = {{"epoch", (double)t->micro * (double)t->k.batch / (double)(epoch_samples ? epoch_samples : 1)},
+                          {"loss", w->mean[0]},
+                          {"lr", t->last.lr},
+                          {"logit_scale", t->last.logit_scale},
+                          {"grad_norm", t->last.grad_norm},
+                          {t->probe ? "train_accuracy" : "train_r1", w->mean[1]},
+                          {"images_per_s", w->images_per_s},
+                          {"device_mb", (double)vkp_ctx_memory_in_use(t->ctx) / 1048576.0},
+                          {"seconds", w->seconds}};
+  memcpy(m, f, sizeof f);
+  return (int)(sizeof f / sizeof *f);
 }
 
 // The final outputs of a run that reached its end.
@@ -577,19 +566,19 @@ vkp_status vkp_clip_trainer_run(vkp_clip_trainer *t, vkp_clip_train_summary *sum
            t->data.n_val ? "" : " (no validation)", (long long)rep.trainable_params, (long long)rep.total_params,
            100.0 * (double)rep.trainable_params / (double)rep.total_params, (long long)t->o.total_steps,
            t->resumed ? " (resumed)" : "");
-    t->bar = vkp_progress_new_train(t->o.total_steps, t->step);
   }
-  t->t0 = t->t_window = vkp_trainer_now();
-  t->step0 = t->step;
-  vkp_status st = train_loop(t, err);
-  vkp_progress_free(t->bar);
-  t->bar = NULL;
-  double secs = vkp_trainer_now() - t->t0;
+  t->loop = (vkp_trainer_loop){.ops = {.user = t, .step = loop_step, .log_fields = log_fields, .evaluate = evaluate_val,
+                                       .checkpoint = save_checkpoint},
+                               .k = &t->k, .step = &t->step, .total_steps = t->o.total_steps,
+                               .eval_at_start = vkp_config_bool(t->cfg, "train.eval_at_start"), .quiet = t->quiet, .mw = t->mw};
+  vkp_status st = vkp_trainer_loop_run(&t->loop, err);
+  double secs, ips;
+  vkp_trainer_loop_rate(&t->loop, &secs, &ips);
   bool finished = !st && t->step >= t->o.total_steps;
   if (finished) st = finish(t, s, err);
   s->steps = t->step;
   s->seconds = secs;
-  s->images_per_s = secs > 0 ? (double)(t->step - t->step0) * (double)(t->k.batch * t->k.accum) / secs : 0;
+  s->images_per_s = ips;
   s->final_loss = t->last.loss;
   s->logit_scale = t->last.logit_scale;
   s->val_loss = t->val.loss, s->val_accuracy = t->val.accuracy, s->val_i2t_r1 = t->val.i2t_r1, s->val_t2i_r1 = t->val.t2i_r1;

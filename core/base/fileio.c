@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,19 +60,42 @@ static char *dir_of(const char *path) {
   return d;
 }
 
-// True for "<base>.tmp.XXXXXXXX" (8 lower-case hex digits): a temporary file of ours for <base>.
+// True for "<base>.tmp.XXXXXXXX" (8 lower-case hex digits): a temporary file of ours for <base>;
+// base NULL: for any base.
 static bool is_tmp_name_of(const char *name, const char *base) {
-  size_t b = strlen(base);
-  if (strncmp(name, base, b) || strncmp(name + b, ".tmp.", 5)) return false;
+  size_t b = base ? strlen(base) : strlen(name) >= 13 ? strlen(name) - 13 : 0;
+  if (b == 0 || (base && strncmp(name, base, b)) || strncmp(name + b, ".tmp.", 5)) return false;
   const char *h = name + b + 5;
   for (int i = 0; i < 8; i++)
     if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f'))) return false;
   return h[8] == '\0';
 }
 
+// Removes dir/name (a file, or a folder transaction's folder) unless a running writer holds its
+// flock: a writer holds an exclusive lock on its temporary file or folder until it is renamed,
+// and locks die with their process.
+static void remove_if_unlocked(DIR *d, const char *dir, const char *name) {
+  int dfd = dirfd(d);
+  int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return;
+  struct stat sb;
+  if (fstat(fd, &sb) == 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    if (S_ISREG(sb.st_mode)) {
+      (void)unlinkat(dfd, name, 0);
+    } else if (S_ISDIR(sb.st_mode)) {   // a folder transaction's (vkp_dir_txn)
+      size_t n = strlen(dir) + strlen(name) + 2;
+      char *sub = malloc(n);
+      if (sub) {
+        snprintf(sub, n, "%s/%s", dir, name);
+        (void)vkp_path_remove_all(sub, NULL);
+        free(sub);
+      }
+    }
+  }
+  close(fd);   // releases the lock
+}
+
 // Removes the temporary files that earlier writes of `path` left behind when they were killed.
-// A writer holds an exclusive flock on its temporary file until it is renamed, so a file whose
-// lock can be taken belongs to no running writer (locks die with their process).
 static void remove_stale_tmp(const char *path) {
   char *dir = dir_of(path);
   if (!dir) return;
@@ -79,29 +103,60 @@ static void remove_stale_tmp(const char *path) {
   const char *base = slash ? slash + 1 : path;
   DIR *d = opendir(dir);
   struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (!is_tmp_name_of(e->d_name, base)) continue;
-    int dfd = dirfd(d);
-    int fd = openat(dfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) continue;
-    struct stat sb;
-    if (fstat(fd, &sb) == 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      if (S_ISREG(sb.st_mode)) {
-        (void)unlinkat(dfd, e->d_name, 0);
-      } else if (S_ISDIR(sb.st_mode)) {   // a folder transaction's (vkp_dir_txn)
-        size_t n = strlen(dir) + strlen(e->d_name) + 2;
-        char *sub = malloc(n);
-        if (sub) {
-          snprintf(sub, n, "%s/%s", dir, e->d_name);
-          (void)vkp_path_remove_all(sub, NULL);
-          free(sub);
-        }
-      }
-    }
-    close(fd);   // releases the lock
-  }
+  while (d && (e = readdir(d)))
+    if (is_tmp_name_of(e->d_name, base)) remove_if_unlocked(d, dir, e->d_name);
   if (d) closedir(d);
   free(dir);
+}
+
+static void sweep_tmp(const char *dir, int depth) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (is_tmp_name_of(e->d_name, NULL)) {
+      remove_if_unlocked(d, dir, e->d_name);
+      continue;
+    }
+    struct stat sb;
+    if (depth <= 0 || fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode)) continue;
+    size_t n = strlen(dir) + strlen(e->d_name) + 2;
+    char *sub = malloc(n);
+    if (!sub) break;
+    snprintf(sub, n, "%s/%s", dir, e->d_name);
+    sweep_tmp(sub, depth - 1);
+    free(sub);
+  }
+  closedir(d);
+}
+
+void vkp_dir_remove_stale_tmp(const char *dir, int depth) {
+  if (dir && dir[0]) sweep_tmp(dir, depth);
+}
+
+// ---- the test-only crash hook (VKPEFT_CRASH_AT; see vkp_fileio.h) --------------------------------
+
+void vkp_crash_point(const char *site, const char *path) {
+  const char *spec = getenv("VKPEFT_CRASH_AT");
+  if (!spec || !spec[0] || !site) return;
+  // <site>[@<text>][:<n>]
+  size_t sn = strcspn(spec, "@:");
+  if (sn != strlen(site) || strncmp(spec, site, sn)) return;
+  const char *rest = spec + sn;
+  if (*rest == '@') {
+    size_t fn = strcspn(rest + 1, ":");
+    char filter[256];
+    snprintf(filter, sizeof filter, "%.*s", (int)(fn < sizeof filter ? fn : sizeof filter - 1), rest + 1);
+    if (!path || !strstr(path, filter)) return;
+    rest += 1 + fn;
+  }
+  long n = *rest == ':' ? strtol(rest + 1, NULL, 10) : 1;
+  static long hits;   // per process: the n-th matching point is the one that crashes
+  if (++hits < n) return;
+  fprintf(stderr, "vkpeft: VKPEFT_CRASH_AT=%s: SIGKILL at crash point %s (%s)\n", spec, site, path ? path : "");
+  fflush(stderr);
+  raise(SIGKILL);
 }
 
 vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, const size_t *sizes,
@@ -156,17 +211,27 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
   struct stat old;
   if (stat(path, &old) == 0 && S_ISREG(old.st_mode)) (void)fchmod(fd, old.st_mode & 07777);
 
-  for (int i = 0; i < nchunks; i++) {
-    if (sizes[i] == 0) continue;
-    if (write_full(fd, chunks[i], sizes[i]) != 0) {
-      st = vkp_error_set(err, VKP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-      goto close_tmp;
+  // The bytes go out in two halves, with the crash hook's "write" point between them.
+  size_t total = 0, done = 0;
+  for (int i = 0; i < nchunks; i++) total += sizes[i];
+  for (int half = 0; half < 2; half++) {
+    size_t until = half ? total : total / 2, at = 0;
+    for (int i = 0; i < nchunks && done < until; at += sizes[i], i++) {
+      if (at + sizes[i] <= done) continue;
+      size_t from = done - at, n = (at + sizes[i] < until ? at + sizes[i] : until) - done;
+      if (write_full(fd, (const unsigned char *)chunks[i] + from, n) != 0) {
+        st = vkp_error_set(err, VKP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        goto close_tmp;
+      }
+      done += n;
     }
+    if (!half) vkp_crash_point("write", path);
   }
   if (fsync(fd) != 0) {
     st = vkp_error_set(err, VKP_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
     goto close_tmp;
   }
+  vkp_crash_point("rename", path);
   // Renamed while still open (and locked), so no cleanup of stale files can take it away first;
   // the data is already synced, so closing afterwards loses nothing.
   if (rename(tmp, path) != 0) {
@@ -384,6 +449,7 @@ vkp_status vkp_dir_txn_commit(vkp_dir_txn *t, vkp_error *err) {
     (void)fsync(dfd);
     close(dfd);
   }
+  vkp_crash_point("folder", t->path);
   struct stat sb;
   vkp_status st = VKP_OK;
   if (lstat(t->path, &sb) != 0) {   // nothing there yet
@@ -392,6 +458,7 @@ vkp_status vkp_dir_txn_commit(vkp_dir_txn *t, vkp_error *err) {
   } else if (!S_ISDIR(sb.st_mode)) {
     st = vkp_error_set(err, VKP_ERR_IO, "%s: exists and is not a folder; remove it or choose another output path", t->path);
   } else if (renameat2(AT_FDCWD, t->tmp, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
+    vkp_crash_point("folder-old", t->path);   // the old folder is under the temporary name now
     (void)vkp_path_remove_all(t->tmp, NULL);   // now the old folder
   } else {
     // No atomic exchange here: move the old folder aside (under a name of ours, so a crash in

@@ -241,7 +241,9 @@ static vkp_status record(vkp_graph *g) {
   bool profile = ctx->query_pool != VK_NULL_HANDLE;
   if (profile) {
     free(g->query_node);
+    free(g->query_disp);
     g->query_node = calloc((size_t)g->order.n + 1, sizeof *g->query_node);
+    g->query_disp = calloc((size_t)g->order.n + 1, sizeof *g->query_disp);
     g->query_count = 0;
     vkCmdResetQueryPool(g->cmd, ctx->query_pool, 0, ctx->query_cap);
   }
@@ -249,7 +251,7 @@ static vkp_status record(vkp_graph *g) {
   for (int32_t i = 0; i < g->order.n && st == VKP_OK; i++) {
     const vkp_tensor *t = g->order.v[i];
     uint32_t before = rec.dispatches;
-    bool timed = profile && g->query_node && 2 * (g->query_count + 1) <= ctx->query_cap;
+    bool timed = profile && g->query_node && g->query_disp && 2 * (g->query_count + 1) <= ctx->query_cap;
     if (timed && rec.dispatches > 0) vkp_rec_barrier(&rec);
     if (timed) vkCmdWriteTimestamp(g->cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, ctx->query_pool, 2 * g->query_count);
     st = t->op->record(&rec, t);
@@ -257,9 +259,9 @@ static vkp_status record(vkp_graph *g) {
       vkp_error_set(&ctx->err, st, "recording op '%s' (%s): %s", t->op->name, t->name, ctx->err.msg);
     if (timed) {
       vkCmdWriteTimestamp(g->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, ctx->query_pool, 2 * g->query_count + 1);
+      g->query_disp[g->query_count] = rec.dispatches - before;
       g->query_node[g->query_count++] = (uint32_t)i;
     }
-    (void)before;
   }
   g->dispatches = rec.dispatches;
   if ((r = vkEndCommandBuffer(g->cmd)) != VK_SUCCESS && st == VKP_OK) st = vkp_vk_fail(ctx, r, "vkEndCommandBuffer");
@@ -361,15 +363,17 @@ uint32_t vkp_graph_profile(const vkp_graph *g, vkp_op_time *out, uint32_t cap) {
   if (vkGetQueryPoolResults(ctx->device, ctx->query_pool, 0, 2 * g->query_count, 2 * g->query_count * sizeof *ts,
                             ts, sizeof *ts, VK_QUERY_RESULT_64_BIT) == VK_SUCCESS) {
     for (uint32_t q = 0; q < g->query_count; q++) {
+      if (!g->query_disp[q]) continue;   // views and other nodes that record nothing
       const char *name = g->order.v[g->query_node[q]]->op->name;
       double ms = (double)(ts[2 * q + 1] - ts[2 * q]) * ctx->info.timestamp_period_ns * 1e-6;
       uint32_t k = 0;
       while (k < n && strcmp(out[k].op, name) != 0) k++;
       if (k == n) {
         if (n == cap) continue;
-        out[n++] = (vkp_op_time){name, 0, 0};
+        out[n++] = (vkp_op_time){name, 0, 0, 0};
       }
       out[k].count++;
+      out[k].dispatches += g->query_disp[q];
       out[k].ms += ms;
     }
     for (uint32_t a = 0; a < n; a++)   // sort by time, descending

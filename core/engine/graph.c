@@ -24,6 +24,7 @@ void vkp_graph_free(vkp_graph *g) {
   free(g->order.v);
   free(g->roots.v);
   free(g->query_node);
+  free(g->query_disp);
   for (vkp_tensor_chunk *c = g->chunks, *next; c; c = next) {
     next = c->next;
     free(c);

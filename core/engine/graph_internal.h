@@ -33,6 +33,7 @@ struct vkp_graph {
   uint32_t dispatches;
   uint64_t arena_bytes, unplanned_bytes;
   uint32_t *query_node;          // profiling: node index per timestamp pair
+  uint32_t *query_disp;          // profiling: dispatches the node recorded, per timestamp pair
   uint32_t query_count;
 };
 

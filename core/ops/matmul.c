@@ -28,6 +28,7 @@
 // rather than a per-batch product followed by a sum; other broadcast batch dims are summed back
 // with vkp_sum_to. The bias gradient is dC summed over rows (vkp_sum_to).
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vkp_op.h"
@@ -37,7 +38,18 @@
 #define VKP_MM_K_CHUNK 16384   // longest K range one dispatch handles (loop-length cap)
 
 // params.i[0] = trans_a, i[1] = trans_b, i[2] = has bias (src[2]), i[3] = packed (srcs end with the
-// A and B panels made by pack nodes)
+// A and B panels made by pack nodes), i[4] = second product (MM2_*: srcs a2, b2 after the bias),
+// i[5] = its transposes (bit 0: a2, bit 1: b2), f[6] = its scale, i[7] = 1 when the main product
+// is scaled by f[8].
+//
+// Second product: C = alpha·op(A)·op(B) + bias + s·op(A2)·op(B2) with the same output. The record
+// runs the main product (packed or direct), then the second one with a direct kernel that scales
+// and accumulates into C (VKP_MM_SCALE | VKP_MM_ACCUMULATE): no separate scale and add passes.
+//   MM2_DUAL  a plain sum of two products (LoRA's dx = dY·W + s·(dY·B)·A);
+//   MM2_LORA  A2 = u = xd·A^T is a matmul node built by vkp_linear_add_lora (u->src[0] = xd,
+//             u->src[1] = A): backward gives xd, A and B their gradients directly (u gets none),
+//             so dx = dY·W + s·v·A with v = dY·B is one node and no add joins two gradients of x.
+enum { MM2_NONE = 0, MM2_DUAL = 1, MM2_LORA = 2 };
 
 typedef struct mm_geom {
   int64_t M, N, K;
@@ -46,10 +58,9 @@ typedef struct mm_geom {
   int64_t a_bs[2], b_bs[2], c_bs[2];    // batch strides (0 on broadcast dims)
 } mm_geom;
 
-// Shapes and strides of the product `t` as the kernels see them.
-static void mm_geometry(const vkp_tensor *t, mm_geom *g) {
-  const vkp_tensor *a = t->src[0], *b = t->src[1];
-  bool ta = t->params.i[0] != 0, tb = t->params.i[1] != 0;
+// Shapes and strides of the product op(a)·op(b) written to `t` as the kernels see them.
+static void mm_geometry_of(const vkp_tensor *t, const vkp_tensor *a, const vkp_tensor *b, bool ta, bool tb,
+                           mm_geom *g) {
   int32_t as[4], ast[4], bs[4], bst[4], cs[4], cst[4];
   vkp_shape4(a, as, ast);
   vkp_shape4(b, bs, bst);
@@ -84,6 +95,15 @@ static void mm_geometry(const vkp_tensor *t, mm_geom *g) {
   // Strides of size-1 dims do not matter: make them unit so the fast layouts still match.
   if (g->K == 1) g->a_ks = g->b_ks = 1;
 }
+
+static void mm_geometry(const vkp_tensor *t, mm_geom *g) {
+  mm_geometry_of(t, t->src[0], t->src[1], t->params.i[0] != 0, t->params.i[1] != 0, g);
+}
+
+// The second product's operands (MM2_*), after a and b and the bias.
+static vkp_tensor *mm_a2(const vkp_tensor *t) { return t->src[2 + (t->params.i[2] != 0)]; }
+static vkp_tensor *mm_b2(const vkp_tensor *t) { return t->src[3 + (t->params.i[2] != 0)]; }
+static float mm_alpha(const vkp_tensor *t) { return t->params.i[7] ? t->params.f[8] : 1.0f; }
 
 typedef struct mm_kernel {
   const char *shader;
@@ -206,26 +226,86 @@ static const vkp_op_def op_pack_b = {"matmul_pack_b", pack_record, NULL};
 
 // ---- record ---------------------------------------------------------------------------------
 
+static uint32_t mm_b_dtype(const vkp_tensor *b) {
+  return b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
+}
+
+static uint32_t mm_max_gy(vkp_ctx *ctx) {
+  uint32_t max_gy = vkp_ctx_info(ctx)->max_workgroup_count[1];
+  return max_gy > 65535 ? 65535 : max_gy;
+}
+
+// Output fields of the push block shared by every dispatch of node t.
+static vkp_pc_matmul mm_pc_out(const mm_geom *g, uint64_t bias_addr) {
+  vkp_pc_matmul pc = {0};
+  pc.N = (uint32_t)g->N;
+  pc.c_ms = (int32_t)g->c_ms;
+  pc.batch1 = (uint32_t)g->batch1;
+  pc.c_bs[0] = (int32_t)g->c_bs[0];
+  pc.c_bs[1] = (int32_t)g->c_bs[1];
+  pc.bias = bias_addr;
+  return pc;
+}
+
+// C (+)= alpha·op(a)·op(b) (+ bias) with a direct kernel (or the generic one), reading the operands
+// in place. flags: VKP_MM_ACCUMULATE to add to C, VKP_MM_SCALE to apply alpha.
+static vkp_status record_direct(vkp_recorder *rec, const vkp_tensor *a, const vkp_tensor *b, const mm_geom *g,
+                                uint64_t c_addr, uint64_t bias_addr, uint32_t flags, float alpha) {
+  vkp_ctx *ctx = vkp_rec_ctx(rec);
+  uint32_t max_gy = mm_max_gy(ctx), gz = (uint32_t)(g->batch0 * g->batch1);
+  vkp_pc_matmul pc = mm_pc_out(g, bias_addr);
+  pc.alpha = alpha;
+  uint32_t b_dtype = mm_b_dtype(b);
+  bool b16 = b_dtype != VKP_MM_B_F32;
+  uint64_t a_addr = vkp_rec_addr(rec, a), b_addr = vkp_rec_addr(rec, b);
+  mm_kernel kern = mm_pick(subgroup_size(ctx), g, b_dtype, a_addr, b_addr);
+  pc.a_ms = (int32_t)g->a_ms;
+  pc.a_ks = (int32_t)g->a_ks;
+  pc.b_ks = (int32_t)g->b_ks;
+  pc.b_ns = (int32_t)g->b_ns;
+  for (int d = 0; d < 2; d++) {
+    pc.a_bs[d] = (int32_t)g->a_bs[d];
+    pc.b_bs[d] = (int32_t)g->b_bs[d];
+  }
+  pc.tile_m = kern.tile_m;
+  pc.tile_n = kern.tile_n;
+  int64_t m_chunk = (int64_t)max_gy * kern.tile_m;
+  uint32_t gx = (uint32_t)((g->N + kern.tile_n - 1) / kern.tile_n);
+  for (int64_t k0 = 0; k0 < g->K; k0 += VKP_MM_K_CHUNK) {
+    pc.K = (uint32_t)(g->K - k0 < VKP_MM_K_CHUNK ? g->K - k0 : VKP_MM_K_CHUNK);
+    pc.flags = b_dtype | (flags & VKP_MM_SCALE) | (k0 > 0 || (flags & VKP_MM_ACCUMULATE) ? VKP_MM_ACCUMULATE : 0u) |
+               (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+    for (int64_t m0 = 0; m0 < g->M; m0 += m_chunk) {
+      pc.M = (uint32_t)(g->M - m0 < m_chunk ? g->M - m0 : m_chunk);
+      pc.a = a_addr + (uint64_t)(m0 * g->a_ms + k0 * g->a_ks) * 4;
+      pc.c = c_addr + (uint64_t)(m0 * g->c_ms) * 4;
+      if (b16) {   // word-aligned base address + element offset
+        pc.b = b_addr & ~(uint64_t)3;
+        pc.b_off = (uint32_t)((b_addr & 3) / 2 + (uint64_t)(k0 * g->b_ks));
+      } else {
+        pc.b = b_addr + (uint64_t)(k0 * g->b_ks) * 4;
+        pc.b_off = 0;
+      }
+      uint32_t gy = (uint32_t)((pc.M + kern.tile_m - 1) / kern.tile_m);
+      VKP_TRY(vkp_rec_dispatch(rec, kern.shader, &pc, sizeof pc, gx, gy, gz));
+    }
+  }
+  return VKP_OK;
+}
+
 static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
-  const vkp_tensor *a = t->src[0], *b = t->src[1];
   vkp_ctx *ctx = vkp_rec_ctx(rec);
   mm_geom g;
   mm_geometry(t, &g);
   uint32_t S = subgroup_size(ctx);
-  uint32_t max_gy = vkp_ctx_info(ctx)->max_workgroup_count[1];
-  if (max_gy > 65535) max_gy = 65535;
   uint64_t c_addr = vkp_rec_addr(rec, t);
   uint64_t bias_addr = t->params.i[2] ? vkp_rec_addr(rec, t->src[2]) : 0;
-  vkp_pc_matmul pc = {0};
-  pc.N = (uint32_t)g.N;
-  pc.c_ms = (int32_t)g.c_ms;
-  pc.batch1 = (uint32_t)g.batch1;
-  pc.c_bs[0] = (int32_t)g.c_bs[0];
-  pc.c_bs[1] = (int32_t)g.c_bs[1];
-  pc.bias = bias_addr;
-  uint32_t gz = (uint32_t)(g.batch0 * g.batch1);
+  uint32_t scale = t->params.i[7] ? VKP_MM_SCALE : 0u;
 
   if (t->params.i[3]) {   // packed: srcs end with the A and B panels
+    vkp_pc_matmul pc = mm_pc_out(&g, bias_addr);
+    pc.alpha = mm_alpha(t);
+    uint32_t max_gy = mm_max_gy(ctx), gz = (uint32_t)(g.batch0 * g.batch1);
     mm_packing p = mm_pack_dims(&g, S);
     const vkp_tensor *pa = t->src[t->nsrc - 2], *pb = t->src[t->nsrc - 1];
     uint64_t pa_addr = vkp_rec_addr(rec, pa);
@@ -244,7 +324,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
     for (int64_t k0 = 0; k0 < p.Kp; k0 += VKP_MM_K_CHUNK) {
       pc.k_begin = (uint32_t)k0;
       pc.K = (uint32_t)(p.Kp - k0 < VKP_MM_K_CHUNK ? p.Kp - k0 : VKP_MM_K_CHUNK);
-      pc.flags = (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+      pc.flags = scale | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
       for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
         pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
         pc.a = pa_addr + (uint64_t)(m0 * p.Kp) * 4;   // m0 is a multiple of TM: whole panels
@@ -253,50 +333,40 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
         VKP_TRY(vkp_rec_dispatch(rec, "matmul_packed", &pc, sizeof pc, gx, gy, gz));
       }
     }
-    return VKP_OK;
+  } else {
+    VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale, mm_alpha(t)));
   }
-
-  uint32_t b_dtype = b->dtype == VKP_DTYPE_F16    ? VKP_MM_B_F16
-                     : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16
-                                                  : VKP_MM_B_F32;
-  bool b16 = b_dtype != VKP_MM_B_F32;
-  uint64_t a_addr = vkp_rec_addr(rec, a), b_addr = vkp_rec_addr(rec, b);
-  mm_kernel kern = mm_pick(S, &g, b_dtype, a_addr, b_addr);
-  pc.a_ms = (int32_t)g.a_ms;
-  pc.a_ks = (int32_t)g.a_ks;
-  pc.b_ks = (int32_t)g.b_ks;
-  pc.b_ns = (int32_t)g.b_ns;
-  for (int d = 0; d < 2; d++) {
-    pc.a_bs[d] = (int32_t)g.a_bs[d];
-    pc.b_bs[d] = (int32_t)g.b_bs[d];
-  }
-  pc.tile_m = kern.tile_m;
-  pc.tile_n = kern.tile_n;
-  int64_t m_chunk = (int64_t)max_gy * kern.tile_m;
-  uint32_t gx = (uint32_t)((g.N + kern.tile_n - 1) / kern.tile_n);
-  for (int64_t k0 = 0; k0 < g.K; k0 += VKP_MM_K_CHUNK) {
-    pc.K = (uint32_t)(g.K - k0 < VKP_MM_K_CHUNK ? g.K - k0 : VKP_MM_K_CHUNK);
-    pc.flags = b_dtype | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
-    for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
-      pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
-      pc.a = a_addr + (uint64_t)(m0 * g.a_ms + k0 * g.a_ks) * 4;
-      pc.c = c_addr + (uint64_t)(m0 * g.c_ms) * 4;
-      if (b16) {   // word-aligned base address + element offset
-        pc.b = b_addr & ~(uint64_t)3;
-        pc.b_off = (uint32_t)((b_addr & 3) / 2 + (uint64_t)(k0 * g.b_ks));
-      } else {
-        pc.b = b_addr + (uint64_t)(k0 * g.b_ks) * 4;
-        pc.b_off = 0;
-      }
-      uint32_t gy = (uint32_t)((pc.M + kern.tile_m - 1) / kern.tile_m);
-      VKP_TRY(vkp_rec_dispatch(rec, kern.shader, &pc, sizeof pc, gx, gy, gz));
-    }
+  if (t->params.i[4] != MM2_NONE) {   // + s·op(A2)·op(B2), accumulated into C
+    const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
+    mm_geom g2;
+    mm_geometry_of(t, a2, b2, t->params.i[5] & 1, (t->params.i[5] & 2) != 0, &g2);
+    VKP_TRY(record_direct(rec, a2, b2, &g2, c_addr, 0, VKP_MM_SCALE | VKP_MM_ACCUMULATE, t->params.f[6]));
   }
   return VKP_OK;
 }
 
 static void matmul_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
 static const vkp_op_def op_matmul = {"matmul", matmul_record, matmul_backward};
+
+// What a node computes beyond op(a)·op(b) (+ bias): a scale of that product, a second product.
+typedef struct mm_extra {
+  float alpha;             // scale of the main product (1: none)
+  int mode;                // MM2_*
+  vkp_tensor *a2, *b2;     // second product (mode != MM2_NONE)
+  bool ta2, tb2;
+  float s;                 // its scale
+} mm_extra;
+static const mm_extra mm_plain = {1.0f, MM2_NONE, NULL, NULL, false, false, 0.0f};
+
+static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias,
+                               bool ta, bool tb, const mm_extra *ex);
+
+// alpha · op(a)·op(b)
+static vkp_tensor *mm_scaled(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, bool ta, bool tb, float alpha) {
+  mm_extra ex = mm_plain;
+  ex.alpha = alpha;
+  return matmul_node(g, "matmul", a, b, NULL, ta, tb, &ex);
+}
 
 // Sums a gradient computed over the output's batch dims back to x's shape (x broadcast).
 static void give(vkp_graph *g, vkp_tensor *x, vkp_tensor *grad) {
@@ -313,76 +383,103 @@ static vkp_tensor *rows_2d(vkp_graph *g, vkp_tensor *x) {
   return vkp_reshape(g, x, 2, (int64_t[]){rows, x->shape[x->ndim - 1]});
 }
 
+// For C = alpha·op(a)·op(b) with upstream gradient dc: d op(a) = alpha·dc·op(b)^T (in a's layout).
+static vkp_tensor *grad_a(vkp_graph *g, vkp_tensor *b, vkp_tensor *dc, bool ta, bool tb, float alpha) {
+  return ta ? mm_scaled(g, b, dc, tb, true, alpha) : mm_scaled(g, dc, b, false, !tb, alpha);
+}
+
+// d op(b) = alpha·op(a)^T·dc (in b's layout). When b is shared by every batch (2-D) and a's batch
+// dims fold into its rows, one (K, batch*M)·(batch*M, N) product, no batch sum.
+static vkp_tensor *grad_b(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, vkp_tensor *dc, bool ta, bool tb, int out_ndim,
+                          float alpha) {
+  if (b->ndim == 2 && out_ndim > 2 && !ta) {
+    vkp_tensor *a2 = rows_2d(g, a), *g2 = rows_2d(g, dc);
+    return tb ? mm_scaled(g, g2, a2, true, false, alpha) : mm_scaled(g, a2, g2, true, false, alpha);
+  }
+  return tb ? mm_scaled(g, dc, a, true, ta, alpha) : mm_scaled(g, a, dc, !ta, false, alpha);
+}
+
+static bool frozen_16bit(vkp_graph *g, const vkp_tensor *b) {
+  if (b->dtype == VKP_DTYPE_F32) return false;
+  vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "matmul: '%s' is %s: 16-bit weights are frozen (no gradient)", b->name,
+                 vkp_dtype_name(b->dtype));
+  return true;
+}
+
 static void matmul_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *a = t->src[0], *b = t->src[1];
   bool ta = t->params.i[0] != 0, tb = t->params.i[1] != 0;
-  if (a->requires_grad) {
-    vkp_tensor *da = ta ? vkp_matmul(g, b, grad, tb, true) : vkp_matmul(g, grad, b, false, !tb);
-    give(g, a, da);
-  }
-  if (b->requires_grad) {
-    if (b->dtype != VKP_DTYPE_F32) {
-      vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "matmul: '%s' is %s: 16-bit weights are frozen (no gradient)", b->name,
-                     vkp_dtype_name(b->dtype));
-      return;
-    }
-    vkp_tensor *db;
-    if (b->ndim == 2 && t->ndim > 2 && !ta) {
-      // Shared b: fold the batch into K — one (K, batch*M)·(batch*M, N) product, no batch sum.
-      vkp_tensor *a2 = rows_2d(g, a), *g2 = rows_2d(g, grad);
-      db = tb ? vkp_matmul(g, g2, a2, true, false) : vkp_matmul(g, a2, g2, true, false);
+  float alpha = mm_alpha(t);
+  int mode = t->params.i[4];
+  vkp_tensor *a2 = mode ? mm_a2(t) : NULL, *b2 = mode ? mm_b2(t) : NULL;
+  bool ta2 = mode && (t->params.i[5] & 1), tb2 = mode && (t->params.i[5] & 2);
+  float s = t->params.f[6];
+  if (mode == MM2_LORA) {
+    // u = xd·A^T, y = x·W^T (+ b) + s·u·B^T. v = dy·B (= du / s);
+    //   dx = dy·W + s·v·A (one node when xd is x), dA = s·v^T·xd, dB = s·dy^T·u.
+    vkp_tensor *xd = a2->src[0], *A = a2->src[1];
+    bool tA = a2->params.i[1] != 0;
+    vkp_tensor *v = A->requires_grad || xd->requires_grad ? grad_a(g, b2, grad, false, tb2, 1.0f) : NULL;
+    if (a->requires_grad && xd == a && !ta) {
+      mm_extra ex = {alpha, MM2_DUAL, v, A, false, !tA, s};
+      give(g, a, matmul_node(g, "matmul", grad, b, NULL, false, !tb, &ex));
     } else {
-      db = tb ? vkp_matmul(g, grad, a, true, ta) : vkp_matmul(g, a, grad, !ta, false);
+      if (a->requires_grad) give(g, a, grad_a(g, b, grad, ta, tb, alpha));
+      if (xd->requires_grad) give(g, xd, grad_a(g, A, v, false, tA, s));
     }
-    give(g, b, db);
+    if (A->requires_grad && !frozen_16bit(g, A)) give(g, A, grad_b(g, xd, A, v, false, tA, a2->ndim, s));
+    if (b2->requires_grad && !frozen_16bit(g, b2)) give(g, b2, grad_b(g, a2, b2, grad, false, tb2, t->ndim, s));
+  } else {
+    if (a->requires_grad) give(g, a, grad_a(g, b, grad, ta, tb, alpha));
+    if (mode == MM2_DUAL) {
+      if (a2->requires_grad) give(g, a2, grad_a(g, b2, grad, ta2, tb2, s));
+      if (b2->requires_grad && !frozen_16bit(g, b2)) give(g, b2, grad_b(g, a2, b2, grad, ta2, tb2, t->ndim, s));
+    }
   }
+  if (b->requires_grad && !frozen_16bit(g, b)) give(g, b, grad_b(g, a, b, grad, ta, tb, t->ndim, alpha));
   if (t->params.i[2] && t->src[2]->requires_grad) {
     vkp_tensor *bias = t->src[2];
     vkp_grad_accumulate(g, bias, vkp_sum_to(g, grad, bias->ndim, bias->shape));
   }
 }
 
-static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias,
-                               bool ta, bool tb) {
-  if (!a || !b) return NULL;
+// Output shape of op(a)·op(b) (batch dims broadcast) into shape; returns its rank, 0 on error.
+static int mm_out_shape(vkp_graph *g, const char *opname, const vkp_tensor *a, const vkp_tensor *b, bool ta, bool tb,
+                        int64_t *shape) {
   if (a->ndim < 2 || b->ndim < 2) {
     vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' and '%s' need at least 2 dims (have %d and %d)", opname, a->name,
                    b->name, a->ndim, b->ndim);
-    return NULL;
-  }
-  if (a->dtype != VKP_DTYPE_F32) a = vkp_cast_f32(g, a);
-  if (!a) return NULL;
-  if (b->dtype != VKP_DTYPE_F32 && b->dtype != VKP_DTYPE_F16 && b->dtype != VKP_DTYPE_BF16) {
-    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' has dtype %s (f32, f16 or bf16 expected)", opname, b->name,
-                   vkp_dtype_name(b->dtype));
-    return NULL;
+    return 0;
   }
   int64_t M = a->shape[a->ndim - (ta ? 1 : 2)], K = a->shape[a->ndim - (ta ? 2 : 1)];
   int64_t Kb = b->shape[b->ndim - (tb ? 1 : 2)], N = b->shape[b->ndim - (tb ? 2 : 1)];
   if (K != Kb) {
     vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: inner dims differ: '%s' has K=%lld, '%s' has K=%lld", opname, a->name,
                    (long long)K, b->name, (long long)Kb);
-    return NULL;
+    return 0;
   }
   int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
-  int64_t shape[VKP_MAX_DIMS];
   for (int d = 0; d < nd - 2; d++) {
     int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
     int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
     if (sa != sb && sa != 1 && sb != 1) {
       vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: batch dims of '%s' and '%s' do not broadcast (dim %d: %lld vs %lld)",
                      opname, a->name, b->name, d, (long long)sa, (long long)sb);
-      return NULL;
+      return 0;
     }
     shape[d] = sa > sb ? sa : sb;
   }
   shape[nd - 2] = M;
   shape[nd - 1] = N;
-  int64_t batch = 1;
-  for (int d = 0; d < nd - 2; d++) batch *= shape[d];
-  if (batch > 65535) {
-    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: %lld batches of '%s' exceed 65535", opname, (long long)batch, a->name);
-    return NULL;
+  return nd;
+}
+
+// Operand checks shared by both products of a node: b's dtype, 32-bit strides.
+static bool mm_check_operands(vkp_graph *g, const char *opname, const vkp_tensor *a, const vkp_tensor *b) {
+  if (b->dtype != VKP_DTYPE_F32 && b->dtype != VKP_DTYPE_F16 && b->dtype != VKP_DTYPE_BF16) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' has dtype %s (f32, f16 or bf16 expected)", opname, b->name,
+                   vkp_dtype_name(b->dtype));
+    return false;
   }
   // Every stride must fit the kernels' 32-bit push constants.
   const vkp_tensor *ops[2] = {a, b};
@@ -391,8 +488,37 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
       if (ops[i]->stride[d] < 0 || ops[i]->stride[d] > INT32_MAX) {
         vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "%s: '%s' has a stride outside the 32-bit range", opname,
                        ops[i]->name);
-        return NULL;
+        return false;
       }
+  return true;
+}
+
+static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias,
+                               bool ta, bool tb, const mm_extra *ex) {
+  if (!a || !b) return NULL;
+  if (a->dtype != VKP_DTYPE_F32) a = vkp_cast_f32(g, a);
+  if (!a) return NULL;
+  int64_t shape[VKP_MAX_DIMS];
+  int nd = mm_out_shape(g, opname, a, b, ta, tb, shape);
+  if (!nd || !mm_check_operands(g, opname, a, b)) return NULL;
+  int64_t N = shape[nd - 1];
+  int64_t batch = 1;
+  for (int d = 0; d < nd - 2; d++) batch *= shape[d];
+  if (batch > 65535) {
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: %lld batches of '%s' exceed 65535", opname, (long long)batch, a->name);
+    return NULL;
+  }
+  if (ex->mode != MM2_NONE) {   // the second product: f32 A2, the same output shape
+    if (!ex->a2 || !ex->b2) return NULL;
+    int64_t shape2[VKP_MAX_DIMS];
+    int nd2 = ex->a2->dtype == VKP_DTYPE_F32 ? mm_out_shape(g, opname, ex->a2, ex->b2, ex->ta2, ex->tb2, shape2) : 0;
+    if (!nd2 || nd2 != nd || memcmp(shape, shape2, (size_t)nd * sizeof *shape) != 0) {
+      vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: the product of '%s' and '%s' must be f32 and shaped like the main one",
+                     opname, ex->a2->name, ex->b2->name);
+      return NULL;
+    }
+    if (!mm_check_operands(g, opname, ex->a2, ex->b2)) return NULL;
+  }
   if (bias) {
     if (bias->dtype != VKP_DTYPE_F32 || vkp_tensor_numel(bias) != N || !vkp_tensor_is_contiguous(bias)) {
       vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: bias '%s' must be a contiguous f32 tensor of %lld elements", opname,
@@ -400,12 +526,20 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
       return NULL;
     }
   }
-  vkp_tensor *srcs[3] = {a, b, bias};
-  vkp_tensor *t = vkp_node_new(g, &op_matmul, VKP_DTYPE_F32, nd, shape, srcs, bias ? 3 : 2);
+  vkp_tensor *srcs[5] = {a, b};
+  int nsrc = 2;
+  if (bias) srcs[nsrc++] = bias;
+  if (ex->mode != MM2_NONE) srcs[nsrc++] = ex->a2, srcs[nsrc++] = ex->b2;
+  vkp_tensor *t = vkp_node_new(g, &op_matmul, VKP_DTYPE_F32, nd, shape, srcs, nsrc);
   if (!t) return NULL;
   t->params.i[0] = ta;
   t->params.i[1] = tb;
   t->params.i[2] = bias != NULL;
+  t->params.i[4] = ex->mode;
+  t->params.i[5] = (ex->ta2 ? 1 : 0) | (ex->tb2 ? 2 : 0);
+  t->params.f[6] = ex->s;
+  t->params.i[7] = ex->alpha != 1.0f;
+  t->params.f[8] = ex->alpha;
   strcpy(t->name, opname);
   mm_geom geom;
   mm_geometry(t, &geom);
@@ -428,7 +562,7 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
 }
 
 vkp_tensor *vkp_matmul(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, bool trans_a, bool trans_b) {
-  return matmul_node(g, "matmul", a, b, NULL, trans_a, trans_b);
+  return matmul_node(g, "matmul", a, b, NULL, trans_a, trans_b, &mm_plain);
 }
 
 vkp_tensor *vkp_linear(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *bias) {
@@ -438,8 +572,26 @@ vkp_tensor *vkp_linear(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *b
     return NULL;
   }
   if (x->ndim == 1) {   // (in) -> (out)
-    vkp_tensor *y = matmul_node(g, "linear", vkp_reshape(g, x, 2, (int64_t[]){1, x->shape[0]}), w, bias, false, true);
+    vkp_tensor *y = matmul_node(g, "linear", vkp_reshape(g, x, 2, (int64_t[]){1, x->shape[0]}), w, bias, false, true,
+                                &mm_plain);
     return y ? vkp_reshape(g, y, 1, &y->shape[1]) : NULL;
   }
-  return matmul_node(g, "linear", x, w, bias, false, true);
+  return matmul_node(g, "linear", x, w, bias, false, true, &mm_plain);
+}
+
+vkp_tensor *vkp_linear_add_lora(vkp_graph *g, vkp_tensor *y, vkp_tensor *xd, vkp_tensor *A, vkp_tensor *B, float scale) {
+  if (!y || !xd || !A || !B) return NULL;
+  // Fused when y is a plain linear node (x·W^T + b, x at least 2-D) and xd is an f32 tensor shaped like x.
+  vkp_tensor *x = y->op == &op_matmul ? y->src[0] : NULL;
+  bool fuse = x && y->params.i[4] == MM2_NONE && !y->params.i[0] && y->params.i[1] && !y->params.i[7] &&
+              y->src[1]->ndim == 2 && xd->dtype == VKP_DTYPE_F32 && A->dtype == VKP_DTYPE_F32 && A->ndim == 2 &&
+              B->ndim == 2 && vkp_tensor_same_shape(x, xd);
+  // VKPEFT_UNFUSED_LORA=1 builds the plain-op form (bench/compare_torch.sh measures both in one run).
+  const char *off = getenv("VKPEFT_UNFUSED_LORA");
+  if (off && *off && strcmp(off, "0") != 0) fuse = false;
+  if (!fuse) return vkp_add(g, y, vkp_scale(g, vkp_linear(g, vkp_linear(g, xd, A, NULL), B, NULL), scale));
+  vkp_tensor *u = matmul_node(g, "lora_down", xd, A, NULL, false, true, &mm_plain);   // (..., r)
+  if (!u) return NULL;
+  mm_extra ex = {1.0f, MM2_LORA, u, B, false, true, scale};
+  return matmul_node(g, "linear_lora", x, y->src[1], y->params.i[2] ? y->src[2] : NULL, false, true, &ex);
 }

@@ -96,8 +96,9 @@ static bool metadata_alpha(const cJSON *meta, const char *comp, const char *name
   if (!pat) pat = cJSON_GetObjectItemCaseSensitive(meta, "alpha_pattern");
   const cJSON *it;
   cJSON_ArrayForEach(it, pat) {
+    if (!cJSON_IsNumber(it) || !it->string) continue;   // an array's items have no key
     size_t n = strlen(name), k = strlen(it->string);
-    if (cJSON_IsNumber(it) && n >= k && !strcmp(name + n - k, it->string) && (n == k || name[n - k - 1] == '.')) {
+    if (n >= k && !strcmp(name + n - k, it->string) && (n == k || name[n - k - 1] == '.')) {
       *alpha = (float)it->valuedouble;
       return true;
     }

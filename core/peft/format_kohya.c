@@ -106,6 +106,9 @@ static vkp_status lr_check(vkp_error *err, const char *path, const vkp_lowrank_e
   float alpha = NAN;
   if (e->t[VKP_LR_ALPHA]) vkp_convert_to_f32(e->t[VKP_LR_ALPHA]->dtype, e->t[VKP_LR_ALPHA]->data, &alpha, 1);
   else if (e->has_alpha) alpha = e->alpha;
+  if ((e->t[VKP_LR_ALPHA] || e->has_alpha) && !isfinite(alpha))   // else a scale of inf or NaN, silently
+    return vkp_error_set(err, VKP_ERR_FORMAT, "%s: '%s': alpha %g%s is not a finite number", path, e->stem, (double)alpha,
+                         e->t[VKP_LR_ALPHA] ? "" : " (from the file's metadata)");
 #define NEED(role)                                                                                                     \
   if (!e->t[role])                                                                                                     \
     return vkp_error_set(err, VKP_ERR_FORMAT, "%s: '%s' has no '%s' tensor", path, e->stem, kohya_sfx[role] + 1);
@@ -214,6 +217,10 @@ static vkp_status lr_check(vkp_error *err, const char *path, const vkp_lowrank_e
   } else {   // w1 = w1_a @ w1_b
     if (w1a->ndim != 2 || w1b->ndim != 2 || w1a->shape[1] != w1b->shape[0])
       return vkp_error_set(err, VKP_ERR_SHAPE, "%s: rank mismatch: '%s' and '%s'", path, w1a->name, w1b->name);
+    // The product's shape must be a factor of the weight's before it is formed (a small file can
+    // declare factors whose product is gigabytes).
+    if (w1a->shape[0] <= 0 || w1b->shape[1] <= 0 || out % w1a->shape[0] || mod->in % w1b->shape[1])
+      BAD(w1a, "a factor (out_m, in_m) of the weight");
     float *a, *b;
     VKP_TRY(tensor_f32(err, path, w1a, &a));
     if ((st = tensor_f32(err, path, w1b, &b))) {

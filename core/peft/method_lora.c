@@ -1,7 +1,8 @@
 // method_lora.c — LoRA and its variants rsLoRA and DoRA (peft LoraConfig).
 //   LoRA    y = W x + b + s · B A dropout(x), A (r, in[, kh, kw]) applied as a linear / the base
 //           conv, B (out, r[, 1, 1]); s = lora_alpha / r (rsLoRA: lora_alpha / sqrt(r)); never
-//           materialises B A in the forward pass.
+//           materialises B A in the forward pass. On a Linear the term joins the base product's
+//           node (vkp_linear_add_lora, core/ops/matmul.c: no separate scale/add dispatches).
 //   DoRA    y = m / ||W + s·BA||_row ⊙ (W x + s·B A x) + b, the row norm detached (as peft); the
 //           magnitude m starts at ||W + s·BA|| (so DoRA == LoRA at init).
 // Files: lora_A.weight, lora_B.weight, lora_magnitude_vector.
@@ -140,9 +141,6 @@ static void weight_post(vkp_peft_weight_call *c, vkp_adapter_slot *s) {
   const vkp_peft_config *cf = &s->adapter->cfg;
   vkp_tensor *xd = m->training && cf->dropout > 0 ? vkp_dropout(g, c->x, cf->dropout, vkp_peft_salt(s)) : c->x;
   vkp_tensor *A = P(m, s->p[0]), *B = P(m, s->p[1]);
-  vkp_tensor *h = c->conv ? vkp_conv2d(g, vkp_conv2d(g, xd, A, NULL, c->stride, c->padding), B, NULL, 1, 0)
-                          : vkp_linear(g, vkp_linear(g, xd, A, NULL), B, NULL);
-  h = vkp_scale(g, h, vkp_slot_scale(s));
   if (cf->use_dora) {
     // DoRA (peft): y = m / ||W + s·BA||_row ⊙ (W x + s·B A x) + b, the norm detached.
     vkp_tensor *Wm = vkp_add(g, P(m, mod->weight), delta_weight(m, s));
@@ -153,7 +151,12 @@ static void weight_post(vkp_peft_weight_call *c, vkp_adapter_slot *s) {
     if (s->adapter->scale != 1.0f) sc = vkp_affine(g, sc, s->adapter->scale, 1.0f - s->adapter->scale);
     c->out_scale = vkp_peft_channel_vector(m, sc, c->conv);
   }
-  c->y = vkp_add(g, c->y, h);
+  if (c->conv) {
+    vkp_tensor *h = vkp_conv2d(g, vkp_conv2d(g, xd, A, NULL, c->stride, c->padding), B, NULL, 1, 0);
+    c->y = vkp_add(g, c->y, vkp_scale(g, h, vkp_slot_scale(s)));
+  } else {   // the low-rank term accumulates into the base product's node (core/ops/matmul.c)
+    c->y = vkp_linear_add_lora(g, c->y, xd, A, B, vkp_slot_scale(s));
+  }
 }
 
 // ---- merge ----------------------------------------------------------------------------------

@@ -126,9 +126,23 @@ static const vkp_glyph font_glyphs[] = {
 #define FONT_N_GLYPHS ((int)(sizeof font_glyphs / sizeof font_glyphs[0]))
 #define FONT_N_ASCII 95  // ' ' .. '~', stored first and in order
 
+// Characters without a glyph of their own drawn as the closest ASCII one: typographic quotes,
+// dashes and primes, and the Latin-1 letters without their accents (caption text such as emoji
+// names: "three o’clock", "flag: st. barthélemy"). 0 = none.
+static uint32_t ascii_fallback(uint32_t c) {
+  static const char latin1[] = "AAAAAAACEEEEIIIIDNOOOOOxOUUUUYPsaaaaaaaceeeeiiiidnooooo/ouuuuypy";   // U+00C0..U+00FF
+  if (c >= 0xC0 && c <= 0xFF) return (unsigned char)latin1[c - 0xC0];
+  if ((c >= 0x2018 && c <= 0x201B) || c == 0x2032) return '\'';
+  if ((c >= 0x201C && c <= 0x201F) || c == 0x2033) return '"';
+  if (c >= 0x2010 && c <= 0x2015) return '-';
+  return 0;
+}
+
 const vkp_glyph *vkp_font_glyph(uint32_t codepoint) {
   if (codepoint >= 32 && codepoint <= 126) return &font_glyphs[codepoint - 32];
   for (int i = FONT_N_ASCII; i < FONT_N_GLYPHS; i++)
     if (font_glyphs[i].codepoint == codepoint) return &font_glyphs[i];
+  uint32_t a = ascii_fallback(codepoint);
+  if (a) return &font_glyphs[a - 32];
   return &font_glyphs[FONT_N_GLYPHS - 1];  // U+FFFD replacement box
 }

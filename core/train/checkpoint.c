@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,9 +180,14 @@ static vkp_status prune(const char *run_dir, int keep_last, int64_t best_step, v
   vkp_status st = list_steps(run_dir, &steps, err);
   for (int32_t i = keep_last; !st && i < steps.n; i++) {   // newest first: the first keep_last stay
     if (steps.v[i] == best_step) continue;
-    char path[VKP_CHECKPOINT_PATH_MAX];
+    char path[VKP_CHECKPOINT_PATH_MAX], state[VKP_CHECKPOINT_PATH_MAX + 64];
     vkp_checkpoint_path(run_dir, steps.v[i], path, sizeof path);
-    st = vkp_path_remove_all(path, err);
+    // The state file first: a checkpoint removed halfway is never taken for an intact one.
+    snprintf(state, sizeof state, "%s/%s", path, VKP_CHECKPOINT_STATE_FILE);
+    if (unlink(state) != 0 && errno != ENOENT)
+      st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot remove: %s", state, strerror(errno));
+    vkp_crash_point("prune", path);
+    if (!st) st = vkp_path_remove_all(path, err);
   }
   free(steps.v);
   return st;
@@ -198,25 +204,36 @@ vkp_status vkp_checkpoint_save(const vkp_checkpoint_save_opts *o, const vkp_trai
   VKP_TRY(vkp_path_remove_all(tmp, err));   // left by a crash
   VKP_TRY(vkp_path_remove_all(old, err));
   VKP_TRY(vkp_dir_create(tmp, err));
-  if (o->save_params) VKP_TRY(o->save_params(o->user, tmp, err));
-  if (o->opt) {
+  vkp_status st = o->save_params ? o->save_params(o->user, tmp, err) : VKP_OK;
+  if (!st && o->opt) {
     snprintf(path, sizeof path, "%s/%s", tmp, VKP_CHECKPOINT_OPTIMIZER_FILE);
-    if (vkp_optimizer_save(o->opt, path)) return vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(o->ctx));
+    if (vkp_optimizer_save(o->opt, path)) st = vkp_error_set(err, VKP_ERR_IO, "%s", vkp_ctx_error(o->ctx));
   }
   // trainer_state.json last, with the manifest of everything above.
-  cJSON *j = state_to_json(s, o->extra);
+  cJSON *j = st ? NULL : state_to_json(s, o->extra);
   cJSON *files = j ? cJSON_AddObjectToObject(j, "files") : NULL;
-  vkp_status st = files ? manifest_add(tmp, "", files, 0, err) : vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  if (!st) st = files ? manifest_add(tmp, "", files, 0, err) : vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  // The run's log as it is now: resuming from here drops what was appended after this moment.
+  struct stat log;
+  snprintf(path, sizeof path, "%s/%s", o->run_dir, VKP_CHECKPOINT_LOG_FILE);
+  if (!st && stat(path, &log) == 0 && !cJSON_AddNumberToObject(j, "log_bytes", (double)log.st_size))
+    st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   snprintf(path, sizeof path, "%s/%s", tmp, VKP_CHECKPOINT_STATE_FILE);
   if (!st) st = vkp_json_write_atomic(path, j, err);
   cJSON_Delete(j);
-  if (st) return st;
+  if (st) {
+    (void)vkp_path_remove_all(tmp, NULL);   // a failed save leaves nothing behind
+    return st;
+  }
+  vkp_crash_point("checkpoint", base);
   // Into place: an existing folder of this step is moved aside first (rename cannot replace a
-  // non-empty directory), so some complete step-N exists at every moment but the two renames.
+  // non-empty directory), so some complete step-N exists at every moment but the two renames
+  // (and a crash between them leaves step-N.old, which vkp_checkpoint_recover puts back).
   struct stat sb;
   bool had_old = stat(base, &sb) == 0;
   if (had_old && rename(base, old) != 0)
     return vkp_error_set(err, VKP_ERR_IO, "%s: cannot move the old checkpoint aside: %s", base, strerror(errno));
+  if (had_old) vkp_crash_point("checkpoint-old", base);
   if (rename(tmp, base) != 0) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename checkpoint: %s", base, strerror(errno));
   snprintf(path, sizeof path, "%s/checkpoints", o->run_dir);
   VKP_TRY(sync_dir(path, err));
@@ -258,6 +275,60 @@ vkp_status vkp_checkpoint_read(const char *dir, vkp_checkpoint *out, vkp_error *
   }
   out->json = j;
   return VKP_OK;
+}
+
+vkp_status vkp_checkpoint_recover(const char *run_dir, vkp_error *err) {
+  char dir[VKP_CHECKPOINT_PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+  DIR *d = opendir(dir);
+  vkp_status st = VKP_OK;
+  if (!d && errno != ENOENT) return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+  struct dirent *e;
+  while (!st && d && (e = readdir(d))) {
+    long long step;
+    int n = 0;
+    char kind[8] = "", left[VKP_CHECKPOINT_PATH_MAX + 300], base[VKP_CHECKPOINT_PATH_MAX];
+    snprintf(left, sizeof left, "%s/%s", dir, e->d_name);
+    if (folder_step(e->d_name) >= 0) {   // a checkpoint without its state file: pruning was killed
+      char state[VKP_CHECKPOINT_PATH_MAX + 400];
+      snprintf(state, sizeof state, "%s/%s", left, VKP_CHECKPOINT_STATE_FILE);
+      struct stat sb;
+      if (lstat(state, &sb) != 0 && errno == ENOENT) st = vkp_path_remove_all(left, err);
+      continue;
+    }
+    if (sscanf(e->d_name, "step-%lld.%7[a-z]%n", &step, kind, &n) != 2 || e->d_name[n] || step < 0) continue;
+    vkp_checkpoint_path(run_dir, step, base, sizeof base);
+    struct stat sb;
+    if (!strcmp(kind, "old") && stat(base, &sb) != 0) {   // killed between the two renames: the old one back
+      if (rename(left, base) != 0)
+        st = vkp_error_set(err, VKP_ERR_IO, "%s: cannot rename to %s: %s", left, base, strerror(errno));
+    } else if (!strcmp(kind, "tmp") || !strcmp(kind, "old")) {   // an unfinished save, or a replaced copy
+      st = vkp_path_remove_all(left, err);
+    }
+  }
+  if (d) closedir(d);
+  if (!st) vkp_dir_remove_stale_tmp(run_dir, 4);
+  return st;
+}
+
+vkp_status vkp_checkpoint_trim_log(const vkp_checkpoint *ck, const char *run_dir, vkp_error *err) {
+  const cJSON *n = ck->json ? cJSON_GetObjectItemCaseSensitive(ck->json, "log_bytes") : NULL;
+  if (!cJSON_IsNumber(n) || n->valuedouble < 0 || n->valuedouble > 9007199254740992.0) return VKP_OK;   // older checkpoints
+  char path[VKP_CHECKPOINT_PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", run_dir, VKP_CHECKPOINT_LOG_FILE);
+  size_t keep = (size_t)n->valuedouble, len = 0;
+  char *text = NULL;
+  struct stat sb;
+  if (stat(path, &sb) != 0 || (uintmax_t)sb.st_size <= keep) return VKP_OK;   // nothing appended after the checkpoint
+  VKP_TRY(vkp_file_read_all(path, (size_t)1 << 31, &text, &len, err));
+  vkp_status st = VKP_OK;
+  if (len > keep && (keep == 0 || text[keep - 1] == '\n')) {   // else not the log the checkpoint saw: leave it
+    const void *chunks[1] = {text};
+    size_t sizes[1] = {keep};
+    st = vkp_file_write_atomic(path, chunks, sizes, 1, err);
+  }
+  free(text);
+  return st;
 }
 
 vkp_status vkp_checkpoint_find_latest(const char *run_dir, vkp_checkpoint *out, vkp_error *err) {

@@ -177,7 +177,9 @@ vkp_status vkp_trainer_find_checkpoint(const char *resume_dir, bool quiet, vkp_c
   vkp_checkpoint *ck = calloc(1, sizeof *ck);
   *out = ck;
   if (!ck) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  VKP_TRY(vkp_checkpoint_recover(resume_dir, err));   // what a killed run left behind
   VKP_TRY(vkp_checkpoint_find_latest(resume_dir, ck, err));
+  VKP_TRY(vkp_checkpoint_trim_log(ck, resume_dir, err));
   if (ck->skipped && !quiet)
     printf("vkpeft train: %d newer checkpoint%s damaged; resuming from %s\n", ck->skipped, ck->skipped > 1 ? "s" : "", ck->dir);
   return VKP_OK;

@@ -28,8 +28,10 @@ VKP_PUSH(vkp_pc_matmul) {
   uint32_t sg;              // packed path: subgroup size S the panel layout was built for
   uint32_t k_begin;         // packed path: first k of this dispatch (a multiple of 2S)
   uint32_t kp;              // packed path: K padded to a multiple of 2S
+  float alpha;              // with VKP_MM_SCALE: C = alpha * op(A)·op(B) (+ bias) (+ C)
+  uint32_t pad_;
 } VKP_PUSH_END(vkp_pc_matmul);
-VKP_PUSH_CHECK(vkp_pc_matmul, 120)
+VKP_PUSH_CHECK(vkp_pc_matmul, 128)
 
 // Packed path (matmul_pack_a/b.comp, matmul_packed.comp): op(A) and op(B) are first copied
 // into zero-padded panels so the main kernel reads only contiguous 64-byte lines:
@@ -48,3 +50,4 @@ VKP_PUSH_CHECK(vkp_pc_matmul, 120)
 #define VKP_MM_BIAS 4u           // add bias[n]
 #define VKP_MM_ACCUMULATE 8u     // C += result (split-K: later K chunks add to earlier ones)
 #define VKP_MM_PAIRS 16u         // pack kernels: the source can be read as aligned 64-bit pairs
+#define VKP_MM_SCALE 32u         // multiply the product by alpha before bias / accumulation

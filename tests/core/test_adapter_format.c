@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "vkp_adapter_format.h"
 #include "vkp_safetensors.h"
@@ -316,6 +317,73 @@ static void test_mixed_ranks_and_bad_files(void **state) {
   vkp_model_free(m);
 }
 
+// Files that used to crash the readers, give silently wrong scales, or make them allocate far beyond
+// their size.
+static void test_hostile_files(void **state) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  char path[300];
+  vkp_test_dir_path(state, "h.safetensors", path, sizeof path);
+  vkp_error err = {0};
+  // diffusers: an alpha_pattern that is an array, not an object (its items have no keys): it was
+  // read as an object and crashed; now its entries are no module's and lora_alpha applies.
+  const char *D = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
+  char ka[200], kb[200];
+  snprintf(ka, sizeof ka, "%s.lora_A.weight", D);
+  snprintf(kb, sizeof kb, "%s.lora_B.weight", D);
+  float v[4 * 32] = {0};
+  vkp_safetensors_writer *w;
+  if (vkp_safetensors_writer_new(&w, &err) || vkp_safetensors_writer_add_f32(w, ka, VKP_DTYPE_F32, 2, (int64_t[]){4, 32}, v, &err) ||
+      vkp_safetensors_writer_add_f32(w, kb, VKP_DTYPE_F32, 2, (int64_t[]){32, 4}, v, &err) ||
+      vkp_safetensors_writer_set_metadata(w, "lora_adapter_metadata", "{\"unet.alpha_pattern\": [1, \"x\"], \"unet.lora_alpha\": 8}", &err) ||
+      vkp_safetensors_writer_save(w, path, &err))
+    fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  vkp_model *m = fixture_model();
+  vkp_adapter *a = NULL;
+  VKP_ASSERT_OK(ctx, vkp_adapter_read(m, path, "diffusers", NULL, &a));
+  assert_true(fabsf(vkp_adapter_slot_scaling(a, 0) - 2.0f) < 1e-6f);
+  vkp_model_free(m);
+  // An alpha of inf (a tensor, or lora_alpha 1e300 in diffusers' metadata, inf as a float) made every
+  // scale inf, silently; NaN was taken for "no alpha" (scale 1). Both are errors naming the module.
+  for (int c = 0; c < 3; c++) {
+    float al = c == 1 ? NAN : INFINITY;
+    if (vkp_safetensors_writer_new(&w, &err) || vkp_safetensors_writer_add_f32(w, ka, VKP_DTYPE_F32, 2, (int64_t[]){4, 32}, v, &err) ||
+        vkp_safetensors_writer_add_f32(w, kb, VKP_DTYPE_F32, 2, (int64_t[]){32, 4}, v, &err) ||
+        (c < 2 && vkp_safetensors_writer_add_f32(w, "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.alpha",
+                                                 VKP_DTYPE_F32, 0, (int64_t[]){1}, &al, &err)) ||
+        (c == 2 && vkp_safetensors_writer_set_metadata(w, "lora_adapter_metadata", "{\"unet.lora_alpha\": 1e300}", &err)) ||
+        vkp_safetensors_writer_save(w, path, &err))
+      fail_msg("%s", err.msg);
+    vkp_safetensors_writer_free(w);
+    m = fixture_model();
+    a = (vkp_adapter *)1;
+    assert_int_equal(vkp_adapter_read(m, path, "diffusers", NULL, &a), VKP_ERR_FORMAT);
+    const char *msg = vkp_ctx_error(ctx);
+    printf("  %s\n", msg);
+    assert_null(a);
+    assert_non_null(strstr(msg, "is not a finite number"));
+    assert_non_null(strstr(msg, "attn1.to_q"));
+    vkp_model_free(m);
+  }
+  // kohya LoKr: lokr_w1_a (16384, 1) @ lokr_w1_b (1, 16384) is a 1 GiB product from a 128 KiB file
+  // for a 32 x 32 module; the factors' shapes are checked against the module before it is formed.
+  const kt lokr[] = {{Q ".lokr_w1_a", VKP_DTYPE_F32, 2, {16384, 1}}, {Q ".lokr_w1_b", VKP_DTYPE_F32, 2, {1, 16384}},
+                     {Q ".lokr_w2", VKP_DTYPE_F32, 2, {4, 4}}};
+  write_file(path, lokr, 3);
+  m = fixture_model();
+  struct rusage r0, r1;
+  getrusage(RUSAGE_SELF, &r0);
+  a = (vkp_adapter *)1;
+  assert_int_equal(vkp_adapter_load(m, path, &a), VKP_ERR_SHAPE);
+  getrusage(RUSAGE_SELF, &r1);
+  const char *msg = vkp_ctx_error(ctx);
+  printf("  LoKr 16384 x 1 @ 1 x 16384 -> %s (peak memory +%ld KiB)\n", msg, r1.ru_maxrss - r0.ru_maxrss);
+  assert_null(a);
+  assert_non_null(strstr(msg, Q ".lokr_w1_a' has shape [16384, 1]"));
+  assert_true(r1.ru_maxrss - r0.ru_maxrss < 256 * 1024);   // KiB: the product (1 GiB) is never made
+  vkp_model_free(m);
+}
+
 static void test_registry(void **state) {
   vkp_ctx *ctx = vkp_test_ctx();
   assert_non_null(vkp_adapter_format_find("peft"));
@@ -343,6 +411,7 @@ int main(void) {
       cmocka_unit_test(test_fixture_unet),
       cmocka_unit_test_setup_teardown(test_round_trips, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_mixed_ranks_and_bad_files, vkp_test_dir_setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_hostile_files, vkp_test_dir_setup, vkp_test_dir_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }

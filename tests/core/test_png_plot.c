@@ -346,6 +346,11 @@ static void test_font(void **state) {
   }
   assert_int_equal(vkp_font_glyph(0x2192)->codepoint, 0x2192);     // →
   assert_int_equal(vkp_font_glyph(0x1F600)->codepoint, 0xFFFD);    // unknown -> box
+  // No glyph of their own: the closest ASCII one (accents dropped, typographic quotes straight).
+  const uint32_t fb[][2] = {{0xE9, 'e'}, {0xC0, 'A'}, {0xFF, 'y'}, {0xDF, 's'}, {0xF1, 'n'}, {0x2019, '\''},
+                            {0x201C, '"'}, {0x2013, '-'}};
+  for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) assert_ptr_equal(vkp_font_glyph(fb[i][0]), vkp_font_glyph(fb[i][1]));
+  assert_int_equal(vkp_font_glyph(0xD7)->codepoint, 0xD7);          // × keeps its own glyph
 
   // "Hi": H is 5 wide, i 1 wide, 1 px between: 7 x 11. Ink: H = 8 rows x 2 + 5, i = 8.
   int w, h;

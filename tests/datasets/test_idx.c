@@ -239,6 +239,12 @@ static void test_idx_rejects(void **state) {
   write_bytes(p, buf, h, 0);
   expect_err(vkp_idx_read(p, &a, &e), &e, VKP_ERR_FORMAT, p, "overflow");
   assert_null(a.data);
+  // 2^63 bytes declared (it fits size_t, not a signed file size) and one byte there: truncated, not
+  // "trailing data" after a signed overflow (fuzz_idx).
+  h = idx_header(buf, 0x08, 4, (uint32_t[]){2048, 512, 65536, 134217728});
+  write_bytes(p, buf, h + 1, 0);
+  expect_err(vkp_idx_read(p, &a, &e), &e, VKP_ERR_FORMAT, p, "truncated IDX file");
+  assert_non_null(strstr(e.msg, "(9223372036854775808 bytes of data)"));
 
   // A gzip stream cut in the middle, and one with a damaged CRC.
   unsigned char big[4096];

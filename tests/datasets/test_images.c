@@ -1,7 +1,8 @@
 // test_images.c — image-folder and CSV/JSONL list readers on files written here with
 // stb_image_write: grey / RGB / RGBA / BMP inputs, channel conversion and alpha handling against
 // hand-computed values, corrupt, truncated and missing images, empty class folders, fixed class
-// lists, load-time resizing.
+// lists, load-time resizing; files that stb_image 2.27 mishandles (fuzz_image's findings: JPEG
+// tables, truncated TGA / PNM, PNG chunks longer than the file) and class ids out of range.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -289,6 +290,67 @@ static void test_folder_bad_inputs(void **state) {
   vkp_dataset_free(ds);
   fixed.n_class_names = 3;
   expect_err(vkp_data_load_folder(root, &fixed, &ds, &e), &e, VKP_ERR_FORMAT, "'dog'", "class list");
+
+  // A JPEG whose Huffman table (DHT) counts 272 symbols: stb_image 2.27 writes past its 257-entry
+  // table (found by fuzz_image); it is refused before stb_image reads it.
+  root = make_fixture("f6");
+  static const unsigned char dht[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                      0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0xFF, 0xD9};
+  write_file(P("f6/cat/huffman.jpg"), dht, sizeof dht);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "huffman.jpg", "Huffman table of more than 256");
+  // The same after fill bytes (0xFF) before the start marker, which stb_image skips.
+  unsigned char filled[3 + sizeof dht] = {0xFF, 0xFF, 0xFF};
+  memcpy(filled + 3, dht, sizeof dht);
+  write_file(P("f6/cat/huffman.jpg"), filled, sizeof filled);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "huffman.jpg", "Huffman table of more than 256");
+  // A baseline JPEG whose scan uses Huffman tables it never defines, and one whose frame has three
+  // components but whose only scan codes the first: stb_image 2.27 decodes both from uninitialised
+  // memory (fuzz_image saw one file give different pixels on every decode). Both are refused.
+  unsigned char jpg[200];
+  size_t n = 0;
+  static const unsigned char soi_dqt[] = {0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43, 0x00};
+  memcpy(jpg, soi_dqt, sizeof soi_dqt), n = sizeof soi_dqt;
+  memset(jpg + n, 1, 64), n += 64;   // quantization table 0: all ones
+  static const unsigned char sof1[] = {0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00};
+  static const unsigned char sos[] = {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00, 0xFF, 0xD9};
+  memcpy(jpg + n, sof1, sizeof sof1), memcpy(jpg + n + sizeof sof1, sos, sizeof sos);
+  remove(P("f6/cat/huffman.jpg"));
+  write_file(P("f6/cat/notables.jpg"), jpg, n + sizeof sof1 + sizeof sos);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "notables.jpg", "uses a table the file does not define");
+  remove(P("f6/cat/notables.jpg"));
+  static const unsigned char sof3[] = {0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x08, 0x00, 0x08, 0x03,
+                                       0x01, 0x11, 0x00, 0x02, 0x11, 0x00, 0x03, 0x11, 0x00};
+  static const unsigned char dht2[] = {0xFF, 0xC4, 0x00, 0x26, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00,
+                                       0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00};
+  memcpy(jpg + n, sof3, sizeof sof3), memcpy(jpg + n + sizeof sof3, dht2, sizeof dht2);
+  memcpy(jpg + n + sizeof sof3 + sizeof dht2, sos, sizeof sos);
+  write_file(P("f6/cat/onecomp.jpg"), jpg, n + sizeof sof3 + sizeof dht2 + sizeof sos);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "onecomp.jpg", "component that no scan codes");
+  remove(P("f6/cat/onecomp.jpg"));
+  // A TGA (uncompressed, 2 x 1025 pixels) and a PPM (4 x 4) cut short: stb_image 2.27 left the
+  // missing rows unwritten (uninitialised pixels; fuzz_image found the TGA). Both are refused.
+  static const unsigned char tga[] = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 4, 24, 0, 1, 2, 3, 4, 5, 6};
+  write_file(P("f6/cat/short.tga"), tga, sizeof tga);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "short.tga", "truncated TGA");
+  remove(P("f6/cat/short.tga"));
+  static const char ppm[] = "P6 # a comment\n4 4\n255\n0123456789";
+  write_file(P("f6/cat/short.ppm"), ppm, sizeof ppm - 1);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "short.ppm", "truncated PNM");
+  remove(P("f6/cat/short.ppm"));
+  static const char pgm[] = "P5\n4 4\n\xff\x01\x02";   // no maxval at all (stb_image reads 0): data from the 0xff
+  write_file(P("f6/cat/nomax.pgm"), pgm, sizeof pgm - 1);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "nomax.pgm", "truncated PNM");
+  remove(P("f6/cat/nomax.pgm"));
+  // A 2x2 PNG whose IDAT chunk declares 973 MB: stb_image allocated that before reading (fuzz_image:
+  // seconds per decode under ASan). Chunks longer than the file are refused first.
+  uint8_t px[4] = {1, 2, 3, 4};
+  png(P("f6/cat/long.png"), 2, 2, 1, px);
+  FILE *f = fopen(P("f6/cat/long.png"), "r+b");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, 33, SEEK_SET), 0);   // signature 8 + IHDR 25: the IDAT's length
+  assert_int_equal(fwrite("\x3a\x00\x00\x15", 1, 4, f), 4);
+  fclose(f);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "long.png", "PNG chunk longer than the file");
 }
 
 static void test_folder_resize_at_load(void **state) {
@@ -434,6 +496,8 @@ static void test_list_csv_jsonl(void **state) {
       {"l1/mix2.csv", "cat/a.png,cat\nbird/x.bmp,2\n", "mix2.csv:2", "'2' is a class id, but line 1's 'cat'"},
       {"l1/mix.jsonl", "{\"path\": \"cat/a.png\", \"label\": 1}\n{\"path\": \"bird/x.bmp\", \"label\": \"cat\"}\n",
        "mix.jsonl:2", "use ids or names"},
+      // a class id that makes 65537 classes from one line (fuzz_list: 550000 took seconds)
+      {"l1/huge.csv", "cat/a.png,65536\n", "huge.csv", "label 65536 is too large for a class id (at most 65535)"},
   };
   for (size_t i = 0; i < sizeof mixed / sizeof *mixed; i++) {
     write_file(P(mixed[i].file), mixed[i].text, strlen(mixed[i].text));

@@ -426,6 +426,9 @@ static void test_errors(void **state) {
        "\"text\""},
       {"trail.jsonl", "{\"file_name\": \"ok.png\", \"text\": \"a\"} extra\n", VKP_ERR_FORMAT,
        "trail.jsonl:1:", "after the JSON object"},
+      // a name that is a number too large for an integer (a cast with undefined behaviour before)
+      {"bigname.jsonl", "{\"file_name\": \"ok.png\", \"text\": \"a\", \"name\": 1e300}\n", VKP_ERR_FORMAT,
+       "bigname.jsonl:1:", "must be a string"},
       // one image named two ways
       {"twonames.csv", "path,caption,name\nok.png,a,x\nok.png,b,y\n", VKP_ERR_FORMAT,
        "twonames.csv:3:", "named 'y'"},

@@ -201,14 +201,7 @@ static void check_resume(const char *tag, const char *const *extra, int n_extra,
   if (vkp_diffusion_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("%s", err.msg);
   assert_int_equal(s.steps, n);
   cJSON_Delete(cfg);
-  // Resume must not see stop_after again: it is in config.json, so clear it there.
-  snprintf(p, sizeof p, "%s/config.json", part);
-  cJSON *saved = NULL;
-  if (vkp_config_resolve(vkp_diffusion_train_defaults, p, (const char *const[]){"train.stop_after=0"}, 1, &saved, &err)) fail_msg("%s", err.msg);
-  char *text = cJSON_Print(saved);
-  write_text(p, text);
-  free(text), cJSON_Delete(saved);
-  if (vkp_diffusion_train(ctx, NULL, part, true, &s, &err)) fail_msg("resume: %s", err.msg);
+  resume_run(ctx, part, &s);
   assert_int_equal(s.steps, 2 * n);
   snprintf(p, sizeof p, "%s/adapter/adapter_model.safetensors", full);
   snprintf(q, sizeof q, "%s/adapter/adapter_model.safetensors", part);
@@ -349,12 +342,6 @@ static void test_latent_cache(void **state) {
 // ---- (f) bad input -----------------------------------------------------------------------------------
 
 // Exit status 2 and one line naming n1 (and n2).
-static void expect_bad(const char *args, const char *n1, const char *n2) {
-  vkp_cli_expect(args, 2, n1);
-  const char *out = vkp_cli_output(), *nl = strchr(out, '\n');
-  if ((n2 && !strstr(out, n2)) || !nl || nl[1]) fail_msg("vkpeft %s: want one line naming '%s'%s%s, got:\n%s", args, n1, n2 ? " and " : "", n2 ? n2 : "", out);
-}
-
 static void test_bad_input(void **state) {
   (void)state;
   char args[3000], base[2000], bad[400], p[600];
@@ -370,24 +357,24 @@ static void test_bad_input(void **state) {
   snprintf(p, sizeof p, "%s/a.txt", bad), write_text(p, "a caption");
   snprintf(p, sizeof p, "%s/lonely.txt", bad), write_text(p, "a caption without an image");
   snprintf(args, sizeof args, "%s --set data.train=%s/orphan", base, tmp_root);
-  expect_bad(args, "lonely.txt", "without an image");
+  vkp_cli_expect_bad(args, "lonely.txt", "without an image");
   // an image that does not decode
   snprintf(bad, sizeof bad, "%s/corrupt/1_x", tmp_root);
   if (vkp_dir_create(bad, &err)) fail_msg("%s", err.msg);
   snprintf(p, sizeof p, "%s/broken.png", bad), write_text(p, "this is not a PNG file");
   snprintf(p, sizeof p, "%s/broken.txt", bad), write_text(p, "a caption");
   snprintf(args, sizeof args, "%s --set data.train=%s/corrupt", base, tmp_root);
-  expect_bad(args, "broken.png", "data.train");
+  vkp_cli_expect_bad(args, "broken.png", "data.train");
   // a resolution that is not a multiple of 8
   snprintf(args, sizeof args, "%s --set data.train=%s --set data.resolution=12", base, pairs_dir);
-  expect_bad(args, "data.resolution", "multiple of 8");
+  vkp_cli_expect_bad(args, "data.resolution", "multiple of 8");
   // a LoRA target that matches nothing
   snprintf(args, sizeof args, "%s --set data.train=%s --set 'peft=[{\"method\":\"lora\",\"target_modules\":[\"no_such_module\"]}]'", base,
            pairs_dir);
-  expect_bad(args, "peft[0]", NULL);
+  vkp_cli_expect_bad(args, "peft[0]", NULL);
   // an EMA decay outside [0, 1)
   snprintf(args, sizeof args, "%s --set data.train=%s --set train.ema_decay=1.5", base, pairs_dir);
-  expect_bad(args, "train.ema_decay", NULL);
+  vkp_cli_expect_bad(args, "train.ema_decay", NULL);
   // nothing of the run was written
   snprintf(p, sizeof p, "%s/bad_run/config.json", tmp_root);
   if (!access(p, F_OK)) fail_msg("%s written by a run that failed its checks", p);

@@ -4,6 +4,7 @@
 //   test_generate.c) fed with the pipeline's text states and torch.randn(seed) latents;
 // - --batch: image k of a batch is the image a single run with seed + k makes, named NNNNN-SEED.png;
 // - `<lora:NAME:0.8>` with --lora-dir equals --lora DIR/NAME.safetensors:0.8;
+// - --prompts FILE: image (i, k) = the single run with prompt i and seed + k (±1 level); the grid;
 // - img2img, the grid, `vkpeft info IMAGE.png`, the `parameters` text (Lora hashes: kohya's
 //   addnet SHA-256 of the file after its header, computed here);
 // - bad input: one line naming the file or flag, exit 2, no PNG left behind.
@@ -235,6 +236,70 @@ static void expect_fail(void **state, const char *args, const char *needle, cons
   if (no_file && !access(no_file, F_OK)) fail_msg("%s was written", no_file);
 }
 
+// --prompts: 3 prompts (a comment and a blank line skipped) × --batch 2 in one UNet batch; image
+// (i, k) = the single run `--prompt P_i --seed 5+k` (within one pixel level); the grid: 3 × 2 cells.
+static void test_prompts_file(void **state) {
+  char args[8192], f[1200], *par;
+  const char *list = tpath(state, "prompts.txt"), *dir = tpath(state, "many"), *one = tpath(state, "single.png");
+  const char *prompts[3] = {"a cat", "a red house, at night", "two dogs"};
+  FILE *fp = fopen(list, "w");
+  fprintf(fp, "# prompts\n%s\n\n  %s  \r\n%s", prompts[0], prompts[1], prompts[2]);
+  fclose(fp);
+  snprintf(args, sizeof args, "generate --model %s --prompts %s --negative-prompt blurry --sampler euler_a --steps 4 --seed 5 "
+           "--batch 2 --output %s", g_pipe, list, dir);
+  assert_int_equal(gen_run_cli(state, args), 0);
+  int worst = 0;
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 2; k++) {
+      snprintf(args, sizeof args, "generate --model %s --prompt '%s' --negative-prompt blurry --sampler euler_a --steps 4 --seed %d "
+               "--output %s",
+               g_pipe, prompts[i], 5 + k, one);
+      assert_int_equal(gen_run_cli(state, args), 0);
+      snprintf(f, sizeof f, "%s/%05d-%d.png", dir, 2 * i + k, 5 + k);
+      vkp_image *img = read_png(f, &par), *single = read_png(one, NULL);
+      assert_true(!strncmp(par, prompts[i], strlen(prompts[i])) && par[strlen(prompts[i])] == '\n');
+      int d = max_pixel_diff(img, single);
+      worst = d > worst ? d : worst;
+      if (i > 0 && k == 0) {   // another prompt, same seed: another image
+        snprintf(f, sizeof f, "%s/%05d-%d.png", dir, 0, 5);
+        vkp_image *first = read_png(f, NULL);
+        assert_true(max_pixel_diff(img, first) > 8);
+        vkp_image_free(first);
+      }
+      free(par);
+      vkp_image_free(img), vkp_image_free(single);
+    }
+  // Within one level: 12 UNet rows (6 images with CFG) against 2 take other matmul tile shapes, so
+  // the float sums round differently (a wrong text state or seed differs by ~100; see above).
+  printf("  --prompts images vs single runs: max pixel difference %d\n", worst);
+  assert_true(worst <= 1);
+  snprintf(f, sizeof f, "%s/00006-grid.png", dir);
+  vkp_image *grid = read_png(f, &par);
+  assert_non_null(strstr(par, "Grid: prompts, Prompts: 3"));
+  assert_true(grid->width >= 2 * 32 && grid->height >= 3 * 32);
+  free(par);
+  vkp_image_free(grid);
+  // Bad lists and flag combinations: exit 2, one line naming the file or flag.
+  const char *png = tpath(state, "never.png");
+  fp = fopen(list, "w");
+  fprintf(fp, "a cat\nx <lora:kohya:0.5>\n");
+  fclose(fp);
+  char want[1200];
+  snprintf(want, sizeof want, "%s:2: <lora:...> tags are not supported", list);
+  snprintf(args, sizeof args, "generate --model %s --prompts %s --output %s", g_pipe, list, dir);
+  expect_fail(state, args, want, png);
+  fp = fopen(list, "w");
+  fprintf(fp, "# only a comment\n\n");
+  fclose(fp);
+  expect_fail(state, args, "no prompts", png);
+  snprintf(args, sizeof args, "generate --model %s --prompts %s --output %s", g_pipe, list, png);
+  expect_fail(state, args, "needs --output DIR", png);
+  snprintf(args, sizeof args, "generate --model %s --prompts %s --prompt x --output %s", g_pipe, list, dir);
+  expect_fail(state, args, "not with --prompt", png);
+  snprintf(args, sizeof args, "generate --model %s --prompts %s/nope.txt --output %s", g_pipe, dir, dir);
+  expect_fail(state, args, "nope.txt", png);
+}
+
 static void test_errors(void **state) {
   char args[8192];
   const char *png = tpath(state, "never.png");
@@ -287,6 +352,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_batch_seeds, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_prompt_lora_tag, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_img2img_grid_info, setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_prompts_file, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, vkp_test_dir_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);

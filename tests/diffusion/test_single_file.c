@@ -252,15 +252,6 @@ static void write_text(const char *path, const char *text) {
   fclose(f);
 }
 
-static void copy_file(const char *from, const char *to) {
-  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-  if (!a || !b) fail_msg("cannot copy %s to %s", from, to);
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
-  fclose(a), fclose(b);
-}
-
 // Rewrites a safetensors file with every tensor stored as f16.
 static void to_f16(const char *path) {
   vkp_safetensors *sf = open_st(path);
@@ -348,7 +339,7 @@ static void make_folder(const variant *va, const char *dir) {
     char from[600];
     snprintf(from, sizeof from, "clip/model/%s", tok_files[i]);
     snprintf(p, sizeof p, "%s/tokenizer/%s", dir, tok_files[i]);
-    copy_file(vkp_fixture_path(from), p);
+    vkp_test_copy_file(vkp_fixture_path(from), p);
   }
   // SD 1.x's tokenizer pads with the end token, SD 2.x's with "!" (id 0), as on the hub.
   snprintf(p, sizeof p, "%s/tokenizer/tokenizer_config.json", dir);
@@ -592,9 +583,44 @@ static void test_sd_names(void **state) {
   expect_name(vkp_ldm_clip_name, &t, "embeddings.token_embedding.weight", 1, "text_model.embeddings.token_embedding.weight", NULL);
 }
 
+// A UNet whose mid block has transformer blocks but no proj_in (seen while writing fuzz_ldm): the reader
+// dereferenced the missing tensor; now it is an error naming it.
+static void test_missing_mid_proj_in(void **state) {
+  char path[300];
+  vkp_test_dir_path(state, "mid.safetensors", path, sizeof path);
+  static const struct {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+  } t[] = {
+      {"input_blocks.0.0.weight", 4, {32, 4, 3, 3}},      {"out.2.weight", 4, {4, 32, 3, 3}},
+      {"time_embed.0.weight", 2, {128, 32}},               {"input_blocks.1.0.out_layers.3.weight", 4, {32, 32, 3, 3}},
+      {"middle_block.0.in_layers.0.weight", 1, {32}},      {"middle_block.1.transformer_blocks.0.attn2.to_k.weight", 2, {32, 64}},
+  };
+  vkp_error err = {0};
+  vkp_safetensors_writer *w;
+  if (vkp_safetensors_writer_new(&w, &err)) fail_msg("%s", err.msg);
+  static float zeros[32 * 32 * 9];
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    char name[200];
+    snprintf(name, sizeof name, VKP_LDM_UNET_PREFIX "%s", t[i].name);
+    if (vkp_safetensors_writer_add_f32(w, name, VKP_DTYPE_F32, t[i].ndim, t[i].shape, zeros, &err)) fail_msg("%s", err.msg);
+  }
+  if (vkp_safetensors_writer_save(w, path, &err)) fail_msg("%s", err.msg);
+  vkp_safetensors_writer_free(w);
+  vkp_safetensors *sf = NULL;
+  if (vkp_safetensors_open(path, &sf, &err)) fail_msg("%s", err.msg);
+  vkp_unet_config c;
+  assert_int_equal(vkp_ldm_unet_config(sf, false, &c, &err), VKP_ERR_FORMAT);
+  printf("  %s\n", err.msg);
+  assert_non_null(strstr(err.msg, "'" VKP_LDM_UNET_PREFIX "middle_block.1.proj_in.weight' is missing"));
+  vkp_safetensors_free(sf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sd_names),
+      cmocka_unit_test_setup_teardown(test_missing_mid_proj_in, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_sd1_style, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_sd2_style, vkp_test_dir_setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_bad_files, vkp_test_dir_setup, vkp_test_dir_teardown),

@@ -82,17 +82,10 @@ static void run_forward(vkp_unet *u, const inputs *x, run *r) {
   VKP_ASSERT_OK(vkp_test_ctx(), vkp_graph_run(r->g));
 }
 
-static float *read_tensor(vkp_graph *g, const vkp_tensor *t) {
-  size_t n = (size_t)vkp_tensor_numel(t);
-  float *v = malloc(n * sizeof *v);
-  VKP_ASSERT_OK(vkp_graph_ctx(g), vkp_graph_read(g, t, v, n * 4));
-  return v;
-}
-
 // noise_pred of the whole batch, and of each item (item 0 at timestep 10, item 1 at 500).
 static void check_noise_pred(const char *label, vkp_graph *g, const vkp_tensor *pred, vkp_safetensors *io, double tol) {
   size_t n;
-  float *want = vkp_fixture_tensor(io, "noise_pred", &n), *got = read_tensor(g, pred);
+  float *want = vkp_fixture_tensor(io, "noise_pred", &n), *got = vkp_parity_read(g, pred);
   assert_int_equal(n, (size_t)vkp_tensor_numel(pred));
   char what[128];
   for (int b = 0; b < 2; b++) {
@@ -203,23 +196,13 @@ static void test_lora(void **state) {
     vkp_graph_output(r.g, grads[i]);
   }
   vkp_param_set *ps;
-  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
-  for (int i = 0; i < nt; i++)
-    VKP_ASSERT_OK(ctx, vkp_param_set_add(ps, tp[i]->name, tp[i]->buf, 0, VKP_DTYPE_F32, tp[i]->ndim, tp[i]->shape, true, NULL));
-  vkp_optim_config oc = vkp_adamw_config(0.01);
-  vkp_optimizer *opt;
-  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &oc, &opt));
-  if (!vkp_optimizer_append(opt, r.g, grads)) fail_msg("optimizer: %s", vkp_graph_error(r.g));
-  VKP_ASSERT_OK(ctx, vkp_graph_compile(r.g));
-  vkp_step_scalars sc = {.loss_scale = 1};
-  vkp_optimizer_prepare_step(opt, 1e-2f, true, &sc);
-  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(r.g, &sc));
+  vkp_optimizer *opt = vkp_parity_adamw_step(r.g, tp, nt, grads, &ps);
   run_inputs(&r, &x);
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(r.g, tt, target, n * 4));
   VKP_ASSERT_OK(ctx, vkp_graph_run(r.g));
   printf("[lora]\n");
   check_noise_pred("lora", r.g, r.pred, io, 1e-4);
-  float *got = read_tensor(r.g, loss), *want = vkp_fixture_tensor(io, "loss", &n);
+  float *got = vkp_parity_read(r.g, loss), *want = vkp_fixture_tensor(io, "loss", &n);
   vkp_check_rel("loss", got, want, 1, 1e-4);
   free(got), free(want);
   // The step: torch AdamW's first update is lr·g/(|g| + eps), whose derivative in g is lr·eps/(|g|+eps)²:
@@ -231,7 +214,7 @@ static void test_lora(void **state) {
   for (int i = 0; i < nt; i++) {
     char key[600];
     fixture_name(m, tp[i], "grad", key, sizeof key);
-    float *g_want = vkp_fixture_tensor(io, key, &n), *g_got = read_tensor(r.g, grads[i]);
+    float *g_want = vkp_fixture_tensor(io, key, &n), *g_got = vkp_parity_read(r.g, grads[i]);
     assert_int_equal(n, vkp_param_numel(tp[i]));
     double e = vkp_rel_err(g_got, g_want, n);
     if (!(e < 1e-3)) fail_msg("%s: relative error %.3e exceeds 1e-3", key, e);
@@ -276,16 +259,6 @@ static void test_lora(void **state) {
 
 // ---- 3. 16-bit weights ----------------------------------------------------------------------------
 
-static void copy_file(const char *from, const char *to) {
-  char *text;
-  size_t len;
-  vkp_error err = {0};
-  if (vkp_file_read_all(from, 64 << 20, &text, &len, &err)) fail_msg("%s", err.msg);
-  const void *chunks[1] = {text};
-  if (vkp_file_write_atomic(to, chunks, &len, 1, &err)) fail_msg("%s", err.msg);
-  free(text);
-}
-
 // The fixture checkpoint converted to f16 (as SD checkpoints usually are): matrices and kernels stay
 // f16 on the device, vectors are f32, noise_pred within ~1e-2.
 static void test_f16(void **state) {
@@ -310,16 +283,10 @@ static void test_f16(void **state) {
   vkp_safetensors_writer_free(w);
   vkp_safetensors_free(src);
   snprintf(path, sizeof path, "%s/config.json", dir);
-  copy_file(vkp_fixture_path("unet/unet/config.json"), path);
+  vkp_test_copy_file(vkp_fixture_path("unet/unet/config.json"), path);
 
   vkp_unet *u = load(dir, false);
-  int half = 0;
-  for (int i = 0; i < u->model->nparams; i++) {
-    const vkp_param *p = u->model->params[i];
-    vkp_dtype want = p->ndim >= 2 ? VKP_DTYPE_F16 : VKP_DTYPE_F32;
-    if (p->dtype != want) fail_msg("%s is stored as %s, not %s", p->name, vkp_dtype_name(p->dtype), vkp_dtype_name(want));
-    half += p->dtype == VKP_DTYPE_F16;
-  }
+  int half = vkp_expect_half_weights(u->model, VKP_DTYPE_F16);
   assert_true(half > 50);
   inputs x;
   inputs_open(&x);
@@ -342,27 +309,11 @@ static void test_f16(void **state) {
 // and the message names the file and `key`.
 static void expect_config(const char *dir, const char *key, const char *value, vkp_status want, vkp_unet_config *out) {
   vkp_error err = {0};
-  char *text, path[512];
-  size_t len;
-  if (vkp_file_read_all(vkp_fixture_path("unet/unet/config.json"), 1 << 20, &text, &len, &err)) fail_msg("%s", err.msg);
-  cJSON *j = cJSON_Parse(text);
-  free(text);
-  cJSON_DeleteItemFromObjectCaseSensitive(j, key);
-  if (value) cJSON_AddItemToObject(j, key, cJSON_Parse(value));
-  text = cJSON_Print(j);
-  cJSON_Delete(j);
-  snprintf(path, sizeof path, "%s/config.json", dir);
-  const void *chunks[1] = {text};
-  len = strlen(text);
-  if (vkp_file_write_atomic(path, chunks, &len, 1, &err)) fail_msg("%s", err.msg);
-  free(text);
+  char path[512];
+  vkp_fixture_config_edit(vkp_fixture_path("unet/unet/config.json"), key, value, dir, path, sizeof path);
   vkp_unet_config cfg;
   vkp_status st = vkp_unet_config_load(path, &cfg, &err);
-  if (st != want) fail_msg("%s = %s: status %s (%s), expected %s", key, value, vkp_status_name(st), err.msg, vkp_status_name(want));
-  if (st) {
-    printf("  %s\n", err.msg);
-    if (!strstr(err.msg, path) || !strstr(err.msg, key)) fail_msg("message '%s' does not name %s and '%s'", err.msg, path, key);
-  }
+  vkp_expect_config_status(st, want, &err, path, key, value);
   if (out) *out = cfg;
 }
 
@@ -457,7 +408,7 @@ static void test_new_save_load(void **state) {
   for (int k = 0; k < 2; k++) {
     run r;
     run_forward(models[k], &x, &r);
-    out[k] = read_tensor(r.g, r.pred);
+    out[k] = vkp_parity_read(r.g, r.pred);
     vkp_graph_free(r.g);
   }
   printf("[new, save, load]\n");
@@ -498,7 +449,7 @@ static void grad_run_do(vkp_unet *u, vkp_param **tp, int nt, const char *entry, 
   VKP_ASSERT_OK(ctx, vkp_graph_run(r.g));
   VKP_ASSERT_OK(ctx, vkp_graph_read(r.g, loss, &out->loss, 4));
   out->grads = calloc((size_t)nt, sizeof *out->grads);
-  for (int i = 0; i < nt; i++) out->grads[i] = read_tensor(r.g, grads[i]);
+  for (int i = 0; i < nt; i++) out->grads[i] = vkp_parity_read(r.g, grads[i]);
   out->stats = vkp_graph_get_stats(r.g);
   free(pt), free(grads);
   vkp_graph_free(r.g);

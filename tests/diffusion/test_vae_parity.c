@@ -30,13 +30,6 @@ static vkp_vae *load(const char *dir, bool f32) {
   return v;
 }
 
-static float *read_tensor(vkp_graph *g, const vkp_tensor *t) {
-  size_t n = (size_t)vkp_tensor_numel(t);
-  float *v = malloc(n * sizeof *v);
-  VKP_ASSERT_OK(vkp_graph_ctx(g), vkp_graph_read(g, t, v, n * 4));
-  return v;
-}
-
 // Encode `vae_in`, sample with `noise`, decode `sample` of the fixture, in one graph.
 static void forward(vkp_vae *v, vkp_safetensors *io, const float *noise, run *r) {
   vkp_ctx *ctx = vkp_test_ctx();
@@ -57,16 +50,6 @@ static void forward(vkp_vae *v, vkp_safetensors *io, const float *noise, run *r)
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(r->g, r->noise, noise, B * 4 * 16 * 16 * 4));
   VKP_ASSERT_OK(ctx, vkp_graph_run(r->g));
   free(x), free(z);
-}
-
-static void check(vkp_graph *g, const vkp_tensor *t, vkp_safetensors *io, const char *name, const char *label, double tol) {
-  size_t n;
-  float *want = vkp_fixture_tensor(io, name, &n), *got = read_tensor(g, t);
-  assert_int_equal(n, (size_t)vkp_tensor_numel(t));
-  char what[128];
-  snprintf(what, sizeof what, "%s%s", label, name);
-  vkp_check_rel(what, got, want, n, tol);
-  free(want), free(got);
 }
 
 static vkp_safetensors *open_io(void) {
@@ -91,13 +74,13 @@ static void check_model(vkp_vae *v, const char *label, double tol, bool sample) 
   run r;
   forward(v, io, noise, &r);
   printf("[%s]\n", label);
-  check(r.g, r.mean, io, "vae_mean", "", tol);
-  check(r.g, r.logvar, io, "vae_logvar", "", tol);
-  check(r.g, r.decoded, io, "vae_decoded", "decode(sample): ", tol);
+  vkp_check_output(r.g, r.mean, io, "", "vae_mean", tol);
+  vkp_check_output(r.g, r.logvar, io, "", "vae_logvar", tol);
+  vkp_check_output(r.g, r.decoded, io, "decode(sample): ", "vae_decoded", tol);
   if (sample) {
     size_t n;
     float *mean = vkp_fixture_tensor(io, "vae_mean", &n), *logvar = vkp_fixture_tensor(io, "vae_logvar", &n);
-    float *want = malloc(n * 4), *got = read_tensor(r.g, r.sample);
+    float *want = malloc(n * 4), *got = vkp_parity_read(r.g, r.sample);
     for (size_t i = 0; i < n; i++) want[i] = (float)(mean[i] + exp(0.5 * logvar[i]) * noise[i]);
     vkp_check_rel("posterior sample (mean + std * noise)", got, want, n, tol);
     free(mean), free(logvar), free(want), free(got);
@@ -167,13 +150,7 @@ static void test_f16(void **state) {
   vkp_test_dir_path(state, "vae16", dir, sizeof dir);
   copy_checkpoint(dir, VKP_DTYPE_F16, false);
   vkp_vae *v = load(dir, false);
-  int half = 0;
-  for (int i = 0; i < v->model->nparams; i++) {
-    const vkp_param *p = v->model->params[i];
-    vkp_dtype want = p->ndim >= 2 ? VKP_DTYPE_F16 : VKP_DTYPE_F32;
-    if (p->dtype != want) fail_msg("%s is stored as %s, not %s", p->name, vkp_dtype_name(p->dtype), vkp_dtype_name(want));
-    half += p->dtype == VKP_DTYPE_F16;
-  }
+  int half = vkp_expect_half_weights(v->model, VKP_DTYPE_F16);
   assert_true(half > 30);
   check_model(v, "f16 weights", 1e-2, false);
   vkp_vae_free(v);
@@ -195,27 +172,12 @@ static void test_old_attention_names(void **state) {
 
 static void expect_config(const char *dir, const char *key, const char *value, vkp_status want) {
   vkp_error err = {0};
-  char *text, path[512];
-  size_t len;
-  if (vkp_file_read_all(vkp_fixture_path("unet/vae/config.json"), 1 << 20, &text, &len, &err)) fail_msg("%s", err.msg);
-  cJSON *j = cJSON_Parse(text);
-  free(text);
-  cJSON_DeleteItemFromObjectCaseSensitive(j, key);
-  cJSON_AddItemToObject(j, key, cJSON_Parse(value));
-  text = cJSON_Print(j);
-  cJSON_Delete(j);
-  snprintf(path, sizeof path, "%s/config.json", dir);
-  const void *chunks[1] = {text};
-  len = strlen(text);
-  if (vkp_file_write_atomic(path, chunks, &len, 1, &err)) fail_msg("%s", err.msg);
-  free(text);
+  char path[512];
+  vkp_fixture_config_edit(vkp_fixture_path("unet/vae/config.json"), key, value, dir, path, sizeof path);
   vkp_vae_config cfg;
   vkp_status st = vkp_vae_config_load(path, &cfg, &err);
-  if (st != want) fail_msg("%s = %s: status %s (%s), expected %s", key, value, vkp_status_name(st), err.msg, vkp_status_name(want));
-  if (st) {
-    printf("  %s\n", err.msg);
-    if (!strstr(err.msg, path) || !strstr(err.msg, key)) fail_msg("message '%s' does not name %s and '%s'", err.msg, path, key);
-  } else if (!strcmp(key, "shift_factor")) {
+  vkp_expect_config_status(st, want, &err, path, key, value);
+  if (!st && !strcmp(key, "shift_factor")) {
     assert_true(cfg.has_shift_factor && cfg.shift_factor == 0.5f);
   }
 }
@@ -321,8 +283,8 @@ static void test_new_save_load(void **state) {
     VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
     VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, in, x, 3 * 16 * 16 * 4));
     VKP_ASSERT_OK(ctx, vkp_graph_run(g));
-    out[k][0] = read_tensor(g, mean);
-    out[k][1] = read_tensor(g, dec);
+    out[k][0] = vkp_parity_read(g, mean);
+    out[k][1] = vkp_parity_read(g, dec);
     vkp_graph_free(g);
   }
   printf("[new, save, load]\n");

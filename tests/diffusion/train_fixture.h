@@ -142,6 +142,20 @@ static inline void assert_same_tensors(const char *a, const char *b) {
   vkp_safetensors_free(fa), vkp_safetensors_free(fb);
 }
 
+// Resumes a run that train.stop_after stopped: stop_after is in its config.json, so it is cleared
+// there first; then `vkpeft train --resume` as the library runs it.
+static inline void resume_run(vkp_ctx *ctx, const char *run_dir, vkp_diffusion_train_summary *s) {
+  char p[600];
+  vkp_error err = {0};
+  snprintf(p, sizeof p, "%s/config.json", run_dir);
+  cJSON *saved = NULL;
+  if (vkp_config_resolve(vkp_diffusion_train_defaults, p, (const char *const[]){"train.stop_after=0"}, 1, &saved, &err)) fail_msg("%s", err.msg);
+  char *text = cJSON_Print(saved);
+  write_text(p, text);
+  free(text), cJSON_Delete(saved);
+  if (vkp_diffusion_train(ctx, NULL, run_dir, true, s, &err)) fail_msg("resume: %s", err.msg);
+}
+
 static inline vkp_image *read_png(const char *path) {
   vkp_image *img = NULL;
   vkp_error err = {0};

@@ -2,20 +2,15 @@
 // dtypes, shapes, offsets, metadata), then every accessor on whatever opened.
 // Build and run: scripts/fuzz (cmake -DVKPEFT_FUZZ=ON with clang).
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
+#include "fuzz_util.h"
 #include "vkp_safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // The reader maps a file: give it one in memory (memfd), reached by its /proc path.
-  static int fd = -1;
-  if (fd < 0) fd = memfd_create("fuzz.safetensors", MFD_CLOEXEC);
-  if (fd < 0 || ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != (ssize_t)size) return 0;
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  const char *path = fuzz_memfile(0, data, size);
+  if (!path) return 0;
   vkp_safetensors *st = NULL;
   vkp_error err;
   if (vkp_safetensors_open(path, &st, &err) != VKP_OK) return 0;

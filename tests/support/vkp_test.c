@@ -8,6 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vkp_fileio.h"
+#include "vkp_metrics.h"
+
 static vkp_ctx *g_ctx;
 
 vkp_ctx *vkp_test_ctx(void) {
@@ -69,6 +72,25 @@ const char *vkp_fixture_path(const char *rel) {
   static char buf[4096];
   snprintf(buf, sizeof buf, "%s/%s", VKP_FIXTURES_DIR, rel);
   return buf;
+}
+
+void vkp_test_copy_file(const char *from, const char *to) {
+  char *text;
+  size_t len;
+  vkp_error err = {0};
+  if (vkp_file_read_all(from, 64 << 20, &text, &len, &err)) fail_msg("%s", err.msg);
+  const void *chunks[1] = {text};
+  if (vkp_file_write_atomic(to, chunks, &len, 1, &err)) fail_msg("%s", err.msg);
+  free(text);
+}
+
+vkp_metrics_log *vkp_test_metrics_read(const char *run_dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+  vkp_metrics_log *log = NULL;
+  vkp_error err = {0};
+  if (vkp_metrics_read(path, &log, &err)) fail_msg("%s", err.msg);
+  return log;
 }
 
 // ---- op check harness ----------------------------------------------------------------------

@@ -82,4 +82,10 @@ const char *vkp_test_dir_path(void **state, const char *name, char *buf, size_t 
 // Fixture paths.
 const char *vkp_fixture_path(const char *rel);   // static buffer: VKP_FIXTURES_DIR/rel
 
+// Copies file `from` to `to` (atomically); fails the test on any error.
+void vkp_test_copy_file(const char *from, const char *to);
+// A run directory's metrics.jsonl (vkp_metrics_read; free with vkp_metrics_log_free); fails the test
+// when it cannot be read.
+struct vkp_metrics_log *vkp_test_metrics_read(const char *run_dir);
+
 #endif

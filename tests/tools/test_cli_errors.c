@@ -78,15 +78,18 @@ static void copy_safetensors(const char *from, const char *to, tensor_edit edit)
   vkp_safetensors_free(st);
 }
 
-// A model folder: the fixture ViT's weights with config.json edited by `sed`.
-static const char *vit_variant(const char *name, const char *sed) {
+// A model folder: the weights of the fixture folder `from` (linked) with its config.json edited by `sed`.
+static const char *model_variant(const char *name, const char *from, const char *weights, const char *sed) {
   char cmd[2048];
   const char *dir = T(name);
   mkdir_p(dir);
-  snprintf(cmd, sizeof cmd, "sed %s %s/model/config.json > %s/config.json && ln -sf %s/model/model.safetensors %s/",
-           sed, VIT, dir, VIT, dir);
+  snprintf(cmd, sizeof cmd, "sed %s %s/config.json > %s/config.json && ln -sf %s/%s %s/", sed, from, dir, from, weights, dir);
   if (system(cmd)) fail_msg("%s failed", cmd);
   return dir;
+}
+
+static const char *vit_variant(const char *name, const char *sed) {
+  return model_variant(name, VIT "/model", "model.safetensors", sed);
 }
 
 // ---- model sizes -----------------------------------------------------------------------------
@@ -151,6 +154,51 @@ static void test_checkpoint_shapes_first(void **state) {
   vkp_cli_expect(args, 2, "patch_size 1");
   snprintf(args, sizeof args, "info --model %s", vit_variant("deep", "'s/\"num_hidden_layers\": 2/\"num_hidden_layers\": 40/'"));
   vkp_cli_expect(args, 2, "'vit.encoder.layer.39.attention.attention.query.weight' is missing (config.json: 40 layers)");
+}
+
+// The same for CLIP (either tower) and the diffusers UNet and VAE: a config.json with absurd sizes
+// or one that does not describe its checkpoint is named (file, key, the tensor and both shapes)
+// before the model is allocated.
+static void expect_small_rejection(const char *dir, const char *needle, const char *tensor) {
+  char args[1024];
+  snprintf(args, sizeof args, "info --model %s", dir);
+  struct rusage before, after;
+  getrusage(RUSAGE_CHILDREN, &before);
+  vkp_cli_expect(args, 2, needle);
+  getrusage(RUSAGE_CHILDREN, &after);
+  const char *out = vkp_cli_output();
+  if (!strstr(out, "config.json") || !strstr(out, tensor) || strchr(out, '\n') != out + strlen(out) - 1)
+    fail_msg("want one line naming config.json and tensor '%s', got:\n%s", tensor, out);
+  if (after.ru_maxrss > 1024 * 1024) fail_msg("vkpeft %s used %ld MiB", args, after.ru_maxrss / 1024);
+}
+
+static void test_clip_diffusion_shapes_first(void **state) {
+  use_dir(state);
+  const char *clip = VKP_FIXTURES_DIR "/clip/model", *unet = VKP_FIXTURES_DIR "/unet/unet", *vae = VKP_FIXTURES_DIR "/unet/vae";
+  const char *clip_w = "model.safetensors", *sd_w = "diffusion_pytorch_model.safetensors";
+  const struct {
+    const char *name, *from, *weights, *sed, *needle, *tensor;
+  } cases[] = {
+      // CLIP: the text tower's width (the first "hidden_size": 1.4 GB before), the vision tower's depth and image size.
+      {"clip_wide", clip, clip_w, "'0,/\"hidden_size\": 32/s//\"hidden_size\": 4096/'", "hidden_size 4096",
+       "text_model.embeddings.token_embedding.weight"},
+      {"clip_deep", clip, clip_w, "'s/\"num_hidden_layers\": 2/\"num_hidden_layers\": 48/'", "num_hidden_layers 48",
+       "encoder.layers.47.self_attn.q_proj.weight' is missing"},
+      {"clip_big_image", clip, clip_w, "'s/\"image_size\": 32/\"image_size\": 4096/'", "image_size 4096",
+       "vision_model.embeddings.position_embedding.weight"},
+      // UNet: a block 8192 channels wide (2.4 GB per 3x3 convolution: exit 3 before), more layers, another text width.
+      {"unet_wide", unet, sd_w, "'12s/64/8192/'", "block_out_channels", "down_blocks.1.resnets.0.conv1.weight"},
+      {"unet_deep", unet, sd_w, "'s/\"layers_per_block\": 1/\"layers_per_block\": 8/'", "layers_per_block",
+       "down_blocks.0.resnets.7.conv1.weight' is missing"},
+      {"unet_cross", unet, sd_w, "'s/\"cross_attention_dim\": 32/\"cross_attention_dim\": 768/'", "cross_attention_dim 768",
+       "attn2.to_k.weight"},
+      // VAE: a first block 16384 wide (9.7 GB), another latent width.
+      {"vae_wide", vae, sd_w, "'6s/16/16384/'", "block_out_channels", "encoder.conv_in.weight"},
+      {"vae_latent", vae, sd_w, "'s/\"latent_channels\": 4/\"latent_channels\": 64/'", "latent_channels 64", "encoder.conv_out.weight"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    expect_small_rejection(model_variant(cases[i].name, cases[i].from, cases[i].weights, cases[i].sed), cases[i].needle,
+                           cases[i].tensor);
 }
 
 // ---- adapters and inputs -----------------------------------------------------------------------
@@ -340,17 +388,9 @@ static void test_export_atomic(void **state) {
   assert_int_equal(count_tmp(), 0);
   // Killed at different moments: always the old or the new folder, complete.
   for (int round = 0; round < 5; round++) {
-    snprintf(args, sizeof args, "cd %s && exec %s/vkpeft export --model %s/model --adapter %s/adapters/%s --merge --output %s",
-             VKP_SOURCE_DIR, VKP_BINARY_DIR, VIT, VIT, round % 2 ? "lora" : "ia3", out);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      dup2(null, 2);
-      execl("/bin/sh", "sh", "-c", args, (char *)NULL);
-      _exit(127);
-    }
+    snprintf(args, sizeof args, "export --model %s/model --adapter %s/adapters/%s --merge --output %s", VIT, VIT,
+             round % 2 ? "lora" : "ia3", out);
+    pid_t pid = vkp_cli_spawn(args);
     struct timespec ts = {0, (150 + 120 * round) * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
@@ -402,7 +442,7 @@ int main(void) {
       cmocka_unit_test(test_adapter_tensors),   cmocka_unit_test(test_forward_labels),
       cmocka_unit_test(test_info_escapes),      cmocka_unit_test(test_unsupported_exit_2),
       cmocka_unit_test(test_output_targets),    cmocka_unit_test(test_export_atomic),
-      cmocka_unit_test(test_predict_image_limit),
+      cmocka_unit_test(test_predict_image_limit), cmocka_unit_test(test_clip_diffusion_shapes_first),
   };
   return cmocka_run_group_tests(tests, vkp_test_dir_setup, vkp_test_dir_teardown);
 }

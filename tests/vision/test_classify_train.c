@@ -38,15 +38,6 @@ static cJSON *small_config(const char *out, const char *const *extra, int n_extr
   return cfg;
 }
 
-static vkp_metrics_log *read_log(const char *dir) {
-  char path[600];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  vkp_metrics_log *log = NULL;
-  vkp_error err = {0};
-  if (vkp_metrics_read(path, &log, &err)) fail_msg("%s", err.msg);
-  return log;
-}
-
 static void assert_png(const char *dir, const char *rel) {
   char path[700];
   snprintf(path, sizeof path, "%s/%s", dir, rel);
@@ -68,7 +59,7 @@ static void test_train_and_outputs(void **state) {
   vkp_error err = {0};
   if (vkp_classify_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
   cJSON_Delete(cfg);
-  vkp_metrics_log *log = read_log(dir);
+  vkp_metrics_log *log = vkp_test_metrics_read(dir);
   const vkp_metric_series *loss = vkp_metrics_find(log, "loss");
   assert_non_null(loss);
   assert_int_equal(loss->n, 120);
@@ -151,7 +142,7 @@ static void test_resume_is_exact(void **state) {
   cJSON_Delete(saved);
   if (vkp_classify_train(ctx, NULL, dir, true, &s, &err)) fail_msg("resume: %s", err.msg);
   assert_int_equal(s.steps, 40);
-  vkp_metrics_log *a = read_log(full), *b = read_log(dir);
+  vkp_metrics_log *a = vkp_test_metrics_read(full), *b = vkp_test_metrics_read(dir);
   const vkp_metric_series *la = vkp_metrics_find(a, "loss"), *lb = vkp_metrics_find(b, "loss");
   assert_int_equal(lb->n, 40);   // steps 1..40 once each: nothing duplicated or torn
   for (int i = 0; i < 40; i++) {
@@ -226,7 +217,7 @@ static void test_gradient_mask(void **state) {
   cfg = small_config(dir, extra3, 3);
   if (vkp_classify_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
   cJSON_Delete(cfg);
-  vkp_metrics_log *log = read_log(dir);
+  vkp_metrics_log *log = vkp_test_metrics_read(dir);
   const vkp_metric_series *loss = vkp_metrics_find(log, "loss");
   double first = (loss->value[0] + loss->value[1]) / 2, last = (loss->value[38] + loss->value[39]) / 2;
   printf("  gradient-mask fine-tuning: loss %.3f -> %.3f\n", first, last);

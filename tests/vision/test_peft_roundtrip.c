@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "vkp_parity.h"
 #include "vkp_peft.h"
 #include "vkp_safetensors.h"
 #include "vkp_test.h"
@@ -34,16 +35,6 @@ static float g_pixels[NPIX];
 static float g_base_logits[NLOG];
 
 // ---- helpers ----------------------------------------------------------------------------------
-
-static double rel_err(const float *got, const float *want, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)got[i] - want[i]);
-    if (!(d <= diff)) diff = d;   // NaN propagates
-    if (fabs(want[i]) > scale) scale = fabs(want[i]);
-  }
-  return diff / (scale > 0 ? scale : 1);
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
   (void)sb, (void)flag, (void)ftw;
@@ -68,17 +59,6 @@ static char *read_text(const char *path) {
   t[n] = 0;
   fclose(f);
   return t;
-}
-
-static void copy_file(const char *from, const char *to) {
-  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
-  if (!a || !b) fail_msg("copy %s -> %s failed", from, to);
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-    if (fwrite(buf, 1, n, b) != n) fail_msg("write %s failed", to);
-  fclose(a);
-  fclose(b);
 }
 
 static void make_dir(char *out, size_t cap, const char *leaf) {
@@ -156,7 +136,7 @@ static double snap_max_change(vkp_model *m, const snapshot *s, const char **whic
     float *now = malloc((size_t)n * 4);
     VKP_ASSERT_OK(m->ctx, vkp_param_read_f32(m, s->p[i], now));
     double e = s->p[i]->dtype == VKP_DTYPE_I32 ? (double)memcmp(now, s->v[i], (size_t)n * 4) != 0
-                                                 : rel_err(now, s->v[i], (size_t)n);
+                                                 : vkp_rel_err(now, s->v[i], (size_t)n);
     if (!(e <= worst)) worst = e, *which = s->p[i]->name;
     free(now);
   }
@@ -296,7 +276,7 @@ static void roundtrip(const char *const *labels, int n) {
   perturb_trainable(va->model, 3);
   float la[NLOG], lb[NLOG];
   vit_logits(va, g_pixels, NB, la);
-  double changed = rel_err(la, g_base_logits, NLOG);
+  double changed = vkp_rel_err(la, g_base_logits, NLOG);
   char dirs[4][400];
   for (int i = 0; i < n; i++) {
     char leaf[80];
@@ -324,7 +304,7 @@ static void roundtrip(const char *const *labels, int n) {
     assert_string_equal(ca->name, cb->name);
   }
   vit_logits(vb, g_pixels, NB, lb);
-  double e = rel_err(lb, la, NLOG);
+  double e = vkp_rel_err(lb, la, NLOG);
   vkp_peft_report ra = vkp_peft_get_report(va->model), rb = vkp_peft_get_report(vb->model);
   printf("  %-26s trainable %6lld (adapter %6lld)  |adapted - base| %.3f  save/load rel %.1e\n", name,
          (long long)ra.trainable_params, (long long)ra.adapter_params, changed, e);
@@ -379,7 +359,7 @@ static void merge_case(const char *label) {
   snap_take(m, &base, true);
   float y1[NLOG], y2[NLOG], y3[NLOG];
   vit_logits(v, g_pixels, NB, y1);
-  if (!(rel_err(y1, g_base_logits, NLOG) > 1e-3)) fail_msg("%s: adapter does not change the logits", label);
+  if (!(vkp_rel_err(y1, g_base_logits, NLOG) > 1e-3)) fail_msg("%s: adapter does not change the logits", label);
   VKP_ASSERT_OK(ctx, vkp_adapter_merge(m, a));
   assert_true(vkp_adapter_is_merged(a));
   assert_int_equal(vkp_adapter_merge(m, a), VKP_ERR_INVALID);   // twice
@@ -391,7 +371,7 @@ static void merge_case(const char *label) {
   assert_int_equal(vkp_adapter_unmerge(m, a), VKP_ERR_INVALID);
   vit_logits(v, g_pixels, NB, y3);
   double restore = snap_max_change(m, &base, &which);
-  double e_merged = rel_err(y2, y1, NLOG), e_unmerged = rel_err(y3, y1, NLOG);
+  double e_merged = vkp_rel_err(y2, y1, NLOG), e_unmerged = vkp_rel_err(y3, y1, NLOG);
   printf("  %-18s merged vs unmerged rel %.1e, after unmerge %.1e, weights restored to %.1e (worst %s)\n", label,
          e_merged, e_unmerged, restore, which);
   if (!(moved > 1e-4)) fail_msg("%s: merge did not change the base weights", label);
@@ -402,7 +382,7 @@ static void merge_case(const char *label) {
   // scale changed while merged. (IA)^3 refuses to merge a scaled adapter.
   vkp_adapter_set_scale(a, 0.5f);
   vit_logits(v, g_pixels, NB, y1);
-  if (!(rel_err(y1, y3, NLOG) > 1e-4)) fail_msg("%s: scale 0.5 changes nothing", label);
+  if (!(vkp_rel_err(y1, y3, NLOG) > 1e-4)) fail_msg("%s: scale 0.5 changes nothing", label);
   vkp_status st = vkp_adapter_merge(m, a);
   if (!strcmp(label, "ia3")) {
     assert_int_equal(st, VKP_ERR_UNSUPPORTED);
@@ -412,7 +392,7 @@ static void merge_case(const char *label) {
     vkp_adapter_set_scale(a, 2.0f);
     VKP_ASSERT_OK(ctx, vkp_adapter_unmerge(m, a));
     restore = snap_max_change(m, &base, &which);
-    e_merged = rel_err(y2, y1, NLOG);
+    e_merged = vkp_rel_err(y2, y1, NLOG);
     printf("  %-18s scale 0.5: merged vs unmerged rel %.1e; unmerge after set_scale(2): weights to %.1e\n", label,
            e_merged, restore);
     if (!(e_merged < 1e-5)) fail_msg("%s: at scale 0.5 merged logits differ from unmerged (rel %.3e)", label, e_merged);
@@ -506,7 +486,7 @@ static void host_merged_logits(vkp_vit *src, const float scale[2], float *logits
 }
 
 static void expect_logits(const char *what, const float *got, const float *want, double tol) {
-  double e = rel_err(got, want, NLOG);
+  double e = vkp_rel_err(got, want, NLOG);
   printf("  %-52s rel %.1e\n", what, e);
   if (!(e < tol)) fail_msg("%s: rel %.3e exceeds %.0e", what, e, tol);
 }
@@ -534,7 +514,7 @@ static void test_scales_and_enable(void **s) {
   vit_logits(v, g_pixels, NB, y);
   host_merged_logits(v, sc, ref);
   expect_logits("scales 0.5, 1.5 vs host float64 merge", y, ref, 1e-5);
-  if (!(rel_err(y, g_base_logits, NLOG) > 1e-3)) fail_msg("the adapters do not change the logits");
+  if (!(vkp_rel_err(y, g_base_logits, NLOG) > 1e-3)) fail_msg("the adapters do not change the logits");
   // Merging with the scales set gives the same logits; unmerging restores the base weights.
   VKP_ASSERT_OK(ctx, vkp_adapter_merge(m, ad[0]));
   VKP_ASSERT_OK(ctx, vkp_adapter_merge(m, ad[1]));
@@ -662,7 +642,7 @@ static void test_transformers4_spelling(void **s) {
   vkp_vit *v4 = load_vit(vkp_fixture_path("vit/model"));
   VKP_ASSERT_OK(ctx, vkp_peft_load(v4->model, dir, &a4));
   vit_logits(v4, px, n, l4);
-  double changed = rel_err(l5, base, (size_t)nl), e = rel_err(l4, l5, (size_t)nl);
+  double changed = vkp_rel_err(l5, base, (size_t)nl), e = vkp_rel_err(l4, l5, (size_t)nl);
   printf("  fixture LoRA: |adapted - base| %.3f; transformers-4 spelling vs 5: rel %.1e\n", changed, e);
   if (!(changed > 1e-3)) fail_msg("the fixture adapter does not change the logits");
   if (!(e < 1e-6)) fail_msg("transformers-4 spelling gives other logits (rel %.3e)", e);
@@ -705,7 +685,7 @@ static void write_tensors(const char *dir, int mode) {
   char from[600], to[600];
   snprintf(from, sizeof from, "%s/lora/adapter_model.safetensors", vkp_fixture_path("vit/adapters"));
   snprintf(to, sizeof to, "%s/adapter_model.safetensors", dir);
-  if (mode == 0) copy_file(from, to);
+  if (mode == 0) vkp_test_copy_file(from, to);
   if (mode == 0 || mode == 1) return;
   vkp_error err = {0};
   vkp_safetensors *sf;
@@ -817,7 +797,7 @@ static void test_bad_adapters(void **s) {
   vkp_adapter *a;
   VKP_ASSERT_OK(ctx, vkp_peft_load(m, good, &a));
   vit_logits(v, px, n, y);
-  if (!(rel_err(y, base, (size_t)nl) > 1e-3)) fail_msg("the good adapter changes nothing");
+  if (!(vkp_rel_err(y, base, (size_t)nl) > 1e-3)) fail_msg("the good adapter changes nothing");
   snap_free(&before);
   free(px);
   vkp_vit_free(v);

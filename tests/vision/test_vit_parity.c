@@ -103,17 +103,7 @@ static void run_method(const char *method) {
   // One torch.optim.AdamW step (lr 1e-2, betas (0.9, 0.999), eps 1e-8, weight decay 0.01) on the
   // trainable tensors, in the same recorded graph, after the outputs above.
   vkp_param_set *ps;
-  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
-  for (int i = 0; i < nt; i++)
-    VKP_ASSERT_OK(ctx, vkp_param_set_add(ps, tp[i]->name, tp[i]->buf, 0, VKP_DTYPE_F32, tp[i]->ndim, tp[i]->shape, true, NULL));
-  vkp_optim_config oc = vkp_adamw_config(0.01);
-  vkp_optimizer *opt;
-  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &oc, &opt));
-  if (!vkp_optimizer_append(opt, g, grads)) fail_msg("optimizer: %s", vkp_graph_error(g));
-  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
-  vkp_step_scalars sc = {.loss_scale = 1};
-  vkp_optimizer_prepare_step(opt, 1e-2f, true, &sc);
-  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &sc));
+  vkp_optimizer *opt = vkp_parity_adamw_step(g, tp, nt, grads, &ps);
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, px, pixels, np * 4));
   VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, lab, labels, sizeof labels));
   VKP_ASSERT_OK(ctx, vkp_graph_run(g));

@@ -21,23 +21,6 @@
 #define B 4    // fixture batch (texts = images)
 #define T 77   // fixture sequence length
 
-static float *read_tensor(vkp_graph *g, const vkp_tensor *t) {
-  if (!t) fail_msg("output tensor missing");
-  size_t n = (size_t)vkp_tensor_numel(t);
-  float *v = malloc(n * sizeof *v);
-  VKP_ASSERT_OK(vkp_graph_ctx(g), vkp_graph_read(g, t, v, n * 4));
-  return v;
-}
-
-// Compares output t with fixture tensor `name`.
-static void check_output(vkp_graph *g, const vkp_tensor *t, vkp_safetensors *io, const char *name, double tol) {
-  size_t n;
-  float *want = vkp_fixture_tensor(io, name, &n), *got = read_tensor(g, t);
-  if ((size_t)vkp_tensor_numel(t) != n) fail_msg("%s: %lld elements, the fixture has %zu", name, (long long)vkp_tensor_numel(t), n);
-  vkp_check_rel(name, got, want, n, tol);
-  free(want), free(got);
-}
-
 // The fixture's inputs: pixel_values, input_ids (stored as float32) and attention_mask.
 typedef struct inputs {
   vkp_safetensors *io;
@@ -129,7 +112,7 @@ static void train_free(train *t) {
 
 // The pooled text output is exactly row (pooled position + shift) of last_hidden_state.
 static void check_pooled_at_eos(vkp_clip *c, vkp_graph *g, const vkp_clip_outputs *out, const int32_t *ids, int64_t shift) {
-  float *last = read_tensor(g, out->text_last_hidden), *pooled = read_tensor(g, out->text_pooled);
+  float *last = vkp_parity_read(g, out->text_last_hidden), *pooled = vkp_parity_read(g, out->text_pooled);
   int64_t C = c->cfg.text.hidden_size, Tl = out->text_last_hidden->shape[1];
   for (int b = 0; b < B; b++) {
     int64_t at = vkp_clip_pool_index(&c->cfg.text, ids + b * T, T) + shift;
@@ -152,10 +135,10 @@ static void test_base_forward(void **state) {
   run r;
   forward(c, &x, true, true, NULL, &r);
   printf("[base]\n");
-  check_output(r.g, r.out.text_embeds, x.io, "text_embeds", 1e-4);
-  check_output(r.g, r.out.image_embeds, x.io, "image_embeds", 1e-4);
-  check_output(r.g, r.out.logits_per_image, x.io, "logits_per_image", 1e-4);
-  check_output(r.g, r.out.loss, x.io, "loss", 1e-4);
+  vkp_check_output(r.g, r.out.text_embeds, x.io, "", "text_embeds", 1e-4);
+  vkp_check_output(r.g, r.out.image_embeds, x.io, "", "image_embeds", 1e-4);
+  vkp_check_output(r.g, r.out.logits_per_image, x.io, "", "logits_per_image", 1e-4);
+  vkp_check_output(r.g, r.out.loss, x.io, "", "loss", 1e-4);
   vkp_graph_free(r.g);
   inputs_close(&x);
   vkp_clip_free(c);
@@ -196,27 +179,17 @@ static void test_lora(void **state) {
   vkp_graph_output(g, t.out.logits_per_image);
   // One torch.optim.AdamW step (lr 1e-2, betas (0.9, 0.999), eps 1e-8, weight decay 0.01).
   vkp_param_set *ps;
-  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
-  for (int i = 0; i < nt; i++)
-    VKP_ASSERT_OK(ctx, vkp_param_set_add(ps, tp[i]->name, tp[i]->buf, 0, VKP_DTYPE_F32, tp[i]->ndim, tp[i]->shape, true, NULL));
-  vkp_optim_config oc = vkp_adamw_config(0.01);
-  vkp_optimizer *opt;
-  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &oc, &opt));
-  if (!vkp_optimizer_append(opt, g, grads)) fail_msg("optimizer: %s", vkp_graph_error(g));
-  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
-  vkp_step_scalars sc = {.loss_scale = 1};
-  vkp_optimizer_prepare_step(opt, 1e-2f, true, &sc);
-  VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &sc));
+  vkp_optimizer *opt = vkp_parity_adamw_step(g, tp, nt, grads, &ps);
   VKP_ASSERT_OK(ctx, vkp_clip_inputs_set(c, g, &t.in, x.pixels, x.ids, x.mask));
   VKP_ASSERT_OK(ctx, vkp_graph_run(g));
   printf("[lora]\n");
-  check_output(g, t.out.logits_per_image, io, "logits_per_image", 1e-4);
-  check_output(g, t.out.loss, io, "loss", 1e-4);
+  vkp_check_output(g, t.out.logits_per_image, io, "", "logits_per_image", 1e-4);
+  vkp_check_output(g, t.out.loss, io, "", "loss", 1e-4);
   for (int i = 0; i < nt; i++) {
     char peft_name[512], key[600];
     vkp_peft_param_peft_name(m, tp[i], peft_name, sizeof peft_name);
     snprintf(key, sizeof key, "grad/%s", peft_name);
-    check_output(g, grads[i], io, key, 1e-3);
+    vkp_check_output(g, grads[i], io, "", key, 1e-3);
   }
   for (int i = 0; i < nt; i++) {   // the parameters after the step
     char peft_name[512], key[600];
@@ -257,7 +230,7 @@ static void test_text_only(void **state) {
   assert_null(r.out.image_embeds);
   assert_null(r.out.logits_per_image);
   printf("[text only]\n");
-  check_output(r.g, r.out.text_embeds, x.io, "text_embeds", 1e-4);
+  vkp_check_output(r.g, r.out.text_embeds, x.io, "", "text_embeds", 1e-4);
   vkp_graph_free(r.g);
   // An image batch is refused with a message.
   vkp_graph *g;
@@ -275,20 +248,10 @@ static void test_text_only(void **state) {
   inputs_open(&x);
   forward(c, &x, true, false, NULL, &r);
   printf("[vision only]\n");
-  check_output(r.g, r.out.image_embeds, x.io, "image_embeds", 1e-4);
+  vkp_check_output(r.g, r.out.image_embeds, x.io, "", "image_embeds", 1e-4);
   vkp_graph_free(r.g);
   inputs_close(&x);
   vkp_clip_free(c);
-}
-
-static void copy_file(const char *from, const char *to) {
-  char *text;
-  size_t len;
-  vkp_error err = {0};
-  if (vkp_file_read_all(from, 64 << 20, &text, &len, &err)) fail_msg("%s", err.msg);
-  const void *chunks[1] = {text};
-  if (vkp_file_write_atomic(to, chunks, &len, 1, &err)) fail_msg("%s", err.msg);
-  free(text);
 }
 
 // The fixture checkpoint converted to f16 / bf16 (as 16-bit hub checkpoints are): matrices stay
@@ -315,7 +278,7 @@ static void run_16bit(void **state, vkp_dtype dt) {
   vkp_safetensors_writer_free(w);
   vkp_safetensors_free(src);
   snprintf(path, sizeof path, "%s/config.json", dir);
-  copy_file(vkp_fixture_path("clip/model/config.json"), path);
+  vkp_test_copy_file(vkp_fixture_path("clip/model/config.json"), path);
 
   vkp_clip *c = load(dir, VKP_CLIP_TOWERS_ALL);
   const char *matrices[] = {"text_model.embeddings.token_embedding.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight",
@@ -335,9 +298,9 @@ static void run_16bit(void **state, vkp_dtype dt) {
   run r;
   forward(c, &x, true, true, NULL, &r);
   printf("[%s weights]\n", vkp_dtype_name(dt));
-  check_output(r.g, r.out.text_embeds, x.io, "text_embeds", 1e-2);
-  check_output(r.g, r.out.image_embeds, x.io, "image_embeds", 1e-2);
-  check_output(r.g, r.out.logits_per_image, x.io, "logits_per_image", 1e-2);
+  vkp_check_output(r.g, r.out.text_embeds, x.io, "", "text_embeds", 1e-2);
+  vkp_check_output(r.g, r.out.image_embeds, x.io, "", "image_embeds", 1e-2);
+  vkp_check_output(r.g, r.out.logits_per_image, x.io, "", "logits_per_image", 1e-2);
   vkp_graph_free(r.g);
   inputs_close(&x);
   vkp_clip_free(c);
@@ -402,7 +365,7 @@ static void test_legacy_pooling(void **state) {
   run r;
   forward(c, &x, false, true, NULL, &r);
   printf("[legacy eos_token_id 2]\n");
-  check_output(r.g, r.out.text_embeds, x.io, "text_embeds", 1e-4);
+  vkp_check_output(r.g, r.out.text_embeds, x.io, "", "text_embeds", 1e-4);
   vkp_graph_free(r.g);
   // Token id 2 before the end token of row 1: pooled at argmax (the end token), and the pooled
   // vector is exactly that row of last_hidden_state.
@@ -524,7 +487,7 @@ static void test_new_save_load(void **state) {
   run r1, r2;
   forward(c, &x, true, true, NULL, &r1);
   forward(c2, &x, true, true, NULL, &r2);
-  float *l1 = read_tensor(r1.g, r1.out.logits_per_image), *l2 = read_tensor(r2.g, r2.out.logits_per_image);
+  float *l1 = vkp_parity_read(r1.g, r1.out.logits_per_image), *l2 = vkp_parity_read(r2.g, r2.out.logits_per_image);
   assert_memory_equal(l1, l2, B * B * sizeof *l1);
   free(l1), free(l2);
   vkp_graph_free(r1.g);
@@ -552,7 +515,7 @@ static void test_block_methods(void **state) {
   run r;
   forward(c, &x, true, true, NULL, &r);
   printf("[bottleneck, zero-initialised]\n");
-  check_output(r.g, r.out.logits_per_image, x.io, "logits_per_image", 1e-5);
+  vkp_check_output(r.g, r.out.logits_per_image, x.io, "", "logits_per_image", 1e-5);
   vkp_graph_free(r.g);
 
   vkp_peft_config_init(&pc, VKP_PEFT_VPT);
@@ -580,7 +543,7 @@ static void test_block_methods(void **state) {
   assert_true(isfinite(loss));
   check_pooled_at_eos(c, t.g, &t.out, x.ids, 3);   // behind the 3 prompts
   for (int i = 0; i < t.nt; i++) {
-    float *gd = read_tensor(t.g, t.grads[i]);
+    float *gd = vkp_parity_read(t.g, t.grads[i]);
     double sum = 0;
     for (int64_t k = 0; k < vkp_param_numel(t.tp[i]); k++) sum += fabs(gd[k]);
     if (!isfinite(sum)) fail_msg("gradient of %s is not finite", t.tp[i]->name);
@@ -616,7 +579,7 @@ static void test_prompts_both_towers(void **state) {
   forward(text_only, &x, false, true, NULL, &r1);
   forward(both, &x, true, true, NULL, &r2);
   assert_int_equal(r2.out.text_last_hidden->shape[1], T + 2);
-  float *e1 = read_tensor(r1.g, r1.out.text_embeds), *e2 = read_tensor(r2.g, r2.out.text_embeds);
+  float *e1 = vkp_parity_read(r1.g, r1.out.text_embeds), *e2 = vkp_parity_read(r2.g, r2.out.text_embeds);
   printf("[deep prompts]\n");
   vkp_check_rel("text_embeds (prompts on every block vs on text blocks)", e2, e1, B * 16, 1e-6);
   size_t n;

@@ -248,15 +248,6 @@ static void expect_load_error(const char *path, vkp_status status, const char *n
              needle);
 }
 
-static void copy_file(const char *from, const char *to) {
-  char *data;
-  size_t n;
-  vkp_error err = {0};
-  if (vkp_file_read_all(from, 1 << 26, &data, &n, &err)) fail_msg("fixture missing: %s", err.msg);
-  write_file(to, data, n);
-  free(data);
-}
-
 static void test_diffusers_layout(void **state) {
   char dir[300], sub[320], path[400];
   vkp_test_dir_path(state, "pipeline", dir, sizeof dir);
@@ -264,9 +255,9 @@ static void test_diffusers_layout(void **state) {
   snprintf(sub, sizeof sub, "%s/tokenizer", dir);
   mkdir_ok(sub);
   snprintf(path, sizeof path, "%s/vocab.json", sub);
-  copy_file(vkp_fixture_path("clip/model/vocab.json"), path);
+  vkp_test_copy_file(vkp_fixture_path("clip/model/vocab.json"), path);
   snprintf(path, sizeof path, "%s/merges.txt", sub);
-  copy_file(vkp_fixture_path("clip/model/merges.txt"), path);
+  vkp_test_copy_file(vkp_fixture_path("clip/model/merges.txt"), path);
   vkp_clip_tokenizer *tok = load_ok(dir);
   vkp_clip_tokenizer_info info;
   vkp_clip_tokenizer_get_info(tok, &info);

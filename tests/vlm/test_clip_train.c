@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "vkp_cli_run.h"
 #include "vkp_clip_train.h"
 #include "vkp_config.h"
 #include "vkp_fileio.h"
@@ -91,15 +91,6 @@ static cJSON *tiny_config(const char *out, const char *const *extra, int n_extra
   return cfg;
 }
 
-static vkp_metrics_log *read_log(const char *dir) {
-  char path[600];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  vkp_metrics_log *log = NULL;
-  vkp_error err = {0};
-  if (vkp_metrics_read(path, &log, &err)) fail_msg("%s", err.msg);
-  return log;
-}
-
 static double mean_range(const vkp_metric_series *s, int a, int b) {
   double m = 0;
   for (int i = a; i < b; i++) m += s->value[i];
@@ -126,7 +117,7 @@ static void test_lora_learns(void **state) {
   vkp_error err = {0};
   if (vkp_clip_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
   cJSON_Delete(cfg);
-  vkp_metrics_log *log = read_log(dir);
+  vkp_metrics_log *log = vkp_test_metrics_read(dir);
   const vkp_metric_series *loss = vkp_metrics_find(log, "loss"), *r1 = vkp_metrics_find(log, "train_r1");
   assert_non_null(loss);
   assert_non_null(r1);
@@ -264,7 +255,7 @@ static void test_resume_exact(void **state) {
   printf("  %zu adapter tensors bit-identical after resuming at step 5 of 10\n", vkp_safetensors_count(a));
   vkp_safetensors_free(a);
   vkp_safetensors_free(b);
-  vkp_metrics_log *la = read_log(full), *lb = read_log(dir);
+  vkp_metrics_log *la = vkp_test_metrics_read(full), *lb = vkp_test_metrics_read(dir);
   const vkp_metric_series *sa = vkp_metrics_find(la, "loss"), *sb = vkp_metrics_find(lb, "loss");
   assert_int_equal(sb->n, 10);
   for (int i = 0; i < 10; i++)
@@ -320,7 +311,7 @@ static void test_linear_probe(void **state) {
   vkp_error err = {0};
   if (vkp_clip_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
   cJSON_Delete(cfg);
-  vkp_metrics_log *log = read_log(dir);
+  vkp_metrics_log *log = vkp_test_metrics_read(dir);
   const vkp_metric_series *loss = vkp_metrics_find(log, "loss"), *acc = vkp_metrics_find(log, "train_accuracy");
   assert_non_null(acc);
   printf("  probe: loss %.3f -> %.3f, train accuracy %.1f%% -> %.1f%%, val accuracy %.1f%% (chance %.1f%%), %lld trainable\n",
@@ -336,55 +327,31 @@ static void test_linear_probe(void **state) {
 
 // ---- (6) the command line ---------------------------------------------------------------------
 
-static char out_text[1 << 16];
-
-static int run_cli(const char *args) {
-  char cmd[4096], log[400];
-  snprintf(log, sizeof log, "%s/cli.txt", tmp_root);
-  snprintf(cmd, sizeof cmd, "cd %s && %s/vkpeft %s > %s 2>&1", tmp_root, VKP_BINARY_DIR, args, log);
-  int rc = system(cmd);
-  FILE *f = fopen(log, "r");
-  size_t n = f ? fread(out_text, 1, sizeof out_text - 1, f) : 0;
-  out_text[n] = '\0';
-  if (f) fclose(f);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-// Exit status 2 and exactly one line, containing every needle.
-static void expect_bad(const char *args, const char *n1, const char *n2) {
-  int rc = run_cli(args);
-  int lines = 0;
-  for (const char *p = out_text; *p; p++) lines += *p == '\n';
-  if (rc != 2 || lines != 1 || !strstr(out_text, n1) || (n2 && !strstr(out_text, n2)))
-    fail_msg("vkpeft %s\n  exit %d (want 2), %d lines (want 1):\n%s  (want '%s'%s%s)", args, rc, lines, out_text, n1,
-             n2 ? " and " : "", n2 ? n2 : "");
-}
-
 static void test_cli_errors(void **state) {
   (void)state;
   char args[2000], cfgp[400];
-  expect_bad("train --set task=clip --set train.nope=1", "unknown key 'train.nope'", NULL);
-  expect_bad("train --set task=clip --set train.batch_size=big", "train.batch_size", NULL);
-  expect_bad("train --set task=segment", "task", "segment");
-  expect_bad("train --set task=clip --set train.objective=telepathy --set data.train=x", "train.objective", NULL);
-  expect_bad("train --set task=clip --set data.train=/nonexistent/pairs --set data.workers=0", "data.train", "/nonexistent/pairs");
-  expect_bad("train --set task=clip --set model.pretrained=/nonexistent/clip", "/nonexistent/clip", NULL);
-  expect_bad("train --set task=clip --set data.template=nobraces", "data.template", NULL);
+  vkp_cli_expect_bad("train --set task=clip --set train.nope=1", "unknown key 'train.nope'", NULL);
+  vkp_cli_expect_bad("train --set task=clip --set train.batch_size=big", "train.batch_size", NULL);
+  vkp_cli_expect_bad("train --set task=segment", "task", "segment");
+  vkp_cli_expect_bad("train --set task=clip --set train.objective=telepathy --set data.train=x", "train.objective", NULL);
+  vkp_cli_expect_bad("train --set task=clip --set data.train=/nonexistent/pairs --set data.workers=0", "data.train", "/nonexistent/pairs");
+  vkp_cli_expect_bad("train --set task=clip --set model.pretrained=/nonexistent/clip", "/nonexistent/clip", NULL);
+  vkp_cli_expect_bad("train --set task=clip --set data.template=nobraces", "data.template", NULL);
   // A config file: a wrong type deep in model.init, and a peft entry that is not a list.
   snprintf(cfgp, sizeof cfgp, "%s/bad_clip.json", tmp_root);
   FILE *f = fopen(cfgp, "w");
   fputs("{\"task\": \"clip\", \"model\": {\"init\": {\"text_config\": {\"hidden_size\": \"wide\"}}}}", f);
   fclose(f);
   snprintf(args, sizeof args, "train %s", cfgp);
-  expect_bad(args, "model.init.text_config.hidden_size", cfgp);
+  vkp_cli_expect_bad(args, "model.init.text_config.hidden_size", cfgp);
   f = fopen(cfgp, "w");
   fputs("{\"task\": \"clip\", \"peft\": {\"method\": \"lora\"}}", f);
   fclose(f);
-  expect_bad(args, "peft", cfgp);
+  vkp_cli_expect_bad(args, "peft", cfgp);
   f = fopen(cfgp, "w");
   fputs("{\"task\": 7}", f);
   fclose(f);
-  expect_bad(args, "task", cfgp);
+  vkp_cli_expect_bad(args, "task", cfgp);
   // A caption missing: the reader names the file.
   char bad[400], img[500];
   snprintf(bad, sizeof bad, "%s/no_caption", tmp_root);
@@ -395,7 +362,7 @@ static void test_cli_errors(void **state) {
   vkp_png_write(img, im, NULL, 0, NULL);
   vkp_image_free(im);
   snprintf(args, sizeof args, "train --set task=clip --set data.train=%s --set data.workers=0", bad);
-  expect_bad(args, "data.train", "lonely");
+  vkp_cli_expect_bad(args, "data.train", "lonely");
   // The resolved defaults train end to end through the program (a few steps of the tiny model).
   snprintf(args, sizeof args,
            "train --quiet --set task=clip --set output_dir=%s/cli_run --set data.train=%s --set data.val_fraction=0 "
@@ -406,11 +373,11 @@ static void test_cli_errors(void **state) {
            "--set model.init.vision_config.hidden_size=16 --set model.init.vision_config.num_hidden_layers=1 "
            "--set model.init.vision_config.num_attention_heads=1 --set model.init.vision_config.intermediate_size=16",
            tmp_root, pairs_dir);
-  int rc = run_cli(args);
-  if (rc != 0 || strstr(out_text, "validation")) fail_msg("vkpeft %s\n  exit %d:\n%s", args, rc, out_text);
+  int rc = vkp_cli_run(args);
+  if (rc != 0 || strstr(vkp_cli_output(), "validation")) fail_msg("vkpeft %s\n  exit %d:\n%s", args, rc, vkp_cli_output());
   snprintf(args, sizeof args, "train --quiet --resume %s/cli_run", tmp_root);   // finished: resumes to the end at once
-  rc = run_cli(args);
-  if (rc != 0) fail_msg("vkpeft %s\n  exit %d:\n%s", args, rc, out_text);
+  rc = vkp_cli_run(args);
+  if (rc != 0) fail_msg("vkpeft %s\n  exit %d:\n%s", args, rc, vkp_cli_output());
 }
 
 static int setup(void **state) {

@@ -31,6 +31,25 @@ vkp_status vkp_file_write_atomic(const char *path, const void *const *chunks, co
 vkp_status vkp_file_read_all(const char *path, size_t max_bytes, char **out, size_t *len,
                              vkp_error *err);
 
+// Removes, in `dir` and its folders down to `depth` levels (symbolic links are not followed), every
+// temporary file or folder of vkp_file_write_atomic / vkp_dir_txn (`NAME.tmp.XXXXXXXX`) that no
+// running writer holds: what killed writers left behind. Resuming a run sweeps its directory.
+void vkp_dir_remove_stale_tmp(const char *dir, int depth);
+
+// ---- test-only crash hook ----------------------------------------------------------------------
+// When the environment variable VKPEFT_CRASH_AT is `SITE[@TEXT][:N]`, the N-th time (default 1)
+// this process reaches crash point SITE with a path containing TEXT (any path when absent), it
+// kills itself with SIGKILL, as a power cut or `kill -9` would at that moment. It exists for the
+// crash-safety tests (tests/tools/test_crash_safety.c) and is never set in normal use. Sites:
+//   write        vkp_file_write_atomic: half the bytes are in the temporary file
+//   rename       vkp_file_write_atomic: the temporary file is complete and synced, not yet renamed
+//   folder       vkp_dir_txn_commit: the new folder is complete, not yet in place
+//   folder-old   vkp_dir_txn_commit: the new folder is in place, the old one not yet removed
+//   checkpoint   vkp_checkpoint_save: every file of step-N.tmp/ is written, not yet renamed
+//   checkpoint-old  vkp_checkpoint_save: an existing step-N/ is moved aside, the new one not yet in place
+//   prune        vkp_checkpoint_save: the new checkpoint is in place, older ones not yet pruned
+void vkp_crash_point(const char *site, const char *path);
+
 // Creates a directory and its missing parents (mkdir -p); an existing directory is fine.
 vkp_status vkp_dir_create(const char *path, vkp_error *err);
 

@@ -140,8 +140,9 @@ vkp_graph_stats vkp_graph_get_stats(const vkp_graph *g);
 // Per-op device time of the last run (requires a context created with profiling).
 typedef struct vkp_op_time {
   const char *op;
-  uint32_t count;
+  uint32_t count;        // nodes of this op that recorded at least one dispatch
   double ms;
+  uint32_t dispatches;   // dispatches those nodes recorded
 } vkp_op_time;
 // Fills up to cap entries sorted by time; returns the number of distinct ops.
 uint32_t vkp_graph_profile(const vkp_graph *g, vkp_op_time *out, uint32_t cap);

@@ -94,6 +94,26 @@ vkp_status vkp_safetensors_writer_add_f32(vkp_safetensors_writer *w, const char 
 // its value.
 vkp_status vkp_safetensors_writer_set_metadata(vkp_safetensors_writer *w, const char *key,
                                                const char *value, vkp_error *err);
+// ---- a config.json against its checkpoint, before allocating ----------------------------------
+// Model loaders list the tensors whose shapes follow from the config's sizes (embeddings, the first
+// and last layer of each stack, ...) and check them against the file's header first, so a config
+// that does not describe its checkpoint (or declares absurd sizes) is an error naming the file, the
+// tensor, both shapes and the config keys, not gigabytes allocated and then a mismatch.
+typedef struct vkp_st_expect {
+  char name[192];    // the tensor's name in the file
+  int ndim;          // at most 4
+  int64_t shape[4];  // what the config implies
+  char keys[192];    // the config keys it follows from, for the message: "hidden_size 32, num_channels 3"
+} vkp_st_expect;
+// Fills *e (name from printf-style name_fmt).
+void vkp_st_expect_set(vkp_st_expect *e, const char *keys, int ndim, const int64_t *shape, const char *name_fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+// The first of want[0..n) that is missing from st (VKP_ERR_FORMAT) or has another shape
+// (VKP_ERR_SHAPE): "PATH: tensor 'T' is (32, 4, 3, 3), but CONFIG (block_out_channels[0] 8192)
+// needs (8192, 4, 3, 3)".
+vkp_status vkp_safetensors_expect(const vkp_safetensors *st, const char *path, const char *config_path,
+                                  const vkp_st_expect *want, int n, vkp_error *err);
+
 // Writes the file atomically (see vkp_file_write_atomic): an existing file at `path` stays
 // intact on any failure. The writer is unchanged and may be saved again.
 vkp_status vkp_safetensors_writer_save(vkp_safetensors_writer *w, const char *path, vkp_error *err);

@@ -75,6 +75,12 @@ vkp_tensor *vkp_mean_axis(vkp_graph *g, vkp_tensor *a, int axis);  // keepdim
 vkp_tensor *vkp_matmul(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, bool trans_a, bool trans_b);
 // nn.Linear: x (..., in) @ w (out, in)^T + bias (out) (bias may be NULL).
 vkp_tensor *vkp_linear(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *bias);
+// y + scale · (xd @ A^T) @ B^T for y = vkp_linear(x, w, bias): LoRA on a linear layer. A (r, in),
+// B (out, r), xd shaped like x (x itself, or x after dropout). When y is such a linear node, the
+// result is one node whose low-rank term accumulates into the base product's output (no separate
+// scale or add) and whose backward forms dx = dy·W + scale·(dy·B)·A as one node; otherwise it is
+// y + scale · linear(linear(xd, A), B) built from plain ops.
+vkp_tensor *vkp_linear_add_lora(vkp_graph *g, vkp_tensor *y, vkp_tensor *xd, vkp_tensor *A, vkp_tensor *B, float scale);
 
 // ---- normalisation and softmax (core/ops/norm.c, core/ops/softmax.c) ------------------------
 vkp_tensor *vkp_layer_norm(vkp_graph *g, vkp_tensor *x, vkp_tensor *weight, vkp_tensor *bias, float eps);  // over last dim; weight/bias may be NULL

@@ -39,6 +39,7 @@
 
 #define VKP_CHECKPOINT_STATE_FILE "trainer_state.json"
 #define VKP_CHECKPOINT_OPTIMIZER_FILE "optimizer.safetensors"
+#define VKP_CHECKPOINT_LOG_FILE "metrics.jsonl"   // the run's log (in the run directory)
 #define VKP_CHECKPOINT_PATH_MAX 4096
 
 // The generic trainer state, everything an exact resume needs besides parameters and optimizer.
@@ -76,6 +77,22 @@ typedef struct vkp_checkpoint {
   cJSON *json;   // the whole trainer_state.json (trainer-specific keys); owned, see _clear
   int skipped;   // newer checkpoints passed over because they were damaged
 } vkp_checkpoint;
+
+// Before resuming: cleans up what a killed run left in run_dir. A save killed before its rename
+// leaves checkpoints/step-N.tmp/ (removed); one killed between moving an older step-N/ aside and
+// renaming the new one leaves step-N.old/ alone (renamed back to step-N/), or beside step-N/
+// (removed); pruning killed midway leaves a step-N/ without trainer_state.json (removed first when
+// pruning, so such a folder is never a checkpoint: removed); killed atomic writes leave
+// NAME.tmp.XXXXXXXX files and folders anywhere in the run (removed, see vkp_dir_remove_stale_tmp).
+// Errors: VKP_ERR_IO.
+vkp_status vkp_checkpoint_recover(const char *run_dir, vkp_error *err);
+
+// Cuts the run's metrics.jsonl back to its length when `ck` was saved (trainer_state.json's
+// "log_bytes"), so the records a killed run appended after the checkpoint at its step (a finished
+// run's final test records) are not kept twice when the resumed run writes them again. A log
+// shorter than that, or one that does not break at that length, is left for the step-based
+// truncation of vkp_metrics_open. Errors: VKP_ERR_IO.
+vkp_status vkp_checkpoint_trim_log(const vkp_checkpoint *ck, const char *run_dir, vkp_error *err);
 
 // The newest intact checkpoint of run_dir. Errors: VKP_ERR_NOT_FOUND (no checkpoints folder, or no
 // intact checkpoint in it: the message says how many were damaged and why the newest was).

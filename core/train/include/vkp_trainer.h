@@ -4,8 +4,12 @@
 // checkpoints, checkpoint saving and finding the checkpoint to resume from. A trainer keeps its own
 // model, data, graph and loop; these functions hold what would otherwise be copied between them.
 //
-// Layering: core/train sees core/peft (adapters), core/model and core/io; not core/report, so
-// callers sync their metrics file after a checkpoint themselves.
+// vkp_trainer_loop (trainer_loop.c) is the step loop they share: the cadence of logging,
+// evaluation, samples, checkpoints and stop_after, the metrics log window and the progress bar,
+// around the task's callbacks.
+//
+// Layering: core/train sees core/peft (adapters), core/model and core/io, and core/report (the
+// loop's metrics records and progress bar); a task's checkpoint callback syncs its metrics file.
 #ifndef VKP_TRAINER_H
 #define VKP_TRAINER_H
 
@@ -15,9 +19,11 @@
 #include <cjson/cJSON.h>
 
 #include "vkp_checkpoint.h"
+#include "vkp_metrics.h"
 #include "vkp_model.h"
 #include "vkp_optim.h"
 #include "vkp_peft.h"
+#include "vkp_progress.h"
 
 // The common keys of a training config, checked (each error names the key) before any data loads.
 typedef struct vkp_train_keys {
@@ -120,6 +126,74 @@ vkp_status vkp_trainer_write_config(const vkp_trainer_run *r, vkp_error *err);
 // The newest intact checkpoint of resume_dir into *out (a new vkp_checkpoint: free with
 // vkp_checkpoint_clear + free); unless quiet, says how many newer damaged ones it passed over.
 vkp_status vkp_trainer_find_checkpoint(const char *resume_dir, bool quiet, vkp_checkpoint **out, vkp_error *err);
+
+// ---- the step loop (trainer_loop.c) --------------------------------------------------------------
+// vkp_trainer_loop_run takes a run from its current step to its end. The loop owns
+//   the cadence, for the step s just taken (end: train.stop_after when 0 < it < total_steps, else
+//     total_steps): a metrics record when s % log_every == 0 or s == end; evaluate when
+//     s % eval_every == 0 (eval_every > 0) or s == total_steps; sample likewise with sample_every;
+//     checkpoint when s % checkpoint_every == 0 (checkpoint_every > 0) or s == end, in that order.
+//     A run stopped by stop_after logs and checkpoints its last step; with eval_at_start a run at
+//     step 0 evaluates once before its first step (a baseline);
+//   the log window: the running means of the task's per-step values over the window's steps, its
+//     images per second and the seconds since the run began, handed to log_fields; the loop writes
+//     the record (step = s) to mw and starts the next window;
+//   the progress bar (none when quiet): updated after every step with the loss and extra text;
+//   the run's clock (t0, step0; vkp_trainer_loop_rate).
+// A task supplies
+//   step        one optimizer step (its grad_accum micro-batches); advances *step and fills out;
+//   log_fields  a window's record: fills m (up to VKP_TRAINER_LOG_MAX fields, the task's keys in
+//               its order) and returns how many;
+//   evaluate    (may be NULL) validation; writes its own records, prints through l->bar;
+//   sample      (may be NULL) sample images;
+//   checkpoint  a checkpoint of *step (and its metrics sync, its report).
+#define VKP_TRAINER_WINDOW_MAX 4      // per-step values a task averages over a log window
+#define VKP_TRAINER_LOG_MAX 16        // fields of a log record
+
+typedef struct vkp_trainer_step_out {
+  double loss;                            // shown on the progress bar
+  double window[VKP_TRAINER_WINDOW_MAX];  // summed over the log window, in the task's order
+  int64_t images;                         // images trained on (preset to batch × grad_accum)
+  char extra[64];                         // the bar's text after the loss ("" for none)
+} vkp_trainer_step_out;
+
+typedef struct vkp_trainer_window {
+  int64_t steps;                          // steps in the window (>= 1)
+  double mean[VKP_TRAINER_WINDOW_MAX];    // the summed window values / steps
+  double images_per_s;                    // the window's images per second of it
+  double seconds;                         // since vkp_trainer_loop_run began
+} vkp_trainer_window;
+
+typedef struct vkp_trainer_loop_ops {
+  void *user;                             // the task's trainer, passed to every callback
+  vkp_status (*step)(void *user, vkp_trainer_step_out *out, vkp_error *err);
+  int (*log_fields)(void *user, const vkp_trainer_window *w, vkp_metric m[VKP_TRAINER_LOG_MAX]);
+  vkp_status (*evaluate)(void *user, vkp_error *err);
+  vkp_status (*sample)(void *user, vkp_error *err);
+  vkp_status (*checkpoint)(void *user, vkp_error *err);
+} vkp_trainer_loop_ops;
+
+typedef struct vkp_trainer_loop {
+  // set by the task before vkp_trainer_loop_run:
+  vkp_trainer_loop_ops ops;
+  const vkp_train_keys *k;                // batch, accum, log_every, eval_every, ckpt_every, stop_after
+  const int64_t *step;                    // the task's optimizer-step counter (ops.step advances it)
+  int64_t total_steps;
+  int64_t sample_every;                   // with ops.sample: every so many steps (0: at total_steps only)
+  bool eval_at_start, quiet;
+  vkp_metrics_writer *mw;                 // where the window records go (not owned)
+  // kept by the loop (the task reads them):
+  vkp_progress *bar;                      // during the run: the bar (NULL when quiet); owned
+  double t0;                              // vkp_trainer_now() when the run began (0 before)
+  int64_t step0, end;                     // the step it began at; the step it stops at
+  double t_window, window_sum[VKP_TRAINER_WINDOW_MAX];
+  int64_t window_steps, images_window;
+} vkp_trainer_loop;
+
+// Runs steps until *step reaches the end (or a callback fails: its status, the bar freed).
+vkp_status vkp_trainer_loop_run(vkp_trainer_loop *l, vkp_error *err);
+// The seconds since the run began and its images per second (batch × grad_accum per step taken).
+void vkp_trainer_loop_rate(const vkp_trainer_loop *l, double *seconds, double *images_per_s);
 
 // Monotonic seconds (throughput and ETA).
 double vkp_trainer_now(void);
