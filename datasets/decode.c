@@ -191,8 +191,22 @@ static const char *stb_guard(FILE *fp) {
     return "a PSD, PIC or HDR file (images are PNG, JPEG, BMP, GIF, TGA or PNM)";
   if (h[0] == 'P' && (h[1] == '5' || h[1] == '6')) return pnm_check(fp, size);
   if (!memcmp(h, "\x89PNG\r\n\x1a\n", 8)) return png_check(fp, size);
-  bool other = !memcmp(h, "\x89PNG", 4) || !memcmp(h, "GIF8", 4) || !memcmp(h, "BM", 2);
-  if (!other && n == sizeof h && h[2] >= 1 && h[2] <= 3) {   // TGA without RLE: header, id, palette, pixels
+  if (!memcmp(h, "BM", 2) && n == sizeof h) {   // a palette BMP: stb_image reads as many colours as
+    // fit between the headers and the pixels and leaves the rest of its palette unset, though the
+    // pixels may index it (fuzz_image: uninitialised stack memory as pixels)
+    unsigned char b[16] = {0};
+    long long offset = h[10] | h[11] << 8 | h[12] << 16 | (long long)h[13] << 24;
+    long long hsz = h[14] | h[15] << 8 | h[16] << 16 | (long long)h[17] << 24;
+    if (fseek(fp, 14 + 4, SEEK_SET) == 0 && fread(b, 1, sizeof b, fp) == sizeof b) {
+      int bpp = hsz == 12 ? (b[6] | b[7] << 8) : (b[10] | b[11] << 8);
+      long long colours = hsz == 12 ? (offset - 14 - 24) / 3 : (offset - 14 - hsz) / 4;
+      if (bpp >= 1 && bpp < (hsz == 12 ? 24 : 16) && colours < (1 << (bpp < 8 ? bpp : 8))) bad = "a palette BMP whose palette has fewer colours than its pixels can index";
+    }
+    rewind(fp);
+    return bad;
+  }
+  bool other = !memcmp(h, "\x89PNG", 4) || !memcmp(h, "GIF8", 4);
+  if (!other && n >= 3 && h[2] >= 1 && h[2] <= 3) {   // TGA without RLE: header (what is missing reads as 0), id, palette, pixels
     long long palette = h[1] ? (long long)(h[5] | h[6] << 8) * ((h[7] + 7) / 8) : 0;
     long long pixels = (long long)(h[12] | h[13] << 8) * (h[14] | h[15] << 8) * ((h[16] + 7) / 8);
     if (size < 18 + h[0] + palette + pixels) return "a truncated TGA file";

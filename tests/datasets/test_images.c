@@ -2,7 +2,8 @@
 // stb_image_write: grey / RGB / RGBA / BMP inputs, channel conversion and alpha handling against
 // hand-computed values, corrupt, truncated and missing images, empty class folders, fixed class
 // lists, load-time resizing; files that stb_image 2.27 mishandles (fuzz_image's findings: JPEG
-// tables, truncated TGA / PNM, PNG chunks longer than the file) and class ids out of range.
+// tables, truncated TGA / PNM, PNG chunks longer than the file, short BMP palettes) and class ids
+// out of range.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,6 +333,8 @@ static void test_folder_bad_inputs(void **state) {
   static const unsigned char tga[] = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 4, 24, 0, 1, 2, 3, 4, 5, 6};
   write_file(P("f6/cat/short.tga"), tga, sizeof tga);
   expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "short.tga", "truncated TGA");
+  write_file(P("f6/cat/short.tga"), tga, 17);   // even the header cut short (stb_image reads zeros)
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "short.tga", "truncated TGA");
   remove(P("f6/cat/short.tga"));
   static const char ppm[] = "P6 # a comment\n4 4\n255\n0123456789";
   write_file(P("f6/cat/short.ppm"), ppm, sizeof ppm - 1);
@@ -351,6 +354,15 @@ static void test_folder_bad_inputs(void **state) {
   assert_int_equal(fwrite("\x3a\x00\x00\x15", 1, 4, f), 4);
   fclose(f);
   expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "long.png", "PNG chunk longer than the file");
+  remove(P("f6/cat/long.png"));
+  // An 8-bit BMP with a palette of 16 colours: its pixels may index colours 16..255, which
+  // stb_image 2.27 never sets (fuzz_image: uninitialised stack memory as pixels). Refused.
+  unsigned char bmp[14 + 40 + 16 * 4 + 8] = {'B', 'M', sizeof bmp, 0, 0, 0, 0, 0, 0, 0, 14 + 40 + 64, 0, 0, 0,
+                                              40, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 1, 0, 8, 0};
+  bmp[14 + 32] = 16;   // colours used
+  bmp[14 + 40 + 64] = 200;   // a pixel indexing colour 200
+  write_file(P("f6/cat/palette.bmp"), bmp, sizeof bmp);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "palette.bmp", "palette has fewer colours");
 }
 
 static void test_folder_resize_at_load(void **state) {
