@@ -9,7 +9,7 @@
 # run's images/s comes from the median of STEPS steps. Prints every run, then per method the best
 # and the median run of each framework and their ratios (vkpeft / PyTorch), then one JSON line.
 #
-# LoRA methods are also run with VKPEFT_UNFUSED_LORA=1 (the low-rank term as separate matmul, scale
+# LoRA methods are also run with --unfused-lora (the low-rank term as separate matmul, scale
 # and add ops, as before the fused LoRA linear of core/ops/matmul.c), in the same loop, so the
 # before/after ratio of vkpeft comes from one run on the same load.
 #
@@ -67,9 +67,9 @@ for ((rep = 1; rep <= repeats; rep++)); do
     case $method in lora*) variants="fused unfused" ;; esac
     for variant in $variants; do
       load=$(cut -d' ' -f1 /proc/loadavg)
-      unfused=0
-      [ "$variant" = unfused ] && unfused=1
-      vk=$(VKPEFT_UNFUSED_LORA=$unfused "$vkpeft" bench peft --config "$config" --methods "$method" --steps "$steps" --json 2>/dev/null | tr -d '\n\t')
+      unfused=()
+      [ "$variant" = unfused ] && unfused=(--unfused-lora)
+      vk=$("$vkpeft" bench peft --config "$config" --methods "$method" --steps "$steps" "${unfused[@]}" --json 2>/dev/null | tr -d '\n\t')
       printf '{"rep": %d, "method": "%s", "side": "vkpeft", "variant": "%s", "load": %s, "result": %s}\n' \
         "$rep" "$method" "$variant" "$load" "$vk" >>"$runs"
     done

@@ -69,7 +69,8 @@ void vkp_data_convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_a
 // table of more than 256 symbols is written past its end, and a scan that uses a Huffman or
 // quantization table the file never defined, or an image component that no scan codes, decodes from
 // uninitialised memory (fuzz_image found both; the second gave different pixels on every decode of
-// one file). So JPEG files are checked for these before stb_image reads them. Markers are followed
+// one file). A baseline scan decodes all 64 coefficients with its AC table even when its spectral
+// selection says 0..0 (fuzz_image: a 16x9 file whose chroma AC table was never defined). So JPEG files are checked for these before stb_image reads them. Markers are followed
 // by their lengths up to the first scan, then found by scanning (0xFF, then a byte other than 0x00,
 // 0xFF or a restart marker), as a decoder finds them between scans. Returns what is wrong, or NULL;
 // the file is rewound either way.
@@ -77,6 +78,7 @@ static const char *jpeg_check(FILE *fp) {
   const char *bad = NULL;
   unsigned huff = 0, quant = 0, scanned = 0;   // Huffman tables (bit class * 4 + id), quantization tables
   int ncomp = 0, comp_id[4] = {0}, comp_tq[4] = {0};   // the frame's components; `scanned`: initialised ones
+  int progressive = 0;                                  // SOF2; baseline scans use the AC table whatever Ss/Se say
   static _Thread_local unsigned char seg[65536];
   int c = getc(fp);
   if (c != 0xFF) goto done;
@@ -120,12 +122,12 @@ static const char *jpeg_check(FILE *fp) {
         if (ss == 0 && ah == 0) scanned |= 1u << k;   // a scan that sets every coefficient (baseline, DC first)
         int td = seg[2 + 2 * i] >> 4, ta = seg[2 + 2 * i] & 15;
         if (!(quant >> (comp_tq[k] & 15) & 1) || (ss == 0 && (td > 3 || !(huff >> td & 1))) ||
-            ((ss || se) && (ta > 3 || !(huff >> (4 + ta) & 1))))
+            ((!progressive || ss || se) && (ta > 3 || !(huff >> (4 + ta) & 1))))
           bad = "a JPEG scan that uses a table the file does not define";
       }
     } else {   // SOF0/1/2: precision, height, width, components (id, sampling, quantization table)
       ncomp = n > 5 && seg[5] <= 4 ? seg[5] : 0;
-      scanned = 0;
+      scanned = 0, progressive = c == 0xC2;
       for (int k = 0; k < ncomp; k++) comp_id[k] = 6 + 3 * k < (int)n ? seg[6 + 3 * k] : -1, comp_tq[k] = 8 + 3 * k < (int)n ? seg[8 + 3 * k] : 0;
     }
   }

@@ -95,11 +95,10 @@ python3 scripts/emoji_heldout.py "$out/diffusion-heldout-emojione.safetensors" "
 # The style classifier's data: every Noto and EmojiOne PNG, label = style; the held-out emoji are
 # its test set (it never sees them in training either).
 python3 - "$out" "$n_gen" <<'PY'
-import glob, json, struct, sys
+import glob, json, sys
+sys.path.insert(0, "scripts")
+from emoji_heldout import embedded_files as files
 out, n_gen = sys.argv[1], int(sys.argv[2])
-def files(emb):
-    with open(emb, "rb") as f:
-        return json.loads(json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]["images"])
 gems = "/usr/share/rubygems-integration/all/gems"
 sets = {"noto": glob.glob(f"{gems}/tanuki_emoji-*/app/assets/images/tanuki_emoji/*.png"),
         "emojione": glob.glob(f"{gems}/gemojione-*/assets/png/*.png")}

@@ -3,8 +3,8 @@
 #include "cli_generate.h"
 #include "vkp_plot.h"
 
-vkp_status vkp_gen_grid(const vkp_image *images, const char *const *labels, int n, const char *title, vkp_image **out,
-                        vkp_error *err) {
-  vkp_image_grid g = {.title = title, .images = images, .captions = labels, .n = n, .cols = n};
+vkp_status vkp_gen_grid(const vkp_image *images, const char *const *labels, int n, int cols, const char *title,
+                        vkp_image **out, vkp_error *err) {
+  vkp_image_grid g = {.title = title, .images = images, .captions = labels, .n = n, .cols = cols};
   return vkp_plot_image_grid(&g, out, err);
 }

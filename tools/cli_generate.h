@@ -109,9 +109,10 @@ vkp_status vkp_gen_out_open(const char *output, vkp_gen_out *o, vkp_error *err);
 // The path of image k of n with seed `seed` (grid: the grid's path).
 void vkp_gen_out_path(vkp_gen_out *o, int k, int n, unsigned long long seed, bool grid, char *path, size_t cap);
 
-// One PNG of n images side by side (same size, RGB), `labels[i]` written under image i with the
-// embedded font and `title` above (small images are scaled up so the labels fit). *out: new image.
-vkp_status vkp_gen_grid(const vkp_image *images, const char *const *labels, int n, const char *title, vkp_image **out,
-                        vkp_error *err);
+// One PNG of n images (same size, RGB) in rows of `cols` (0: about square), `labels[i]` written
+// under image i with the embedded font and `title` above (small images are scaled up so the labels
+// fit). *out: new image.
+vkp_status vkp_gen_grid(const vkp_image *images, const char *const *labels, int n, int cols, const char *title,
+                        vkp_image **out, vkp_error *err);
 
 #endif

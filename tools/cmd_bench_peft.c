@@ -90,6 +90,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: vkpeft bench peft [--config vit-s|demo] [--batch N] [--steps S] [--methods a,b,...] [--json]\n"
           "         [--base-dtype f32|f16|bf16] [--optimizer adamw|adamw8bit] [--checkpointing]\n"
+          "         [--unfused-lora]\n"
           "For each PEFT method, on a randomly initialised ViT in a fresh device context: trainable and\n"
           "total parameters, planned peak device memory of a training step (parameters + gradient and\n"
           "AdamW state + graph arena + rest), dispatches per step and, with --steps S > 0, the median\n"
@@ -103,6 +104,7 @@ static void usage(FILE *f) {
           "\n  --base-dtype  storage of the frozen base's Linear/Conv2d/Embedding weights (default f32)\n"
           "  --optimizer   adamw (f32 state, default) or adamw8bit (block-wise 8-bit state)\n"
           "  --checkpointing  activation checkpointing: every layer recomputed in backward\n"
+          "  --unfused-lora   LoRA linears as separate matmul, scale and add ops (before/after of the fused form)\n"
           "  --json    one JSON object on stdout (the table then goes to stderr)\n"
           "Progress lines go to stderr.\n");
 }
@@ -141,6 +143,7 @@ typedef struct bench_memory_opts {
   vkp_dtype base_dtype;    // f32, f16 or bf16 (vkp_model_set_base_dtype)
   const char *optimizer;   // "adamw" or "adamw8bit"
   bool checkpointing;      // every ViT layer an activation-checkpoint segment
+  bool unfused_lora;       // LoRA linears as separate matmul, scale and add ops (vkp_graph_set_lora_fusion)
 } bench_memory_opts;
 
 static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, const bench_memory_opts *mo,
@@ -221,6 +224,7 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
     fail = vkp_ctx_error(ctx);
     goto done;
   }
+  vkp_graph_set_lora_fusion(g, !mo->unfused_lora);
   int64_t S = vc->image_size;
   vkp_tensor *px = vkp_tensor_input(g, "pixel_values", VKP_DTYPE_F32, 4, (int64_t[]){batch, vc->num_channels, S, S});
   vkp_tensor *lab = vkp_tensor_input(g, "labels", VKP_DTYPE_I32, 1, (int64_t[]){batch});
@@ -405,7 +409,7 @@ int vkp_bench_peft(int argc, char **argv) {
   bool vit_s = false, json = false;
   long batch = 0, steps = 3;
   const char *list = NULL;
-  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw", false};
+  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw", false, false};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = true;
@@ -417,6 +421,9 @@ int vkp_bench_peft(int argc, char **argv) {
       continue;
     } else if (!strcmp(a, "--checkpointing")) {
       mo.checkpointing = true;
+      continue;
+    } else if (!strcmp(a, "--unfused-lora")) {
+      mo.unfused_lora = true;
       continue;
     } else if (!strcmp(a, "--config")) {
       ok = v && (!strcmp(v, "vit-s") || !strcmp(v, "demo"));

@@ -123,6 +123,21 @@ static vkp_status write_tensors(gen_run *r, const float *lat, float *decoded, vk
   return st;
 }
 
+// The grid PNG (NNNNN-grid.png): the cells in rows of `cols`, each captioned, with the generation
+// parameters `g` (its `extra` says what the grid varies) in the PNG's text chunk.
+static vkp_status write_grid(vkp_gen_out *out, const vkp_image *cells, const char *const *captions, int n, int cols,
+                             const vkp_gen_params *g, vkp_error *err) {
+  vkp_image *grid = NULL;
+  char path[1200];
+  vkp_status st = vkp_gen_grid(cells, captions, n, cols, NULL, &grid, err);
+  if (!st) {
+    vkp_gen_out_path(out, 0, 1, 0, true, path, sizeof path);
+    st = write_png(path, grid, g, err);
+  }
+  vkp_image_free(grid);
+  return st;
+}
+
 // --grid: one image per value, side by side with the value under each.
 static vkp_status run_grid(gen_run *r, vkp_gen_out *out, float *lat, uint8_t *rgb, float *decoded, vkp_error *err) {
   vkp_gen_opts *o = r->o;
@@ -147,10 +162,8 @@ static vkp_status run_grid(gen_run *r, vkp_gen_out *out, float *lat, uint8_t *rg
     lp[k] = labels[k];
     cells[k] = (vkp_image){.width = r->W, .height = r->H, .channels = 3, .data = rgb + k * img};
   }
-  vkp_image *grid = NULL;
-  if (!st) st = vkp_gen_grid(cells, lp, o->n_grid, NULL, &grid, err);
   if (!st) {
-    char extra[1200], vals[1024] = "", path[1200];
+    char extra[1200], vals[1024] = "";
     for (int k = 0; k < o->n_grid; k++)
       snprintf(vals + strlen(vals), sizeof vals - strlen(vals), "%s%g", k ? ", " : "", o->grid_values[k]);
     static const char *const names[] = {"", "seeds", "lora-scale", "cfg"};
@@ -160,10 +173,8 @@ static vkp_status run_grid(gen_run *r, vkp_gen_out *out, float *lat, uint8_t *rg
     fill_params(r, &g, o->grid == VKP_GEN_GRID_SEEDS ? (unsigned long long)o->grid_values[0] : o->seed,
                 o->grid == VKP_GEN_GRID_CFG ? o->grid_values[0] : o->cfg, vkp_sampler_a1111_name(r->kind, r->karras));
     g.extra = extra;
-    vkp_gen_out_path(out, 0, 1, 0, true, path, sizeof path);
-    st = write_png(path, grid, &g, err);
+    st = write_grid(out, cells, lp, o->n_grid, o->n_grid, &g, err);
   }
-  vkp_image_free(grid);
   return st;
 }
 
@@ -179,7 +190,7 @@ static vkp_status run_prompts(gen_run *r, vkp_gen_out *out, char **prompts, int 
   float *decoded = malloc(img * sizeof(float));
   uint8_t *rgb = malloc((grid ? (size_t)total : (size_t)chunk) * img);
   unsigned long long *seeds = malloc((size_t)chunk * sizeof *seeds);
-  vkp_image *cells = calloc((size_t)total, sizeof *cells), *g = NULL;
+  vkp_image *cells = calloc((size_t)total, sizeof *cells);
   vkp_status st = VKP_OK;
   if (!lat || !conds || !decoded || !rgb || !seeds || !cells) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
   const char *sampler = NULL;
@@ -211,22 +222,18 @@ static vkp_status run_prompts(gen_run *r, vkp_gen_out *out, char **prompts, int 
     const char **caps = malloc((size_t)total * sizeof *caps);
     if (!caps) st = vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
     for (int j = 0; caps && j < total; j++) caps[j] = prompts[j / o->batch];
-    vkp_image_grid gd = {.images = cells, .captions = caps, .n = total, .cols = o->batch > 1 ? o->batch : 0};
-    if (!st) st = vkp_plot_image_grid(&gd, &g, err);
     if (!st) {
-      char path[1200], extra[64];
+      char extra[64];
       vkp_gen_params gp;
       fill_params(r, &gp, o->seed, o->cfg, sampler);
       gp.prompt = prompts[0];
       snprintf(extra, sizeof extra, "Grid: prompts, Prompts: %d", np);
       gp.extra = extra;
-      vkp_gen_out_path(out, 0, 1, 0, true, path, sizeof path);
-      st = write_png(path, g, &gp, err);
+      st = write_grid(out, cells, caps, total, o->batch > 1 ? o->batch : 0, &gp, err);
     }
     free(caps);
   } else if (!st && total > VKP_GEN_MAX_PROMPTS_GRID)
     printf("no grid: %d images (a grid is written for at most %d)\n", total, VKP_GEN_MAX_PROMPTS_GRID);
-  vkp_image_free(g);
   free(lat), free(conds), free(decoded), free(rgb), free(seeds), free(cells);
   return st;
 }
@@ -321,12 +328,14 @@ int cmd_generate(int argc, char **argv) {
   if (o.pred_s) r.sched.prediction_type = strcmp(o.pred_s, "epsilon") ? VKP_PRED_V : VKP_PRED_EPSILON;
   int n_img = o.grid ? o.n_grid : o.batch;
   size_t img_bytes = (size_t)3 * r.W * r.H;
-  lat = malloc((size_t)o.batch * r.n * sizeof(float));
-  decoded = malloc(img_bytes * sizeof(float));
-  rgb = malloc((size_t)n_img * img_bytes);
+  if (!prompts) {   // --prompts sizes its own buffers by the prompts of a UNet batch
+    lat = malloc((size_t)o.batch * r.n * sizeof(float));
+    decoded = malloc(img_bytes * sizeof(float));
+    rgb = malloc((size_t)n_img * img_bytes);
+  }
   r.cond = malloc((size_t)r.T * r.D * sizeof(float));
   r.uncond = calloc((size_t)r.T * r.D, sizeof(float));
-  if (!lat || !decoded || !rgb || !r.cond || !r.uncond) {
+  if ((!prompts && (!lat || !decoded || !rgb)) || !r.cond || !r.uncond) {
     st = vkp_error_set(&err, VKP_ERR_OOM, "out of host memory");
     goto done;
   }

@@ -33,9 +33,10 @@ typedef struct run {
   vkp_tensor *px, *lab, *loss, *logits, *gnorm;
   vkp_loader *loader;
   vkp_metrics_writer *mw;
-  vkp_progress *bar;   // NULL when quiet
+  vkp_trainer_loop loop;   // the shared step loop (core/train/trainer_loop.c); its bar is NULL when quiet
   vkp_train_keys k;      // the common train.* keys, checked before any data loads
   int64_t step, micro;
+  float lr;              // the learning rate of the last optimizer step
   double best_val;
   int64_t best_step;
 } run;
@@ -170,60 +171,61 @@ static vkp_status evaluate_val(run *r, vkp_error *err) {
   vkp_metric m[3] = {{"val_accuracy", res.accuracy}, {"val_top5", res.top5}, {"val_loss", res.loss}};
   vkp_status st = vkp_metrics_write(r->mw, r->step, m, 3, err);
   if (res.accuracy > r->best_val) r->best_val = res.accuracy, r->best_step = r->step;
-  vkp_progress_print(r->bar, "step %lld: validation accuracy %.2f%% (%zu images), loss %.4f", (long long)r->step,
+  vkp_progress_print(r->loop.bar, "step %lld: validation accuracy %.2f%% (%zu images), loss %.4f", (long long)r->step,
                      100 * res.accuracy, n, res.loss);
   vkp_eval_result_free(&res);
   return st;
 }
 
-// ---- the loop -------------------------------------------------------------------------------
+// ---- the step loop's callbacks (vkp_trainer_loop: the cadence of logs, evaluations, checkpoints) ----
 
-static vkp_status train_loop(run *r, vkp_error *err) {
-  double t0 = vkp_trainer_now(), t_window = t0, loss_sum = 0;
-  int64_t step0 = r->step;
-  int64_t images_window = 0, loss_count = 0;
-  int64_t end = r->k.stop_after > 0 && r->k.stop_after < r->o.total_steps ? r->k.stop_after : r->o.total_steps;
-  uint64_t seed = r->k.seed;
-  while (r->step < end) {
+// One optimizer step: grad_accum micro-batches through the recorded graph (the optimizer applies on
+// the last one).
+static vkp_status loop_step(void *user, vkp_trainer_step_out *o, vkp_error *err) {
+  run *r = user;
+  double loss_sum = 0;
+  int64_t images = 0;
+  for (int64_t m = 0; m < r->k.accum; m++) {
     vkp_batch b;
     VKP_TRY(vkp_loader_next(r->loader, &b, err));
-    bool apply = (r->micro + 1) % r->k.accum == 0;
-    vkp_step_scalars s = {.loss_scale = 1.0f / (float)r->k.accum, .seed = (uint32_t)(seed * 1000003u + (uint64_t)r->micro)};
+    bool apply = m == r->k.accum - 1;
+    vkp_step_scalars s = {.loss_scale = 1.0f / (float)r->k.accum, .seed = (uint32_t)(r->k.seed * 1000003u + (uint64_t)r->micro)};
     vkp_optimizer_prepare_step(r->o.opt, vkp_lr_at(&r->o.sched, vkp_optimizer_steps(r->o.opt)), apply, &s);
     vkp_status st = vkp_graph_set_scalars(r->g, &s);
     if (!st) st = vkp_graph_set_input(r->g, r->px, b.pixels, vkp_tensor_nbytes(r->px));
     if (!st) st = vkp_graph_set_input(r->g, r->lab, b.labels, vkp_tensor_nbytes(r->lab));
     if (!st) st = vkp_graph_run(r->g);
-    float loss = 0, gn = 0;
+    float loss = 0;
     if (!st) st = vkp_graph_read(r->g, r->loss, &loss, 4);
     if (st) return vkp_error_set(err, st, "training step %lld: %s", (long long)r->step, vkp_ctx_error(r->ctx));
     if (!isfinite(loss)) return vkp_error_set(err, VKP_ERR_INVALID, "training diverged at step %lld (loss %g): lower train.lr", (long long)r->step, loss);
-    r->micro++;
-    images_window += b.n;
-    loss_sum += loss, loss_count++;
-    if (!apply) continue;
-    r->step++;
-    vkp_progress_update(r->bar, r->step, (r->step - step0) * r->k.batch * r->k.accum, loss, NULL);
-    if (r->step % r->k.log_every == 0 || r->step == end) {
-      vkp_graph_read(r->g, r->gnorm, &gn, 4);
-      double dt = vkp_trainer_now() - t_window, ips = dt > 0 ? (double)images_window / dt : 0;
-      vkp_metric m[7] = {{"epoch", (double)r->micro * (double)r->k.batch / (double)r->data.n_train},
-                         {"loss", loss_sum / (double)loss_count},
-                         {"lr", s.lr},
-                         {"grad_norm", gn},
-                         {"images_per_s", ips},
-                         {"device_mb", (double)vkp_ctx_memory_in_use(r->ctx) / 1048576.0},
-                         {"seconds", vkp_trainer_now() - t0}};
-      VKP_TRY(vkp_metrics_write(r->mw, r->step, m, 7, err));
-      t_window = vkp_trainer_now(), images_window = 0, loss_sum = 0, loss_count = 0;
-    }
-    bool eval_now = r->k.eval_every > 0 && r->step % r->k.eval_every == 0;
-    bool ckpt_now = (r->k.ckpt_every > 0 && r->step % r->k.ckpt_every == 0) || r->step == end;
-    if (eval_now || (r->step == end && r->k.eval_every == 0)) VKP_TRY(evaluate_val(r, err));
-    if (ckpt_now) VKP_TRY(save_checkpoint(r, err));
+    r->micro++, r->lr = s.lr;
+    loss_sum += loss, images += b.n;
   }
+  r->step++;
+  o->loss = loss_sum / (double)r->k.accum;
+  o->window[0] = o->loss;
+  o->images = images;
   return VKP_OK;
 }
+
+static int log_fields(void *user, const vkp_trainer_window *w, vkp_metric *m) {
+  run *r = user;
+  float gn = 0;
+  vkp_graph_read(r->g, r->gnorm, &gn, 4);
+  const vkp_metric f[] = {{"epoch", (double)r->micro * (double)r->k.batch / (double)r->data.n_train},
+                          {"loss", w->mean[0]},
+                          {"lr", r->lr},
+                          {"grad_norm", gn},
+                          {"images_per_s", w->images_per_s},
+                          {"device_mb", (double)vkp_ctx_memory_in_use(r->ctx) / 1048576.0},
+                          {"seconds", w->seconds}};
+  memcpy(m, f, sizeof f);
+  return (int)(sizeof f / sizeof *f);
+}
+
+static vkp_status evaluate(void *user, vkp_error *err) { return evaluate_val(user, err); }
+static vkp_status checkpoint(void *user, vkp_error *err) { return save_checkpoint(user, err); }
 
 vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *resume_dir, bool quiet,
                               vkp_train_summary *summary, vkp_error *err) {
@@ -284,15 +286,12 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
            vkp_ctx_info(ctx)->name, r->data.n_train, r->data.train->n_classes, (long long)rep.trainable_params,
            (long long)rep.total_params, 100.0 * (double)rep.trainable_params / (double)rep.total_params,
            (long long)r->o.total_steps, resume_dir ? " (resumed)" : "");
-  double t0 = vkp_trainer_now();
-  int64_t step0 = r->step;
-  if (!st && !quiet) {
-    r->bar = vkp_progress_new_train(r->o.total_steps, r->step);
-  }
-  if (!st) st = train_loop(r, err);
-  vkp_progress_free(r->bar);
-  r->bar = NULL;
-  double secs = vkp_trainer_now() - t0;
+  r->loop = (vkp_trainer_loop){.ops = {.user = r, .step = loop_step, .log_fields = log_fields, .evaluate = evaluate,
+                                       .checkpoint = checkpoint},
+                               .k = &r->k, .step = &r->step, .total_steps = r->o.total_steps, .quiet = quiet, .mw = r->mw};
+  if (!st) st = vkp_trainer_loop_run(&r->loop, err);
+  double secs, ips;
+  vkp_trainer_loop_rate(&r->loop, &secs, &ips);
   if (!st && getenv("VKPEFT_PROFILE")) {   // device time per op of the last training step
     vkp_op_time ops[64];
     uint32_t n = vkp_graph_profile(r->g, ops, 64);
@@ -328,7 +327,7 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
   if (r->mw) vkp_metrics_close(r->mw, st ? NULL : err);
   summary->steps = r->step;
   summary->seconds = secs;
-  summary->images_per_s = secs > 0 ? (double)(r->step - step0) * (double)(r->k.batch * r->k.accum) / secs : 0;
+  summary->images_per_s = ips;
   summary->best_val_acc = r->best_val;
   summary->test_acc = test.accuracy;
   summary->test_top5 = test.top5;

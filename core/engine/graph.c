@@ -82,6 +82,9 @@ void vkp_graph_checkpoint_end(vkp_graph *g) {
   g->segment_open = 0;
 }
 
+void vkp_graph_set_lora_fusion(vkp_graph *g, bool fused) { g->unfused_lora = !fused; }
+bool vkp_graph_lora_fusion(const vkp_graph *g) { return !g->unfused_lora; }
+
 vkp_tensor *vkp_node_clone(vkp_graph *g, const vkp_tensor *t) {
   vkp_tensor *c = tensor_alloc(g);
   if (!c) return NULL;

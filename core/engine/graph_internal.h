@@ -21,6 +21,7 @@ struct vkp_graph {
   vkp_error err;                 // first build error
   int32_t segment_open;          // activation-checkpoint segment being built (0: none)
   int32_t segments;              // segments begun so far
+  bool unfused_lora;             // vkp_graph_set_lora_fusion(g, false)
 
   // compiled state
   bool compiled;

@@ -586,9 +586,8 @@ vkp_tensor *vkp_linear_add_lora(vkp_graph *g, vkp_tensor *y, vkp_tensor *xd, vkp
   bool fuse = x && y->params.i[4] == MM2_NONE && !y->params.i[0] && y->params.i[1] && !y->params.i[7] &&
               y->src[1]->ndim == 2 && xd->dtype == VKP_DTYPE_F32 && A->dtype == VKP_DTYPE_F32 && A->ndim == 2 &&
               B->ndim == 2 && vkp_tensor_same_shape(x, xd);
-  // VKPEFT_UNFUSED_LORA=1 builds the plain-op form (bench/compare_torch.sh measures both in one run).
-  const char *off = getenv("VKPEFT_UNFUSED_LORA");
-  if (off && *off && strcmp(off, "0") != 0) fuse = false;
+  // vkp_graph_set_lora_fusion(g, false) builds the plain-op form (bench peft --unfused-lora).
+  if (!vkp_graph_lora_fusion(g)) fuse = false;
   if (!fuse) return vkp_add(g, y, vkp_scale(g, vkp_linear(g, vkp_linear(g, xd, A, NULL), B, NULL), scale));
   vkp_tensor *u = matmul_node(g, "lora_down", xd, A, NULL, false, true, &mm_plain);   // (..., r)
   if (!u) return NULL;

@@ -19,6 +19,7 @@ typedef struct lora_case {
   int64_t K, N, r;
   bool bias, train_w, separate_xd;
   float s;
+  bool unfused;      // vkp_graph_set_lora_fusion(g, false): separate matmul, scale and add ops
 } lora_case;
 
 // Inputs: x, W, A, B, then bias, then xd (in that order when present).
@@ -50,10 +51,13 @@ static void ref_lora(const double *const *in, double *out, void *user) {
 
 static vkp_tensor *build_lora(vkp_graph *g, vkp_tensor **in, void *user) {
   const lora_case *c = user;
+  vkp_graph_set_lora_fusion(g, !c->unfused);
   vkp_tensor *y = vkp_linear(g, in[0], in[1], c->bias ? in[idx_bias(c)] : NULL);
   vkp_tensor *out = vkp_linear_add_lora(g, y, in[idx_xd(c)], in[2], in[3], c->s);
-  // The fused form: one matmul node (an add would mean the fallback was taken).
-  if (out && strcmp(out->op->name, "matmul") != 0) fail_msg("%s: not fused (op %s)", c->name, out->op->name);
+  // The fused form: one matmul node (an add would mean the fallback was taken); the unfused form
+  // ends in the add of the scaled low-rank term.
+  const char *want = c->unfused ? "binary" : "matmul";
+  if (out && strcmp(out->op->name, want) != 0) fail_msg("%s: op %s, expected %s", c->name, out->op->name, want);
   return out;
 }
 
@@ -82,14 +86,16 @@ static void test_lora_linear(void **state) {
   (void)state;
   const lora_case cases[] = {
       // name                                   rows T   K    N    r  bias  trainW sepxd  s
-      {"odd 5x7 -> 3, r 3 (generic)", 5, 0, 7, 3, 3, true, false, false, 2.0f},
-      {"2x9x20 -> 30, r 8 (direct)", 2, 9, 20, 30, 8, true, false, false, 2.0f},
-      {"17x64 -> 48, r 4, no bias", 17, 0, 64, 48, 4, false, false, false, 0.5f},
-      {"6x12 -> 10, r 2, W trains too", 6, 0, 12, 10, 2, true, true, false, 1.5f},
-      {"3x10x16 -> 24, r 6, dropout (xd != x)", 3, 10, 16, 24, 6, true, false, true, 2.0f},
-      {"3x11x15 -> 13, r 5, xd != x, no bias (generic)", 3, 11, 15, 13, 5, false, true, true, 0.75f},
-      {"4x50x96 -> 128, r 8 (packed base)", 4, 50, 96, 128, 8, true, false, false, 2.0f},
-      {"3x70x80 -> 96, r 16, xd != x (packed)", 3, 70, 80, 96, 16, false, false, true, 1.0f},
+      {"odd 5x7 -> 3, r 3 (generic)", 5, 0, 7, 3, 3, true, false, false, 2.0f, false},
+      {"2x9x20 -> 30, r 8 (direct)", 2, 9, 20, 30, 8, true, false, false, 2.0f, false},
+      {"17x64 -> 48, r 4, no bias", 17, 0, 64, 48, 4, false, false, false, 0.5f, false},
+      {"6x12 -> 10, r 2, W trains too", 6, 0, 12, 10, 2, true, true, false, 1.5f, false},
+      {"3x10x16 -> 24, r 6, dropout (xd != x)", 3, 10, 16, 24, 6, true, false, true, 2.0f, false},
+      {"3x11x15 -> 13, r 5, xd != x, no bias (generic)", 3, 11, 15, 13, 5, false, true, true, 0.75f, false},
+      {"4x50x96 -> 128, r 8 (packed base)", 4, 50, 96, 128, 8, true, false, false, 2.0f, false},
+      {"3x70x80 -> 96, r 16, xd != x (packed)", 3, 70, 80, 96, 16, false, false, true, 1.0f, false},
+      {"2x9x20 -> 30, r 8, unfused (bench --unfused-lora)", 2, 9, 20, 30, 8, true, false, false, 2.0f, true},
+      {"3x10x16 -> 24, r 6, xd != x, unfused", 3, 10, 16, 24, 6, true, true, true, 2.0f, true},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 40 + i);
 }

@@ -319,6 +319,16 @@ static void test_folder_bad_inputs(void **state) {
   write_file(P("f6/cat/notables.jpg"), jpg, n + sizeof sof1 + sizeof sos);
   expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "notables.jpg", "uses a table the file does not define");
   remove(P("f6/cat/notables.jpg"));
+  // A baseline scan whose spectral selection reads 0..0 but whose AC table is undefined: stb_image
+  // decodes all 64 coefficients of a baseline block with the AC table anyway (fuzz_image: the same
+  // 485-byte file decoded twice gave different pixels; valgrind shows the uninitialised fast-AC table).
+  static const unsigned char dc_only[] = {0xFF, 0xC4, 0x00, 0x14, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00};
+  static const unsigned char sos_dc[] = {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xD9};
+  memcpy(jpg + n, sof1, sizeof sof1), memcpy(jpg + n + sizeof sof1, dc_only, sizeof dc_only);
+  memcpy(jpg + n + sizeof sof1 + sizeof dc_only, sos_dc, sizeof sos_dc);
+  write_file(P("f6/cat/noac.jpg"), jpg, n + sizeof sof1 + sizeof dc_only + sizeof sos_dc);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "noac.jpg", "uses a table the file does not define");
+  remove(P("f6/cat/noac.jpg"));
   static const unsigned char sof3[] = {0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x08, 0x00, 0x08, 0x03,
                                        0x01, 0x11, 0x00, 0x02, 0x11, 0x00, 0x03, 0x11, 0x00};
   static const unsigned char dht2[] = {0xFF, 0xC4, 0x00, 0x26, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00,

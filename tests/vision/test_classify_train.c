@@ -114,13 +114,15 @@ static void test_resume_is_exact(void **state) {
   char full[400], dir[400];
   snprintf(full, sizeof full, "%s/lora", tmp_root);
   snprintf(dir, sizeof dir, "%s/resumed", tmp_root);
-  cJSON *cfg = small_config(full, NULL, 0);   // LoRA (the default adapter), uninterrupted
+  // Validation every 15 steps of 40: at 15, 30 and at the final step (the shared step loop's cadence).
+  const char *every15[] = {"train.eval_every=15"};
+  cJSON *cfg = small_config(full, every15, 1);   // LoRA (the default adapter), uninterrupted
   vkp_train_summary s;
   vkp_error err = {0};
   if (vkp_classify_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
   cJSON_Delete(cfg);
-  const char *stop[] = {"train.stop_after=20"};
-  cfg = small_config(dir, stop, 1);
+  const char *stop[] = {"train.eval_every=15", "train.stop_after=20"};
+  cfg = small_config(dir, stop, 2);
   if (vkp_classify_train(ctx, cfg, NULL, true, &s, &err)) fail_msg("train: %s", err.msg);
   cJSON_Delete(cfg);
   assert_int_equal(s.steps, 20);
@@ -149,6 +151,18 @@ static void test_resume_is_exact(void **state) {
     assert_int_equal((int)lb->step[i], i + 1);
     if (fabs(la->value[i] - lb->value[i]) > 1e-6 * fabs(la->value[i]))
       fail_msg("step %d: loss %.9g uninterrupted, %.9g resumed", i + 1, la->value[i], lb->value[i]);
+  }
+  // The same validations, none at the stop: steps 15, 30, 40 in both runs, equal accuracies.
+  const vkp_metric_series *va = vkp_metrics_find(a, "val_accuracy"), *vb = vkp_metrics_find(b, "val_accuracy");
+  assert_non_null(va);
+  assert_non_null(vb);
+  assert_int_equal(va->n, 3);
+  assert_int_equal(vb->n, 3);
+  static const int val_steps[3] = {15, 30, 40};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal((int)va->step[i], val_steps[i]);
+    assert_int_equal((int)vb->step[i], (int)va->step[i]);
+    assert_true(fabs(va->value[i] - vb->value[i]) <= 1e-9);
   }
   vkp_metrics_log_free(a);
   vkp_metrics_log_free(b);

@@ -116,6 +116,13 @@ bool vkp_tensor_same_shape(const vkp_tensor *a, const vkp_tensor *b);
 void vkp_graph_checkpoint_begin(vkp_graph *g);
 void vkp_graph_checkpoint_end(vkp_graph *g);
 
+// LoRA on a linear layer is one fused matmul node by default (vkp_linear_add_lora: the low-rank
+// term accumulated by the base product's epilogue); false builds it from separate matmul, scale and
+// add ops, for benchmarks that compare the two (`vkpeft bench peft --unfused-lora`). Applies to
+// nodes built after the call.
+void vkp_graph_set_lora_fusion(vkp_graph *g, bool fused);
+bool vkp_graph_lora_fusion(const vkp_graph *g);
+
 // Roots: outputs are kept and readable; expanded tensors are computed for their side effects (in
 // expansion order: in-place updates of external tensors run after everything expanded before).
 void vkp_graph_output(vkp_graph *g, vkp_tensor *t);
