@@ -289,7 +289,7 @@ vkp_status vkp_unet_forward(vkp_unet *u, vkp_graph *g, vkp_tensor *sample, vkp_t
     }
     if (up->upsampler) x = vkp_sd_upsample(m, up->upsampler, x);
   }
-  x = vkp_silu(g, vkp_nn_group_norm(m, u->conv_norm_out, x, G, eps));
+  x = vkp_nn_group_norm_silu(m, u->conv_norm_out, x, G, eps);
   *noise_pred = vkp_nn_conv2d(m, u->conv_out, x, 1, (c->conv_out_kernel - 1) / 2);
   return vkp_graph_status(g);
 }

@@ -242,13 +242,13 @@ vkp_tensor *vkp_sd_resnet_forward(vkp_model *m, const vkp_sd_resnet *r, vkp_tens
                                   float eps, float output_scale_factor) {
   vkp_graph *g = m->graph;
   if (!x) return NULL;
-  vkp_tensor *h = vkp_silu(g, vkp_nn_group_norm(m, r->norm1, x, groups, eps));
+  vkp_tensor *h = vkp_nn_group_norm_silu(m, r->norm1, x, groups, eps);
   h = vkp_nn_conv2d(m, r->conv1, h, 1, 1);
   if (r->time_emb_proj && temb_act) {
     vkp_tensor *t = vkp_nn_linear(m, r->time_emb_proj, temb_act);   // (B, out)
     h = vkp_add(g, h, vkp_reshape(g, t, 4, (int64_t[]){temb_act->shape[0], r->out, 1, 1}));
   }
-  h = vkp_silu(g, vkp_nn_group_norm(m, r->norm2, h, groups, eps));
+  h = vkp_nn_group_norm_silu(m, r->norm2, h, groups, eps);
   h = vkp_nn_conv2d(m, r->conv2, h, 1, 1);
   h = vkp_nn_block_adapter(m, r->block, VKP_NN_AFTER_BLOCK, h, NULL);
   vkp_tensor *sc = r->conv_shortcut ? vkp_nn_conv2d(m, r->conv_shortcut, x, 1, 0) : x;

@@ -249,7 +249,7 @@ vkp_status vkp_vae_encode(vkp_vae *v, vkp_graph *g, vkp_tensor *x, vkp_tensor **
     if (d->downsampler) h = vkp_sd_downsample(m, d->downsampler, h, 0);   // Encoder: downsample_padding=0
   }
   h = mid_forward(v, &v->enc_mid, h);
-  h = vkp_silu(g, vkp_nn_group_norm(m, v->enc_norm_out, h, G, EPS));
+  h = vkp_nn_group_norm_silu(m, v->enc_norm_out, h, G, EPS);
   h = vkp_nn_conv2d(m, v->enc_conv_out, h, 1, 1);
   if (v->quant_conv) h = vkp_nn_conv2d(m, v->quant_conv, h, 1, 0);
   // DiagonalGaussianDistribution: chunk(2, dim=1), logvar clamped to [-30, 20].
@@ -278,7 +278,7 @@ vkp_status vkp_vae_decode(vkp_vae *v, vkp_graph *g, vkp_tensor *z, vkp_tensor **
     for (int l = 0; l < up->n_resnets; l++) h = vkp_sd_resnet_forward(m, &up->resnets[l], h, NULL, G, EPS, 1.0f);
     if (up->upsampler) h = vkp_sd_upsample(m, up->upsampler, h);
   }
-  h = vkp_silu(g, vkp_nn_group_norm(m, v->dec_norm_out, h, G, EPS));
+  h = vkp_nn_group_norm_silu(m, v->dec_norm_out, h, G, EPS);
   *out = vkp_nn_conv2d(m, v->dec_conv_out, h, 1, 1);
   return vkp_graph_status(g);
 }

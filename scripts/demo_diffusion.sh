@@ -16,7 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 vkpeft=$2
-n_gen=${VKPEFT_DEMO_GENERATE:-64}   # held-out names generated (and scored) per condition
+n_gen=${VKPEFT_DEMO_GENERATE:-64}   # held-out names generated (4 seeds each) and scored per condition
 cd "$root"
 start=$(date +%s)
 stage_start=$start
@@ -123,16 +123,29 @@ else
 fi
 
 stage generate
-echo "== 6/7 generating the held-out names without and with the style LoRA (same seeds)"
-gen_opts=(--model "$pipe" --prompts "$prompts" --sampler ddim --steps 20 --cfg 3 --seed 0)
-rm -rf "$out/diffusion-gen-base" "$out/diffusion-gen-lora"
-"$vkpeft" generate "${gen_opts[@]}" --output "$out/diffusion-gen-base" | tail -n 1
-"$vkpeft" generate "${gen_opts[@]}" --lora "$lora" --output "$out/diffusion-gen-lora" | tail -n 1
+# Every prompt of one `generate --prompts` call starts from the same noises (seeds SEED .. SEED+batch-1), and
+# this small model's images follow the noise more than the name: one seed for all 64 names measured 12.5%
+# judged EmojiOne, another 45% (same pipeline). So the names go in groups of 8, each group with its own 4
+# seeds (group g: 4g .. 4g+3): 256 images from 32 noises per condition, the same seeds with and without the LoRA.
+echo "== 6/7 generating the held-out names (4 seeds each) without and with the style LoRA (same seeds)"
+gen() {   # gen CONDITION [generate options]: every group of 8 names into OUT/diffusion-gen-CONDITION/group-G
+  local c=$1 g=0; shift
+  rm -rf "$out/diffusion-gen-$c"
+  while [ $(( g * 8 )) -lt "$(wc -l <"$prompts")" ]; do
+    mkdir -p "$out/diffusion-gen-$c/group-$g"
+    sed -n "$(( g * 8 + 1 )),$(( g * 8 + 8 ))p" "$prompts" >"$out/diffusion-gen-$c/group-$g/prompts.txt"
+    "$vkpeft" generate --model "$pipe" --prompts "$out/diffusion-gen-$c/group-$g/prompts.txt" --sampler ddim --steps 20 \
+      --cfg 3 --seed $(( g * 4 )) --batch 4 "$@" --output "$out/diffusion-gen-$c/group-$g" | tail -n 1
+    g=$(( g + 1 ))
+  done
+}
+gen base
+gen lora --lora "$lora"
 
 stage score
 echo "== 7/7 scoring: the fraction of generated images the classifier judges EmojiOne"
 for c in base lora; do
-  { echo "path,label"; for f in "$out/diffusion-gen-$c"/[0-9]*[0-9].png; do echo "$f,emojione"; done; } >"$out/diffusion-gen-$c.csv"
+  { echo "path,label"; for f in "$out/diffusion-gen-$c"/group-*/[0-9]*[0-9].png; do echo "$f,emojione"; done; } >"$out/diffusion-gen-$c.csv"
   "$vkpeft" eval --model "$out/diffusion-style-classifier/model" --data "$out/diffusion-gen-$c.csv" --json \
     >"$out/diffusion-score-$c.json"
 done
@@ -149,13 +162,15 @@ frac = {c: acc[c]["accuracy"] for c in ("base", "lora")}
 res = {"seconds": secs, "stage_seconds": {k: int(v) for k, v in stages.items()},
        "emojione_fraction": frac, "images": n, "classifier_test_accuracy": acc["real"]["accuracy"]}
 json.dump(res, open(f"{out}/diffusion-results.json", "w"), indent=1)
-md = (f"Held-out emoji names ({n['base']} prompts, never trained on in either style), 20 DDIM steps, CFG 3, seed 0.\n"
+names = n["base"] // 4   # 4 seeds a name; groups of 8 names, 4 seeds a group
+md = (f"Held-out emoji names (never trained on in either style): {n['base']} images per condition ({names} names with 4 "
+      f"seeds each, {4 * -(-names // 8)} different seeds in all, the same with and without the LoRA), 20 DDIM steps, CFG 3.\n"
       f"Style classifier (ViT, real images of the training names): {100 * acc['real']['accuracy']:.1f}% on the "
       f"{n['real']} real held-out images (Noto and EmojiOne).\n\n"
       "| generated with | judged EmojiOne |\n|---|---:|\n"
       f"| the pretrained (Noto) pipeline | {100 * frac['base']:.1f}% |\n"
       f"| + EmojiOne style LoRA | {100 * frac['lora']:.1f}% |\n\n"
-      f"Grids: diffusion-gen-base/*-grid.png, diffusion-gen-lora/*-grid.png. Demo wall time: {secs} s ("
+      f"Grids: diffusion-gen-base/group-*/*-grid.png, diffusion-gen-lora/group-*/*-grid.png. Demo wall time: {secs} s ("
       + ", ".join(f"{k} {v} s" for k, v in stages.items()) + ")\n")
 open(f"{out}/diffusion-results.md", "w").write(md)
 print(md)

@@ -6,6 +6,8 @@
 // Shifting by the row's first element keeps the mean exact to f32 rounding of the deviations and
 // the two passes avoid E[x^2] - E[x]^2 cancellation, so rows with |mean| >> std stay accurate.
 // Writes stats[row] = (m, rstd) (m is the mean relative to K) for the backward kernels.
+// Variant group_norm_silu (-DGN_SILU, shaders/variants.cmake): y = silu(a) = a * sigmoid(a) of the
+// affine result a, in the same pass (GroupNorm + SiLU of the diffusion resnets, one dispatch).
 //
 // Row mapping (all row kernels of this family): narrow rows go one per subgroup, reduced with
 // subgroup operations only (barriers cost ~30x on lavapipe); wide rows (flags & VKP_NORM_WIDE) go
@@ -61,6 +63,9 @@ void main() {
       float v = ((pc.x.v[base + i] - K) - mean) * rstd;
       if (has_w) v *= pc.w.v[c];
       if (has_b) v += pc.b.v[c];
+#ifdef GN_SILU
+      v /= 1.0 + exp(-v);   // a * sigmoid(a); exp overflow gives -0, the limit
+#endif
       pc.dst.v[base + i] = v;
       c += step_c;
       r += step_r;

@@ -12,6 +12,11 @@
 //   broadcast with subgroupShuffle (vpermd);
 // - the k steps of UJ lanes are unrolled so the loop-carried accumulators are written (and
 //   masked by lavapipe) once per 2 UJ k steps.
+// A may be read in place instead of from a panel (pc.flags VKP_MM_A_INPLACE: op(A) rows
+// contiguous along k; the host checks even strides, 8-byte alignment and K a multiple of 2S, so
+// no k is padded): the same 64-byte line per gather from rows a_ms apart, one pack pass fewer.
+// Rows past M read the last valid row (their results are not stored). (B read in place measured
+// slower than packed: bench/RESULTS.md, "Matmul on the ViT-S shapes".)
 // The panel layout assumes pc.sg == gl_SubgroupSize (the host's reported size); if a device runs
 // another size, a slow path computes the same tile correctly.
 #include "common.glsl"
@@ -38,6 +43,7 @@ void main() {
   mm_batch_offsets(gl_WorkGroupID.z, ao, bo, co);
   uint panel = gl_WorkGroupID.x, n0 = panel * NW;
   uint64_t pa = uint64_t(pc.a), pb = uint64_t(pc.b);
+  bool a_in = (pc.flags & VKP_MM_A_INPLACE) != 0u;
 
   if (gl_SubgroupSize != S) {
     // Slow path: the workgroup's tile, one output per invocation at a time.
@@ -47,7 +53,7 @@ void main() {
       if (m >= pc.M || n >= pc.N) continue;
       float acc = 0.0;
       for (uint k = pc.k_begin; k < pc.k_begin + pc.K; k++) {
-        uint ai = ao + (((m / TM) * nch + k / KC) * TM + m % TM) * KC + k % KC;
+        uint ai = a_in ? ao + m * uint(pc.a_ms) + k : ao + (((m / TM) * nch + k / KC) * TM + m % TM) * KC + k % KC;
         uint bi = bo + (panel * pc.kp + k) * NW + n % NW;
         acc = fma(pc.a.v[ai], pc.b.v[bi], acc);
       }
@@ -63,12 +69,19 @@ void main() {
   [[unroll]] for (int r = 0; r < TM; r++) [[unroll]] for (int c = 0; c < TC; c++) acc[r][c] = 0.0;
 
   uint c0 = pc.k_begin / KC, c1 = c0 + pc.K / KC;
-  uint aw = ao / 2u + (tile * nch + c0) * TM * S + lane;         // word of Ap[tile][c0][0][2 lane]
+  // Words (pairs): aw = A[m0][k_begin + 2 lane] (in place) or Ap[tile][c0][0][2 lane], a_row
+  // between rows, a_step per chunk of 2S k; r_last: the last row to read.
+  uint aw, a_row, a_step, r_last = min(TM - 1u, pc.M - 1u - m0);
+  if (a_in) {
+    aw = (ao + m0 * uint(pc.a_ms) + pc.k_begin) / 2u + lane, a_row = uint(pc.a_ms) / 2u, a_step = S;
+  } else {
+    aw = ao / 2u + (tile * nch + c0) * TM * S + lane, a_row = S, a_step = TM * S, r_last = TM - 1u;
+  }
   uint bw = bo / 2u + (panel * pc.kp + pc.k_begin) * (NW / 2u) + lane;   // word of Bp[panel][k][2 lane]
   for (uint c = c0; c < c1; c++) {
     vec2 ap[TM];
-    [[unroll]] for (int r = 0; r < TM; r++) ap[r] = pair(pa, aw + r * S);
-    aw += TM * S;
+    [[unroll]] for (int r = 0; r < TM; r++) ap[r] = pair(pa, aw + min(uint(r), r_last) * a_row);
+    aw += a_step;
     for (uint j = 0; j < S; j += UJ) {
       [[unroll]] for (int u = 0; u < 2 * UJ; u++) {
         vec2 bp[TP];

@@ -67,3 +67,10 @@ vkp_shader_variant(matmul_nn_f16     matmul_tile.glsl  MM_NN MM_B16           TM
 vkp_shader_variant(matmul_nt_f16     matmul_tile.glsl  MM_NT MM_B16           TM=8 TP=2 UJ=2)
 vkp_shader_variant(matmul_nn_bf16    matmul_tile.glsl  MM_NN MM_B16 MM_BF16   TM=8 TP=1 UJ=2)
 vkp_shader_variant(matmul_nt_bf16    matmul_tile.glsl  MM_NT MM_B16 MM_BF16   TM=8 TP=2 UJ=2)
+
+# ---- group norm fused with SiLU (core/ops/norm.c, vkp_group_norm_silu): the group norm kernels
+# themselves as bodies, with -DGN_SILU (forward y = silu(norm), backward through SiLU's derivative
+# at the recomputed pre-SiLU value). The plain kernels stay shaders/group_norm*.comp.
+vkp_shader_variant(group_norm_silu           group_norm.comp           GN_SILU)
+vkp_shader_variant(group_norm_backward_silu  group_norm_backward.comp  GN_SILU)
+vkp_shader_variant(group_norm_dwdb_silu      group_norm_dwdb.comp      GN_SILU)

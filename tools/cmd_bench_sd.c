@@ -41,6 +41,7 @@ typedef struct bench_opts {
   bool cfg, train, profile;
   bool checkpointing;      // --train: every resnet + transformer block an activation-checkpoint segment
   vkp_dtype base_dtype;    // the UNet's Linear/Conv2d weights (f32 | f16 | bf16, vkp_model_set_base_dtype)
+  const char *optimizer;   // --train: "adamw" (f32 state) or "adamw8bit" (block-wise 8-bit state)
   const char *save;        // NULL or a folder
   uint64_t seed;
 } bench_opts;
@@ -106,14 +107,16 @@ static void usage(FILE *f, bool unet) {
     fprintf(f,
             "usage: vkpeft bench unet [--config sd15|sd21|tiny] [--latent 64] [--batch 1] [--cfg] [--train]\n"
             "                         [--steps 3] [--seed 0] [--save DIR] [--profile] [--base-dtype f32|f16|bf16]\n"
-            "                         [--checkpointing]\n"
+            "                         [--checkpointing] [--optimizer adamw|adamw8bit]\n"
             "The UNet of the config with random weights on (batch, 4, latent, latent) latents and %d text tokens.\n"
             "Default: one sampling step (UNet on the batch, 2x with --cfg, + guidance %.1f); --train: one LoRA\n"
             "training step (r 4, alpha 4 on to_q/to_k/to_v/to_out.0, MSE, backward, AdamW lr 1e-4 wd 0.01 clip 1).\n"
-            "step_s: median of --steps runs after a warm-up run. --save DIR: DIR/unet (config.json +\n"
+            "step_s: median of --steps runs after a warm-up run (--steps 0: compile only, for the memory\n"
+            "figures). --save DIR: DIR/unet (config.json +\n"
             "diffusion_pytorch_model.safetensors) and DIR/unet_io.safetensors (inputs, noise_pred of the last run).\n"
             "--base-dtype: the frozen weights in 16 bits (param_bytes: after conversion); --checkpointing\n"
-            "(with --train): activation checkpointing of every resnet + transformer block.\n",
+            "(with --train): activation checkpointing of every resnet + transformer block; --optimizer (with\n"
+            "--train): the AdamW state in f32 (default) or block-wise 8 bits.\n",
             TOKENS, GUIDANCE);
   else
     fprintf(f,
@@ -125,7 +128,7 @@ static void usage(FILE *f, bool unet) {
 
 // Returns -1 to go on, else an exit status.
 static int parse_opts(int argc, char **argv, bool unet, bench_opts *o) {
-  *o = (bench_opts){.config = "sd15", .latent = 64, .batch = 1, .steps = 3};
+  *o = (bench_opts){.config = "sd15", .latent = 64, .batch = 1, .steps = 3, .optimizer = "adamw"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = true;
@@ -138,10 +141,15 @@ static int parse_opts(int argc, char **argv, bool unet, bench_opts *o) {
     else if (unet && !strcmp(a, "--train")) o->train = true;
     else if (unet && !strcmp(a, "--checkpointing")) o->checkpointing = true;
     else if (unet && !strcmp(a, "--base-dtype")) ok = vkp_base_dtype_parse(v, &o->base_dtype) == VKP_OK, i++;
+    else if (unet && !strcmp(a, "--optimizer")) {
+      vkp_optim_config probe = {0};
+      ok = vkp_optim_name_parse(v, &probe) == VKP_OK && probe.kind == VKP_OPTIM_ADAMW, i++;
+      o->optimizer = v;
+    }
     else if (unet && !strcmp(a, "--config") && v) o->config = argv[++i];
     else if (!strcmp(a, "--latent")) ok = parse_int(v, 1, 1024, &o->latent), i++;
     else if (!strcmp(a, "--batch")) ok = parse_int(v, 1, 64, &o->batch), i++;
-    else if (!strcmp(a, "--steps")) ok = parse_int(v, 1, 10000, &o->steps), i++;
+    else if (!strcmp(a, "--steps")) ok = parse_int(v, 0, 10000, &o->steps), i++;
     else if (!strcmp(a, "--save") && v) o->save = argv[++i];
     else if (!strcmp(a, "--seed") && v) {
       int s;
@@ -153,6 +161,10 @@ static int parse_opts(int argc, char **argv, bool unet, bench_opts *o) {
       usage(stderr, unet);
       return VKP_EXIT_BAD_INPUT;
     }
+  }
+  if (o->steps == 0 && (o->save || o->profile)) {
+    fprintf(stderr, "vkpeft bench %s: --steps 0 compiles only: --save and --profile need a run\n", unet ? "unet" : "vae");
+    return VKP_EXIT_BAD_INPUT;
   }
   if (o->cfg && o->train) {
     fprintf(stderr, "vkpeft bench unet: --cfg is for sampling; --train measures a training step\n");
@@ -195,6 +207,7 @@ static vkp_status time_runs(vkp_ctx *ctx, vkp_graph *g, bench_input *in, int nin
   r->compile_s = now_s() - t0;
   r->stats = vkp_graph_get_stats(g);
   r->device_bytes = vkp_ctx_memory_in_use(ctx);
+  if (steps == 0) return VKP_OK;   // compile only: the memory figures
   for (int i = 0; i < nin; i++) VKP_TRY(vkp_graph_set_input(g, in[i].t, in[i].data, in[i].n * sizeof(float)));
   double *t = malloc((size_t)steps * sizeof *t);
   if (!t) return VKP_ERR_OOM;
@@ -421,6 +434,7 @@ static vkp_status run_unet(vkp_ctx *ctx, const bench_opts *o, const vkp_unet_con
       st = vkp_param_set_add(ps, tp[i]->name, tp[i]->buf, 0, tp[i]->dtype, tp[i]->ndim, tp[i]->shape, true, NULL);
     }
     vkp_optim_config oc = vkp_adamw_config(0.01);
+    if (!st) st = vkp_optim_name_parse(o->optimizer, &oc);   // adamw8bit: the same AdamW, 8-bit state
     oc.max_grad_norm = 1.0;
     if (!st) st = vkp_optimizer_new(ps, &oc, &opt);
     if (!st) st = vkp_graph_backward(g, loss, pt, nt, grads);
@@ -447,7 +461,9 @@ static vkp_status run_unet(vkp_ctx *ctx, const bench_opts *o, const vkp_unet_con
   print_common("unet", ctx, o, &r);
   printf(",\n \"config\": \"%s\", \"mode\": \"%s\", \"cfg\": %s, \"unet_batch\": %d, \"params\": %lld", o->config,
          o->train ? "train_lora" : "sample", o->cfg ? "true" : "false", nb, (long long)params);
-  if (o->train) printf(", \"trainable_params\": %lld, \"loss\": %.6g", (long long)trainable, r.loss);
+  if (o->train)
+    printf(", \"trainable_params\": %lld, \"optimizer\": \"%s\", \"optimizer_state_bytes\": %llu, \"loss\": %.6g",
+           (long long)trainable, o->optimizer, (unsigned long long)vkp_optimizer_state_bytes(opt), r.loss);
   print_end(o, g);
 done:
   describe_failure(ctx, g, st, "unet", err);

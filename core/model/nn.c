@@ -42,6 +42,10 @@ vkp_tensor *vkp_nn_group_norm(vkp_model *m, vkp_module *mod, vkp_tensor *x, int 
   return vkp_group_norm(m->graph, x, groups, P(m, mod->weight), P(m, mod->bias), eps);
 }
 
+vkp_tensor *vkp_nn_group_norm_silu(vkp_model *m, vkp_module *mod, vkp_tensor *x, int groups, float eps) {
+  return vkp_group_norm_silu(m->graph, x, groups, P(m, mod->weight), P(m, mod->bias), eps);
+}
+
 vkp_tensor *vkp_nn_embedding(vkp_model *m, vkp_module *mod, vkp_tensor *ids) {
   return vkp_embedding(m->graph, P(m, mod->weight), ids);
 }

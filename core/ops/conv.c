@@ -20,6 +20,7 @@
 // implicit-GEMM kernel would remove it and is the next step if memory becomes the limit.
 #include <string.h>
 
+#include "ops_internal.h"
 #include "vkp_op.h"
 #include "vkp_ops.h"
 #include "../../shaders/push/conv.h"
@@ -171,7 +172,8 @@ static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     vkp_grad_accumulate(g, w, vkp_reshape(g, dw, 4, w->shape));
   }
   if (x->requires_grad) {
-    vkp_tensor *w2 = vkp_reshape(g, w, 2, (int64_t[]){Cout, K});
+    // A 16-bit weight is cast again here: its forward f32 copy is not kept until backward.
+    vkp_tensor *w2 = vkp_reshape(g, vkp_cast_again(g, w, dy3), 2, (int64_t[]){Cout, K});
     vkp_tensor *dcols = vkp_matmul(g, w2, dy3, true, false);   // (N, K, L)
     vkp_tensor *dx;
     if (cols->op == &op_im2col) {
@@ -208,7 +210,9 @@ vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *b
   }
   int kh = (int)w->shape[2], kw = (int)w->shape[3];
   x = vkp_contiguous(g, vkp_cast_f32(g, x));
-  w = vkp_cast_f32(g, w);   // 16-bit frozen weights: the matmul's a operand is f32
+  // 16-bit frozen weights: the matmul's a operand is f32. The cast is ordered after x, so the f32
+  // copy exists only around this product (not from the start of the forward pass).
+  w = vkp_cast_f32(g, w->dtype != VKP_DTYPE_F32 && !w->op ? vkp_order_after(g, w, x) : w);
   bias = vkp_cast_f32(g, bias);
   if (!x || !w) return NULL;
   vkp_tensor *cols;

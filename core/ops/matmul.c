@@ -7,7 +7,9 @@
 //               copy op(A) and op(B) into zero-padded panels (matmul_pack_a/b.comp) and
 //               matmul_packed.comp runs a 32 x 4S register tile per subgroup over contiguous
 //               64-byte loads. The builder decides (shapes and the device's subgroup size are
-//               known then) and adds the pack nodes as extra sources of the matmul node.
+//               known then) and adds the pack nodes as extra sources of the matmul node. An
+//               op(A) with rows contiguous along K (and K a multiple of 2S) is read in place
+//               instead (mm_a_in_place): no pack A pass.
 //   direct      matmul_nn / matmul_nt / matmul_tn (+ _f16/_bf16 B): register-blocked kernels for
 //               the common layouts that read the operands in place (small products: no extra
 //               passes or dispatches);
@@ -37,8 +39,9 @@
 
 #define VKP_MM_K_CHUNK 16384   // longest K range one dispatch handles (loop-length cap)
 
-// params.i[0] = trans_a, i[1] = trans_b, i[2] = has bias (src[2]), i[3] = packed (srcs end with the
-// A and B panels made by pack nodes), i[4] = second product (MM2_*: srcs a2, b2 after the bias),
+// params.i[0] = trans_a, i[1] = trans_b, i[2] = has bias (src[2]), i[3] = packed (MM_PACKED, plus
+// MM_A_IN when A is read in place: srcs end with A's panel unless MM_A_IN, then B's), i[4] = second
+// product (MM2_*: srcs a2, b2 after the bias),
 // i[5] = its transposes (bit 0: a2, bit 1: b2), f[6] = its scale, i[7] = 1 when the main product
 // is scaled by f[8].
 //
@@ -50,6 +53,7 @@
 //             u->src[1] = A): backward gives xd, A and B their gradients directly (u gets none),
 //             so dx = dY·W + s·v·A with v = dY·B is one node and no add joins two gradients of x.
 enum { MM2_NONE = 0, MM2_DUAL = 1, MM2_LORA = 2 };
+enum { MM_PACKED = 1, MM_A_IN = 2 };   // params.i[3]
 
 typedef struct mm_geom {
   int64_t M, N, K;
@@ -161,6 +165,24 @@ static bool mm_use_packed(vkp_graph *gr, const mm_geom *g) {
   return p.nz * p.Mp * p.Kp < (1ll << 31) && p.nz * p.Kp * p.Np < (1ll << 31) && p.Kp / (2 * S) <= 65535 &&
          p.Mp / VKP_MM_PK_TM <= 65535 && p.Kp / VKP_MM_PK_ROWS <= 65535 &&
          p.Np / (VKP_MM_PK_TC * S) <= 65535;
+}
+
+// Whether t's first element lies on an 8-byte boundary (pair loads): arena storage starts
+// 256-byte aligned, external storage at its buffer offset (buffer addresses are aligned further).
+static bool starts_8_aligned(const vkp_tensor *t) {
+  const vkp_tensor *o = t->view_src ? t->view_src : t;
+  uint64_t base = o->kind == VKP_TENSOR_EXTERNAL ? o->buffer_offset : 0;
+  return ((base + (uint64_t)t->offset * vkp_dtype_size(t->dtype)) & 7) == 0;
+}
+
+// Whether matmul_packed.comp reads op(A) in place rather than from a panel: rows contiguous along
+// k with even strides and 8-byte alignment, and K a multiple of 2S (no padded k). Measured on
+// lavapipe the product loses less to rows a_ms apart than the pack pass costs; B read in place
+// (rows b_ks apart) measured slower than packed (bench/RESULTS.md, "Matmul on the ViT-S shapes").
+static bool mm_a_in_place(vkp_graph *gr, const mm_geom *g, const vkp_tensor *a) {
+  uint32_t S = subgroup_size(vkp_graph_ctx(gr));
+  return g->K % (2 * S) == 0 && g->a_ks == 1 && even(g->a_ms) && even(g->a_bs[0]) && even(g->a_bs[1]) &&
+         starts_8_aligned(a);
 }
 
 // Pack nodes: params.i[0] = 0 (A) or 1 (B); params.bytes[8..16) = the matmul node they feed, read
@@ -307,27 +329,32 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
     pc.alpha = mm_alpha(t);
     uint32_t max_gy = mm_max_gy(ctx), gz = (uint32_t)(g.batch0 * g.batch1);
     mm_packing p = mm_pack_dims(&g, S);
-    const vkp_tensor *pa = t->src[t->nsrc - 2], *pb = t->src[t->nsrc - 1];
-    uint64_t pa_addr = vkp_rec_addr(rec, pa);
-    pc.b = vkp_rec_addr(rec, pb);
+    bool a_in = t->params.i[3] & MM_A_IN;   // srcs end with A's panel (unless a_in), then B's
+    uint64_t a_addr = vkp_rec_addr(rec, a_in ? t->src[0] : t->src[t->nsrc - 2]);
+    pc.b = vkp_rec_addr(rec, t->src[t->nsrc - 1]);
+    if (a_addr & 7)
+      return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_INVALID, "matmul '%s': A read in place is not 8-byte aligned",
+                           t->name);
     pc.sg = S;
     pc.kp = (uint32_t)p.Kp;
     pc.tile_m = VKP_MM_PK_TM * (64 / S);
     pc.tile_n = VKP_MM_PK_TC * S;
+    pc.a_ms = (int32_t)g.a_ms;
     uint64_t per_a = (uint64_t)(p.Mp * p.Kp), per_b = (uint64_t)(p.Kp * p.Np);
-    pc.a_bs[0] = (int32_t)(uint32_t)(per_a * g.batch1);
-    pc.a_bs[1] = (int32_t)(uint32_t)per_a;
+    pc.a_bs[0] = a_in ? (int32_t)g.a_bs[0] : (int32_t)(uint32_t)(per_a * g.batch1);
+    pc.a_bs[1] = a_in ? (int32_t)g.a_bs[1] : (int32_t)(uint32_t)per_a;
     pc.b_bs[0] = (int32_t)(uint32_t)(per_b * g.batch1);
     pc.b_bs[1] = (int32_t)(uint32_t)per_b;
+    uint32_t in_flags = a_in ? VKP_MM_A_INPLACE : 0u;
     int64_t m_chunk = (int64_t)max_gy * pc.tile_m;
     uint32_t gx = (uint32_t)(p.Np / pc.tile_n);
     for (int64_t k0 = 0; k0 < p.Kp; k0 += VKP_MM_K_CHUNK) {
       pc.k_begin = (uint32_t)k0;
       pc.K = (uint32_t)(p.Kp - k0 < VKP_MM_K_CHUNK ? p.Kp - k0 : VKP_MM_K_CHUNK);
-      pc.flags = scale | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+      pc.flags = in_flags | scale | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
       for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
         pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
-        pc.a = pa_addr + (uint64_t)(m0 * p.Kp) * 4;   // m0 is a multiple of TM: whole panels
+        pc.a = a_addr + (uint64_t)(m0 * (a_in ? g.a_ms : p.Kp)) * 4;   // m0: a multiple of TM (whole panels)
         pc.c = c_addr + (uint64_t)(m0 * g.c_ms) * 4;
         uint32_t gy = (pc.M + pc.tile_m - 1) / pc.tile_m;
         VKP_TRY(vkp_rec_dispatch(rec, "matmul_packed", &pc, sizeof pc, gx, gy, gz));
@@ -545,18 +572,17 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
   mm_geometry(t, &geom);
   if (mm_use_packed(g, &geom)) {
     mm_packing p = mm_pack_dims(&geom, subgroup_size(vkp_graph_ctx(g)));
-    vkp_tensor *pa = vkp_node_new(g, &op_pack_a, VKP_DTYPE_F32, 1, (int64_t[]){p.nz * p.Mp * p.Kp}, &a, 1);
-    vkp_tensor *pb = vkp_node_new(g, &op_pack_b, VKP_DTYPE_F32, 1, (int64_t[]){p.nz * p.Kp * p.Np}, &b, 1);
-    if (!pa || !pb) return NULL;
-    pa->params.i[0] = 0;
-    pb->params.i[0] = 1;
-    memcpy(&pa->params.bytes[8], &t, sizeof t);
-    memcpy(&pb->params.bytes[8], &t, sizeof t);
-    snprintf(pa->name, sizeof pa->name, "%s.pack_a", opname);
-    snprintf(pb->name, sizeof pb->name, "%s.pack_b", opname);
-    t->src[t->nsrc++] = pa;
-    t->src[t->nsrc++] = pb;
-    t->params.i[3] = 1;
+    bool a_in = mm_a_in_place(g, &geom, a);
+    for (int is_b = a_in; is_b < 2; is_b++) {   // A's panel unless A is read in place, then B's
+      int64_t n = is_b ? p.nz * p.Kp * p.Np : p.nz * p.Mp * p.Kp;
+      vkp_tensor *pk = vkp_node_new(g, is_b ? &op_pack_b : &op_pack_a, VKP_DTYPE_F32, 1, &n, is_b ? &b : &a, 1);
+      if (!pk) return NULL;
+      pk->params.i[0] = is_b;
+      memcpy(&pk->params.bytes[8], &t, sizeof t);
+      snprintf(pk->name, sizeof pk->name, "%s.pack_%c", opname, is_b ? 'b' : 'a');
+      t->src[t->nsrc++] = pk;
+    }
+    t->params.i[3] = MM_PACKED | (a_in ? MM_A_IN : 0);
   }
   return t;
 }

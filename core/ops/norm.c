@@ -18,6 +18,13 @@
 //          tensor alive, not y.
 // An aux node also provides scratch space to a node with several dispatches (layer_norm_dwdb's
 // partial sums): it lives from just before that node to its end.
+//
+// Group norm fused with SiLU (vkp_group_norm_silu): y = silu(group_norm(x) * w + b) in one
+// dispatch (the _silu variants of the three kernels, shaders/variants.cmake). Backward takes dy
+// through SiLU's derivative inside the dx and dweight/dbias kernels, recomputing the pre-SiLU value
+// from x, the statistics, w and b, so neither the pre-SiLU tensor nor a SiLU-gradient pass exists:
+// one dispatch less forward and one less backward than vkp_silu(vkp_group_norm(...)), and one
+// activation fewer kept for backward. Those kernels then also read the bias (HAS_B in their flags).
 #include <math.h>
 #include <string.h>
 
@@ -26,8 +33,13 @@
 #include "ops_internal.h"
 #include "../../shaders/push/norm.h"
 
-// params: i[0] flags (VKP_NORM_HAS_*), f[1] eps, i[2] kind, i[3] groups
+// params: i[0] flags (VKP_NORM_HAS_*), f[1] eps, i[2] kind, i[3] groups, i[4] fused SiLU (0/1)
 enum { KIND_LAYER = 0, KIND_GROUP = 1 };
+
+// The kernel of a node: the plain name, or its _silu variant for the fused op.
+static const char *kernel(const vkp_tensor *t, const char *plain, const char *silu) {
+  return t->params.i[4] ? silu : plain;
+}
 
 // ---- aux outputs ----------------------------------------------------------------------------
 
@@ -98,11 +110,13 @@ static vkp_status norm_record(vkp_recorder *rec, const vkp_tensor *t) {
   if (pc.flags & VKP_NORM_HAS_B) pc.b = vkp_rec_addr(rec, t->src[k++]);
   pc.stats = vkp_rec_addr(rec, t->src[k]);
   pc.dst = vkp_rec_addr(rec, t);
-  return dispatch_rows(rec, "group_norm", &pc);
+  return dispatch_rows(rec, kernel(t, "group_norm", "group_norm_silu"), &pc);
 }
 
 // ---- backward -------------------------------------------------------------------------------
-// dx node srcs: x, [weight], ready stats, dy. dwdb node srcs: x, ready stats, dy, [scratch].
+// dx node srcs: x, [weight], [bias], ready stats, dy.
+// dwdb node srcs: x, ready stats, dy, [weight], [bias], [scratch].
+// The bias (and, for dwdb, the weight) only with a fused SiLU, flagged in the node's params.i[0].
 
 static vkp_status dx_record(vkp_recorder *rec, const vkp_tensor *t) {
   vkp_pc_norm pc = {0};
@@ -110,12 +124,14 @@ static vkp_status dx_record(vkp_recorder *rec, const vkp_tensor *t) {
   int k = 1;
   pc.x = vkp_rec_addr(rec, t->src[0]);
   if (pc.flags & VKP_NORM_HAS_W) pc.w = vkp_rec_addr(rec, t->src[k++]);
+  if (pc.flags & VKP_NORM_HAS_B) pc.b = vkp_rec_addr(rec, t->src[k++]);
   pc.stats = vkp_rec_addr(rec, t->src[k++]);
   pc.dy = vkp_rec_addr(rec, t->src[k]);
   pc.dst = vkp_rec_addr(rec, t);
-  return dispatch_rows(rec, "group_norm_backward", &pc);
+  return dispatch_rows(rec, kernel(t, "group_norm_backward", "group_norm_backward_silu"), &pc);
 }
 static const vkp_op_def op_norm_dx = {"norm_backward", dx_record, NULL};
+static const vkp_op_def op_norm_silu_dx = {"norm_silu_backward", dx_record, NULL};
 
 // Layer norm: rows per partial sum, so that at most ~1024 partials exist and every lane loops
 // over at most max(32, rows/1024) rows.
@@ -131,8 +147,12 @@ static vkp_status dwdb_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.stats = vkp_rec_addr(rec, t->src[1]);
   pc.dy = vkp_rec_addr(rec, t->src[2]);
   pc.dst = vkp_rec_addr(rec, t);
-  if (t->params.i[2] == KIND_GROUP) return vkp_rec_dispatch_1d(rec, "group_norm_dwdb", &pc, sizeof pc, pc.channels, 1);
-  pc.scratch = vkp_rec_addr(rec, t->src[3]);
+  int k = 3;
+  if (pc.flags & VKP_NORM_HAS_W) pc.w = vkp_rec_addr(rec, t->src[k++]);
+  if (pc.flags & VKP_NORM_HAS_B) pc.b = vkp_rec_addr(rec, t->src[k++]);
+  if (t->params.i[2] == KIND_GROUP)
+    return vkp_rec_dispatch_1d(rec, kernel(t, "group_norm_dwdb", "group_norm_dwdb_silu"), &pc, sizeof pc, pc.channels, 1);
+  pc.scratch = vkp_rec_addr(rec, t->src[k]);
   pc.chunk = ln_chunk(pc.rows);
   pc.chunks = (pc.rows + pc.chunk - 1) / pc.chunk;
   pc.mode = 0;
@@ -141,9 +161,11 @@ static vkp_status dwdb_record(vkp_recorder *rec, const vkp_tensor *t) {
   return vkp_rec_dispatch_1d(rec, "layer_norm_dwdb", &pc, sizeof pc, 2ull * pc.channels, 64);
 }
 static const vkp_op_def op_norm_dwdb = {"norm_dwdb", dwdb_record, NULL};
+static const vkp_op_def op_norm_silu_dwdb = {"norm_silu_dwdb", dwdb_record, NULL};
 
 static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   int flags = t->params.i[0], k = 1;
+  bool silu = t->params.i[4] != 0;
   vkp_tensor *x = t->src[0];
   vkp_tensor *w = flags & VKP_NORM_HAS_W ? t->src[k++] : NULL;
   vkp_tensor *b = flags & VKP_NORM_HAS_B ? t->src[k++] : NULL;
@@ -151,13 +173,17 @@ static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *dy = vkp_contiguous(g, grad);
   if (!stats || !dy) return;
   if (x->requires_grad) {
-    vkp_tensor *srcs[4] = {x, w, stats, dy};
-    int n = 4;
-    if (!w) srcs[1] = stats, srcs[2] = dy, n = 3;
-    vkp_tensor *dx = vkp_node_new(g, &op_norm_dx, VKP_DTYPE_F32, x->ndim, x->shape, srcs, n);
+    vkp_tensor *srcs[5];
+    int n = 0, dflags = flags & (int)VKP_NORM_HAS_W;
+    srcs[n++] = x;
+    if (w) srcs[n++] = w;
+    if (silu && b) srcs[n++] = b, dflags |= (int)VKP_NORM_HAS_B;
+    srcs[n++] = stats;
+    srcs[n++] = dy;
+    vkp_tensor *dx = vkp_node_new(g, silu ? &op_norm_silu_dx : &op_norm_dx, VKP_DTYPE_F32, x->ndim, x->shape, srcs, n);
     if (dx) {
       dx->params = t->params;
-      dx->params.i[0] = flags & (int)VKP_NORM_HAS_W;
+      dx->params.i[0] = dflags;
     }
     vkp_grad_accumulate(g, x, dx);
   }
@@ -165,17 +191,21 @@ static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   if (!need_w && !need_b) return;
   vkp_pc_norm pc = {0};
   geometry(x, t->params.i[2], t->params.i[3], &pc);
-  vkp_tensor *srcs[4] = {x, stats, dy, NULL};
+  vkp_tensor *srcs[6] = {x, stats, dy};
   int n = 3;
+  if (silu) {   // the pre-SiLU value is recomputed from w and b
+    if (w) srcs[n++] = w;
+    if (b) srcs[n++] = b;
+  }
   if (t->params.i[2] == KIND_LAYER) {   // scratch for the partial sums
     uint32_t chunk = ln_chunk(pc.rows), chunks = (pc.rows + chunk - 1) / chunk;
     srcs[n++] = aux_new(g, 2ll * chunks * pc.channels, dy);
   }
   int64_t shape[2] = {2, pc.channels};
-  vkp_tensor *d = vkp_node_new(g, &op_norm_dwdb, VKP_DTYPE_F32, 2, shape, srcs, n);
+  vkp_tensor *d = vkp_node_new(g, silu ? &op_norm_silu_dwdb : &op_norm_dwdb, VKP_DTYPE_F32, 2, shape, srcs, n);
   if (!d) return;
   d->params = t->params;
-  d->params.i[0] = 0;
+  d->params.i[0] = silu ? flags : 0;
   int64_t c = pc.channels;
   if (need_w) vkp_grad_accumulate(g, w, vkp_reshape(g, vkp_slice(g, d, 0, 0, 1), 1, &c));
   if (need_b) vkp_grad_accumulate(g, b, vkp_reshape(g, vkp_slice(g, d, 0, 1, 1), 1, &c));
@@ -183,6 +213,7 @@ static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 
 static const vkp_op_def op_layer_norm = {"layer_norm", norm_record, norm_backward};
 static const vkp_op_def op_group_norm = {"group_norm", norm_record, norm_backward};
+static const vkp_op_def op_group_norm_silu = {"group_norm_silu", norm_record, norm_backward};
 
 // ---- builders -------------------------------------------------------------------------------
 
@@ -247,21 +278,33 @@ vkp_tensor *vkp_layer_norm(vkp_graph *g, vkp_tensor *x, vkp_tensor *weight, vkp_
   return norm_node(g, &op_layer_norm, KIND_LAYER, 1, x, weight, bias, eps, vkp_tensor_numel(x) / d);
 }
 
-vkp_tensor *vkp_group_norm(vkp_graph *g, vkp_tensor *x, int groups, vkp_tensor *weight, vkp_tensor *bias,
-                           float eps) {
+// Group norm, plain (op_group_norm) or fused with SiLU (op_group_norm_silu); `name` in errors.
+static vkp_tensor *group_norm_node(vkp_graph *g, const vkp_op_def *op, const char *name, vkp_tensor *x, int groups,
+                                   vkp_tensor *weight, vkp_tensor *bias, float eps) {
   if (!x || vkp_graph_status(g) != VKP_OK) return NULL;
-  if (!check_x(g, "group_norm", x, eps)) return NULL;
+  if (!check_x(g, name, x, eps)) return NULL;
   if (x->ndim < 2) {
-    vkp_graph_fail(g, VKP_ERR_SHAPE, "group_norm: '%s' must be (N, C, ...) with at least 2 dims", x->name);
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: '%s' must be (N, C, ...) with at least 2 dims", name, x->name);
     return NULL;
   }
   int64_t c = x->shape[1];
   if (groups <= 0 || c % groups != 0) {
-    vkp_graph_fail(g, VKP_ERR_SHAPE, "group_norm: %d groups do not divide the %lld channels of '%s'", groups,
+    vkp_graph_fail(g, VKP_ERR_SHAPE, "%s: %d groups do not divide the %lld channels of '%s'", name, groups,
                    (long long)c, x->name);
     return NULL;
   }
-  if (!check_affine(g, "group_norm", weight, "weight", c) || !check_affine(g, "group_norm", bias, "bias", c))
-    return NULL;
-  return norm_node(g, &op_group_norm, KIND_GROUP, groups, x, weight, bias, eps, x->shape[0] * groups);
+  if (!check_affine(g, name, weight, "weight", c) || !check_affine(g, name, bias, "bias", c)) return NULL;
+  vkp_tensor *t = norm_node(g, op, KIND_GROUP, groups, x, weight, bias, eps, x->shape[0] * groups);
+  if (t) t->params.i[4] = op == &op_group_norm_silu;
+  return t;
+}
+
+vkp_tensor *vkp_group_norm(vkp_graph *g, vkp_tensor *x, int groups, vkp_tensor *weight, vkp_tensor *bias,
+                           float eps) {
+  return group_norm_node(g, &op_group_norm, "group_norm", x, groups, weight, bias, eps);
+}
+
+vkp_tensor *vkp_group_norm_silu(vkp_graph *g, vkp_tensor *x, int groups, vkp_tensor *weight, vkp_tensor *bias,
+                                float eps) {
+  return group_norm_node(g, &op_group_norm_silu, "group_norm_silu", x, groups, weight, bias, eps);
 }

@@ -257,6 +257,47 @@ static void test_packed(void **state) {
   run_case_n(&split, 611, 4);
 }
 
+// A read in place by matmul_packed (op(A) rows contiguous along k, K a multiple of 16, even
+// strides; core/ops/matmul.c mm_a_in_place): partial row tiles (the last rows read the last
+// valid one), batch strides, a batch folded into rows, a row-strided slice, split K (k_begin > 0).
+
+// Dispatches of the forward op(a)·op(b) alone (a, b inputs of the given shapes, b of dtype dt).
+static uint32_t forward_dispatches(const int64_t *as, const int64_t *bs, bool ta, bool tb, vkp_dtype dt) {
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *a = vkp_tensor_input(g, "a", VKP_DTYPE_F32, 2, as), *b = vkp_tensor_input(g, "b", dt, 2, bs);
+  vkp_graph_output(g, vkp_matmul(g, a, b, ta, tb));
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  uint32_t n = vkp_graph_get_stats(g).dispatches;
+  vkp_graph_free(g);
+  return n;
+}
+
+static void test_packed_in_place(void **state) {
+  (void)state;
+  // The path is taken: pack B + product (A in place, any B); pack A too when A is transposed or
+  // K is not a multiple of 16.
+  const vkp_dtype f32 = VKP_DTYPE_F32;
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 90}, false, false, f32), 2);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 96}, false, true, f32), 2);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 90}, false, false, VKP_DTYPE_F16), 2);
+  assert_int_equal(forward_dispatches((int64_t[]){144, 96}, (int64_t[]){144, 90}, true, false, f32), 3);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 100}, (int64_t[]){100, 96}, false, false, f32), 3);
+  mm_case cases[] = {
+      CASE("in place nn 130x90x96", BUILD_FLAGS, false, false, 2, 2, SH(130, 96), SH(96, 90)),
+      CASE("in place nt 130x96x96", BUILD_FLAGS, false, true, 2, 2, SH(130, 96), SH(96, 96)),
+      CASE("in place batched 2x(130x90x96)", BUILD_FLAGS, false, false, 3, 3, SH(2, 130, 96), SH(2, 96, 90)),
+      CASE("in place folded 3x(50x96x112)", BUILD_FLAGS, false, false, 3, 2, SH(3, 50, 112), SH(112, 96)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case_n(&cases[i], 700 + i, 12);
+  mm_case slice = {.name = "in place slice (row stride 200)", .build = BUILD_SLICE_A, .a_nd = 2, .b_nd = 2,
+                   .a_shape = {130, 200}, .b_shape = {96, 96}, .slice_off = 32, .slice_len = 96};
+  run_case_n(&slice, 710, 12);
+  mm_case split = CASE("in place split K", BUILD_FLAGS, false, false, 2, 2, SH(60, 16400), SH(16400, 62));
+  run_case_n(&split, 711, 4);
+}
+
 // ---- 16-bit weights -------------------------------------------------------------------------
 // b stored as f16/bf16 (frozen): forward of matmul (NN/NT, tiled and generic) and linear, plus
 // the gradient of x through the 16-bit weight, against float64 products of the rounded values.
@@ -399,7 +440,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_layouts),       cmocka_unit_test(test_batched),
       cmocka_unit_test(test_linear),        cmocka_unit_test(test_split),
-      cmocka_unit_test(test_packed),
+      cmocka_unit_test(test_packed),        cmocka_unit_test(test_packed_in_place),
       cmocka_unit_test(test_weights_16bit), cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);

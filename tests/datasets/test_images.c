@@ -354,6 +354,13 @@ static void test_folder_bad_inputs(void **state) {
   write_file(P("f6/cat/nomax.pgm"), pgm, sizeof pgm - 1);
   expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "nomax.pgm", "truncated PNM");
   remove(P("f6/cat/nomax.pgm"));
+  // A 16-bit PGM (maxval 4298), 4 x 1 grey samples of two bytes: stb_image 2.27 converts it to the
+  // 4 channels the loader asks for with its 8-bit routine and then reads that buffer as 16-bit (a
+  // heap overflow under ASan; fuzz_image). 16-bit PNM files are refused.
+  static const char pgm16[] = "P5\n4 1\n4298\n\x10\x01\x10\x02\x10\x03\x10\x04";
+  write_file(P("f6/cat/wide.pgm"), pgm16, sizeof pgm16 - 1);
+  expect_err(vkp_data_load_folder(root, NULL, &ds, &e), &e, VKP_ERR_FORMAT, "wide.pgm", "16-bit PNM");
+  remove(P("f6/cat/wide.pgm"));
   // A 2x2 PNG whose IDAT chunk declares 973 MB: stb_image allocated that before reading (fuzz_image:
   // seconds per decode under ASan). Chunks longer than the file are refused first.
   uint8_t px[4] = {1, 2, 3, 4};

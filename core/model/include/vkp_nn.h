@@ -19,6 +19,9 @@ vkp_tensor *vkp_nn_linear(vkp_model *m, vkp_module *mod, vkp_tensor *x);
 vkp_tensor *vkp_nn_conv2d(vkp_model *m, vkp_module *mod, vkp_tensor *x, int stride, int padding);
 vkp_tensor *vkp_nn_layer_norm(vkp_model *m, vkp_module *mod, vkp_tensor *x, float eps);
 vkp_tensor *vkp_nn_group_norm(vkp_model *m, vkp_module *mod, vkp_tensor *x, int groups, float eps);
+// silu(group_norm(x)) as one fused op (vkp_group_norm_silu); the module's weight and bias are the
+// same parameters as vkp_nn_group_norm's, so methods that train norms (ln_tuning, full) see them.
+vkp_tensor *vkp_nn_group_norm_silu(vkp_model *m, vkp_module *mod, vkp_tensor *x, int groups, float eps);
 vkp_tensor *vkp_nn_embedding(vkp_model *m, vkp_module *mod, vkp_tensor *ids);
 // Multi-head attention core on (B, H, T, D) tensors, self- or cross-attention (k, v from another
 // sequence; register the module with mod->cross set). `attn` is the ATTENTION module prefix tuning
