@@ -70,10 +70,11 @@ void vkp_data_convert_rgba(const uint8_t *rgba, size_t npix, int channels, vkp_a
 // quantization table the file never defined, or an image component that no scan codes, decodes from
 // uninitialised memory (fuzz_image found both; the second gave different pixels on every decode of
 // one file). A baseline scan decodes all 64 coefficients with its AC table even when its spectral
-// selection says 0..0 (fuzz_image: a 16x9 file whose chroma AC table was never defined). So JPEG files are checked for these before stb_image reads them. Markers are followed
-// by their lengths up to the first scan, then found by scanning (0xFF, then a byte other than 0x00,
-// 0xFF or a restart marker), as a decoder finds them between scans. Returns what is wrong, or NULL;
-// the file is rewound either way.
+// selection says 0..0 (fuzz_image: a 16x9 file whose chroma AC table was never defined). So JPEG
+// files are checked for these before stb_image reads them. Markers are followed by their lengths up
+// to the first scan, then found by scanning (0xFF, then a byte other than 0x00, 0xFF or a restart
+// marker), as a decoder finds them between scans. Returns what is wrong, or NULL; the file is
+// rewound either way.
 static const char *jpeg_check(FILE *fp) {
   const char *bad = NULL;
   unsigned huff = 0, quant = 0, scanned = 0;   // Huffman tables (bit class * 4 + id), quantization tables

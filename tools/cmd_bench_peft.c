@@ -438,8 +438,7 @@ int vkp_bench_peft(int argc, char **argv) {
     } else if (!strcmp(a, "--base-dtype")) {
       ok = vkp_base_dtype_parse(v, &mo.base_dtype) == VKP_OK;
     } else if (!strcmp(a, "--optimizer")) {
-      vkp_optim_config probe = {0};
-      ok = vkp_optim_name_parse(v, &probe) == VKP_OK && probe.kind == VKP_OPTIM_ADAMW;
+      ok = vkp_optim_name_is_adamw(v);
       mo.optimizer = v;
     } else {
       fprintf(stderr, "vkpeft bench peft: unknown option '%s'\n", a);

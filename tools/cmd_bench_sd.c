@@ -141,11 +141,7 @@ static int parse_opts(int argc, char **argv, bool unet, bench_opts *o) {
     else if (unet && !strcmp(a, "--train")) o->train = true;
     else if (unet && !strcmp(a, "--checkpointing")) o->checkpointing = true;
     else if (unet && !strcmp(a, "--base-dtype")) ok = vkp_base_dtype_parse(v, &o->base_dtype) == VKP_OK, i++;
-    else if (unet && !strcmp(a, "--optimizer")) {
-      vkp_optim_config probe = {0};
-      ok = vkp_optim_name_parse(v, &probe) == VKP_OK && probe.kind == VKP_OPTIM_ADAMW, i++;
-      o->optimizer = v;
-    }
+    else if (unet && !strcmp(a, "--optimizer")) ok = vkp_optim_name_is_adamw(v), o->optimizer = v, i++;
     else if (unet && !strcmp(a, "--config") && v) o->config = argv[++i];
     else if (!strcmp(a, "--latent")) ok = parse_int(v, 1, 1024, &o->latent), i++;
     else if (!strcmp(a, "--batch")) ok = parse_int(v, 1, 64, &o->batch), i++;

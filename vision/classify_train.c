@@ -149,7 +149,8 @@ static vkp_status save_adapters(run *r, const char *base, vkp_error *err) {
 static vkp_status save_params(void *user, const char *dir, vkp_error *err) { return save_adapters(user, dir, err); }
 
 // A checkpoint (core/train's vkp_checkpoint): the adapters, the optimizer, the trainer state.
-static vkp_status save_checkpoint(run *r, vkp_error *err) {
+static vkp_status save_checkpoint(void *user, vkp_error *err) {
+  run *r = user;
   vkp_train_state s = {.step = r->step, .micro_step = r->micro, .best_metric = r->best_val, .best_step = r->best_step};
   vkp_loader_tell(r->loader, &s.loader_epoch, &s.loader_step);
   vkp_trainer_ckpt_opts o = {.run_dir = r->dir, .keep_last = (int)r->k.keep_last, .ctx = r->ctx, .opt = r->o.opt,
@@ -161,7 +162,8 @@ static vkp_status save_checkpoint(run *r, vkp_error *err) {
 
 // ---- evaluation during training -------------------------------------------------------------
 
-static vkp_status evaluate_val(run *r, vkp_error *err) {
+static vkp_status evaluate_val(void *user, vkp_error *err) {
+  run *r = user;
   if (r->data.n_val == 0) return VKP_OK;
   const vkp_dataset *ds = r->data.val_in_train ? r->data.train : r->data.val;
   size_t n = r->data.n_val;
@@ -224,9 +226,6 @@ static int log_fields(void *user, const vkp_trainer_window *w, vkp_metric *m) {
   return (int)(sizeof f / sizeof *f);
 }
 
-static vkp_status evaluate(void *user, vkp_error *err) { return evaluate_val(user, err); }
-static vkp_status checkpoint(void *user, vkp_error *err) { return save_checkpoint(user, err); }
-
 vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *resume_dir, bool quiet,
                               vkp_train_summary *summary, vkp_error *err) {
   run R = {.ctx = ctx, .quiet = quiet, .best_val = -1, .best_step = -1}, *r = &R;
@@ -286,8 +285,8 @@ vkp_status vkp_classify_train(vkp_ctx *ctx, const cJSON *cfg_in, const char *res
            vkp_ctx_info(ctx)->name, r->data.n_train, r->data.train->n_classes, (long long)rep.trainable_params,
            (long long)rep.total_params, 100.0 * (double)rep.trainable_params / (double)rep.total_params,
            (long long)r->o.total_steps, resume_dir ? " (resumed)" : "");
-  r->loop = (vkp_trainer_loop){.ops = {.user = r, .step = loop_step, .log_fields = log_fields, .evaluate = evaluate,
-                                       .checkpoint = checkpoint},
+  r->loop = (vkp_trainer_loop){.ops = {.user = r, .step = loop_step, .log_fields = log_fields, .evaluate = evaluate_val,
+                                       .checkpoint = save_checkpoint},
                                .k = &r->k, .step = &r->step, .total_steps = r->o.total_steps, .quiet = quiet, .mw = r->mw};
   if (!st) st = vkp_trainer_loop_run(&r->loop, err);
   double secs, ips;

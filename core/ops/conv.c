@@ -110,7 +110,8 @@ vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, 
 }
 
 // ---- conv2d ---------------------------------------------------------------------------------
-// node srcs: y_mm (N, Cout, L) (storage owner), x, w, cols (N, K, L), [bias]; params as im2col.
+// node srcs: y_mm (N, Cout, L) (storage owner), x, w (as given: f32, f16 or bf16), cols (N, K, L),
+// [bias]; params as im2col.
 
 static vkp_status conv_record(vkp_recorder *rec, const vkp_tensor *t) {
   if (t->nsrc < 5) return VKP_OK;   // no bias: the matmul already wrote the result
@@ -172,8 +173,10 @@ static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     vkp_grad_accumulate(g, w, vkp_reshape(g, dw, 4, w->shape));
   }
   if (x->requires_grad) {
-    // A 16-bit weight is cast again here: its forward f32 copy is not kept until backward.
-    vkp_tensor *w2 = vkp_reshape(g, vkp_cast_again(g, w, dy3), 2, (int64_t[]){Cout, K});
+    // The node keeps a 16-bit weight as it is (see vkp_conv2d): its f32 copy is made here, after
+    // dY, and lives only for this product.
+    vkp_tensor *w32 = w->dtype == VKP_DTYPE_F32 ? w : vkp_cast_f32(g, vkp_order_after(g, w, dy3));
+    vkp_tensor *w2 = vkp_reshape(g, w32, 2, (int64_t[]){Cout, K});
     vkp_tensor *dcols = vkp_matmul(g, w2, dy3, true, false);   // (N, K, L)
     vkp_tensor *dx;
     if (cols->op == &op_im2col) {
@@ -210,9 +213,12 @@ vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *b
   }
   int kh = (int)w->shape[2], kw = (int)w->shape[3];
   x = vkp_contiguous(g, vkp_cast_f32(g, x));
-  // 16-bit frozen weights: the matmul's a operand is f32. The cast is ordered after x, so the f32
-  // copy exists only around this product (not from the start of the forward pass).
-  w = vkp_cast_f32(g, w->dtype != VKP_DTYPE_F32 && !w->op ? vkp_order_after(g, w, x) : w);
+  // 16-bit frozen weights: the matmul's a operand is f32. The node keeps the 16-bit tensor as its
+  // source and each product casts its own copy, ordered after its other operand (x here, dY in
+  // backward), so an f32 copy of the weight exists only around one product — not from the start
+  // of the forward pass until backward, which would undo `base_dtype`'s saving.
+  vkp_tensor *w_kept = w;
+  w = w->dtype == VKP_DTYPE_F32 ? w : vkp_cast_f32(g, w->op ? w : vkp_order_after(g, w, x));
   bias = vkp_cast_f32(g, bias);
   if (!x || !w) return NULL;
   vkp_tensor *cols;
@@ -228,7 +234,7 @@ vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *b
     p[5] = cols->params.i[5];
   }
   vkp_tensor *ymm = vkp_matmul(g, vkp_reshape(g, w, 2, (int64_t[]){Cout, K}), cols, false, false);
-  vkp_tensor *srcs[5] = {ymm, x, w, cols, bias};
+  vkp_tensor *srcs[5] = {ymm, x, w_kept, cols, bias};
   vkp_tensor *y = vkp_node_new(g, &op_conv2d, VKP_DTYPE_F32, 4, (int64_t[]){N, Cout, p[4], p[5]}, srcs, bias ? 5 : 4);
   if (!y) return NULL;
   memcpy(y->params.i, p, sizeof p);

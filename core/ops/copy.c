@@ -154,17 +154,6 @@ static void cast_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 }
 static const vkp_op_def op_cast = {"cast_f32", cast_record, cast_backward};
 
-vkp_tensor *vkp_cast_again(vkp_graph *g, vkp_tensor *t, vkp_tensor *after) {
-  vkp_tensor *c = t && t->view_src ? t->view_src : t;
-  if (!c || c->op != &op_cast) return t;
-  vkp_tensor *leaf = c->src[0]->view_src ? c->src[0]->view_src : c->src[0];   // through an ordering view
-  if (leaf->op || leaf->requires_grad || c->src[0]->offset != 0 || vkp_tensor_numel(c) != vkp_tensor_numel(leaf) ||
-      !vkp_tensor_is_contiguous(t) || t->offset != 0 || vkp_tensor_numel(t) != vkp_tensor_numel(c))
-    return t;
-  vkp_tensor *fresh = vkp_cast_f32(g, after ? vkp_order_after(g, leaf, after) : leaf);
-  return t == c ? fresh : vkp_reshape(g, fresh, t->ndim, t->shape);
-}
-
 vkp_tensor *vkp_cast_f32(vkp_graph *g, vkp_tensor *x) {
   if (!x || x->dtype == VKP_DTYPE_F32) return x;
   if (x->dtype != VKP_DTYPE_F16 && x->dtype != VKP_DTYPE_BF16) {

@@ -191,6 +191,11 @@ vkp_status vkp_optim_name_parse(const char *name, vkp_optim_config *cfg) {
   return VKP_OK;
 }
 
+bool vkp_optim_name_is_adamw(const char *name) {
+  vkp_optim_config probe = {0};
+  return vkp_optim_name_parse(name, &probe) == VKP_OK && probe.kind == VKP_OPTIM_ADAMW;
+}
+
 // bitsandbytes' create_dynamic_map(signed, max_exponent_bits = 7, total_bits = 8) as torch
 // computes it in float32: for exponent i = 0..6, the midpoints of linspace(0.1, 1, k_i + 1)
 // scaled by 10^(i-6) (k_i = 2^i signed, with both signs; 2^(i+1) unsigned), plus 0 and 1, sorted.

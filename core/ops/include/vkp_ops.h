@@ -122,13 +122,6 @@ vkp_tensor *vkp_timestep_embedding(vkp_graph *g, vkp_tensor *t, int dim, bool fl
 vkp_tensor *vkp_sparse_add(vkp_graph *g, vkp_tensor *base, vkp_tensor *values, vkp_tensor *index);
 // Converts to f32 (from f16/bf16/f32).
 vkp_tensor *vkp_cast_f32(vkp_graph *g, vkp_tensor *x);
-// For backward: when t is (a reshape of) the f32 cast of a frozen 16-bit leaf, a new cast of that
-// leaf (same shape), so the forward's f32 copy dies after the forward pass instead of living until
-// backward (a conv's 16-bit weight is its product's A operand, which the kernels read as f32:
-// kept, those copies would hold the whole f32 conv weights and undo `base_dtype`'s saving);
-// otherwise t itself. `after` (may be NULL): the new cast is scheduled after it (the gradient
-// that needs the weight), so the copy lives only for the product that reads it.
-vkp_tensor *vkp_cast_again(vkp_graph *g, vkp_tensor *t, vkp_tensor *after);
 
 // ---- small dense linear algebra (core/ops/linalg.c) -----------------------------------------
 // Inverse of each (n, n) matrix of a (..., n, n) tensor, 1 <= n <= 64 (Gauss-Jordan with partial

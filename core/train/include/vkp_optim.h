@@ -116,6 +116,9 @@ vkp_status vkp_optim_kind_parse(const char *name, vkp_optim_kind *out);
 // An optimizer name as configs spell it: "adamw", "adamw8bit" (AdamW, state_bits 8), "sgd".
 // Sets kind and state_bits of *cfg; VKP_ERR_INVALID for anything else.
 vkp_status vkp_optim_name_parse(const char *name, vkp_optim_config *cfg);
+// True for the names of AdamW's state options, "adamw" and "adamw8bit" (what the benchmarks'
+// --optimizer accepts).
+bool vkp_optim_name_is_adamw(const char *name);
 // The name of a configuration ("adamw", "adamw8bit", "sgd").
 const char *vkp_optim_config_name(const vkp_optim_config *cfg);
 // The 512 values of the 8-bit state's code book: bitsandbytes' signed dynamic map (m), then its
