@@ -6,7 +6,11 @@
 //
 // Layout: one invocation owns one row — a query row (forward, dQ) or a key row (dK/dV) — and
 // keeps that row's operands and accumulators in registers. The rows of the other side stream past
-// in a loop whose row index is the same for the whole workgroup. Such a row is read cooperatively:
+// in a loop whose row index is the same for the whole subgroup. Rows are packed across heads on a
+// 1-D grid: head (b, h) owns the slots [(b H + h) Tp, (b H + h + 1) Tp), Tp = T rounded up to a
+// multiple of 4 (so each group of 4 lanes below stays within one head), instead of every head
+// starting a fresh 64-row workgroup (a ViT's 197 rows filled 4 workgroups to 77 %, the demo's 17
+// one to 27 %). Such a row is read cooperatively:
 // in each group of 4 consecutive lanes, lane g loads the 64-bit pairs at columns 8t + 2g (one
 // 8-lane gather yields 8 distinct values on lavapipe, where a load every lane makes from the same
 // address costs a full gather per value), and every lane takes the values it needs with
@@ -20,11 +24,24 @@
 #error "attention.glsl: define DV and one of ATTN_FWD, ATTN_DQ, ATTN_DKV"
 #endif
 #include "attention_common.glsl"
+#extension GL_KHR_shader_subgroup_arithmetic : require
 layout(local_size_x = 64) in;
 
-#define ROWS 64        // rows per workgroup = local size
 #define NC (DV / 2)    // column pairs of a register row
 #define NP (DV / 8)    // pairs this lane loads of a shared row
+
+// This invocation's row: head (b, h) and row i < Tp of T rows (i >= T: padding, not stored).
+// Returns false for slots past the last head (they compute on the last head's rows, unstored).
+bool row_slot(int T, out int b, out int h, out int i) {
+  int Tp = (T + 3) & ~3, BH = pc.B * pc.H;
+  int s = int(vkp_global_index()), bh = s / Tp;
+  i = s - bh * Tp;
+  bool live = bh < BH;
+  bh = min(bh, BH - 1);
+  b = bh / pc.H;
+  h = bh - b * pc.H;
+  return live && i < T;
+}
 
 // A row this invocation owns: zeros past D.
 void load_own(F32Buf buf, int base, out vec2 r[NC]) {
@@ -60,10 +77,9 @@ float dot_share(vec2 r[NC], vec2 sh[NP]) {
 // Forward: invocation = query row i. Writes O and lse = m + log(l) (+inf when every key of the
 // row is masked: the output row is zeros and the backward sees P = 0).
 void main() {
-  int Tq = pc.Tq, Tk = pc.Tk;
-  int h = int(gl_WorkGroupID.y), b = int(gl_WorkGroupID.z);
-  int q0 = int(gl_WorkGroupID.x) * ROWS;
-  int i = q0 + int(gl_LocalInvocationID.x), ic = min(i, Tq - 1);
+  int Tq = pc.Tq, Tk = pc.Tk, b, h, i;
+  bool live = row_slot(Tq, b, h, i);
+  int ic = min(i, Tq - 1);
   vec2 q[NC];
   load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q);
   [[unroll]] for (int c = 0; c < NC; c++) q[c] *= pc.scale;
@@ -72,7 +88,7 @@ void main() {
   bool causal = (pc.flags & VKP_ATTN_CAUSAL) != 0u;
   bool has_mask = uint64_t(pc.mask) != 0ul;
   int mrow = mask_row(b, ic);
-  int kend = causal ? min(Tk, q0 + ROWS) : Tk;   // later keys are invisible to the whole block
+  int kend = causal ? min(Tk, subgroupMax(ic) + 1) : Tk;   // later keys are invisible to the subgroup
 
   float m = NEG_INF, l = 0.0;
   vec2 o[NC];
@@ -101,7 +117,7 @@ void main() {
     }
     m = mnew;
   }
-  if (i >= Tq) return;
+  if (!live) return;
   int row = (b * pc.H + h) * Tq + i;
   store_own(row * pc.D, o, l > 0.0 ? 1.0 / l : 0.0);
   pc.lse.v[row] = l > 0.0 ? m + log(l) : POS_INF;
@@ -112,10 +128,9 @@ void main() {
 // dQ: invocation = query row i. With P = exp(s - lse), dP = dO . v, dS = P (dP - delta):
 // dQ_i = scale * sum_j dS_ij k_j.
 void main() {
-  int Tq = pc.Tq, Tk = pc.Tk;
-  int h = int(gl_WorkGroupID.y), b = int(gl_WorkGroupID.z);
-  int q0 = int(gl_WorkGroupID.x) * ROWS;
-  int i = q0 + int(gl_LocalInvocationID.x), ic = min(i, Tq - 1);
+  int Tq = pc.Tq, Tk = pc.Tk, b, h, i;
+  bool live = row_slot(Tq, b, h, i);
+  int ic = min(i, Tq - 1);
   int row = (b * pc.H + h) * Tq + ic;   // row of O, dO, lse, delta, dQ
   vec2 q[NC], dout[NC], acc[NC];
   load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q);
@@ -128,7 +143,7 @@ void main() {
   bool causal = (pc.flags & VKP_ATTN_CAUSAL) != 0u;
   bool has_mask = uint64_t(pc.mask) != 0ul;
   int mrow = mask_row(b, ic);
-  int kend = causal ? min(Tk, q0 + ROWS) : Tk;
+  int kend = causal ? min(Tk, subgroupMax(ic) + 1) : Tk;
 
   [[dont_unroll]] for (int key = 0; key < kend; key++) {
     vec2 ks[NP], vs[NP];
@@ -136,10 +151,10 @@ void main() {
     load_share(pc.v, vbase + key * pc.v_stride[2], vs);
     float s = dot_share(q, ks), dp = dot_share(dout, vs);
     if (has_mask) s += pc.mask.v[mrow + key];
-    float ds = (i < Tq && !(causal && key > i)) ? exp(s - lse) * (dp - delta) : 0.0;
+    float ds = (live && !(causal && key > i)) ? exp(s - lse) * (dp - delta) : 0.0;
     [[unroll]] for (int c = 0; c < NC; c++) acc[c] = fma(vec2(ds), bcast(ks, c), acc[c]);
   }
-  if (i >= Tq) return;
+  if (!live) return;
   store_own(row * pc.D, acc, pc.scale);
 }
 #endif
@@ -148,10 +163,9 @@ void main() {
 // dK, dV: invocation = key row j. dV_j = sum_i P_ij dO_i, dK_j = scale * sum_i dS_ij q_i.
 // dst is (2, B, H, Tk, D): dK then dV.
 void main() {
-  int Tq = pc.Tq, Tk = pc.Tk;
-  int h = int(gl_WorkGroupID.y), b = int(gl_WorkGroupID.z), B = int(gl_NumWorkGroups.z);
-  int k0 = int(gl_WorkGroupID.x) * ROWS;
-  int j = k0 + int(gl_LocalInvocationID.x), jc = min(j, Tk - 1);
+  int Tq = pc.Tq, Tk = pc.Tk, b, h, j;
+  bool live = row_slot(Tk, b, h, j);
+  int jc = min(j, Tk - 1);
   vec2 k[NC], v[NC], dk[NC], dv[NC];
   load_own(pc.k, b * pc.k_stride[0] + h * pc.k_stride[1] + jc * pc.k_stride[2], k);
   [[unroll]] for (int c = 0; c < NC; c++) k[c] *= pc.scale;
@@ -165,7 +179,7 @@ void main() {
   int mcol = mask_row(b, 0) + jc;
   float mkey = 0.0;
   if (has_mask && !mask_rows) mkey = pc.mask.v[mcol];
-  int qstart = causal ? k0 : 0;   // earlier queries see none of this block's keys
+  int qstart = causal ? subgroupMin(jc) : 0;   // earlier queries see none of the subgroup's keys
 
   [[dont_unroll]] for (int qi = qstart; qi < Tq; qi++) {
     vec2 qs[NP], ds_[NP];
@@ -175,16 +189,16 @@ void main() {
     float s = dot_share(k, qs) + mkey;
     if (mask_rows) s += pc.mask.v[mcol + qi * Tk];
     float dp = dot_share(v, ds_);
-    float p = (j < Tk && !(causal && j > qi)) ? exp(s - lse) : 0.0;
+    float p = (live && !(causal && j > qi)) ? exp(s - lse) : 0.0;
     float dsv = p * (dp - delta);
     [[unroll]] for (int c = 0; c < NC; c++) {
       dv[c] = fma(vec2(p), bcast(ds_, c), dv[c]);
       dk[c] = fma(vec2(dsv), bcast(qs, c), dk[c]);
     }
   }
-  if (j >= Tk) return;
+  if (!live) return;
   int krow = (b * pc.H + h) * Tk + j;
   store_own(krow * pc.D, dk, pc.scale);
-  store_own((B * pc.H * Tk + krow) * pc.D, dv, 1.0);
+  store_own((pc.B * pc.H * Tk + krow) * pc.D, dv, 1.0);
 }
 #endif

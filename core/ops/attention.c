@@ -1,8 +1,9 @@
 // attention.c — fused scaled-dot-product attention (flash-attention style), forward and backward.
 //
 // Kernels (shaders/attention.glsl, one variant per head-dim capacity DV = 16, 32, 64, 128, 160): one
-// invocation per query row (forward, dQ) or key row (dK/dV), 64 rows per workgroup; the other
-// side's rows stream through registers, shared within groups of 4 lanes by subgroupShuffle.
+// invocation per query row (forward, dQ) or key row (dK/dV), the rows of all heads packed on a 1-D
+// grid of 64-row workgroups; the other side's rows stream through registers, shared within groups
+// of 4 lanes by subgroupShuffle.
 // Head dims 161..1024 (shaders/attention_wide.glsl, DV = 256, 512, 1024): a row is split over 8
 // lanes (each owns every 8th column pair), dot products are completed with subgroupShuffleXor,
 // and each group of 8 lanes owns 4 rows, so a streamed row is loaded once for 4 (32 rows per
@@ -22,6 +23,7 @@
 // (top-left aligned, also when Tq != Tk). A row whose keys are all masked outputs zeros (PyTorch
 // gives NaN) and gets zero gradients. The mask is not differentiated.
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,7 +34,7 @@
 #define ATTN_DMAX 1024        // largest DV variant (attention_wide.glsl)
 #define ATTN_NARROW_DMAX 160  // largest DV of attention.glsl
 #define ATTN_WIDE_LANES 8     // lanes per row in attention_wide.glsl (G there)
-#define ATTN_ROWS 64          // rows per workgroup of attention.glsl (ROWS)
+#define ATTN_ROWS 64          // rows (invocations) per workgroup of attention.glsl
 #define ATTN_WIDE_ROWS 32     // rows per workgroup of attention_wide.glsl (ROWS = 64 / G * RB, RB = 4)
 
 // params: f[0] scale, i[1] flags (VKP_ATTN_*)
@@ -59,12 +61,18 @@ static void fill_pc(vkp_recorder *rec, const vkp_tensor *q, const vkp_tensor *k,
   pc->D = (int32_t)q->shape[3];
   pc->scale = params->params.f[0];
   pc->flags = (uint32_t)params->params.i[1];
+  pc->B = (int32_t)q->shape[0];
 }
 
-// Workgroups along rows for n rows of head dim D.
-static uint32_t blocks(int64_t n, int64_t D) {
-  int64_t rows = D > ATTN_NARROW_DMAX ? ATTN_WIDE_ROWS : ATTN_ROWS;
-  return (uint32_t)((n + rows - 1) / rows);
+// Dispatches kernel `name` over n rows of every head. attention.glsl packs the rows of all heads
+// on a 1-D grid, each head's rows padded to a multiple of 4; attention_wide.glsl takes a grid of
+// (row blocks, H, B).
+static vkp_status dispatch_rows(vkp_recorder *rec, const char *name, const vkp_pc_attention *pc, int64_t n) {
+  if (pc->D > ATTN_NARROW_DMAX)
+    return vkp_rec_dispatch(rec, name, pc, sizeof *pc, (uint32_t)((n + ATTN_WIDE_ROWS - 1) / ATTN_WIDE_ROWS),
+                            (uint32_t)pc->H, (uint32_t)pc->B);
+  uint64_t slots = (uint64_t)pc->B * (uint64_t)pc->H * (uint64_t)((n + 3) & ~3ll);
+  return vkp_rec_dispatch_1d(rec, name, pc, sizeof *pc, slots, ATTN_ROWS);
 }
 
 // Shader variant for head dim D: the smallest capacity DV >= D (attention_<kernel>_d<DV>, or
@@ -115,9 +123,8 @@ static vkp_status grad_record(vkp_recorder *rec, const vkp_tensor *t, bool dq) {
   pc.delta = vkp_rec_addr(rec, t->src[5]);
   pc.dst = vkp_rec_addr(rec, t);
   char name[32];
-  return vkp_rec_dispatch(rec, variant(dq ? "dq" : "dkv", q->shape[3], name, sizeof name), &pc, sizeof pc,
-                          blocks(dq ? q->shape[2] : k->shape[2], q->shape[3]), (uint32_t)q->shape[1],
-                          (uint32_t)q->shape[0]);
+  return dispatch_rows(rec, variant(dq ? "dq" : "dkv", q->shape[3], name, sizeof name), &pc,
+                       dq ? q->shape[2] : k->shape[2]);
 }
 static vkp_status dq_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, true); }
 static vkp_status dkv_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, false); }
@@ -133,8 +140,7 @@ static vkp_status fwd_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.lse = vkp_rec_addr(rec, t->src[3]);
   pc.dst = vkp_rec_addr(rec, t);
   char name[32];
-  return vkp_rec_dispatch(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, sizeof pc,
-                          blocks(q->shape[2], q->shape[3]), (uint32_t)q->shape[1], (uint32_t)q->shape[0]);
+  return dispatch_rows(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, q->shape[2]);
 }
 
 static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
@@ -215,9 +221,10 @@ vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor
                    (long long)D, lanes, sg);
     return NULL;
   }
-  if (B > 65535 || H > 65535) {
-    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: batch %lld x heads %lld of '%s' exceed 65535", (long long)B,
-                   (long long)H, q->name);
+  int64_t rows = B * H * ((Tq > Tk ? Tq : Tk) + 3);   // the packed rows' slots (int32 in the kernels)
+  if (B > 65535 || H > 65535 || rows > INT32_MAX) {
+    vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: batch %lld x heads %lld x %lld rows of '%s' is too large",
+                   (long long)B, (long long)H, (long long)(Tq > Tk ? Tq : Tk), q->name);
     return NULL;
   }
   uint32_t flags = causal ? VKP_ATTN_CAUSAL : 0u;

@@ -27,5 +27,6 @@ VKP_PUSH(vkp_pc_attention) {
   int32_t H, Tq, Tk, D;
   float scale;
   uint32_t flags;            // VKP_ATTN_*
+  int32_t B;                 // batch (attention.glsl: rows packed across heads, 1-D grid)
 } VKP_PUSH_END(vkp_pc_attention);
 VKP_PUSH_CHECK(vkp_pc_attention, 128)
