@@ -12,6 +12,7 @@
 #include "cli_generate.h"
 #include "vkp_data.h"
 #include "vkp_device.h"
+#include "vkp_pairs.h"
 #include "vkp_pipeline.h"
 #include "vkp_plot.h"
 #include "vkp_png.h"
@@ -238,6 +239,27 @@ static vkp_status run_prompts(gen_run *r, vkp_gen_out *out, char **prompts, int 
   return st;
 }
 
+// Grey+alpha or RGBA pixels composited onto white into a new RGB image (an icon or emoji as it looks
+// on a page, as the training data loaders flatten them: vkp_data_rgba_to_rgb); *img is replaced.
+static vkp_status flatten_alpha_on_white(vkp_image **img, vkp_error *err) {
+  const vkp_image *in = *img;
+  if (in->channels != 2 && in->channels != 4) return VKP_OK;
+  vkp_image *rgb;
+  VKP_TRY(vkp_image_new(in->width, in->height, 3, &rgb, err));
+  size_t stride = vkp_image_stride(in);
+  uint8_t rgba[4];
+  for (int y = 0; y < in->height; y++)
+    for (int x = 0; x < in->width; x++) {
+      const uint8_t *s = in->data + (size_t)y * stride + (size_t)x * in->channels;
+      if (in->channels == 2) rgba[0] = rgba[1] = rgba[2] = s[0], rgba[3] = s[1];
+      else memcpy(rgba, s, 4);
+      vkp_data_rgba_to_rgb(rgba, 1, VKP_ALPHA_WHITE, rgb->data + 3 * ((size_t)y * in->width + x));
+    }
+  vkp_image_free(*img);
+  *img = rgb;
+  return VKP_OK;
+}
+
 static vkp_status read_init_image(gen_run *r, const char *path, vkp_error *err) {
   vkp_image *img = NULL;
   vkp_status st = vkp_png_read(path, &img, NULL, NULL, err);
@@ -245,6 +267,10 @@ static vkp_status read_init_image(gen_run *r, const char *path, vkp_error *err) 
   if (!(r->init_pixels = malloc((size_t)3 * r->W * r->H * sizeof(float)))) {
     vkp_image_free(img);
     return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
+  }
+  if ((st = flatten_alpha_on_white(&img, err))) {
+    vkp_image_free(img);
+    return st;
   }
   // [0, 255] -> [-1, 1] (diffusers' VaeImageProcessor: 2·(v/255) − 1), resized (bilinear) to the size.
   vkp_data_transform t = {.out_w = r->W, .out_h = r->H, .out_channels = 3, .mean = {0.5f, 0.5f, 0.5f},

@@ -6,8 +6,11 @@
 
 vkp_status vkp_error_setv(vkp_error *err, vkp_status status, const char *fmt, va_list ap) {
   if (err) {
+    // Formatted aside first: callers prefix a message with its own text (`"%s: %s", path, err->msg`).
+    char msg[sizeof err->msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     err->status = status;
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    memcpy(err->msg, msg, sizeof msg);
   }
   return status;
 }

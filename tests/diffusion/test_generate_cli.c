@@ -5,8 +5,9 @@
 // - --batch: image k of a batch is the image a single run with seed + k makes, named NNNNN-SEED.png;
 // - `<lora:NAME:0.8>` with --lora-dir equals --lora DIR/NAME.safetensors:0.8;
 // - --prompts FILE: image (i, k) = the single run with prompt i and seed + k (±1 level); the grid;
-// - img2img, the grid, `vkpeft info IMAGE.png`, the `parameters` text (Lora hashes: kohya's
-//   addnet SHA-256 of the file after its header, computed here);
+// - img2img (transparent init images composited onto white), the grid, `vkpeft info IMAGE.png`,
+//   the `parameters` text (Lora hashes: kohya's addnet SHA-256 of the file after its header,
+//   computed here);
 // - bad input: one line naming the file or flag, exit 2, no PNG left behind.
 #include <math.h>
 #include <stdio.h>
@@ -223,6 +224,46 @@ static void test_img2img_grid_info(void **state) {
   assert_true(lines >= 4);
 }
 
+// A transparent init image is composited onto white (as the data loaders flatten training images):
+// RGBA and grey+alpha inputs give exactly the images their white-composited RGB versions give.
+static void write_png(const char *path, int w, int h, int channels, const uint8_t *px) {
+  vkp_image view = {.width = w, .height = h, .channels = channels, .data = (uint8_t *)px};
+  vkp_error err = {0};
+  if (vkp_png_write(path, &view, NULL, 0, &err)) fail_msg("%s", err.msg);
+}
+
+static uint8_t on_white(int v, int a) { return (uint8_t)floor((v * a + 255.0 * (255 - a)) / 255.0 + 0.5); }
+
+static void test_init_image_alpha(void **state) {
+  enum { W = 32, H = 32 };
+  static uint8_t rgba[W * H * 4], ga[W * H * 2], rgb[W * H * 3], grey_rgb[W * H * 3];
+  for (int i = 0; i < W * H; i++) {
+    int a = i % 5 == 0 ? 0 : i % 5 == 1 ? 255 : (i * 37) % 256;   // transparent, opaque, partial
+    uint8_t c[3] = {(uint8_t)(i * 7), (uint8_t)(255 - i % 256), (uint8_t)(i * 13 + 40)};
+    for (int k = 0; k < 3; k++) rgba[4 * i + k] = c[k], rgb[3 * i + k] = on_white(c[k], a);
+    rgba[4 * i + 3] = (uint8_t)a;
+    ga[2 * i] = c[0], ga[2 * i + 1] = (uint8_t)a;
+    for (int k = 0; k < 3; k++) grey_rgb[3 * i + k] = on_white(c[0], a);
+  }
+  const char *names[4] = {"rgba.png", "rgb.png", "ga.png", "grey_rgb.png"};
+  const uint8_t *pixels[4] = {rgba, rgb, ga, grey_rgb};
+  const int channels[4] = {4, 3, 2, 3};
+  vkp_image *out[4];
+  for (int i = 0; i < 4; i++) {
+    char args[4096], outname[32];
+    write_png(tpath(state, names[i]), W, H, channels[i], pixels[i]);
+    snprintf(outname, sizeof outname, "alpha-out-%d.png", i);
+    snprintf(args, sizeof args, "generate --model %s --prompt 'a cat' --init-image %s --strength 0.5 --steps 2 --seed 3 "
+             "--output %s", g_pipe, tpath(state, names[i]), tpath(state, outname));
+    assert_int_equal(gen_run_cli(state, args), 0);
+    out[i] = read_png(tpath(state, outname), NULL);
+  }
+  assert_int_equal(max_pixel_diff(out[0], out[1]), 0);   // RGBA == its composite
+  assert_int_equal(max_pixel_diff(out[2], out[3]), 0);   // grey+alpha == its composite
+  assert_true(max_pixel_diff(out[0], out[2]) > 0);       // and the inputs do matter
+  for (int i = 0; i < 4; i++) vkp_image_free(out[i]);
+}
+
 // One line naming the file or flag, exit 2, no output file.
 static void expect_fail(void **state, const char *args, const char *needle, const char *no_file) {
   int lines;
@@ -352,6 +393,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_batch_seeds, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_prompt_lora_tag, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_img2img_grid_info, setup, vkp_test_dir_teardown),
+      cmocka_unit_test_setup_teardown(test_init_image_alpha, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_prompts_file, setup, vkp_test_dir_teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, vkp_test_dir_teardown),
   };

@@ -29,7 +29,8 @@ typedef struct vkp_error {
 } vkp_error;
 
 // Records `status` and a printf-style message into err (if err is non-NULL); returns status so
-// callers can write `return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open", path);`.
+// callers can write `return vkp_error_set(err, VKP_ERR_IO, "%s: cannot open", path);`. The
+// arguments may include err->msg itself, to prefix a lower layer's message ("%s: %s", path, err->msg).
 vkp_status vkp_error_set(vkp_error *err, vkp_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 vkp_status vkp_error_setv(vkp_error *err, vkp_status status, const char *fmt, va_list ap);
