@@ -30,17 +30,24 @@ layout(local_size_x = 64) in;
 #define NC (DV / 2)    // column pairs of a register row
 #define NP (DV / 8)    // pairs this lane loads of a shared row
 
-// This invocation's row: head (b, h) and row i < Tp of T rows (i >= T: padding, not stored).
-// Returns false for slots past the last head (they compute on the last head's rows, unstored).
+#ifndef RB
+#define RB 1           // rows per invocation (2 in the backward kernels up to DV 64: variants.cmake)
+#endif
+
+// This invocation's rows: head (b, h) and rows i, i + 4, ..., i + 4 (RB - 1) of the head's T rows
+// padded to Tp, a multiple of 4 RB (a group of 4 lanes owns 4 RB consecutive rows). Returns false
+// for slots past the last head (they compute on the last head's rows; nothing is stored); a row
+// is live when this returns true and it is < T.
 bool row_slot(int T, out int b, out int h, out int i) {
-  int Tp = (T + 3) & ~3, BH = pc.B * pc.H;
-  int s = int(vkp_global_index()), bh = s / Tp;
-  i = s - bh * Tp;
+  int Tp = (T + 4 * RB - 1) / (4 * RB) * (4 * RB), BH = pc.B * pc.H;
+  int s = int(vkp_global_index()), per_head = Tp / RB, bh = s / per_head;
+  int si = s - bh * per_head;
+  i = (si >> 2) * (4 * RB) + (si & 3);
   bool live = bh < BH;
   bh = min(bh, BH - 1);
   b = bh / pc.H;
   h = bh - b * pc.H;
-  return live && i < T;
+  return live;
 }
 
 // A row this invocation owns: zeros past D.
@@ -74,131 +81,197 @@ float dot_share(vec2 r[NC], vec2 sh[NP]) {
 }
 
 #ifdef ATTN_FWD
-// Forward: invocation = query row i. Writes O and lse = m + log(l) (+inf when every key of the
-// row is masked: the output row is zeros and the backward sees P = 0).
+// Forward: invocation = query rows i_t = i + 4t, t < RB. Writes O and lse = m + log(l) (+inf when
+// every key of the row is masked: the output row is zeros and the backward sees P = 0). Each
+// streamed key and value row serves RB query rows.
 void main() {
   int Tq = pc.Tq, Tk = pc.Tk, b, h, i;
-  bool live = row_slot(Tq, b, h, i);
-  int ic = min(i, Tq - 1);
-  vec2 q[NC];
-  load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q);
-  [[unroll]] for (int c = 0; c < NC; c++) q[c] *= pc.scale;
+  bool head = row_slot(Tq, b, h, i);
+  vec2 q[RB][NC], o[RB][NC];
+  int mrow[RB];
+  float m[RB], l[RB];
+  [[unroll]] for (int t = 0; t < RB; t++) {
+    int ic = min(i + 4 * t, Tq - 1);
+    load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q[t]);
+    [[unroll]] for (int c = 0; c < NC; c++) q[t][c] *= pc.scale;
+    [[unroll]] for (int c = 0; c < NC; c++) o[t][c] = vec2(0.0);
+    mrow[t] = mask_row(b, ic);
+    m[t] = NEG_INF;
+    l[t] = 0.0;
+  }
   int kbase = b * pc.k_stride[0] + h * pc.k_stride[1];
   int vbase = b * pc.v_stride[0] + h * pc.v_stride[1];
   bool causal = (pc.flags & VKP_ATTN_CAUSAL) != 0u;
   bool has_mask = uint64_t(pc.mask) != 0ul;
-  int mrow = mask_row(b, ic);
-  int kend = causal ? min(Tk, subgroupMax(ic) + 1) : Tk;   // later keys are invisible to the subgroup
+  // Later keys are invisible to the whole subgroup.
+  int kend = causal ? min(Tk, subgroupMax(min(i + 4 * (RB - 1), Tq - 1)) + 1) : Tk;
 
-  float m = NEG_INF, l = 0.0;
-  vec2 o[NC];
-  [[unroll]] for (int c = 0; c < NC; c++) o[c] = vec2(0.0);
   [[dont_unroll]] for (int kb = 0; kb < kend; kb += KB) {
-    float s[KB];
+    float s[RB][KB];
     [[unroll]] for (int u = 0; u < KB; u++) {
       int key = kb + u, kc = min(key, Tk - 1);
       vec2 sh[NP];
       load_share(pc.k, kbase + kc * pc.k_stride[2], sh);
-      float sv = dot_share(q, sh);
-      if (has_mask) sv += pc.mask.v[mrow + kc];
-      s[u] = (key < Tk && !(causal && key > i)) ? sv : NEG_INF;
+      vec2 d[RB];
+      [[unroll]] for (int t = 0; t < RB; t++) d[t] = vec2(0.0);
+      [[unroll]] for (int c = 0; c < NC; c++) {
+        vec2 bk = bcast(sh, c);
+        [[unroll]] for (int t = 0; t < RB; t++) d[t] = fma(q[t][c], bk, d[t]);
+      }
+      [[unroll]] for (int t = 0; t < RB; t++) {
+        float sv = d[t].x + d[t].y;
+        if (has_mask) sv += pc.mask.v[mrow[t] + kc];
+        s[t][u] = (key < Tk && !(causal && key > i + 4 * t)) ? sv : NEG_INF;
+      }
     }
-    float mnew = max(max(m, max(s[0], s[1])), max(s[2], s[3]));
-    float msafe = mnew == NEG_INF ? 0.0 : mnew;   // nothing visible yet: the state stays zero
-    float alpha = exp(m - msafe);
-    float p[KB];
-    [[unroll]] for (int u = 0; u < KB; u++) p[u] = exp(s[u] - msafe);
-    l = fma(l, alpha, (p[0] + p[1]) + (p[2] + p[3]));
-    [[unroll]] for (int c = 0; c < NC; c++) o[c] *= alpha;
+    float p[RB][KB];
+    [[unroll]] for (int t = 0; t < RB; t++) {
+      float mnew = max(max(m[t], max(s[t][0], s[t][1])), max(s[t][2], s[t][3]));
+      float msafe = mnew == NEG_INF ? 0.0 : mnew;   // nothing visible yet: the state stays zero
+      float alpha = exp(m[t] - msafe);
+      [[unroll]] for (int u = 0; u < KB; u++) p[t][u] = exp(s[t][u] - msafe);
+      l[t] = fma(l[t], alpha, (p[t][0] + p[t][1]) + (p[t][2] + p[t][3]));
+      [[unroll]] for (int c = 0; c < NC; c++) o[t][c] *= alpha;
+      m[t] = mnew;
+    }
     [[unroll]] for (int u = 0; u < KB; u++) {
       vec2 sh[NP];
       load_share(pc.v, vbase + min(kb + u, Tk - 1) * pc.v_stride[2], sh);
-      [[unroll]] for (int c = 0; c < NC; c++) o[c] = fma(vec2(p[u]), bcast(sh, c), o[c]);
+      [[unroll]] for (int c = 0; c < NC; c++) {
+        vec2 bv = bcast(sh, c);
+        [[unroll]] for (int t = 0; t < RB; t++) o[t][c] = fma(vec2(p[t][u]), bv, o[t][c]);
+      }
     }
-    m = mnew;
   }
-  if (!live) return;
-  int row = (b * pc.H + h) * Tq + i;
-  store_own(row * pc.D, o, l > 0.0 ? 1.0 / l : 0.0);
-  pc.lse.v[row] = l > 0.0 ? m + log(l) : POS_INF;
+  [[unroll]] for (int t = 0; t < RB; t++) {
+    if (!head || i + 4 * t >= Tq) continue;
+    int row = (b * pc.H + h) * Tq + i + 4 * t;
+    store_own(row * pc.D, o[t], l[t] > 0.0 ? 1.0 / l[t] : 0.0);
+    pc.lse.v[row] = l[t] > 0.0 ? m[t] + log(l[t]) : POS_INF;
+  }
 }
 #endif
 
 #ifdef ATTN_DQ
-// dQ: invocation = query row i. With P = exp(s - lse), dP = dO . v, dS = P (dP - delta):
-// dQ_i = scale * sum_j dS_ij k_j.
+// dQ: invocation = query rows i_t = i + 4t, t < RB. With P = exp(s - lse), dP = dO . v,
+// dS = P (dP - delta): dQ_i = scale * sum_j dS_ij k_j. Each streamed key row (k, v) serves RB
+// query rows.
 void main() {
   int Tq = pc.Tq, Tk = pc.Tk, b, h, i;
-  bool live = row_slot(Tq, b, h, i);
-  int ic = min(i, Tq - 1);
-  int row = (b * pc.H + h) * Tq + ic;   // row of O, dO, lse, delta, dQ
-  vec2 q[NC], dout[NC], acc[NC];
-  load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q);
-  [[unroll]] for (int c = 0; c < NC; c++) q[c] *= pc.scale;
-  load_own(pc.dout, row * pc.D, dout);
-  [[unroll]] for (int c = 0; c < NC; c++) acc[c] = vec2(0.0);
-  float lse = pc.lse.v[row], delta = pc.delta.v[row];
-  int kbase = b * pc.k_stride[0] + h * pc.k_stride[1];
-  int vbase = b * pc.v_stride[0] + h * pc.v_stride[1];
+  bool head = row_slot(Tq, b, h, i);
+  vec2 q[RB][NC], dout[RB][NC], acc[RB][NC];
+  bool live[RB];
+  int row[RB], mrow[RB];
+  float lse[RB], delta[RB];
   bool causal = (pc.flags & VKP_ATTN_CAUSAL) != 0u;
   bool has_mask = uint64_t(pc.mask) != 0ul;
-  int mrow = mask_row(b, ic);
-  int kend = causal ? min(Tk, subgroupMax(ic) + 1) : Tk;
+  [[unroll]] for (int t = 0; t < RB; t++) {
+    live[t] = head && i + 4 * t < Tq;
+    int ic = min(i + 4 * t, Tq - 1);
+    row[t] = (b * pc.H + h) * Tq + ic;   // row of O, dO, lse, delta, dQ
+    load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q[t]);
+    [[unroll]] for (int c = 0; c < NC; c++) q[t][c] *= pc.scale;
+    load_own(pc.dout, row[t] * pc.D, dout[t]);
+    [[unroll]] for (int c = 0; c < NC; c++) acc[t][c] = vec2(0.0);
+    lse[t] = pc.lse.v[row[t]];
+    delta[t] = pc.delta.v[row[t]];
+    mrow[t] = mask_row(b, ic);
+  }
+  int kbase = b * pc.k_stride[0] + h * pc.k_stride[1];
+  int vbase = b * pc.v_stride[0] + h * pc.v_stride[1];
+  int kend = causal ? min(Tk, subgroupMax(min(i + 4 * (RB - 1), Tq - 1)) + 1) : Tk;
 
   [[dont_unroll]] for (int key = 0; key < kend; key++) {
     vec2 ks[NP], vs[NP];
     load_share(pc.k, kbase + key * pc.k_stride[2], ks);
     load_share(pc.v, vbase + key * pc.v_stride[2], vs);
-    float s = dot_share(q, ks), dp = dot_share(dout, vs);
-    if (has_mask) s += pc.mask.v[mrow + key];
-    float ds = (live && !(causal && key > i)) ? exp(s - lse) * (dp - delta) : 0.0;
-    [[unroll]] for (int c = 0; c < NC; c++) acc[c] = fma(vec2(ds), bcast(ks, c), acc[c]);
+    vec2 sd[RB], pd[RB];   // partial dot products: q_t . k, dO_t . v
+    [[unroll]] for (int t = 0; t < RB; t++) sd[t] = pd[t] = vec2(0.0);
+    [[unroll]] for (int c = 0; c < NC; c++) {
+      vec2 bk = bcast(ks, c), bv = bcast(vs, c);
+      [[unroll]] for (int t = 0; t < RB; t++) {
+        sd[t] = fma(q[t][c], bk, sd[t]);
+        pd[t] = fma(dout[t][c], bv, pd[t]);
+      }
+    }
+    float ds[RB];
+    [[unroll]] for (int t = 0; t < RB; t++) {
+      float s = sd[t].x + sd[t].y;
+      if (has_mask) s += pc.mask.v[mrow[t] + key];
+      ds[t] = (live[t] && !(causal && key > i + 4 * t)) ? exp(s - lse[t]) * ((pd[t].x + pd[t].y) - delta[t]) : 0.0;
+    }
+    [[unroll]] for (int c = 0; c < NC; c++) {
+      vec2 bk = bcast(ks, c);
+      [[unroll]] for (int t = 0; t < RB; t++) acc[t][c] = fma(vec2(ds[t]), bk, acc[t][c]);
+    }
   }
-  if (!live) return;
-  store_own(row * pc.D, acc, pc.scale);
+  [[unroll]] for (int t = 0; t < RB; t++)
+    if (live[t]) store_own(row[t] * pc.D, acc[t], pc.scale);
 }
 #endif
 
 #ifdef ATTN_DKV
-// dK, dV: invocation = key row j. dV_j = sum_i P_ij dO_i, dK_j = scale * sum_i dS_ij q_i.
-// dst is (2, B, H, Tk, D): dK then dV.
+// dK, dV: invocation = key rows j_t = j + 4t, t < RB. dV_j = sum_i P_ij dO_i,
+// dK_j = scale * sum_i dS_ij q_i. Each streamed query row (q, dO: 16 gathers of a 64-wide head)
+// serves RB key rows. dst is (2, B, H, Tk, D): dK then dV.
 void main() {
   int Tq = pc.Tq, Tk = pc.Tk, b, h, j;
-  bool live = row_slot(Tk, b, h, j);
-  int jc = min(j, Tk - 1);
-  vec2 k[NC], v[NC], dk[NC], dv[NC];
-  load_own(pc.k, b * pc.k_stride[0] + h * pc.k_stride[1] + jc * pc.k_stride[2], k);
-  [[unroll]] for (int c = 0; c < NC; c++) k[c] *= pc.scale;
-  load_own(pc.v, b * pc.v_stride[0] + h * pc.v_stride[1] + jc * pc.v_stride[2], v);
-  [[unroll]] for (int c = 0; c < NC; c++) dk[c] = dv[c] = vec2(0.0);
-  int qbase = b * pc.q_stride[0] + h * pc.q_stride[1];
-  int rows0 = (b * pc.H + h) * Tq;   // first row of this (b, h) in dO, lse, delta
+  bool head = row_slot(Tk, b, h, j);
+  vec2 k[RB][NC], v[RB][NC], dk[RB][NC], dv[RB][NC];
+  bool live[RB];
+  int jc[RB];
+  float mkey[RB];
   bool causal = (pc.flags & VKP_ATTN_CAUSAL) != 0u;
   bool has_mask = uint64_t(pc.mask) != 0ul;
   bool mask_rows = (pc.flags & VKP_ATTN_MASK_ROWS) != 0u;
-  int mcol = mask_row(b, 0) + jc;
-  float mkey = 0.0;
-  if (has_mask && !mask_rows) mkey = pc.mask.v[mcol];
-  int qstart = causal ? subgroupMin(jc) : 0;   // earlier queries see none of the subgroup's keys
+  int mcol0 = mask_row(b, 0);
+  [[unroll]] for (int t = 0; t < RB; t++) {
+    live[t] = head && j + 4 * t < Tk;
+    jc[t] = min(j + 4 * t, Tk - 1);
+    load_own(pc.k, b * pc.k_stride[0] + h * pc.k_stride[1] + jc[t] * pc.k_stride[2], k[t]);
+    [[unroll]] for (int c = 0; c < NC; c++) k[t][c] *= pc.scale;
+    load_own(pc.v, b * pc.v_stride[0] + h * pc.v_stride[1] + jc[t] * pc.v_stride[2], v[t]);
+    [[unroll]] for (int c = 0; c < NC; c++) dk[t][c] = dv[t][c] = vec2(0.0);
+    mkey[t] = has_mask && !mask_rows ? pc.mask.v[mcol0 + jc[t]] : 0.0;
+  }
+  int qbase = b * pc.q_stride[0] + h * pc.q_stride[1];
+  int rows0 = (b * pc.H + h) * Tq;   // first row of this (b, h) in dO, lse, delta
+  int qstart = causal ? subgroupMin(jc[0]) : 0;   // earlier queries see none of the subgroup's keys
 
   [[dont_unroll]] for (int qi = qstart; qi < Tq; qi++) {
     vec2 qs[NP], ds_[NP];
     load_share(pc.q, qbase + qi * pc.q_stride[2], qs);
     load_share(pc.dout, (rows0 + qi) * pc.D, ds_);
     float lse = pc.lse.v[rows0 + qi], delta = pc.delta.v[rows0 + qi];
-    float s = dot_share(k, qs) + mkey;
-    if (mask_rows) s += pc.mask.v[mcol + qi * Tk];
-    float dp = dot_share(v, ds_);
-    float p = (live && !(causal && j > qi)) ? exp(s - lse) : 0.0;
-    float dsv = p * (dp - delta);
+    vec2 sd[RB], pd[RB];   // partial dot products: k_t . q, v_t . dO
+    [[unroll]] for (int t = 0; t < RB; t++) sd[t] = pd[t] = vec2(0.0);
     [[unroll]] for (int c = 0; c < NC; c++) {
-      dv[c] = fma(vec2(p), bcast(ds_, c), dv[c]);
-      dk[c] = fma(vec2(dsv), bcast(qs, c), dk[c]);
+      vec2 bq = bcast(qs, c), bd = bcast(ds_, c);
+      [[unroll]] for (int t = 0; t < RB; t++) {
+        sd[t] = fma(k[t][c], bq, sd[t]);
+        pd[t] = fma(v[t][c], bd, pd[t]);
+      }
+    }
+    float p[RB], dsv[RB];
+    [[unroll]] for (int t = 0; t < RB; t++) {
+      float s = sd[t].x + sd[t].y + mkey[t];
+      if (mask_rows) s += pc.mask.v[mcol0 + jc[t] + qi * Tk];
+      p[t] = (live[t] && !(causal && j + 4 * t > qi)) ? exp(s - lse) : 0.0;
+      dsv[t] = p[t] * ((pd[t].x + pd[t].y) - delta);
+    }
+    [[unroll]] for (int c = 0; c < NC; c++) {
+      vec2 bq = bcast(qs, c), bd = bcast(ds_, c);
+      [[unroll]] for (int t = 0; t < RB; t++) {
+        dv[t][c] = fma(vec2(p[t]), bd, dv[t][c]);
+        dk[t][c] = fma(vec2(dsv[t]), bq, dk[t][c]);
+      }
     }
   }
-  if (!live) return;
-  int krow = (b * pc.H + h) * Tk + j;
-  store_own(krow * pc.D, dk, pc.scale);
-  store_own((pc.B * pc.H * Tk + krow) * pc.D, dv, 1.0);
+  [[unroll]] for (int t = 0; t < RB; t++) {
+    if (!live[t]) continue;
+    int krow = (b * pc.H + h) * Tk + j + 4 * t;
+    store_own(krow * pc.D, dk[t], pc.scale);
+    store_own((pc.B * pc.H * Tk + krow) * pc.D, dv[t], 1.0);
+  }
 }
 #endif

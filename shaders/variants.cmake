@@ -30,19 +30,21 @@ vkp_shader_variant(unary_sqrt        unary.glsl   VKP_UNARY_OP=VKP_EW_SQRT)
 
 # ---- attention.glsl: fused attention, kernel (ATTN_FWD / ATTN_DQ / ATTN_DKV) x head-dim
 # capacity DV; core/ops/attention.c asks for attention_<kernel>_d<DV> with the smallest DV >= D.
+# RB=2: the backward kernels up to DV 64 own two rows per invocation (measured faster on lavapipe;
+# the forward's online-softmax state made it slower there, so it keeps one).
 vkp_shader_variant(attention_fwd_d16   attention.glsl  ATTN_FWD  DV=16)
 vkp_shader_variant(attention_fwd_d32   attention.glsl  ATTN_FWD  DV=32)
 vkp_shader_variant(attention_fwd_d64   attention.glsl  ATTN_FWD  DV=64)
 vkp_shader_variant(attention_fwd_d128  attention.glsl  ATTN_FWD  DV=128)
 vkp_shader_variant(attention_fwd_d160  attention.glsl  ATTN_FWD  DV=160)
-vkp_shader_variant(attention_dq_d16    attention.glsl  ATTN_DQ   DV=16)
-vkp_shader_variant(attention_dq_d32    attention.glsl  ATTN_DQ   DV=32)
-vkp_shader_variant(attention_dq_d64    attention.glsl  ATTN_DQ   DV=64)
+vkp_shader_variant(attention_dq_d16    attention.glsl  ATTN_DQ   DV=16 RB=2)
+vkp_shader_variant(attention_dq_d32    attention.glsl  ATTN_DQ   DV=32 RB=2)
+vkp_shader_variant(attention_dq_d64    attention.glsl  ATTN_DQ   DV=64 RB=2)
 vkp_shader_variant(attention_dq_d128   attention.glsl  ATTN_DQ   DV=128)
 vkp_shader_variant(attention_dq_d160   attention.glsl  ATTN_DQ   DV=160)
-vkp_shader_variant(attention_dkv_d16   attention.glsl  ATTN_DKV  DV=16)
-vkp_shader_variant(attention_dkv_d32   attention.glsl  ATTN_DKV  DV=32)
-vkp_shader_variant(attention_dkv_d64   attention.glsl  ATTN_DKV  DV=64)
+vkp_shader_variant(attention_dkv_d16   attention.glsl  ATTN_DKV  DV=16 RB=2)
+vkp_shader_variant(attention_dkv_d32   attention.glsl  ATTN_DKV  DV=32 RB=2)
+vkp_shader_variant(attention_dkv_d64   attention.glsl  ATTN_DKV  DV=64 RB=2)
 vkp_shader_variant(attention_dkv_d128  attention.glsl  ATTN_DKV  DV=128)
 vkp_shader_variant(attention_dkv_d160  attention.glsl  ATTN_DKV  DV=160)
 # attention_wide.glsl: the same kernels for head dims past 160, each row split over 8 lanes;

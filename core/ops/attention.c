@@ -1,9 +1,10 @@
 // attention.c — fused scaled-dot-product attention (flash-attention style), forward and backward.
 //
 // Kernels (shaders/attention.glsl, one variant per head-dim capacity DV = 16, 32, 64, 128, 160): one
-// invocation per query row (forward, dQ) or key row (dK/dV), the rows of all heads packed on a 1-D
-// grid of 64-row workgroups; the other side's rows stream through registers, shared within groups
-// of 4 lanes by subgroupShuffle.
+// invocation owns a query row (forward, dQ) or key row (dK/dV) — the backward kernels up to DV 64
+// own two (i, i + 4) — the rows of all heads packed on a 1-D grid of 64-invocation workgroups; the
+// other side's rows stream through registers, shared within groups of 4 lanes by subgroupShuffle,
+// each streamed row serving every row the invocation owns.
 // Head dims 161..1024 (shaders/attention_wide.glsl, DV = 256, 512, 1024): a row is split over 8
 // lanes (each owns every 8th column pair), dot products are completed with subgroupShuffleXor,
 // and each group of 8 lanes owns 4 rows, so a streamed row is loaded once for 4 (32 rows per
@@ -34,7 +35,8 @@
 #define ATTN_DMAX 1024        // largest DV variant (attention_wide.glsl)
 #define ATTN_NARROW_DMAX 160  // largest DV of attention.glsl
 #define ATTN_WIDE_LANES 8     // lanes per row in attention_wide.glsl (G there)
-#define ATTN_ROWS 64          // rows (invocations) per workgroup of attention.glsl
+#define ATTN_ROWS 64          // invocations per workgroup of attention.glsl
+#define ATTN_BWD_RB2_DMAX 64  // dQ and dK/dV kernels up to this capacity own 2 rows per invocation (RB)
 #define ATTN_WIDE_ROWS 32     // rows per workgroup of attention_wide.glsl (ROWS = 64 / G * RB, RB = 4)
 
 // params: f[0] scale, i[1] flags (VKP_ATTN_*)
@@ -65,13 +67,14 @@ static void fill_pc(vkp_recorder *rec, const vkp_tensor *q, const vkp_tensor *k,
 }
 
 // Dispatches kernel `name` over n rows of every head. attention.glsl packs the rows of all heads
-// on a 1-D grid, each head's rows padded to a multiple of 4; attention_wide.glsl takes a grid of
-// (row blocks, H, B).
-static vkp_status dispatch_rows(vkp_recorder *rec, const char *name, const vkp_pc_attention *pc, int64_t n) {
+// on a 1-D grid, rb rows per invocation (its variant's RB), each head's rows padded to a multiple
+// of 4 rb; attention_wide.glsl takes a grid of (row blocks, H, B).
+static vkp_status dispatch_rows(vkp_recorder *rec, const char *name, const vkp_pc_attention *pc, int64_t n, int rb) {
   if (pc->D > ATTN_NARROW_DMAX)
     return vkp_rec_dispatch(rec, name, pc, sizeof *pc, (uint32_t)((n + ATTN_WIDE_ROWS - 1) / ATTN_WIDE_ROWS),
                             (uint32_t)pc->H, (uint32_t)pc->B);
-  uint64_t slots = (uint64_t)pc->B * (uint64_t)pc->H * (uint64_t)((n + 3) & ~3ll);
+  int64_t padded = (n + 4 * rb - 1) / (4 * rb) * (4 * rb);
+  uint64_t slots = (uint64_t)pc->B * (uint64_t)pc->H * (uint64_t)(padded / rb);
   return vkp_rec_dispatch_1d(rec, name, pc, sizeof *pc, slots, ATTN_ROWS);
 }
 
@@ -124,7 +127,7 @@ static vkp_status grad_record(vkp_recorder *rec, const vkp_tensor *t, bool dq) {
   pc.dst = vkp_rec_addr(rec, t);
   char name[32];
   return dispatch_rows(rec, variant(dq ? "dq" : "dkv", q->shape[3], name, sizeof name), &pc,
-                       dq ? q->shape[2] : k->shape[2]);
+                       dq ? q->shape[2] : k->shape[2], q->shape[3] <= ATTN_BWD_RB2_DMAX ? 2 : 1);
 }
 static vkp_status dq_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, true); }
 static vkp_status dkv_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, false); }
@@ -140,7 +143,7 @@ static vkp_status fwd_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.lse = vkp_rec_addr(rec, t->src[3]);
   pc.dst = vkp_rec_addr(rec, t);
   char name[32];
-  return dispatch_rows(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, q->shape[2]);
+  return dispatch_rows(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, q->shape[2], 1);
 }
 
 static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
@@ -221,7 +224,7 @@ vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor
                    (long long)D, lanes, sg);
     return NULL;
   }
-  int64_t rows = B * H * ((Tq > Tk ? Tq : Tk) + 3);   // the packed rows' slots (int32 in the kernels)
+  int64_t rows = B * H * ((Tq > Tk ? Tq : Tk) + 8);   // packed rows (padded to 4 RB) as int32 in the kernels
   if (B > 65535 || H > 65535 || rows > INT32_MAX) {
     vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "attention: batch %lld x heads %lld x %lld rows of '%s' is too large",
                    (long long)B, (long long)H, (long long)(Tq > Tk ? Tq : Tk), q->name);
