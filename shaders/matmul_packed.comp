@@ -9,9 +9,10 @@
 //   2(l + S t) + {0, 1}, t < TC/2, for all TM rows (TM * TC accumulators; LLVM keeps part of them
 //   on the stack, which costs less than the loads a smaller tile would need);
 // - A values are loaded once per chunk of 2S k by distinct lanes (lane l: k = 2l, 2l + 1) and
-//   broadcast with subgroupShuffle (vpermd);
+//   broadcast with subgroupShuffle (vpermd); with S = 8 (lavapipe at 256 bits) a k pair of 8 rows
+//   is loaded per gather instead, in steps of 4 k (below);
 // - the k steps of UJ lanes are unrolled so the loop-carried accumulators are written (and
-//   masked by lavapipe) once per 2 UJ k steps.
+//   masked by lavapipe) once per 2 UJ k steps (S = 8: once per 4 k steps).
 // A may be read in place instead of from a panel (pc.flags VKP_MM_A_INPLACE: op(A) rows
 // contiguous along k; the host checks even strides, 8-byte alignment and K a multiple of 2S, so
 // no k is padded): the same 64-byte line per gather from rows a_ms apart, one pack pass fewer.
@@ -78,20 +79,61 @@ void main() {
     aw = ao / 2u + (tile * nch + c0) * TM * S + lane, a_row = S, a_step = TM * S, r_last = TM - 1u;
   }
   uint bw = bo / 2u + (panel * pc.kp + pc.k_begin) * (NW / 2u) + lane;   // word of Bp[panel][k][2 lane]
-  for (uint c = c0; c < c1; c++) {
-    vec2 ap[TM];
-    [[unroll]] for (int r = 0; r < TM; r++) ap[r] = pair(pa, aw + min(uint(r), r_last) * a_row);
-    aw += a_step;
-    for (uint j = 0; j < S; j += UJ) {
-      [[unroll]] for (int u = 0; u < 2 * UJ; u++) {
-        vec2 bp[TP];
-        [[unroll]] for (int t = 0; t < TP; t++) bp[t] = pair(pb, bw + t * S);
-        bw += NW / 2u;
+  if (S == 8u) {
+    // Subgroups of 8 (lavapipe at 256 bits) take another order, measured 12-14 % faster on the
+    // ViT-S shapes and 5 % at 1024^2 (bench/RESULTS.md):
+    // - A is gathered 8 rows at a time (lane l: row 8q + l) for each k pair, spread over the k
+    //   loop, rather than as a burst of TM one-row gathers at the start of each chunk (removing
+    //   that burst made the kernel 13 % faster). Each gather touches 8 rows' lines, which are reused
+    //   over the chunk's 8 pairs; rows a multiple of 4 KiB apart would share one L1 set, so the
+    //   host packs A for those (mm_a_in_place);
+    // - a step covers 2 pairs (4 k) row by row: each accumulator is loaded, updated 4 times,
+    //   masked and stored once per step (half the blends and spill stores of a 2-k step), and
+    //   the step's 16 B vectors stay in registers. 4 pairs per step (26 KB of code) gained nothing.
+    uint ro[TM / 8];   // word offset of row 8q + lane from aw
+    [[unroll]] for (int q = 0; q < TM / 8; q++) ro[q] = min(uint(8 * q) + lane, r_last) * a_row - lane;
+    // sel is 0 (k_begin is a multiple of 2S) but not a constant to LLVM, which would otherwise
+    // turn each shuffle by a constant lane into two instructions (vpshufd + vpbroadcastq or
+    // vpermq) instead of one vpermd (measured 20-25 % slower).
+    uint sel = pc.k_begin % KC;
+    for (uint c = c0; c < c1; c++) {
+      for (uint j = 0; j < 8u; j += 2u) {
+        vec2 ag[2][TM / 8];
+        [[unroll]] for (int h = 0; h < 2; h++)
+          [[unroll]] for (int q = 0; q < TM / 8; q++) ag[h][q] = pair(pa, aw + ro[q] + j + uint(h));
+        vec2 bp[4][TP];
+        [[unroll]] for (int u = 0; u < 4; u++) {
+          [[unroll]] for (int t = 0; t < TP; t++) bp[u][t] = pair(pb, bw + t * 8u);
+          bw += NW / 2u;
+        }
         [[unroll]] for (int r = 0; r < TM; r++) {
-          float av = subgroupShuffle(ap[r][u & 1], j + u / 2);
-          [[unroll]] for (int t = 0; t < TP; t++) {
-            acc[r][2 * t] = fma(av, bp[t].x, acc[r][2 * t]);
-            acc[r][2 * t + 1] = fma(av, bp[t].y, acc[r][2 * t + 1]);
+          [[unroll]] for (int u = 0; u < 4; u++) {
+            float av = subgroupShuffle(ag[u / 2][r / 8][u & 1], uint(r % 8) + sel);
+            [[unroll]] for (int t = 0; t < TP; t++) {
+              acc[r][2 * t] = fma(av, bp[u][t].x, acc[r][2 * t]);
+              acc[r][2 * t + 1] = fma(av, bp[u][t].y, acc[r][2 * t + 1]);
+            }
+          }
+        }
+      }
+      aw += a_step;
+    }
+  } else {
+    for (uint c = c0; c < c1; c++) {
+      vec2 ap[TM];
+      [[unroll]] for (int r = 0; r < TM; r++) ap[r] = pair(pa, aw + min(uint(r), r_last) * a_row);
+      aw += a_step;
+      for (uint j = 0; j < S; j += UJ) {
+        [[unroll]] for (int u = 0; u < 2 * UJ; u++) {
+          vec2 bp[TP];
+          [[unroll]] for (int t = 0; t < TP; t++) bp[t] = pair(pb, bw + t * S);
+          bw += NW / 2u;
+          [[unroll]] for (int r = 0; r < TM; r++) {
+            float av = subgroupShuffle(ap[r][u & 1], j + u / 2);
+            [[unroll]] for (int t = 0; t < TP; t++) {
+              acc[r][2 * t] = fma(av, bp[t].x, acc[r][2 * t]);
+              acc[r][2 * t + 1] = fma(av, bp[t].y, acc[r][2 * t + 1]);
+            }
           }
         }
       }

@@ -179,8 +179,12 @@ static bool starts_8_aligned(const vkp_tensor *t) {
 // k with even strides and 8-byte alignment, and K a multiple of 2S (no padded k). Measured on
 // lavapipe the product loses less to rows a_ms apart than the pack pass costs; B read in place
 // (rows b_ks apart) measured slower than packed (bench/RESULTS.md, "Matmul on the ViT-S shapes").
+// With S = 8 the kernel gathers one k pair of 8 rows at a time: rows a multiple of 4 KiB apart
+// (a_ms % 1024 == 0) then share one L1 set, and reading A in place measured 2-5 % slower than
+// packing it first, pack pass included (1024^2, 6304x384x1024), so A is packed for those.
 static bool mm_a_in_place(vkp_graph *gr, const mm_geom *g, const vkp_tensor *a) {
   uint32_t S = subgroup_size(vkp_graph_ctx(gr));
+  if (S == 8 && g->a_ms % 1024 == 0) return false;
   return g->K % (2 * S) == 0 && g->a_ks == 1 && even(g->a_ms) && even(g->a_bs[0]) && even(g->a_bs[1]) &&
          starts_8_aligned(a);
 }

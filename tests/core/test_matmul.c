@@ -284,11 +284,18 @@ static void test_packed_in_place(void **state) {
   assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 90}, false, false, VKP_DTYPE_F16), 2);
   assert_int_equal(forward_dispatches((int64_t[]){144, 96}, (int64_t[]){144, 90}, true, false, f32), 3);
   assert_int_equal(forward_dispatches((int64_t[]){130, 100}, (int64_t[]){100, 96}, false, false, f32), 3);
+  // Subgroups of 8 gather a k pair of 8 rows at a time: rows a multiple of 4 KiB apart (a_ms
+  // 1,024 floats) would share one L1 set, so A is packed for them (core/ops/matmul.c).
+  if (vkp_ctx_info(vkp_test_ctx())->subgroup_size == 8) {
+    assert_int_equal(forward_dispatches((int64_t[]){64, 1024}, (int64_t[]){1024, 64}, false, false, f32), 3);
+    assert_int_equal(forward_dispatches((int64_t[]){64, 1040}, (int64_t[]){1040, 64}, false, false, f32), 2);
+  }
   mm_case cases[] = {
       CASE("in place nn 130x90x96", BUILD_FLAGS, false, false, 2, 2, SH(130, 96), SH(96, 90)),
       CASE("in place nt 130x96x96", BUILD_FLAGS, false, true, 2, 2, SH(130, 96), SH(96, 96)),
       CASE("in place batched 2x(130x90x96)", BUILD_FLAGS, false, false, 3, 3, SH(2, 130, 96), SH(2, 96, 90)),
       CASE("in place folded 3x(50x96x112)", BUILD_FLAGS, false, false, 3, 2, SH(3, 50, 112), SH(112, 96)),
+      CASE("rows 4 KiB apart 70x64x1024", BUILD_FLAGS, false, false, 2, 2, SH(70, 1024), SH(1024, 64)),
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case_n(&cases[i], 700 + i, 12);
   mm_case slice = {.name = "in place slice (row stride 200)", .build = BUILD_SLICE_A, .a_nd = 2, .b_nd = 2,
