@@ -277,13 +277,14 @@ static uint32_t forward_dispatches(const int64_t *as, const int64_t *bs, bool ta
 static void test_packed_in_place(void **state) {
   (void)state;
   // The path is taken: pack B + product (A in place, any B); pack A too when A is transposed or
-  // K is not a multiple of 16.
+  // K is not a multiple of 2S. Shapes whose padding keeps them on the packed path at subgroup
+  // sizes 4, 8 and 16 (N a multiple of 64, K of 32).
   const vkp_dtype f32 = VKP_DTYPE_F32;
-  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 90}, false, false, f32), 2);
-  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 96}, false, true, f32), 2);
-  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 90}, false, false, VKP_DTYPE_F16), 2);
-  assert_int_equal(forward_dispatches((int64_t[]){144, 96}, (int64_t[]){144, 90}, true, false, f32), 3);
-  assert_int_equal(forward_dispatches((int64_t[]){130, 100}, (int64_t[]){100, 96}, false, false, f32), 3);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 128}, false, false, f32), 2);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){128, 96}, false, true, f32), 2);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 128}, false, false, VKP_DTYPE_F16), 2);
+  assert_int_equal(forward_dispatches((int64_t[]){144, 96}, (int64_t[]){144, 128}, true, false, f32), 3);
+  assert_int_equal(forward_dispatches((int64_t[]){128, 100}, (int64_t[]){100, 128}, false, false, f32), 3);
   // Subgroups of 8 gather a k pair of 8 rows at a time: rows a multiple of 4 KiB apart (a_ms
   // 1,024 floats) would share one L1 set, so A is packed for them (core/ops/matmul.c).
   if (vkp_ctx_info(vkp_test_ctx())->subgroup_size == 8) {
