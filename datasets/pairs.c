@@ -272,6 +272,17 @@ void vkp_data_rgba_to_rgb(const uint8_t *rgba, size_t npix, vkp_alpha_mode mode,
   vkp_data_convert_rgba(rgba, npix, 3, mode, rgb);
 }
 
+void vkp_data_alpha_to_rgb(const uint8_t *px, size_t npix, int channels, vkp_alpha_mode mode, uint8_t *rgb) {
+  if (channels == 4) {
+    vkp_data_convert_rgba(px, npix, 3, mode, rgb);
+    return;
+  }
+  for (size_t k = 0; k < npix; k++) {
+    uint8_t rgba[4] = {px[2 * k], px[2 * k], px[2 * k], px[2 * k + 1]};
+    vkp_data_convert_rgba(rgba, 1, 3, mode, rgb + 3 * k);
+  }
+}
+
 vkp_status vkp_pairs_flatten(const vkp_pairs *p, vkp_alpha_mode mode, vkp_pairs **out,
                              vkp_error *err) {
   if (!out) return vkp_error_set(err, VKP_ERR_INVALID, "vkp_pairs_flatten: out is NULL");

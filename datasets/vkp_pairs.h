@@ -177,6 +177,8 @@ vkp_status vkp_pairs_subset(const vkp_pairs *p, const size_t *idx, size_t n, vkp
 // icon looks on a page; VKP_ALPHA_BLACK premultiplies; VKP_ALPHA_DROP keeps the colour.
 // rgba holds 4 * npix bytes, rgb gets 3 * npix.
 void vkp_data_rgba_to_rgb(const uint8_t *rgba, size_t npix, vkp_alpha_mode mode, uint8_t *rgb);
+// The same for grey+alpha (channels 2, grey spread to R, G, B) or RGBA (channels 4) pixels.
+void vkp_data_alpha_to_rgb(const uint8_t *px, size_t npix, int channels, vkp_alpha_mode mode, uint8_t *rgb);
 // A copy of p with 3-channel images: RGBA composited with `mode` (vkp_data_rgba_to_rgb), RGB
 // copied. Errors: VKP_ERR_INVALID, VKP_ERR_OOM.
 vkp_status vkp_pairs_flatten(const vkp_pairs *p, vkp_alpha_mode mode, vkp_pairs **out,

@@ -74,10 +74,15 @@ void load_share(F32Buf buf, int base, out vec2 sh[NP]) {
 // Pair c (columns 2c, 2c + 1) of a shared row.
 vec2 bcast(vec2 sh[NP], int c) { return subgroupShuffle(sh[c >> 2], (gl_SubgroupInvocationID & ~3u) + uint(c & 3)); }
 
-float dot_share(vec2 r[NC], vec2 sh[NP]) {
-  vec2 d = vec2(0.0);
-  [[unroll]] for (int c = 0; c < NC; c++) d = fma(r[c], bcast(sh, c), d);
-  return d.x + d.y;
+// d[t] = r[t] . (a shared row), for every row this invocation owns: each broadcast pair serves all.
+void dot_share(vec2 r[RB][NC], vec2 sh[NP], out float d[RB]) {
+  vec2 acc[RB];
+  [[unroll]] for (int t = 0; t < RB; t++) acc[t] = vec2(0.0);
+  [[unroll]] for (int c = 0; c < NC; c++) {
+    vec2 s = bcast(sh, c);
+    [[unroll]] for (int t = 0; t < RB; t++) acc[t] = fma(r[t][c], s, acc[t]);
+  }
+  [[unroll]] for (int t = 0; t < RB; t++) d[t] = acc[t].x + acc[t].y;
 }
 
 #ifdef ATTN_FWD
@@ -112,14 +117,10 @@ void main() {
       int key = kb + u, kc = min(key, Tk - 1);
       vec2 sh[NP];
       load_share(pc.k, kbase + kc * pc.k_stride[2], sh);
-      vec2 d[RB];
-      [[unroll]] for (int t = 0; t < RB; t++) d[t] = vec2(0.0);
-      [[unroll]] for (int c = 0; c < NC; c++) {
-        vec2 bk = bcast(sh, c);
-        [[unroll]] for (int t = 0; t < RB; t++) d[t] = fma(q[t][c], bk, d[t]);
-      }
+      float d[RB];
+      dot_share(q, sh, d);
       [[unroll]] for (int t = 0; t < RB; t++) {
-        float sv = d[t].x + d[t].y;
+        float sv = d[t];
         if (has_mask) sv += pc.mask.v[mrow[t] + kc];
         s[t][u] = (key < Tk && !(causal && key > i + 4 * t)) ? sv : NEG_INF;
       }
@@ -185,20 +186,14 @@ void main() {
     vec2 ks[NP], vs[NP];
     load_share(pc.k, kbase + key * pc.k_stride[2], ks);
     load_share(pc.v, vbase + key * pc.v_stride[2], vs);
-    vec2 sd[RB], pd[RB];   // partial dot products: q_t . k, dO_t . v
-    [[unroll]] for (int t = 0; t < RB; t++) sd[t] = pd[t] = vec2(0.0);
-    [[unroll]] for (int c = 0; c < NC; c++) {
-      vec2 bk = bcast(ks, c), bv = bcast(vs, c);
-      [[unroll]] for (int t = 0; t < RB; t++) {
-        sd[t] = fma(q[t][c], bk, sd[t]);
-        pd[t] = fma(dout[t][c], bv, pd[t]);
-      }
-    }
+    float sd[RB], pd[RB];   // q_t . k, dO_t . v
+    dot_share(q, ks, sd);
+    dot_share(dout, vs, pd);
     float ds[RB];
     [[unroll]] for (int t = 0; t < RB; t++) {
-      float s = sd[t].x + sd[t].y;
+      float s = sd[t];
       if (has_mask) s += pc.mask.v[mrow[t] + key];
-      ds[t] = (live[t] && !(causal && key > i + 4 * t)) ? exp(s - lse[t]) * ((pd[t].x + pd[t].y) - delta[t]) : 0.0;
+      ds[t] = (live[t] && !(causal && key > i + 4 * t)) ? exp(s - lse[t]) * (pd[t] - delta[t]) : 0.0;
     }
     [[unroll]] for (int c = 0; c < NC; c++) {
       vec2 bk = bcast(ks, c);
@@ -243,21 +238,15 @@ void main() {
     load_share(pc.q, qbase + qi * pc.q_stride[2], qs);
     load_share(pc.dout, (rows0 + qi) * pc.D, ds_);
     float lse = pc.lse.v[rows0 + qi], delta = pc.delta.v[rows0 + qi];
-    vec2 sd[RB], pd[RB];   // partial dot products: k_t . q, v_t . dO
-    [[unroll]] for (int t = 0; t < RB; t++) sd[t] = pd[t] = vec2(0.0);
-    [[unroll]] for (int c = 0; c < NC; c++) {
-      vec2 bq = bcast(qs, c), bd = bcast(ds_, c);
-      [[unroll]] for (int t = 0; t < RB; t++) {
-        sd[t] = fma(k[t][c], bq, sd[t]);
-        pd[t] = fma(v[t][c], bd, pd[t]);
-      }
-    }
+    float sd[RB], pd[RB];   // k_t . q, v_t . dO
+    dot_share(k, qs, sd);
+    dot_share(v, ds_, pd);
     float p[RB], dsv[RB];
     [[unroll]] for (int t = 0; t < RB; t++) {
-      float s = sd[t].x + sd[t].y + mkey[t];
+      float s = sd[t] + mkey[t];
       if (mask_rows) s += pc.mask.v[mcol0 + jc[t] + qi * Tk];
       p[t] = (live[t] && !(causal && j + 4 * t > qi)) ? exp(s - lse) : 0.0;
-      dsv[t] = p[t] * ((pd[t].x + pd[t].y) - delta);
+      dsv[t] = p[t] * (pd[t] - delta);
     }
     [[unroll]] for (int c = 0; c < NC; c++) {
       vec2 bq = bcast(qs, c), bd = bcast(ds_, c);

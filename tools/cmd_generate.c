@@ -246,15 +246,9 @@ static vkp_status flatten_alpha_on_white(vkp_image **img, vkp_error *err) {
   if (in->channels != 2 && in->channels != 4) return VKP_OK;
   vkp_image *rgb;
   VKP_TRY(vkp_image_new(in->width, in->height, 3, &rgb, err));
-  size_t stride = vkp_image_stride(in);
-  uint8_t rgba[4];
   for (int y = 0; y < in->height; y++)
-    for (int x = 0; x < in->width; x++) {
-      const uint8_t *s = in->data + (size_t)y * stride + (size_t)x * in->channels;
-      if (in->channels == 2) rgba[0] = rgba[1] = rgba[2] = s[0], rgba[3] = s[1];
-      else memcpy(rgba, s, 4);
-      vkp_data_rgba_to_rgb(rgba, 1, VKP_ALPHA_WHITE, rgb->data + 3 * ((size_t)y * in->width + x));
-    }
+    vkp_data_alpha_to_rgb(in->data + (size_t)y * vkp_image_stride(in), (size_t)in->width, in->channels,
+                          VKP_ALPHA_WHITE, rgb->data + (size_t)y * in->width * 3);
   vkp_image_free(*img);
   *img = rgb;
   return VKP_OK;

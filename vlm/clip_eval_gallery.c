@@ -34,12 +34,7 @@ static vkp_status draw_cell(vkp_image *img, const vkp_dataset *ds, size_t i, int
   if (ch == 4 || ch == 2) {
     rgb = malloc((size_t)w * h * 3);
     if (!rgb) return vkp_error_set(err, VKP_ERR_OOM, "out of host memory");
-    if (ch == 4) vkp_data_rgba_to_rgb(src, (size_t)w * h, VKP_ALPHA_WHITE, rgb);
-    else
-      for (size_t k = 0; k < (size_t)w * h; k++) {
-        unsigned v = src[2 * k], a = src[2 * k + 1];
-        rgb[3 * k] = rgb[3 * k + 1] = rgb[3 * k + 2] = (uint8_t)((v * a + 255 * (255 - a) + 127) / 255);
-      }
+    vkp_data_alpha_to_rgb(src, (size_t)w * h, ch, VKP_ALPHA_WHITE, rgb);
     src = rgb, ch = 3;
   }
   vkp_status st = vkp_data_transform_apply(&t, src, w, h, ch, 0, buf, err);

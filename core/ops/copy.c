@@ -1,7 +1,6 @@
 // copy.c — contiguous copies of views, concatenation, slice gradients, dtype casts.
 #include <string.h>
 
-#include "ops_internal.h"
 #include "vkp_op.h"
 #include "vkp_ops.h"
 #include "../../shaders/push/elementwise.h"
