@@ -70,6 +70,13 @@ vkp_shader_variant(matmul_nt_f16     matmul_tile.glsl  MM_NT MM_B16           TM
 vkp_shader_variant(matmul_nn_bf16    matmul_tile.glsl  MM_NN MM_B16 MM_BF16   TM=8 TP=1 UJ=2)
 vkp_shader_variant(matmul_nt_bf16    matmul_tile.glsl  MM_NT MM_B16 MM_BF16   TM=8 TP=2 UJ=2)
 
+# ---- matmul_skinny.glsl: lanes along M for products with few columns (LoRA's rank-r products);
+# TR rows per invocation, NB columns per workgroup column block (core/ops/matmul.c, mm_skinny).
+vkp_shader_variant(matmul_skinny_ak_bk  matmul_skinny.glsl  SK_AK SK_BK  TR=4 NB=8 WG=8 UK=2)
+vkp_shader_variant(matmul_skinny_ak_bn  matmul_skinny.glsl  SK_AK SK_BN  TR=4 NB=8 WG=8 UK=2)
+vkp_shader_variant(matmul_skinny_am_bk  matmul_skinny.glsl  SK_AM SK_BK  TR=4 NB=8 WG=8 UK=2)
+vkp_shader_variant(matmul_skinny_am_bn  matmul_skinny.glsl  SK_AM SK_BN  TR=4 NB=8 WG=8 UK=2)
+
 # ---- group norm fused with SiLU (core/ops/norm.c, vkp_group_norm_silu): the group norm kernels
 # themselves as bodies, with -DGN_SILU (forward y = silu(norm), backward through SiLU's derivative
 # at the recomputed pre-SiLU value). The plain kernels stay shaders/group_norm*.comp.

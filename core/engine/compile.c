@@ -43,6 +43,18 @@ static vkp_status schedule(vkp_graph *g, vkp_tensor *root) {
   return st;
 }
 
+// Gives every op with a fold hook its compile-time rewrite (vkp_op_def.fold), in order.
+static vkp_status fold_nodes(vkp_graph *g) {
+  uint32_t *readers = calloc((size_t)g->next_id + 1, sizeof *readers);
+  if (!readers) return vkp_error_set(&g->ctx->err, VKP_ERR_OOM, "out of host memory");
+  for (int32_t i = 0; i < g->order.n; i++)
+    for (int s = 0; s < g->order.v[i]->nsrc; s++) readers[g->order.v[i]->src[s]->id]++;
+  for (int32_t i = 0; i < g->order.n; i++)
+    if (g->order.v[i]->op->fold) g->order.v[i]->op->fold(g->order.v[i], readers);
+  free(readers);
+  return VKP_OK;
+}
+
 // ---- memory planning ------------------------------------------------------------------------
 
 typedef struct plan_range {
@@ -275,6 +287,7 @@ vkp_status vkp_graph_compile(vkp_graph *g) {
   for (int32_t i = 0; i < g->roots.n; i++)
     if (schedule(g, g->roots.v[i]) != VKP_OK) return vkp_error_set(&ctx->err, VKP_ERR_OOM, "out of host memory");
   for (int32_t i = 0; i < g->order.n; i++) g->order.v[i]->last_use = -1;
+  VKP_TRY(fold_nodes(g));
   // The arena is split into segments no larger than the device's largest allocation
   // (VKPEFT_ARENA_SEGMENT overrides it, for tests); no tensor straddles two.
   uint64_t seg = ctx->info.max_allocation_size ? ctx->info.max_allocation_size : (1ull << 31);

@@ -35,6 +35,7 @@ typedef struct vkp_pipeline_entry {
   const char *name;              // shader name (static storage)
   VkShaderModule module;
   VkPipeline pipeline;
+  uint64_t recorded;             // dispatches recorded with it (vkp_ctx_shader_dispatches)
 } vkp_pipeline_entry;
 
 struct vkp_ctx {
@@ -73,7 +74,8 @@ struct vkp_ctx {
 // Records a Vulkan failure into the context error; returns VKP_ERR_DEVICE (or OOM).
 vkp_status vkp_vk_fail(vkp_ctx *ctx, VkResult r, const char *what);
 
-// Returns the compute pipeline for an embedded shader, creating it on first use.
+// Returns the compute pipeline for an embedded shader, creating it on first use; each call counts
+// one recorded dispatch of it (vkp_rec_dispatch is the only caller).
 vkp_status vkp_pipeline_get(vkp_ctx *ctx, const char *shader, VkPipeline *out);
 void vkp_pipelines_free(vkp_ctx *ctx);
 vkp_status vkp_pipeline_cache_open(vkp_ctx *ctx, const char *cache_dir);

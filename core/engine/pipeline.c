@@ -19,6 +19,7 @@ vkp_status vkp_pipeline_get(vkp_ctx *ctx, const char *shader, VkPipeline *out) {
   for (uint32_t i = 0; i < ctx->pipeline_count; i++)
     if (strcmp(ctx->pipelines[i].name, shader) == 0) {
       *out = ctx->pipelines[i].pipeline;
+      ctx->pipelines[i].recorded++;
       return VKP_OK;
     }
   const vkp_shader_blob *blob = find_blob(shader);
@@ -54,9 +55,16 @@ vkp_status vkp_pipeline_get(vkp_ctx *ctx, const char *shader, VkPipeline *out) {
     return vkp_error_set(&ctx->err, VKP_ERR_SHADER, "shader '%s': %s", shader, ctx->err.msg);
   }
   e->name = blob->name;
+  e->recorded = 1;
   ctx->pipeline_count++;
   *out = e->pipeline;
   return VKP_OK;
+}
+
+uint64_t vkp_ctx_shader_dispatches(const vkp_ctx *ctx, const char *shader) {
+  for (uint32_t i = 0; i < ctx->pipeline_count; i++)
+    if (strcmp(ctx->pipelines[i].name, shader) == 0) return ctx->pipelines[i].recorded;
+  return 0;
 }
 
 void vkp_pipelines_free(vkp_ctx *ctx) {

@@ -98,7 +98,7 @@ static vkp_status aux_record(vkp_recorder *rec, const vkp_tensor *t) {
   (void)rec, (void)t;
   return VKP_OK;   // storage only: written by the node that lists it as a source
 }
-static const vkp_op_def op_attention_lse = {"attention_lse", aux_record, NULL};
+static const vkp_op_def op_attention_lse = {.name = "attention_lse", .record = aux_record, .backward = NULL};
 
 // ---- backward kernels -----------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ static vkp_status delta_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.Tk = (int32_t)rows;
   return vkp_rec_dispatch_1d(rec, "attention_delta", &pc, sizeof pc, (uint64_t)rows, 64);
 }
-static const vkp_op_def op_attention_delta = {"attention_delta", delta_record, NULL};
+static const vkp_op_def op_attention_delta = {.name = "attention_delta", .record = delta_record, .backward = NULL};
 
 // dq node: srcs q, k, v, lse, dO, delta, [mask] -> (B, H, Tq, D)
 // dkv node: same srcs -> (2, B*H, Tk, D)
@@ -131,8 +131,8 @@ static vkp_status grad_record(vkp_recorder *rec, const vkp_tensor *t, bool dq) {
 }
 static vkp_status dq_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, true); }
 static vkp_status dkv_record(vkp_recorder *rec, const vkp_tensor *t) { return grad_record(rec, t, false); }
-static const vkp_op_def op_attention_dq = {"attention_dq", dq_record, NULL};
-static const vkp_op_def op_attention_dkv = {"attention_dkv", dkv_record, NULL};
+static const vkp_op_def op_attention_dq = {.name = "attention_dq", .record = dq_record, .backward = NULL};
+static const vkp_op_def op_attention_dkv = {.name = "attention_dkv", .record = dkv_record, .backward = NULL};
 
 // ---- forward --------------------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     if (v->requires_grad) vkp_grad_accumulate(g, v, vkp_reshape(g, vkp_slice(g, dkv, 0, 1, 1), 4, v->shape));
   }
 }
-static const vkp_op_def op_attention = {"attention", fwd_record, fwd_backward};
+static const vkp_op_def op_attention = {.name = "attention", .record = fwd_record, .backward = fwd_backward};
 
 // True when every row of t starts on an 8-byte boundary (the kernels' 64-bit loads).
 static bool pair_aligned(const vkp_tensor *t) {

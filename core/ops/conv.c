@@ -63,8 +63,8 @@ static vkp_status col2im_record(vkp_recorder *rec, const vkp_tensor *t) {
 }
 
 static void im2col_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_im2col = {"im2col", im2col_record, im2col_backward};
-static const vkp_op_def op_col2im = {"col2im", col2im_record, NULL};
+static const vkp_op_def op_im2col = {.name = "im2col", .record = im2col_record, .backward = im2col_backward};
+static const vkp_op_def op_col2im = {.name = "col2im", .record = col2im_record, .backward = NULL};
 
 static void im2col_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *x = t->src[0];
@@ -139,7 +139,7 @@ static vkp_status bias_grad_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.OW = (int32_t)dy->shape[3];
   return vkp_rec_dispatch_1d(rec, "conv_bias_grad", &pc, sizeof pc, (uint64_t)pc.C, 1);
 }
-static const vkp_op_def op_conv_bias_grad = {"conv2d_bias_grad", bias_grad_record, NULL};
+static const vkp_op_def op_conv_bias_grad = {.name = "conv2d_bias_grad", .record = bias_grad_record, .backward = NULL};
 
 // (batch, M, K) -> (M, K)
 static vkp_status batch_sum_record(vkp_recorder *rec, const vkp_tensor *t) {
@@ -150,7 +150,8 @@ static vkp_status batch_sum_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.batch = (int32_t)t->src[0]->shape[0];
   return vkp_rec_dispatch_1d(rec, "conv_batch_sum", &pc, sizeof pc, pc.n, 256);
 }
-static const vkp_op_def op_conv_batch_sum = {"conv2d_weight_grad_sum", batch_sum_record, NULL};
+static const vkp_op_def op_conv_batch_sum = {
+    .name = "conv2d_weight_grad_sum", .record = batch_sum_record, .backward = NULL};
 
 static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *x = t->src[1], *w = t->src[2], *cols = t->src[3], *bias = t->nsrc > 4 ? t->src[4] : NULL;
@@ -188,7 +189,7 @@ static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     vkp_grad_accumulate(g, x, dx);
   }
 }
-static const vkp_op_def op_conv2d = {"conv2d", conv_record, conv_backward};
+static const vkp_op_def op_conv2d = {.name = "conv2d", .record = conv_record, .backward = conv_backward};
 
 vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *bias, int stride, int padding) {
   if (!x || !w) return NULL;

@@ -52,7 +52,8 @@ static vkp_status contiguous_record(vkp_recorder *rec, const vkp_tensor *t) {
 static void contiguous_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_grad_accumulate(g, t->src[0], grad);   // same shape; the view's own backward maps it back
 }
-static const vkp_op_def op_contiguous = {"contiguous", contiguous_record, contiguous_backward};
+static const vkp_op_def op_contiguous = {
+    .name = "contiguous", .record = contiguous_record, .backward = contiguous_backward};
 
 vkp_tensor *vkp_contiguous(vkp_graph *g, vkp_tensor *t) {
   if (!t || vkp_tensor_is_contiguous(t)) return t;
@@ -88,7 +89,7 @@ static void concat_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   if (t->src[1]->requires_grad)
     vkp_grad_accumulate(g, t->src[1], vkp_contiguous(g, vkp_slice(g, grad, dim, na, t->src[1]->shape[dim])));
 }
-static const vkp_op_def op_concat = {"concat", concat_record, concat_backward};
+static const vkp_op_def op_concat = {.name = "concat", .record = concat_record, .backward = concat_backward};
 
 vkp_tensor *vkp_concat(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int dim) {
   if (!a || !b) return NULL;
@@ -126,7 +127,7 @@ static void pad_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_grad_accumulate(g, t->src[0],
                       vkp_contiguous(g, vkp_slice(g, grad, dim, t->params.i[1], t->src[0]->shape[dim])));
 }
-static const vkp_op_def op_pad = {"slice_grad", pad_record, pad_backward};
+static const vkp_op_def op_pad = {.name = "slice_grad", .record = pad_record, .backward = pad_backward};
 
 vkp_tensor *vkp_pad_slice_grad(vkp_graph *g, vkp_tensor *grad, const vkp_tensor *full, int dim, int64_t start) {
   if (!grad) return NULL;
@@ -151,7 +152,7 @@ static vkp_status cast_record(vkp_recorder *rec, const vkp_tensor *t) {
 static void cast_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   (void)g, (void)t, (void)grad;   // 16-bit tensors are frozen weights: never trainable
 }
-static const vkp_op_def op_cast = {"cast_f32", cast_record, cast_backward};
+static const vkp_op_def op_cast = {.name = "cast_f32", .record = cast_record, .backward = cast_backward};
 
 vkp_tensor *vkp_cast_f32(vkp_graph *g, vkp_tensor *x) {
   if (!x || x->dtype == VKP_DTYPE_F32) return x;

@@ -22,7 +22,7 @@ static vkp_status dropout_record(vkp_recorder *rec, const vkp_tensor *t) {
 }
 
 static void dropout_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_dropout = {"dropout", dropout_record, dropout_backward};
+static const vkp_op_def op_dropout = {.name = "dropout", .record = dropout_record, .backward = dropout_backward};
 
 static vkp_tensor *dropout_node(vkp_graph *g, vkp_tensor *x, float p, int32_t salt) {
   x = vkp_contiguous(g, vkp_cast_f32(g, x));

@@ -44,7 +44,7 @@ static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
 }
 
 static void binary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_binary = {"binary", binary_record, binary_backward};
+static const vkp_op_def op_binary = {.name = "binary", .record = binary_record, .backward = binary_backward};
 
 static vkp_tensor *binary(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int op) {
   if (!a || !b) return NULL;
@@ -142,8 +142,8 @@ static vkp_status unary_record(vkp_recorder *rec, const vkp_tensor *t) {
 }
 
 static void unary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_unary = {"unary", unary_record, unary_backward};
-static const vkp_op_def op_unary_grad = {"unary_grad", unary_record, NULL};
+static const vkp_op_def op_unary = {.name = "unary", .record = unary_record, .backward = unary_backward};
+static const vkp_op_def op_unary_grad = {.name = "unary_grad", .record = unary_record, .backward = NULL};
 
 static vkp_tensor *unary(vkp_graph *g, vkp_tensor *a, int op, float alpha, float beta, const char *name) {
   if (!a) return NULL;
@@ -199,7 +199,7 @@ static vkp_status fill_record(vkp_recorder *rec, const vkp_tensor *t) {
   if (pc.dst % 16 == 0) pc.flags = VKP_EW_F_VEC4;
   return vkp_ew_dispatch(rec, "fill", &pc);
 }
-static const vkp_op_def op_fill = {"fill", fill_record, NULL};
+static const vkp_op_def op_fill = {.name = "fill", .record = fill_record, .backward = NULL};
 
 vkp_tensor *vkp_fill(vkp_graph *g, vkp_dtype dtype, int ndim, const int64_t *shape, float value) {
   if (dtype != VKP_DTYPE_F32) {
@@ -223,8 +223,10 @@ vkp_tensor *vkp_loss_seed(vkp_graph *g, vkp_tensor *loss) {
 
 // ---- in-place accumulate / assign into external tensors ------------------------------------
 
-// dst += src, both contiguous: an add whose second operand is dst itself.
+// dst += src, both contiguous: an add whose second operand is dst itself. params.i[0] = 1 once
+// folded into src (below): src then adds itself into dst and this node records nothing.
 static vkp_status accumulate_record(vkp_recorder *rec, const vkp_tensor *t) {
+  if (t->params.i[0]) return VKP_OK;
   vkp_pc_elementwise pc = {0};
   pc.a = vkp_rec_addr(rec, t->src[1]);
   pc.b = pc.dst = vkp_rec_addr(rec, t->src[0]);
@@ -236,12 +238,29 @@ static vkp_status accumulate_record(vkp_recorder *rec, const vkp_tensor *t) {
   if ((pc.a | pc.dst) % 16 == 0) pc.flags = VKP_EW_F_VEC4;
   return vkp_ew_dispatch(rec, "binary_add", &pc);
 }
-static const vkp_op_def op_accumulate = {"accumulate", accumulate_record, NULL};
+
+// Compile time: when src is produced by an op that can add into its output (a matmul: weight
+// gradients) and nothing else reads it, src is placed in dst's storage and accumulates there —
+// one pass over the gradient and one dispatch fewer per parameter.
+static void accumulate_fold(vkp_tensor *t, const uint32_t *readers) {
+  vkp_tensor *src = t->src[1];
+  if (!src->op || !src->op->accumulate_into || src->view_src || src->keep || src->kind != VKP_TENSOR_INTERMEDIATE ||
+      readers[src->id] != 1 || !vkp_tensor_is_contiguous(src))
+    return;
+  src->view_src = t->view_src;   // dst's external storage
+  src->buffer = t->buffer;
+  src->buffer_offset = t->buffer_offset;
+  src->offset = t->offset;
+  memcpy(src->stride, t->stride, sizeof src->stride);
+  src->op->accumulate_into(src);
+  t->params.i[0] = 1;
+}
+static const vkp_op_def op_accumulate = {.name = "accumulate", .record = accumulate_record, .fold = accumulate_fold};
 
 static vkp_status assign_record(vkp_recorder *rec, const vkp_tensor *t) {
   return vkp_ew_record_copy(rec, t->src[1], vkp_rec_addr(rec, t->src[0]), t->src[0]);
 }
-static const vkp_op_def op_assign = {"assign", assign_record, NULL};
+static const vkp_op_def op_assign = {.name = "assign", .record = assign_record, .backward = NULL};
 
 static vkp_tensor *inplace(vkp_graph *g, const vkp_op_def *op, vkp_tensor *dst, vkp_tensor *src) {
   if (!dst || !src) return NULL;

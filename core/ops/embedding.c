@@ -43,7 +43,8 @@ static vkp_status embedding_grad_record(vkp_recorder *rec, const vkp_tensor *t) 
   fill_pc(rec, t, t->src[0], t->src[1], &pc);
   return vkp_rec_dispatch_1d(rec, "embedding_grad", &pc, sizeof pc, pc.n, 256);
 }
-static const vkp_op_def op_embedding_grad = {"embedding_grad", embedding_grad_record, NULL};
+static const vkp_op_def op_embedding_grad = {
+    .name = "embedding_grad", .record = embedding_grad_record, .backward = NULL};
 
 static void embedding_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *table = t->src[0], *ids = t->src[1];
@@ -63,7 +64,8 @@ static void embedding_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *srcs[2] = {ids, vkp_contiguous(g, grad)};
   vkp_grad_accumulate(g, table, vkp_node_new(g, &op_embedding_grad, VKP_DTYPE_F32, 2, table->shape, srcs, 2));
 }
-static const vkp_op_def op_embedding = {"embedding", embedding_record, embedding_backward};
+static const vkp_op_def op_embedding = {
+    .name = "embedding", .record = embedding_record, .backward = embedding_backward};
 
 vkp_tensor *vkp_embedding(vkp_graph *g, vkp_tensor *table, vkp_tensor *ids) {
   if (!table || !ids) return NULL;

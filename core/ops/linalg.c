@@ -21,7 +21,7 @@ static void inverse_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *ytg = vkp_matmul(g, t, grad, true, false);   // Y^T G
   vkp_grad_accumulate(g, a, vkp_scale(g, vkp_matmul(g, ytg, t, false, true), -1.0f));
 }
-static const vkp_op_def op_inverse = {"inverse", inverse_record, inverse_backward};
+static const vkp_op_def op_inverse = {.name = "inverse", .record = inverse_record, .backward = inverse_backward};
 
 vkp_tensor *vkp_inverse(vkp_graph *g, vkp_tensor *a) {
   if (!a) return NULL;

@@ -24,7 +24,7 @@ static vkp_status noop_record(vkp_recorder *rec, const vkp_tensor *t) {
   return VKP_OK;
 }
 // Storage written by the dispatches of the node that lists it as a source.
-static const vkp_op_def op_aux = {"loss_aux", noop_record, NULL};
+static const vkp_op_def op_aux = {.name = "loss_aux", .record = noop_record, .backward = NULL};
 
 static vkp_tensor *aux_new(vkp_graph *g, int64_t n, vkp_tensor *after) {
   return vkp_node_new(g, &op_aux, VKP_DTYPE_F32, 1, &n, &after, 1);
@@ -63,7 +63,8 @@ static vkp_status ce_backward_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.cols = (uint32_t)t->shape[1];
   return dispatch_rows(rec, "cross_entropy_backward", &pc);
 }
-static const vkp_op_def op_ce_backward = {"cross_entropy_backward", ce_backward_record, NULL};
+static const vkp_op_def op_ce_backward = {
+    .name = "cross_entropy_backward", .record = ce_backward_record, .backward = NULL};
 
 static void ce_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *logits = t->src[0];
@@ -71,7 +72,7 @@ static void ce_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *srcs[5] = {logits, t->src[1], t->src[2], t, vkp_contiguous(g, grad)};
   vkp_grad_accumulate(g, logits, vkp_node_new(g, &op_ce_backward, VKP_DTYPE_F32, 2, logits->shape, srcs, 5));
 }
-static const vkp_op_def op_ce = {"cross_entropy", ce_record, ce_backward};
+static const vkp_op_def op_ce = {.name = "cross_entropy", .record = ce_record, .backward = ce_backward};
 
 vkp_tensor *vkp_cross_entropy(vkp_graph *g, vkp_tensor *logits, vkp_tensor *labels) {
   if (!logits || !labels) return NULL;
@@ -139,7 +140,7 @@ static vkp_status mse_backward_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.alpha = t->params.f[0];
   return vkp_rec_dispatch_1d(rec, "mse_backward", &pc, sizeof pc, pc.n, 256);
 }
-static const vkp_op_def op_mse_backward = {"mse_backward", mse_backward_record, NULL};
+static const vkp_op_def op_mse_backward = {.name = "mse_backward", .record = mse_backward_record, .backward = NULL};
 
 static void mse_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   float two_over_n = (float)(2.0 / (double)vkp_tensor_numel(t->src[0]));
@@ -152,7 +153,7 @@ static void mse_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     vkp_grad_accumulate(g, x, d);
   }
 }
-static const vkp_op_def op_mse = {"mse", mse_record, mse_backward};
+static const vkp_op_def op_mse = {.name = "mse", .record = mse_record, .backward = mse_backward};
 
 vkp_tensor *vkp_mse(vkp_graph *g, vkp_tensor *pred, vkp_tensor *target) {
   if (!pred || !target) return NULL;

@@ -2,7 +2,7 @@
 //
 // One node computes C = op(A)·op(B) (+ bias) for up to two broadcast batch dims. Transposes are
 // strides: the kernels read op(A)[m][k] = a[m*a_ms + k*a_ks] and op(B)[k][n] = b[k*b_ks + n*b_ns],
-// so a transposed view (or a row-strided slice) never costs a copy. Three ways to run it:
+// so a transposed view (or a row-strided slice) never costs a copy. Four ways to run it:
 //   packed      (products from about 2^20 multiply-adds, any layout and dtype) two pack nodes
 //               copy op(A) and op(B) into zero-padded panels (matmul_pack_a/b.comp) and
 //               matmul_packed.comp runs a 32 x 4S register tile per subgroup over contiguous
@@ -10,6 +10,8 @@
 //               known then) and adds the pack nodes as extra sources of the matmul node. An
 //               op(A) with rows contiguous along K (and K a multiple of 2S) is read in place
 //               instead (mm_a_in_place): no pack A pass.
+//   skinny      matmul_skinny_*: lanes along M for products with few columns or few k (LoRA's
+//               rank-r products), or the transpose of one with few rows (mm_skinny below);
 //   direct      matmul_nn / matmul_nt / matmul_tn (+ _f16/_bf16 B): register-blocked kernels for
 //               the common layouts that read the operands in place (small products: no extra
 //               passes or dispatches);
@@ -43,7 +45,7 @@
 // MM_A_IN when A is read in place: srcs end with A's panel unless MM_A_IN, then B's), i[4] = second
 // product (MM2_*: srcs a2, b2 after the bias),
 // i[5] = its transposes (bit 0: a2, bit 1: b2), f[6] = its scale, i[7] = 1 when the main product
-// is scaled by f[8].
+// is scaled by f[8], i[9] = 1 when C accumulates into what its storage holds (accumulate_into).
 //
 // Second product: C = alpha·op(A)·op(B) + bias + s·op(A2)·op(B2) with the same output. The record
 // runs the main product (packed or direct), then the second one with a direct kernel that scales
@@ -247,8 +249,8 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
                           (uint32_t)((p.Kp + VKP_MM_PK_ROWS - 1) / VKP_MM_PK_ROWS),
                           (uint32_t)(p.Np / (VKP_MM_PK_TC * p.S)), (uint32_t)p.nz);
 }
-static const vkp_op_def op_pack_a = {"matmul_pack_a", pack_record, NULL};
-static const vkp_op_def op_pack_b = {"matmul_pack_b", pack_record, NULL};
+static const vkp_op_def op_pack_a = {.name = "matmul_pack_a", .record = pack_record, .backward = NULL};
+static const vkp_op_def op_pack_b = {.name = "matmul_pack_b", .record = pack_record, .backward = NULL};
 
 // ---- record ---------------------------------------------------------------------------------
 
@@ -273,6 +275,83 @@ static vkp_pc_matmul mm_pc_out(const mm_geom *g, uint64_t bias_addr) {
   return pc;
 }
 
+// Operand strides of the push block for kernels that read op(A) and op(B) in place.
+static void mm_pc_operands(vkp_pc_matmul *pc, const mm_geom *g) {
+  pc->a_ms = (int32_t)g->a_ms;
+  pc->a_ks = (int32_t)g->a_ks;
+  pc->b_ks = (int32_t)g->b_ks;
+  pc->b_ns = (int32_t)g->b_ns;
+  for (int d = 0; d < 2; d++) {
+    pc->a_bs[d] = (int32_t)g->a_bs[d];
+    pc->b_bs[d] = (int32_t)g->b_bs[d];
+  }
+}
+
+// ---- skinny path ----------------------------------------------------------------------------
+
+#define VKP_MM_SK_TR 4   // rows per invocation of matmul_skinny_* (variants.cmake TR)
+#define VKP_MM_SK_NB 8   // columns per workgroup column block (variants.cmake NB)
+#define VKP_MM_SK_WG 8   // invocations per workgroup (variants.cmake WG)
+#define VKP_MM_SK_MIN_ROWS 32   // fewer rows than this: the direct kernels (too few workgroups)
+
+// Products with at most 16 columns (LoRA's rank-r products: u = x·A^T, v = dY·B, dB) or at most
+// 16 k (the rank-r update s·u·B^T added into the base product) run lanes along M in
+// matmul_skinny_* (each op(B) row shared by the subgroup through shuffles); a product with at most
+// 16 rows and many columns (dA = s·v^T·x) runs as its transpose, C^T = op(B)^T·op(A)^T, stored
+// transposed (c_ns). Measured against the direct kernels (bench/RESULTS.md, "Skinny products"):
+// 1.4-2.4x faster on the demo's and ViT-S's rank-8 products. Needs subgroups of 8 to 64 lanes, K
+// even, f32 operands with pair-aligned layouts. Returns the kernel, or NULL when the product does
+// not fit (*g and the addresses are then unchanged).
+static const char *mm_skinny(uint32_t S, mm_geom *g, uint32_t b_dtype, bool bias, uint64_t *a_addr,
+                             uint64_t *b_addr, int64_t *c_ns) {
+  if (b_dtype != VKP_MM_B_F32 || S < VKP_MM_SK_NB || S > 64 || !even(g->K)) return NULL;
+  bool transpose = !bias && g->M <= 2 * VKP_MM_SK_NB && g->N >= VKP_MM_SK_MIN_ROWS;
+  if (!transpose && !((g->N <= 2 * VKP_MM_SK_NB || g->K <= 2 * VKP_MM_SK_NB) && g->M >= VKP_MM_SK_MIN_ROWS)) return NULL;
+  mm_geom t = *g;
+  uint64_t aa = *a_addr, ba = *b_addr;
+  int64_t cns = 1;
+  if (transpose) {
+    t.M = g->N, t.N = g->M;
+    t.a_ms = g->b_ns, t.a_ks = g->b_ks, t.b_ks = g->a_ks, t.b_ns = g->a_ms;
+    t.c_ms = 1, cns = g->c_ms;
+    for (int d = 0; d < 2; d++) t.a_bs[d] = g->b_bs[d], t.b_bs[d] = g->a_bs[d];
+    aa = *b_addr, ba = *a_addr;
+  }
+  if ((aa & 7) || (ba & 7) || !even(t.a_bs[0]) || !even(t.a_bs[1]) || !even(t.b_bs[0]) || !even(t.b_bs[1]))
+    return NULL;
+  bool ak = t.a_ks == 1 && even(t.a_ms), am = t.a_ms == 1 && even(t.a_ks) && even(t.M);
+  bool bk = t.b_ks == 1 && even(t.b_ns), bn = t.b_ns == 1 && even(t.b_ks) && even(t.N);
+  static const char *names[2][2] = {{"matmul_skinny_ak_bk", "matmul_skinny_ak_bn"},
+                                    {"matmul_skinny_am_bk", "matmul_skinny_am_bn"}};
+  if (!(ak || am) || !(bk || bn)) return NULL;
+  *g = t, *a_addr = aa, *b_addr = ba, *c_ns = cns;
+  return names[ak ? 0 : 1][bk ? 0 : 1];
+}
+
+static vkp_status record_skinny(vkp_recorder *rec, const char *shader, const mm_geom *g, uint64_t a_addr,
+                                uint64_t b_addr, int64_t c_ns, uint64_t c_addr, uint64_t bias_addr, uint32_t flags,
+                                float alpha) {
+  vkp_pc_matmul pc = mm_pc_out(g, bias_addr);
+  pc.alpha = alpha;
+  pc.c_ns = (int32_t)c_ns;
+  mm_pc_operands(&pc, g);
+  int64_t rows = VKP_MM_SK_WG * VKP_MM_SK_TR, m_chunk = (int64_t)mm_max_gy(vkp_rec_ctx(rec)) * rows;
+  uint32_t gx = (uint32_t)((g->N + VKP_MM_SK_NB - 1) / VKP_MM_SK_NB), gz = (uint32_t)(g->batch0 * g->batch1);
+  for (int64_t k0 = 0; k0 < g->K; k0 += VKP_MM_K_CHUNK) {
+    pc.K = (uint32_t)(g->K - k0 < VKP_MM_K_CHUNK ? g->K - k0 : VKP_MM_K_CHUNK);
+    pc.flags = (flags & VKP_MM_SCALE) | (k0 > 0 || (flags & VKP_MM_ACCUMULATE) ? VKP_MM_ACCUMULATE : 0u) |
+               (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+    pc.b = b_addr + (uint64_t)(k0 * g->b_ks) * 4;
+    for (int64_t m0 = 0; m0 < g->M; m0 += m_chunk) {
+      pc.M = (uint32_t)(g->M - m0 < m_chunk ? g->M - m0 : m_chunk);
+      pc.a = a_addr + (uint64_t)(m0 * g->a_ms + k0 * g->a_ks) * 4;
+      pc.c = c_addr + (uint64_t)(m0 * g->c_ms) * 4;
+      VKP_TRY(vkp_rec_dispatch(rec, shader, &pc, sizeof pc, gx, (uint32_t)((pc.M + rows - 1) / rows), gz));
+    }
+  }
+  return VKP_OK;
+}
+
 // C (+)= alpha·op(a)·op(b) (+ bias) with a direct kernel (or the generic one), reading the operands
 // in place. flags: VKP_MM_ACCUMULATE to add to C, VKP_MM_SCALE to apply alpha.
 static vkp_status record_direct(vkp_recorder *rec, const vkp_tensor *a, const vkp_tensor *b, const mm_geom *g,
@@ -284,15 +363,12 @@ static vkp_status record_direct(vkp_recorder *rec, const vkp_tensor *a, const vk
   uint32_t b_dtype = mm_b_dtype(b);
   bool b16 = b_dtype != VKP_MM_B_F32;
   uint64_t a_addr = vkp_rec_addr(rec, a), b_addr = vkp_rec_addr(rec, b);
+  mm_geom sg = *g;
+  int64_t c_ns = 1;
+  const char *sk = mm_skinny(subgroup_size(ctx), &sg, b_dtype, bias_addr != 0, &a_addr, &b_addr, &c_ns);
+  if (sk) return record_skinny(rec, sk, &sg, a_addr, b_addr, c_ns, c_addr, bias_addr, flags, alpha);
   mm_kernel kern = mm_pick(subgroup_size(ctx), g, b_dtype, a_addr, b_addr);
-  pc.a_ms = (int32_t)g->a_ms;
-  pc.a_ks = (int32_t)g->a_ks;
-  pc.b_ks = (int32_t)g->b_ks;
-  pc.b_ns = (int32_t)g->b_ns;
-  for (int d = 0; d < 2; d++) {
-    pc.a_bs[d] = (int32_t)g->a_bs[d];
-    pc.b_bs[d] = (int32_t)g->b_bs[d];
-  }
+  mm_pc_operands(&pc, g);
   pc.tile_m = kern.tile_m;
   pc.tile_n = kern.tile_n;
   int64_t m_chunk = (int64_t)max_gy * kern.tile_m;
@@ -326,7 +402,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
   uint32_t S = subgroup_size(ctx);
   uint64_t c_addr = vkp_rec_addr(rec, t);
   uint64_t bias_addr = t->params.i[2] ? vkp_rec_addr(rec, t->src[2]) : 0;
-  uint32_t scale = t->params.i[7] ? VKP_MM_SCALE : 0u;
+  uint32_t scale = t->params.i[7] ? VKP_MM_SCALE : 0u, into = t->params.i[9] ? VKP_MM_ACCUMULATE : 0u;
 
   if (t->params.i[3]) {   // packed: srcs end with the A and B panels
     vkp_pc_matmul pc = mm_pc_out(&g, bias_addr);
@@ -355,7 +431,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
     for (int64_t k0 = 0; k0 < p.Kp; k0 += VKP_MM_K_CHUNK) {
       pc.k_begin = (uint32_t)k0;
       pc.K = (uint32_t)(p.Kp - k0 < VKP_MM_K_CHUNK ? p.Kp - k0 : VKP_MM_K_CHUNK);
-      pc.flags = in_flags | scale | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+      pc.flags = in_flags | scale | into | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
       for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
         pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
         pc.a = a_addr + (uint64_t)(m0 * (a_in ? g.a_ms : p.Kp)) * 4;   // m0: a multiple of TM (whole panels)
@@ -365,7 +441,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
       }
     }
   } else {
-    VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale, mm_alpha(t)));
+    VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale | into, mm_alpha(t)));
   }
   if (t->params.i[4] != MM2_NONE) {   // + s·op(A2)·op(B2), accumulated into C
     const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
@@ -377,7 +453,9 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
 }
 
 static void matmul_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_matmul = {"matmul", matmul_record, matmul_backward};
+static void matmul_accumulate_into(vkp_tensor *t) { t->params.i[9] = 1; }
+static const vkp_op_def op_matmul = {
+    .name = "matmul", .record = matmul_record, .backward = matmul_backward, .accumulate_into = matmul_accumulate_into};
 
 // What a node computes beyond op(a)·op(b) (+ bias): a scale of that product, a second product.
 typedef struct mm_extra {

@@ -47,8 +47,8 @@ static vkp_status noop_record(vkp_recorder *rec, const vkp_tensor *t) {
   (void)rec, (void)t;
   return VKP_OK;
 }
-static const vkp_op_def op_aux = {"norm_aux", noop_record, NULL};
-static const vkp_op_def op_ready = {"norm_stats", noop_record, NULL};
+static const vkp_op_def op_aux = {.name = "norm_aux", .record = noop_record, .backward = NULL};
+static const vkp_op_def op_ready = {.name = "norm_stats", .record = noop_record, .backward = NULL};
 
 // Storage written by another node's dispatch; `after` orders it (a source of the aux node).
 static vkp_tensor *aux_new(vkp_graph *g, int64_t n, vkp_tensor *after) {
@@ -130,8 +130,8 @@ static vkp_status dx_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.dst = vkp_rec_addr(rec, t);
   return dispatch_rows(rec, kernel(t, "group_norm_backward", "group_norm_backward_silu"), &pc);
 }
-static const vkp_op_def op_norm_dx = {"norm_backward", dx_record, NULL};
-static const vkp_op_def op_norm_silu_dx = {"norm_silu_backward", dx_record, NULL};
+static const vkp_op_def op_norm_dx = {.name = "norm_backward", .record = dx_record, .backward = NULL};
+static const vkp_op_def op_norm_silu_dx = {.name = "norm_silu_backward", .record = dx_record, .backward = NULL};
 
 // Layer norm: rows per partial sum, so that at most ~1024 partials exist and every lane loops
 // over at most max(32, rows/1024) rows.
@@ -160,8 +160,8 @@ static vkp_status dwdb_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.mode = 1;
   return vkp_rec_dispatch_1d(rec, "layer_norm_dwdb", &pc, sizeof pc, 2ull * pc.channels, 64);
 }
-static const vkp_op_def op_norm_dwdb = {"norm_dwdb", dwdb_record, NULL};
-static const vkp_op_def op_norm_silu_dwdb = {"norm_silu_dwdb", dwdb_record, NULL};
+static const vkp_op_def op_norm_dwdb = {.name = "norm_dwdb", .record = dwdb_record, .backward = NULL};
+static const vkp_op_def op_norm_silu_dwdb = {.name = "norm_silu_dwdb", .record = dwdb_record, .backward = NULL};
 
 static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   int flags = t->params.i[0], k = 1;
@@ -211,9 +211,10 @@ static void norm_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   if (need_b) vkp_grad_accumulate(g, b, vkp_reshape(g, vkp_slice(g, d, 0, 1, 1), 1, &c));
 }
 
-static const vkp_op_def op_layer_norm = {"layer_norm", norm_record, norm_backward};
-static const vkp_op_def op_group_norm = {"group_norm", norm_record, norm_backward};
-static const vkp_op_def op_group_norm_silu = {"group_norm_silu", norm_record, norm_backward};
+static const vkp_op_def op_layer_norm = {.name = "layer_norm", .record = norm_record, .backward = norm_backward};
+static const vkp_op_def op_group_norm = {.name = "group_norm", .record = norm_record, .backward = norm_backward};
+static const vkp_op_def op_group_norm_silu = {
+    .name = "group_norm_silu", .record = norm_record, .backward = norm_backward};
 
 // ---- builders -------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ static vkp_status sumsq_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.partial = vkp_rec_addr(rec, t);
   return vkp_rec_dispatch_1d(rec, "grad_norm_partial", &pc, sizeof pc, pc.n_chunks, 1);
 }
-static const vkp_op_def op_grad_sumsq = {"grad_sumsq", sumsq_record, NULL};
+static const vkp_op_def op_grad_sumsq = {.name = "grad_sumsq", .record = sumsq_record, .backward = NULL};
 
 // Stage 2: src[0] partial sums; out [1] the norm.
 static vkp_status norm_record(vkp_recorder *rec, const vkp_tensor *t) {
@@ -50,7 +50,7 @@ static vkp_status norm_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.norm = vkp_rec_addr(rec, t);
   return vkp_rec_dispatch(rec, "grad_norm", &pc, sizeof pc, 1, 1, 1);
 }
-static const vkp_op_def op_grad_norm = {"grad_norm", norm_record, NULL};
+static const vkp_op_def op_grad_norm = {.name = "grad_norm", .record = norm_record, .backward = NULL};
 
 // Update: src[0] the norm (clip coefficient); writes parameters, state and gradients in place.
 static vkp_status update_record(vkp_recorder *rec, const vkp_tensor *t) {
@@ -59,7 +59,7 @@ static vkp_status update_record(vkp_recorder *rec, const vkp_tensor *t) {
   const char *shader = get_params(t).kind == 0 ? "adamw" : "sgd";
   return vkp_rec_dispatch_1d(rec, shader, &pc, sizeof pc, pc.n_chunks, 1);
 }
-static const vkp_op_def op_optim_update = {"optim_update", update_record, NULL};
+static const vkp_op_def op_optim_update = {.name = "optim_update", .record = update_record, .backward = NULL};
 
 vkp_tensor *vkp_optim_append_nodes(vkp_graph *g, uint64_t table, uint64_t chunks, uint32_t n_chunks,
                                    uint64_t hparams, uint64_t qmap, int kind, vkp_tensor **norm_out);

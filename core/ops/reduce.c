@@ -159,7 +159,7 @@ static vkp_status scratch_record(vkp_recorder *rec, const vkp_tensor *t) {
   (void)rec, (void)t;
   return VKP_OK;   // storage only: written and read by the reduce_sum node that lists it
 }
-static const vkp_op_def op_reduce_scratch = {"reduce_scratch", scratch_record, NULL};
+static const vkp_op_def op_reduce_scratch = {.name = "reduce_scratch", .record = scratch_record, .backward = NULL};
 
 static void reduce_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   // d(sum)/dx = 1 broadcast back: grad * ones(x) via a broadcasting multiply-add.
@@ -167,7 +167,7 @@ static void reduce_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *ones = vkp_fill(g, VKP_DTYPE_F32, x->ndim, x->shape, t->params.f[0]);
   vkp_grad_accumulate(g, x, vkp_mul(g, ones, vkp_reshape(g, grad, t->ndim, t->shape)));
 }
-static const vkp_op_def op_reduce = {"reduce_sum", reduce_record, reduce_backward};
+static const vkp_op_def op_reduce = {.name = "reduce_sum", .record = reduce_record, .backward = reduce_backward};
 
 static vkp_tensor *reduce(vkp_graph *g, vkp_tensor *a, int ndim, const int64_t *shape, float scale) {
   if (!a) return NULL;

@@ -39,7 +39,7 @@ static vkp_status backward_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.dst = vkp_rec_addr(rec, t);
   return dispatch_rows(rec, "softmax_backward", &pc);
 }
-static const vkp_op_def op_softmax_backward = {"softmax_backward", backward_record, NULL};
+static const vkp_op_def op_softmax_backward = {.name = "softmax_backward", .record = backward_record, .backward = NULL};
 
 static void softmax_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *srcs[2] = {t, vkp_contiguous(g, grad)};
@@ -47,7 +47,7 @@ static void softmax_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   if (dx) dx->params = t->params;
   vkp_grad_accumulate(g, t->src[0], dx);
 }
-static const vkp_op_def op_softmax = {"softmax", softmax_record, softmax_backward};
+static const vkp_op_def op_softmax = {.name = "softmax", .record = softmax_record, .backward = softmax_backward};
 
 static vkp_tensor *softmax(vkp_graph *g, vkp_tensor *x, uint32_t op, const char *name) {
   if (!x) return NULL;

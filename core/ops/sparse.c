@@ -25,7 +25,7 @@ static vkp_status gather_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.mode = 2;
   return vkp_rec_dispatch_1d(rec, "sparse_add", &pc, sizeof pc, pc.n, 256);
 }
-static const vkp_op_def op_gather = {"sparse_gather", gather_record, NULL};
+static const vkp_op_def op_gather = {.name = "sparse_gather", .record = gather_record, .backward = NULL};
 
 static void sparse_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   grad = vkp_contiguous(g, grad);
@@ -35,7 +35,7 @@ static void sparse_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     vkp_grad_accumulate(g, t->src[1], vkp_node_new(g, &op_gather, VKP_DTYPE_F32, t->src[1]->ndim, t->src[1]->shape, srcs, 2));
   }
 }
-static const vkp_op_def op_sparse = {"sparse_add", sparse_record, sparse_backward};
+static const vkp_op_def op_sparse = {.name = "sparse_add", .record = sparse_record, .backward = sparse_backward};
 
 vkp_tensor *vkp_sparse_add(vkp_graph *g, vkp_tensor *base, vkp_tensor *values, vkp_tensor *index) {
   if (!base || !values || !index) return NULL;

@@ -23,7 +23,8 @@ static vkp_status timestep_record(vkp_recorder *rec, const vkp_tensor *t) {
 static void timestep_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   (void)g, (void)t, (void)grad;   // timesteps are data, never trained: no gradient flows to t
 }
-static const vkp_op_def op_timestep = {"timestep_embedding", timestep_record, timestep_backward};
+static const vkp_op_def op_timestep = {
+    .name = "timestep_embedding", .record = timestep_record, .backward = timestep_backward};
 
 vkp_tensor *vkp_timestep_embedding(vkp_graph *g, vkp_tensor *t, int dim, bool flip_sin_to_cos,
                                    float downscale_freq_shift, float max_period) {

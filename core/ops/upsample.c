@@ -17,8 +17,10 @@ static vkp_status upsample_record(vkp_recorder *rec, const vkp_tensor *t) {
 }
 
 static void upsample_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_upsample = {"upsample_nearest2x", upsample_record, upsample_backward};
-static const vkp_op_def op_upsample_grad = {"upsample_nearest2x_grad", upsample_record, NULL};
+static const vkp_op_def op_upsample = {
+    .name = "upsample_nearest2x", .record = upsample_record, .backward = upsample_backward};
+static const vkp_op_def op_upsample_grad = {
+    .name = "upsample_nearest2x_grad", .record = upsample_record, .backward = NULL};
 
 static void upsample_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *x = t->src[0];

@@ -17,7 +17,7 @@ static vkp_status view_record(vkp_recorder *rec, const vkp_tensor *node) {
 // params.i[0]: view kind; reshape keeps nothing else, permute stores perm in i[1..4],
 // slice stores dim, start in i[1], i[2].
 enum { VIEW_RESHAPE, VIEW_PERMUTE, VIEW_SLICE, VIEW_DETACH };
-static const vkp_op_def vkp_op_view = {"view", view_record, view_backward};
+static const vkp_op_def vkp_op_view = {.name = "view", .record = view_record, .backward = view_backward};
 
 bool vkp_tensor_is_view(const vkp_tensor *t) { return t && t->op == &vkp_op_view; }
 

@@ -4,7 +4,7 @@
 // Logical shapes: op(A) is (M, K), op(B) is (K, N), C is (M, N). Strides are in elements and
 // describe the logical (transposed) operands, so a transposed view costs nothing:
 //   op(A)[m][k] = a[m * a_ms + k * a_ks],  op(B)[k][n] = b[k * b_ks + n * b_ns],
-//   C[m][n] = c[m * c_ms + n].
+//   C[m][n] = c[m * c_ms + n] (matmul_skinny: + n * c_ns).
 // Batches: workgroup z indexes the flattened batch (z = i0 * batch1 + i1); each operand moves by
 // i0 * x_bs[0] + i1 * x_bs[1] (0 on broadcast dims).
 // A 16-bit b is read as packed 32-bit words: element e lives in word (b_off + e) >> 1, so b holds
@@ -29,7 +29,7 @@ VKP_PUSH(vkp_pc_matmul) {
   uint32_t k_begin;         // packed path: first k of this dispatch (a multiple of 2S)
   uint32_t kp;              // packed path: K padded to a multiple of 2S
   float alpha;              // with VKP_MM_SCALE: C = alpha * op(A)·op(B) (+ bias) (+ C)
-  uint32_t pad_;
+  int32_t c_ns;             // matmul_skinny: C[m][n] = c[m * c_ms + n * c_ns] (the others: c_ns = 1)
 } VKP_PUSH_END(vkp_pc_matmul);
 VKP_PUSH_CHECK(vkp_pc_matmul, 128)
 

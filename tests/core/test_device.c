@@ -24,7 +24,7 @@ static vkp_status canary_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.period = (uint32_t)vkp_tensor_numel(t->src[0]);
   return vkp_rec_dispatch(rec, "loop_canary", &pc, sizeof pc, 1, 1, 1);
 }
-static const vkp_op_def op_canary = {"loop_canary", canary_record, NULL};
+static const vkp_op_def op_canary = {.name = "loop_canary", .record = canary_record, .backward = NULL};
 
 static uint32_t run_canary(uint32_t iterations, uint32_t inner) {
   vkp_ctx *ctx = vkp_test_ctx();

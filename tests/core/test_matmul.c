@@ -306,6 +306,53 @@ static void test_packed_in_place(void **state) {
   run_case_n(&split, 711, 4);
 }
 
+// ---- skinny path ----------------------------------------------------------------------------
+// Products with at most 16 columns or at most 16 k (LoRA's rank-r products) run lanes along M in
+// matmul_skinny_* (subgroups of at least 8 lanes), and products with at most 16 rows and many
+// columns (dA = s·v^T·x) run as their transpose with a transposed store: every A/B layout pair,
+// partial row blocks and column blocks, batches, bias, the transposed store, and the gradients
+// (which take these kernels too: dB of x·A^T has 8 columns, dA has 8 rows).
+
+static const char *const skinny_shaders[] = {"matmul_skinny_ak_bk", "matmul_skinny_ak_bn", "matmul_skinny_am_bk",
+                                             "matmul_skinny_am_bn"};
+
+static uint64_t skinny_count(void) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < sizeof skinny_shaders / sizeof *skinny_shaders; i++)
+    n += vkp_ctx_shader_dispatches(vkp_test_ctx(), skinny_shaders[i]);
+  return n;
+}
+
+// Skinny dispatches recorded for the forward op(a)·op(b) alone.
+static uint64_t forward_skinny(const int64_t *as, const int64_t *bs, bool ta, bool tb) {
+  uint64_t before = skinny_count();
+  forward_dispatches(as, bs, ta, tb, VKP_DTYPE_F32);
+  return skinny_count() - before;
+}
+
+static void test_skinny(void **state) {
+  (void)state;
+  mm_case cases[] = {
+      CASE("skinny ak_bk: x A^T 100x8x64", BUILD_FLAGS, false, true, 2, 2, SH(100, 64), SH(8, 64)),
+      CASE("skinny ak_bn: 70x10x36 (2 column blocks)", BUILD_FLAGS, false, false, 2, 2, SH(70, 36), SH(36, 10)),
+      CASE("skinny am_bn: a^T b 66x6x50", BUILD_FLAGS, true, false, 2, 2, SH(50, 66), SH(50, 6)),
+      CASE("skinny am_bk: a^T b^T 64x8x40", BUILD_FLAGS, true, true, 2, 2, SH(40, 64), SH(8, 40)),
+      CASE("skinny transposed store: a^T b 8x72x90", BUILD_FLAGS, true, false, 2, 2, SH(90, 8), SH(90, 72)),
+      CASE("skinny small K: 96x40x8", BUILD_FLAGS, false, true, 2, 2, SH(96, 8), SH(40, 8)),
+      CASE("skinny batched 2x(40x8x16)", BUILD_FLAGS, false, false, 3, 3, SH(2, 40, 16), SH(2, 16, 8)),
+      CASE("skinny linear + bias 3x20x24 -> 8", BUILD_LINEAR, false, true, 3, 2, SH(3, 20, 24), SH(8, 24)),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case_n(&cases[i], 800 + i, 12);
+  // The path is taken at subgroup sizes of 8 and more (one dispatch), and refused for odd K.
+  uint64_t want = vkp_ctx_info(vkp_test_ctx())->subgroup_size >= 8 ? 1 : 0;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const mm_case *c = &cases[i];
+    if (c->build != BUILD_FLAGS || c->a_nd != 2 || c->b_nd != 2) continue;
+    assert_int_equal(forward_skinny(c->a_shape, c->b_shape, c->ta, c->tb), want);
+  }
+  assert_int_equal(forward_skinny((int64_t[]){100, 63}, (int64_t[]){8, 63}, false, true), 0);
+}
+
 // ---- 16-bit weights -------------------------------------------------------------------------
 // b stored as f16/bf16 (frozen): forward of matmul (NN/NT, tiled and generic) and linear, plus
 // the gradient of x through the 16-bit weight, against float64 products of the rounded values.
@@ -449,7 +496,8 @@ int main(void) {
       cmocka_unit_test(test_layouts),       cmocka_unit_test(test_batched),
       cmocka_unit_test(test_linear),        cmocka_unit_test(test_split),
       cmocka_unit_test(test_packed),        cmocka_unit_test(test_packed_in_place),
-      cmocka_unit_test(test_weights_16bit), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_skinny),        cmocka_unit_test(test_weights_16bit),
+      cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }

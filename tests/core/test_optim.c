@@ -455,6 +455,86 @@ static void test_grad_accumulation(void **state) {
   free(got);
 }
 
+// Weight gradients that are matrix products (dW = dY^T·x) are folded into their accumulation:
+// the product adds itself into the persistent gradient buffer (no accumulate pass). Two weights
+// whose gradients take the skinny (8 rows, stored transposed) and the direct kernels; two
+// micro-batches without an update must leave the sum of both gradients, against float64.
+static void test_grad_accumulation_folded(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_rng rng = vkp_rng_new(43);
+  enum { M = 100, K1 = 64, N1 = 8, K2 = 40, N2 = 48 };
+  float *w1 = malloc(N1 * K1 * 4), *w2 = malloc(N2 * K2 * 4), *x1 = malloc(M * K1 * 4), *x2 = malloc(M * K2 * 4);
+  float *c1[2], *c2[2], *got = malloc(N2 * K2 * 4);
+  vkp_rng_uniform_fill(&rng, w1, N1 * K1, -1, 1);
+  vkp_rng_uniform_fill(&rng, w2, N2 * K2, -1, 1);
+  vkp_rng_uniform_fill(&rng, x1, M * K1, -1, 1);
+  vkp_rng_uniform_fill(&rng, x2, M * K2, -1, 1);
+  for (int r = 0; r < 2; r++) {
+    c1[r] = malloc(M * N1 * 4), c2[r] = malloc(M * N2 * 4);
+    vkp_rng_uniform_fill(&rng, c1[r], M * N1, -1, 1);
+    vkp_rng_uniform_fill(&rng, c2[r], M * N2, -1, 1);
+  }
+  vkp_param_set *ps;
+  VKP_ASSERT_OK(ctx, vkp_param_set_new(ctx, &ps));
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, "w1", 2, (int64_t[]){N1, K1}, true, w1, NULL));
+  VKP_ASSERT_OK(ctx, vkp_param_set_create(ps, "w2", 2, (int64_t[]){N2, K2}, true, w2, NULL));
+  vkp_optim_config cfg = vkp_adamw_config(0.1);
+  vkp_optimizer *opt;
+  VKP_ASSERT_OK(ctx, vkp_optimizer_new(ps, &cfg, &opt));
+
+  // loss = sum(c1 * (x1 W1^T)) + sum(c2 * (x2 W2^T)): dWi = ci^T xi.
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *w[2] = {vkp_param_set_tensor(ps, g, 0), vkp_param_set_tensor(ps, g, 1)};
+  vkp_tensor *tx1 = vkp_tensor_input(g, "x1", VKP_DTYPE_F32, 2, (int64_t[]){M, K1});
+  vkp_tensor *tx2 = vkp_tensor_input(g, "x2", VKP_DTYPE_F32, 2, (int64_t[]){M, K2});
+  vkp_tensor *tc1 = vkp_tensor_input(g, "c1", VKP_DTYPE_F32, 2, (int64_t[]){M, N1});
+  vkp_tensor *tc2 = vkp_tensor_input(g, "c2", VKP_DTYPE_F32, 2, (int64_t[]){M, N2});
+  vkp_tensor *loss = vkp_add(g, vkp_sum(g, vkp_mul(g, tc1, vkp_matmul(g, tx1, w[0], false, true))),
+                             vkp_sum(g, vkp_mul(g, tc2, vkp_matmul(g, tx2, w[1], false, true))));
+  vkp_graph_output(g, loss);
+  vkp_tensor *grads[2];
+  VKP_ASSERT_OK(ctx, vkp_graph_backward(g, loss, w, 2, grads));
+  assert_non_null(vkp_optimizer_append(opt, g, grads));
+  uint64_t adds = vkp_ctx_shader_dispatches(ctx, "binary_add");
+  if (vkp_graph_compile(g) != VKP_OK) fail_msg("compile: %s", vkp_ctx_error(ctx));
+  // The loss adds its two sums (one binary_add); the gradients add nothing.
+  assert_int_equal(vkp_ctx_shader_dispatches(ctx, "binary_add") - adds, 1);
+
+  vkp_step_scalars s = {.loss_scale = 1};
+  for (int r = 0; r < 2; r++) {
+    VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, tx1, x1, M * K1 * 4));
+    VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, tx2, x2, M * K2 * 4));
+    VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, tc1, c1[r], M * N1 * 4));
+    VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, tc2, c2[r], M * N2 * 4));
+    vkp_optimizer_prepare_step(opt, 0.03f, false, &s);
+    VKP_ASSERT_OK(ctx, vkp_graph_set_scalars(g, &s));
+    VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  }
+  const float *xs[2] = {x1, x2};
+  float *const *cs[2] = {c1, c2};
+  const int ks[2] = {K1, K2}, ns[2] = {N1, N2};
+  for (int i = 0; i < 2; i++) {
+    float *want = malloc((size_t)(ns[i] * ks[i]) * 4);
+    for (int n = 0; n < ns[i]; n++)
+      for (int k = 0; k < ks[i]; k++) {
+        double acc = 0;
+        for (int r = 0; r < 2; r++)
+          for (int m = 0; m < M; m++) acc += (double)cs[i][r][m * ns[i] + n] * xs[i][m * ks[i] + k];
+        want[n * ks[i] + k] = (float)acc;
+      }
+    VKP_ASSERT_OK(ctx, vkp_buffer_read(vkp_optimizer_grad(opt, i), 0, got, (uint64_t)(ns[i] * ks[i]) * 4));
+    vkp_assert_close_f(i ? "folded gradient w2" : "folded gradient w1", got, want, ns[i] * ks[i], 1e-5, 1e-4);
+    free(want);
+  }
+  vkp_graph_free(g);
+  vkp_optimizer_free(opt);
+  vkp_param_set_free(ps);
+  for (int r = 0; r < 2; r++) free(c1[r]), free(c2[r]);
+  free(w1), free(w2), free(x1), free(x2), free(got);
+}
+
 // ---- LR schedules -------------------------------------------------------------------------------
 
 static void expect_lr(const vkp_lr_schedule *s, int64_t step, double want) {
@@ -952,7 +1032,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_adamw_vs_torch),    cmocka_unit_test(test_adamw_reference),
       cmocka_unit_test(test_sgd_reference),     cmocka_unit_test(test_clipping),
-      cmocka_unit_test(test_grad_accumulation), cmocka_unit_test(test_lr_schedules),
+      cmocka_unit_test(test_grad_accumulation), cmocka_unit_test(test_grad_accumulation_folded),
+      cmocka_unit_test(test_lr_schedules),
       cmocka_unit_test(test_save_load),         cmocka_unit_test(test_param_set),
       cmocka_unit_test(test_qmaps),             cmocka_unit_test(test_adamw8bit_reference),
       cmocka_unit_test(test_adamw8bit_training),

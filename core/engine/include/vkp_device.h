@@ -66,6 +66,9 @@ const char *vkp_ctx_error(const vkp_ctx *ctx);
 vkp_error *vkp_ctx_err(vkp_ctx *ctx);
 // Number of validation-layer errors and warnings seen so far (tests assert it stays 0).
 uint32_t vkp_ctx_validation_messages(const vkp_ctx *ctx);
+// Dispatches of the named shader recorded so far on this context (graph compiles): lets tests
+// and benchmarks check which kernel a shape takes.
+uint64_t vkp_ctx_shader_dispatches(const vkp_ctx *ctx, const char *shader);
 // Device bytes currently allocated through this context, and the high-water mark.
 uint64_t vkp_ctx_memory_in_use(const vkp_ctx *ctx);
 uint64_t vkp_ctx_memory_peak(const vkp_ctx *ctx);

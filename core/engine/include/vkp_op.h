@@ -19,6 +19,12 @@ struct vkp_op_def {
   vkp_status (*record)(vkp_recorder *rec, const vkp_tensor *node);
   // Appends gradient nodes: `grad` is dL/d(node) (same shape as node). NULL: not differentiable.
   void (*backward)(vkp_graph *g, vkp_tensor *node, vkp_tensor *grad);
+  // Optional compile-time rewrite, called for every scheduled node in execution order before
+  // memory is planned; readers[id] counts the scheduled nodes that read the tensor with that id.
+  void (*fold)(vkp_tensor *node, const uint32_t *readers);
+  // Optional: the node's kernels add its result to what its storage already holds from now on
+  // (a fold has pointed that storage at an external tensor: vkp_accumulate of a gradient).
+  void (*accumulate_into)(vkp_tensor *node);
 };
 
 // Creates an op node with a contiguous output of the given shape; NULL if any src is NULL.
