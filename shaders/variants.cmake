@@ -83,3 +83,14 @@ vkp_shader_variant(matmul_skinny_am_bn  matmul_skinny.glsl  SK_AM SK_BN  TR=4 NB
 vkp_shader_variant(group_norm_silu           group_norm.comp           GN_SILU)
 vkp_shader_variant(group_norm_backward_silu  group_norm_backward.comp  GN_SILU)
 vkp_shader_variant(group_norm_dwdb_silu      group_norm_dwdb.comp      GN_SILU)
+
+# ---- layer_norm_rows.glsl: layer norm over rows of up to 2 S NP elements kept in registers, one
+# subgroup per row (core/ops/norm.c, short_rows): forward and dx, NP pairs per lane.
+vkp_shader_variant(layer_norm_fwd_p4    layer_norm_rows.glsl  LN_FWD  NP=4)
+vkp_shader_variant(layer_norm_fwd_p12   layer_norm_rows.glsl  LN_FWD  NP=12)
+vkp_shader_variant(layer_norm_fwd_p24   layer_norm_rows.glsl  LN_FWD  NP=24)
+vkp_shader_variant(layer_norm_fwd_p48   layer_norm_rows.glsl  LN_FWD  NP=48)
+vkp_shader_variant(layer_norm_dx_p4     layer_norm_rows.glsl  LN_DX   NP=4)
+vkp_shader_variant(layer_norm_dx_p12    layer_norm_rows.glsl  LN_DX   NP=12)
+vkp_shader_variant(layer_norm_dx_p24    layer_norm_rows.glsl  LN_DX   NP=24)
+vkp_shader_variant(layer_norm_dx_p48    layer_norm_rows.glsl  LN_DX   NP=48)

@@ -98,6 +98,33 @@ static vkp_status dispatch_rows(vkp_recorder *rec, const char *shader, vkp_pc_no
   return vkp_rec_dispatch_rows(rec, shader, pc, sizeof *pc, pc->rows, wide);
 }
 
+// Layer norm rows of up to 2 S NP elements (layer_norm_rows.glsl): a subgroup per row with the
+// row in registers as pairs; w and b loaded once per subgroup. NULL when the row does not fit
+// (odd or too long, unaligned operands, subgroups over 64 lanes): the general kernels run it.
+// Measured on lavapipe: bench/RESULTS.md, "LayerNorm rows in registers".
+static const char *short_rows(vkp_recorder *rec, const vkp_tensor *t, const vkp_pc_norm *pc, bool dx) {
+  static const uint32_t nps[] = {4, 12, 24, 48};
+  uint32_t S = vkp_ctx_info(vkp_rec_ctx(rec))->subgroup_size;
+  if (t->params.i[2] != KIND_LAYER || t->params.i[4] || S == 0 || S > 64 || (pc->len & 1)) return NULL;
+  if ((pc->x | pc->w | pc->b | pc->dy | pc->dst | pc->stats) & 7) return NULL;
+  static const char *const names[2][4] = {
+      {"layer_norm_fwd_p4", "layer_norm_fwd_p12", "layer_norm_fwd_p24", "layer_norm_fwd_p48"},
+      {"layer_norm_dx_p4", "layer_norm_dx_p12", "layer_norm_dx_p24", "layer_norm_dx_p48"}};
+  for (int i = 0; i < 4; i++)
+    if (pc->len <= 2 * S * nps[i]) return names[dx][i];
+  return NULL;
+}
+
+// Rows of the general kernels (dispatch_rows above), or of a short-rows kernel: about 4 rows per
+// subgroup (it loads w and b once for all of them).
+static vkp_status dispatch_norm(vkp_recorder *rec, const vkp_tensor *t, vkp_pc_norm *pc, const char *general,
+                                bool dx) {
+  const char *sr = short_rows(rec, t, pc, dx);
+  if (!sr) return dispatch_rows(rec, general, pc);
+  uint32_t S = vkp_ctx_info(vkp_rec_ctx(rec))->subgroup_size;
+  return vkp_rec_dispatch_1d(rec, sr, pc, sizeof *pc, (pc->rows + 3) / 4, 64 / S);
+}
+
 // ---- forward --------------------------------------------------------------------------------
 // srcs: x, [weight], [bias], stats (aux)
 
@@ -110,7 +137,7 @@ static vkp_status norm_record(vkp_recorder *rec, const vkp_tensor *t) {
   if (pc.flags & VKP_NORM_HAS_B) pc.b = vkp_rec_addr(rec, t->src[k++]);
   pc.stats = vkp_rec_addr(rec, t->src[k]);
   pc.dst = vkp_rec_addr(rec, t);
-  return dispatch_rows(rec, kernel(t, "group_norm", "group_norm_silu"), &pc);
+  return dispatch_norm(rec, t, &pc, kernel(t, "group_norm", "group_norm_silu"), false);
 }
 
 // ---- backward -------------------------------------------------------------------------------
@@ -128,7 +155,7 @@ static vkp_status dx_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.stats = vkp_rec_addr(rec, t->src[k++]);
   pc.dy = vkp_rec_addr(rec, t->src[k]);
   pc.dst = vkp_rec_addr(rec, t);
-  return dispatch_rows(rec, kernel(t, "group_norm_backward", "group_norm_backward_silu"), &pc);
+  return dispatch_norm(rec, t, &pc, kernel(t, "group_norm_backward", "group_norm_backward_silu"), true);
 }
 static const vkp_op_def op_norm_dx = {.name = "norm_backward", .record = dx_record, .backward = NULL};
 static const vkp_op_def op_norm_silu_dx = {.name = "norm_silu_backward", .record = dx_record, .backward = NULL};

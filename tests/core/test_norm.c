@@ -83,6 +83,42 @@ static void test_layer_norm(void **state) {
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) run_ln(&cases[k], 10 + k, 2e-6, 1e-5);
 }
 
+// Rows of up to 2 S NP elements run layer_norm_rows.glsl (the row in registers, NP = 4, 12, 24, 48
+// pairs per lane): each size class at its edges (pairs past the row on some lanes), w/b absent,
+// and rows past the largest class or odd lengths on the general kernels. The forward and dx
+// kernels taken are checked by their recorded dispatches at subgroup size 8.
+static uint64_t ln_short_dispatches(void) {
+  static const char *const names[] = {"layer_norm_fwd_p4",  "layer_norm_fwd_p12", "layer_norm_fwd_p24",
+                                      "layer_norm_fwd_p48", "layer_norm_dx_p4",   "layer_norm_dx_p12",
+                                      "layer_norm_dx_p24",  "layer_norm_dx_p48"};
+  uint64_t n = 0;
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) n += vkp_ctx_shader_dispatches(vkp_test_ctx(), names[i]);
+  return n;
+}
+
+static void test_layer_norm_short_rows(void **state) {
+  (void)state;
+  ln_case cases[] = {
+      {3, {2, 9, 64}, AFF_WB, 1e-5f, -2, 2},   // p4, full
+      {2, {6, 66}, AFF_W, 1e-5f, -1, 1},       // p12, one pair on lane 0 of the last column
+      {2, {5, 10}, AFF_NONE, 1e-5f, -1, 1},    // p4, 5 of 32 pairs
+      {2, {33, 192}, AFF_B, 1e-5f, -1, 1},     // p12, full
+      {2, {4, 200}, AFF_WB, 1e-5f, 999, 1001}, // p24, |mean| >> std
+      {2, {3, 768}, AFF_WB, 1e-5f, -1, 1},     // p48, full
+      {2, {3, 770}, AFF_WB, 1e-5f, -1, 1},     // past p48 at S = 8: general kernels
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    uint64_t before = ln_short_dispatches();
+    run_ln(&cases[k], 40 + k, 2e-6, 1e-5);
+    if (vkp_ctx_info(vkp_test_ctx())->subgroup_size == 8) {
+      bool fits = cases[k].shape[cases[k].ndim - 1] <= 768;
+      if ((ln_short_dispatches() > before) != fits)
+        fail_msg("layer norm of rows of %lld: short-rows kernels %s", (long long)cases[k].shape[cases[k].ndim - 1],
+                 fits ? "not taken" : "taken");
+    }
+  }
+}
+
 // |mean| >> std: a one-pass E[x^2] - E[x]^2 in f32 loses all digits of the variance here
 // (1e6 vs 0.33), and even x - mean with mean rounded to f32 (ulp 6e-5 at 1000) errs by ~1e-4 in
 // xhat. The kernels shift each row by its first element, so the usual tolerances hold.
@@ -231,7 +267,8 @@ static void test_norm_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_layer_norm), cmocka_unit_test(test_layer_norm_offset), cmocka_unit_test(test_group_norm),
+      cmocka_unit_test(test_layer_norm), cmocka_unit_test(test_layer_norm_short_rows),
+      cmocka_unit_test(test_layer_norm_offset), cmocka_unit_test(test_group_norm),
       cmocka_unit_test(test_norm_chain), cmocka_unit_test(test_norm_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
