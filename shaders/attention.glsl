@@ -147,7 +147,7 @@ void main() {
   [[unroll]] for (int t = 0; t < RB; t++) {
     if (!head || i + 4 * t >= Tq) continue;
     int row = (b * pc.H + h) * Tq + i + 4 * t;
-    store_own(row * pc.D, o[t], l[t] > 0.0 ? 1.0 / l[t] : 0.0);
+    store_own(io_row(b, h, i + 4 * t, Tq, VKP_ATTN_O_BTHD), o[t], l[t] > 0.0 ? 1.0 / l[t] : 0.0);
     pc.lse.v[row] = l[t] > 0.0 ? m[t] + log(l[t]) : POS_INF;
   }
 }
@@ -169,10 +169,10 @@ void main() {
   [[unroll]] for (int t = 0; t < RB; t++) {
     live[t] = head && i + 4 * t < Tq;
     int ic = min(i + 4 * t, Tq - 1);
-    row[t] = (b * pc.H + h) * Tq + ic;   // row of O, dO, lse, delta, dQ
+    row[t] = (b * pc.H + h) * Tq + ic;   // row of lse, delta
     load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], q[t]);
     [[unroll]] for (int c = 0; c < NC; c++) q[t][c] *= pc.scale;
-    load_own(pc.dout, row[t] * pc.D, dout[t]);
+    load_own(pc.dout, io_row(b, h, ic, Tq, VKP_ATTN_O_BTHD), dout[t]);
     [[unroll]] for (int c = 0; c < NC; c++) acc[t][c] = vec2(0.0);
     lse[t] = pc.lse.v[row[t]];
     delta[t] = pc.delta.v[row[t]];
@@ -201,7 +201,7 @@ void main() {
     }
   }
   [[unroll]] for (int t = 0; t < RB; t++)
-    if (live[t]) store_own(row[t] * pc.D, acc[t], pc.scale);
+    if (live[t]) store_own(io_row(b, h, i + 4 * t, Tq, VKP_ATTN_DQ_BTHD), acc[t], pc.scale);
 }
 #endif
 
@@ -230,13 +230,13 @@ void main() {
     mkey[t] = has_mask && !mask_rows ? pc.mask.v[mcol0 + jc[t]] : 0.0;
   }
   int qbase = b * pc.q_stride[0] + h * pc.q_stride[1];
-  int rows0 = (b * pc.H + h) * Tq;   // first row of this (b, h) in dO, lse, delta
+  int rows0 = (b * pc.H + h) * Tq;   // first row of this (b, h) in lse, delta
   int qstart = causal ? subgroupMin(jc[0]) : 0;   // earlier queries see none of the subgroup's keys
 
   [[dont_unroll]] for (int qi = qstart; qi < Tq; qi++) {
     vec2 qs[NP], ds_[NP];
     load_share(pc.q, qbase + qi * pc.q_stride[2], qs);
-    load_share(pc.dout, (rows0 + qi) * pc.D, ds_);
+    load_share(pc.dout, io_row(b, h, qi, Tq, VKP_ATTN_O_BTHD), ds_);
     float lse = pc.lse.v[rows0 + qi], delta = pc.delta.v[rows0 + qi];
     float sd[RB], pd[RB];   // k_t . q, v_t . dO
     dot_share(k, qs, sd);
@@ -258,9 +258,9 @@ void main() {
   }
   [[unroll]] for (int t = 0; t < RB; t++) {
     if (!live[t]) continue;
-    int krow = (b * pc.H + h) * Tk + j + 4 * t;
-    store_own(krow * pc.D, dk[t], pc.scale);
-    store_own((pc.B * pc.H * Tk + krow) * pc.D, dv[t], 1.0);
+    int krow = io_row(b, h, j + 4 * t, Tk, VKP_ATTN_DKV_BTHD);
+    store_own(krow, dk[t], pc.scale);
+    store_own(pc.B * pc.H * Tk * pc.D + krow, dv[t], 1.0);
   }
 }
 #endif

@@ -16,6 +16,12 @@ vec2 load_pair(F32Buf buf, int e) {   // elements e, e + 1 (e even)
   return vec2(uintBitsToFloat(uint(x)), uintBitsToFloat(uint(x >> 32)));
 }
 
+// Element offset of row t (of T) of head (b, h) in O, dO, dQ or dK/dV: (B, H, T, D), or
+// (B, T, H, D) when the flags have `bthd` (VKP_ATTN_*_BTHD).
+int io_row(int b, int h, int t, int T, uint bthd) {
+  return ((pc.flags & bthd) != 0u ? (b * T + t) * pc.H + h : (b * pc.H + h) * T + t) * pc.D;
+}
+
 // Offset of mask row (b, row); row is ignored for a (Bm, 1, 1, Tk) mask.
 int mask_row(int b, int row) {
   bool rows = (pc.flags & VKP_ATTN_MASK_ROWS) != 0u;

@@ -127,7 +127,7 @@ void main() {
   [[unroll]] for (int r = 0; r < RB; r++) {
     if (i0 + r >= Tq) break;
     int row = (b * pc.H + h) * Tq + i0 + r;
-    store_own(row * pc.D, g, o[r], l[r] > 0.0 ? 1.0 / l[r] : 0.0);
+    store_own(io_row(b, h, i0 + r, Tq, VKP_ATTN_O_BTHD), g, o[r], l[r] > 0.0 ? 1.0 / l[r] : 0.0);
     if (g == 0) pc.lse.v[row] = l[r] > 0.0 ? m[r] + log(l[r]) : POS_INF;
   }
 }
@@ -145,9 +145,9 @@ void main() {
   float lse[RB], delta[RB];
   int mrow[RB];
   [[unroll]] for (int r = 0; r < RB; r++) {
-    int ic = min(i0 + r, Tq - 1), row = (b * pc.H + h) * Tq + ic;   // row of O, dO, lse, delta, dQ
+    int ic = min(i0 + r, Tq - 1), row = (b * pc.H + h) * Tq + ic;   // row of lse, delta
     load_own(pc.q, b * pc.q_stride[0] + h * pc.q_stride[1] + ic * pc.q_stride[2], g, q[r]);
-    load_own(pc.dout, row * pc.D, g, dout[r]);
+    load_own(pc.dout, io_row(b, h, ic, Tq, VKP_ATTN_O_BTHD), g, dout[r]);
     [[unroll]] for (int t = 0; t < NP; t++) q[r][t] *= pc.scale, acc[r][t] = vec2(0.0);
     lse[r] = pc.lse.v[row], delta[r] = pc.delta.v[row];
     mrow[r] = mask_row(b, ic);
@@ -172,7 +172,7 @@ void main() {
   }
   [[unroll]] for (int r = 0; r < RB; r++) {
     if (i0 + r >= Tq) break;
-    store_own(((b * pc.H + h) * Tq + i0 + r) * pc.D, g, acc[r], pc.scale);
+    store_own(io_row(b, h, i0 + r, Tq, VKP_ATTN_DQ_BTHD), g, acc[r], pc.scale);
   }
 }
 #endif
@@ -200,13 +200,13 @@ void main() {
     mkey[r] = has_mask && !mask_rows ? pc.mask.v[mcol[r]] : 0.0;
   }
   int qbase = b * pc.q_stride[0] + h * pc.q_stride[1];
-  int rows0 = (b * pc.H + h) * Tq;   // first row of this (b, h) in dO, lse, delta
+  int rows0 = (b * pc.H + h) * Tq;   // first row of this (b, h) in lse, delta
   int qstart = causal ? k0 : 0;   // earlier queries see none of this block's keys
 
   [[dont_unroll]] for (int qi = qstart; qi < Tq; qi++) {
     vec2 qr[NP], dr[NP];
     load_part(pc.q, qbase + qi * pc.q_stride[2], g, qr);
-    load_part(pc.dout, (rows0 + qi) * pc.D, g, dr);
+    load_part(pc.dout, io_row(b, h, qi, Tq, VKP_ATTN_O_BTHD), g, dr);
     float lse = pc.lse.v[rows0 + qi], delta = pc.delta.v[rows0 + qi];
     [[unroll]] for (int r = 0; r < RB; r++) {
       vec2 sd = group_sum(vec2(dot_part(k[r], qr), dot_part(v[r], dr)));   // (s, dP)
@@ -222,9 +222,9 @@ void main() {
   }
   [[unroll]] for (int r = 0; r < RB; r++) {
     if (j0 + r >= Tk) break;
-    int krow = (b * pc.H + h) * Tk + j0 + r;
-    store_own(krow * pc.D, g, dk[r], pc.scale);
-    store_own((B * pc.H * Tk + krow) * pc.D, g, dv[r], 1.0);
+    int krow = io_row(b, h, j0 + r, Tk, VKP_ATTN_DKV_BTHD);
+    store_own(krow, g, dk[r], pc.scale);
+    store_own(B * pc.H * Tk * pc.D + krow, g, dv[r], 1.0);
   }
 }
 #endif

@@ -111,6 +111,9 @@ static vkp_status delta_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.D = (int32_t)t->src[0]->shape[3];
   int64_t rows = vkp_tensor_numel(t);
   pc.Tk = (int32_t)rows;
+  pc.H = (int32_t)t->shape[1];    // t: (B, H, Tq) like lse
+  pc.Tq = (int32_t)t->shape[2];
+  pc.flags = (uint32_t)t->src[0]->params.i[1] & VKP_ATTN_O_BTHD;
   return vkp_rec_dispatch_1d(rec, "attention_delta", &pc, sizeof pc, (uint64_t)rows, 64);
 }
 static const vkp_op_def op_attention_delta = {.name = "attention_delta", .record = delta_record, .backward = NULL};
@@ -146,27 +149,48 @@ static vkp_status fwd_record(vkp_recorder *rec, const vkp_tensor *t) {
   return dispatch_rows(rec, variant("fwd", q->shape[3], name, sizeof name), &pc, q->shape[2], 1);
 }
 
+// Whether x (B, H, T, D) is a head permute of a (B, T, H, D) layout (heads closer than tokens):
+// its gradient is then produced in that layout (VKP_ATTN_*_BTHD), so the permute's backward and
+// the projection after it need no copy.
+static bool heads_inner(const vkp_tensor *x) { return x->shape[1] > 1 && x->stride[1] < x->stride[2]; }
+
+static const int swap_ht[4] = {0, 2, 1, 3};   // (B, H, T, D) <-> (B, T, H, D)
+
 static void fwd_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *q = t->src[0], *k = t->src[1], *v = t->src[2], *lse = t->src[3];
   vkp_tensor *mask = t->nsrc > 4 ? t->src[4] : NULL;
-  vkp_tensor *dout = vkp_contiguous(g, grad);
+  vkp_tensor *dout = vkp_contiguous(g, grad);   // t's own layout: (B, Tq, H, D) with O_BTHD
   vkp_tensor *dsrc[2] = {t, dout};
   vkp_tensor *delta = vkp_node_new(g, &op_attention_delta, VKP_DTYPE_F32, 3, lse->shape, dsrc, 2);
   vkp_tensor *srcs[7] = {q, k, v, lse, dout, delta, mask};
   int nsrc = mask ? 7 : 6;
+  int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2], D = k->shape[3];
   if (q->requires_grad) {
-    vkp_tensor *dq = vkp_node_new(g, &op_attention_dq, VKP_DTYPE_F32, 4, q->shape, srcs, nsrc);
-    if (dq) dq->params = t->params;
-    vkp_grad_accumulate(g, q, dq);
+    bool bthd = heads_inner(q);
+    vkp_tensor *dq = vkp_node_new(g, &op_attention_dq, VKP_DTYPE_F32, 4,
+                                  bthd ? (int64_t[]){B, Tq, H, D} : q->shape, srcs, nsrc);
+    if (dq) {
+      dq->params = t->params;
+      if (bthd) dq->params.i[1] |= (int32_t)VKP_ATTN_DQ_BTHD;
+    }
+    vkp_grad_accumulate(g, q, bthd ? vkp_permute(g, dq, swap_ht) : dq);
   }
   if (k->requires_grad || v->requires_grad) {
-    int64_t B = q->shape[0], H = q->shape[1], Tk = k->shape[2], D = k->shape[3];
+    bool bthd = heads_inner(k) && heads_inner(v);
     int64_t shape[4] = {2, B * H, Tk, D};
+    if (bthd) shape[0] = 2 * B, shape[1] = Tk, shape[2] = H;
     vkp_tensor *dkv = vkp_node_new(g, &op_attention_dkv, VKP_DTYPE_F32, 4, shape, srcs, nsrc);
     if (!dkv) return;
     dkv->params = t->params;
-    if (k->requires_grad) vkp_grad_accumulate(g, k, vkp_reshape(g, vkp_slice(g, dkv, 0, 0, 1), 4, k->shape));
-    if (v->requires_grad) vkp_grad_accumulate(g, v, vkp_reshape(g, vkp_slice(g, dkv, 0, 1, 1), 4, v->shape));
+    if (bthd) dkv->params.i[1] |= (int32_t)VKP_ATTN_DKV_BTHD;
+    vkp_tensor *dk = bthd ? vkp_slice(g, dkv, 0, 0, B) : vkp_reshape(g, vkp_slice(g, dkv, 0, 0, 1), 4, k->shape);
+    vkp_tensor *dv = bthd ? vkp_slice(g, dkv, 0, B, B) : vkp_reshape(g, vkp_slice(g, dkv, 0, 1, 1), 4, v->shape);
+    if (bthd) {
+      dk = vkp_permute(g, dk, swap_ht);
+      dv = vkp_permute(g, dv, swap_ht);
+    }
+    if (k->requires_grad) vkp_grad_accumulate(g, k, dk);
+    if (v->requires_grad) vkp_grad_accumulate(g, v, dv);
   }
 }
 static const vkp_op_def op_attention = {.name = "attention", .record = fwd_record, .backward = fwd_backward};
@@ -250,9 +274,15 @@ vkp_tensor *vkp_attention(vkp_graph *g, vkp_tensor *q, vkp_tensor *k, vkp_tensor
   int64_t lse_shape[3] = {B, H, Tq};
   vkp_tensor *lse = vkp_node_new(g, &op_attention_lse, VKP_DTYPE_F32, 3, lse_shape, NULL, 0);
   vkp_tensor *srcs[5] = {q, k, v, lse, mask};
-  vkp_tensor *t = vkp_node_new(g, &op_attention, VKP_DTYPE_F32, 4, (int64_t[]){B, H, Tq, Dp}, srcs, mask ? 5 : 4);
+  // O in (B, Tq, H, D) when q comes from that layout (the usual head permute of a projection):
+  // the node is stored so, and the result is its permuted view.
+  bool bthd = Dp == D && heads_inner(q);
+  if (bthd) flags |= VKP_ATTN_O_BTHD;
+  vkp_tensor *t = vkp_node_new(g, &op_attention, VKP_DTYPE_F32, 4,
+                               bthd ? (int64_t[]){B, Tq, H, D} : (int64_t[]){B, H, Tq, Dp}, srcs, mask ? 5 : 4);
   if (!t) return NULL;
   t->params.f[0] = scale != 0.0f ? scale : 1.0f / sqrtf((float)D);
   t->params.i[1] = (int32_t)flags;
+  if (bthd) return vkp_permute(g, t, swap_ht);
   return Dp == D ? t : vkp_contiguous(g, vkp_slice(g, t, 3, 0, D));
 }

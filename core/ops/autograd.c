@@ -125,7 +125,9 @@ vkp_status vkp_graph_backward(vkp_graph *g, vkp_tensor *loss, vkp_tensor *const 
       t->op->backward(g, bt, t->grad);
     }
   }
-  for (int i = 0; i < n; i++) grads[i] = params[i] ? params[i]->grad : NULL;
+  // Gradients handed out are contiguous (readable, and what optimizers expect); inside the
+  // backward pass they may be views (a permute's gradient is one).
+  for (int i = 0; i < n; i++) grads[i] = params[i] ? vkp_contiguous(g, params[i]->grad) : NULL;
   for (int32_t i = 0; i < topo.n; i++) topo.v[i]->grad = NULL, topo.v[i]->recompute = NULL;
   free(topo.v);
   return vkp_graph_status(g);

@@ -143,7 +143,9 @@ static void view_backward(vkp_graph *g, vkp_tensor *node, vkp_tensor *grad) {
     case VIEW_PERMUTE: {
       int inv[VKP_MAX_DIMS];
       for (int i = 0; i < node->ndim; i++) inv[node->params.i[1 + i]] = i;
-      vkp_grad_accumulate(g, src, vkp_contiguous(g, vkp_permute(g, grad, inv)));
+      // A view, not a copy: a permute undone by the next one (the head permutes around attention)
+      // costs nothing, and ops that need contiguous gradients copy them themselves.
+      vkp_grad_accumulate(g, src, vkp_permute(g, grad, inv));
       break;
     }
     default:

@@ -3,14 +3,20 @@
 // views (B, T, H, D) -> (B, H, T, D) need no copy. Everything else is contiguous.
 //   fwd:   dst = O (B, H, Tq, D), lse (B, H, Tq) written (natural log of the softmax denominator,
 //          +inf for a row whose keys are all masked).
-//   delta: delta[row] = sum_d dout * q, with q = O (contiguous strides given), dst = delta.
+//   delta: delta[row] = sum_d dout * q over the rows of lse, with q = O, dst = delta.
 //   dq:    dst = dQ (B, H, Tq, D).
 //   dkv:   dst = (2, B, H, Tk, D): dK then dV.
+// O, dO, dQ, dK/dV may be stored (B, T, H, D) instead (the *_BTHD flags).
 #include "vkp_push.h"
 
 #define VKP_ATTN_CAUSAL 1u        // key j is visible to query i iff j <= i (PyTorch's is_causal)
 #define VKP_ATTN_MASK_ROWS 2u     // mask is (Bm, 1, Tq, Tk); otherwise (Bm, 1, 1, Tk)
 #define VKP_ATTN_MASK_BCAST 4u    // mask batch is 1 (shared by every batch)
+// Layouts of the row tensors (default (B, H, T, D)): stored (B, T, H, D) instead, the layout of
+// the projections around attention, so the head permutes there cost no copy (core/ops/attention.c).
+#define VKP_ATTN_O_BTHD 8u        // O (forward output) and dO
+#define VKP_ATTN_DQ_BTHD 16u      // dQ
+#define VKP_ATTN_DKV_BTHD 32u     // dK and dV: (2 B, Tk, H, D)
 
 VKP_PUSH(vkp_pc_attention) {
   VKP_PTR(F32Buf) q;

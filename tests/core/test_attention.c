@@ -165,10 +165,45 @@ static void test_attention_strided(void **state) {
   attn_case c = {.name = "attention permuted (B,T,H,D) inputs, D 18", .B = 2, .H = 3, .Tq = 17, .Tk = 17, .D = 18,
                  .causal = true, .bthd = true};
   run_attn(&c, 64, 11);
+  attn_case x = {.name = "attention permuted, Tq 7 != Tk 12, row mask", .B = 2, .H = 2, .Tq = 7, .Tk = 12, .D = 16,
+                 .bthd = true, .mask = 2};
+  run_attn(&x, 64, 21);
   // q, k, v sliced from one (B, H, T, 3D + 1) tensor at odd offsets: copied to even alignment.
   attn_case f = {.name = "attention q, k, v slices at odd offsets", .B = 2, .H = 2, .Tq = 13, .Tk = 13, .D = 16,
                  .mask = 1, .fused = true};
   run_attn(&f, 96, 14);
+}
+
+// A transformer's use: q, k, v head-permuted from (B, T, H, D) projections, the output permuted
+// back and reshaped to (B, T, C). O, dO, dQ, dK and dV then live in (B, T, H, D) (the *_BTHD
+// layouts), so neither direction needs a copy: no copy dispatch in the whole training graph.
+static void test_attention_no_copies(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  const int64_t B = 2, T = 9, H = 3, D = 16, shape[4] = {B, T, H, D};
+  static const int perm[4] = {0, 2, 1, 3};
+  for (int wide = 0; wide < 2; wide++) {
+    int64_t s[4] = {B, T, H, wide ? 200 : D};
+    vkp_graph *g;
+    VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+    vkp_tensor *in[3];
+    for (int i = 0; i < 3; i++) {
+      in[i] = vkp_tensor_input(g, "qkv", VKP_DTYPE_F32, 4, wide ? s : shape);
+      in[i]->requires_grad = true;
+    }
+    vkp_tensor *o = vkp_attention(g, vkp_permute(g, in[0], perm), vkp_permute(g, in[1], perm),
+                                  vkp_permute(g, in[2], perm), NULL, false, 0.0f);
+    vkp_tensor *y = vkp_reshape(g, vkp_permute(g, o, perm), 3, (int64_t[]){B, T, H * s[3]});
+    vkp_tensor *loss = vkp_sum(g, vkp_mul(g, y, y));
+    vkp_graph_output(g, loss);
+    vkp_tensor *grads[3];
+    VKP_ASSERT_OK(ctx, vkp_graph_backward(g, loss, in, 3, grads));
+    for (int i = 0; i < 3; i++) vkp_graph_output(g, grads[i]);
+    uint64_t copies = vkp_ctx_shader_dispatches(ctx, "copy");
+    VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+    assert_int_equal(vkp_ctx_shader_dispatches(ctx, "copy") - copies, 0);
+    vkp_graph_free(g);
+  }
 }
 
 static void test_attention_long(void **state) {
@@ -235,7 +270,7 @@ int main(void) {
       cmocka_unit_test(test_attention_plain),   cmocka_unit_test(test_attention_causal),
       cmocka_unit_test(test_attention_masks),   cmocka_unit_test(test_attention_fully_masked),
       cmocka_unit_test(test_attention_strided), cmocka_unit_test(test_attention_long),
-      cmocka_unit_test(test_attention_wide),
+      cmocka_unit_test(test_attention_wide),    cmocka_unit_test(test_attention_no_copies),
       cmocka_unit_test(test_attention_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);

@@ -135,6 +135,8 @@ void vkp_op_check_run(const vkp_op_check *c) {
   }
   vkp_tensor *out = c->build(g, t, c->user);
   if (!out) fail_msg("%s: build failed: %s", c->name, vkp_graph_error(g));
+  // An op may return a view (vkp_attention: a head permute of its stored layout): read a copy.
+  if (!vkp_tensor_is_contiguous(out)) out = vkp_contiguous(g, out);
   size_t out_n = (size_t)vkp_tensor_numel(out);
   vkp_graph_output(g, out);
 
