@@ -20,5 +20,5 @@ void main() {
     ai += aks;
     bi += bks;
   }
-  mm_store(co + m * uint(pc.c_ms) + n, n, acc);
+  mm_store(co + m * uint(pc.c_ms) + n, m, n, acc);
 }

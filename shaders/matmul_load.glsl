@@ -24,11 +24,12 @@ void mm_batch_offsets(uint z, out uint ao, out uint bo, out uint co) {
   co = i0 * uint(pc.c_bs[0]) + i1 * uint(pc.c_bs[1]);
 }
 
-// Writes one result: scale, bias, accumulation into an earlier K chunk (or an earlier product of
-// the same node: a LoRA term added to its base product).
-void mm_store(uint ci, uint n, float v) {
+// Writes result (m, n): scale, bias (per column, or per row with VKP_MM_BIAS_ROW), accumulation
+// into an earlier K chunk (or an earlier product of the same node: a LoRA term added to its base
+// product; or the gradient buffer a weight gradient accumulates into).
+void mm_store(uint ci, uint m, uint n, float v) {
   if ((pc.flags & VKP_MM_SCALE) != 0u) v *= pc.alpha;
-  if ((pc.flags & VKP_MM_BIAS) != 0u) v += pc.bias.v[n];
+  if ((pc.flags & VKP_MM_BIAS) != 0u) v += pc.bias.v[(pc.flags & VKP_MM_BIAS_ROW) != 0u ? m : n];
   if ((pc.flags & VKP_MM_ACCUMULATE) != 0u) v += pc.c.v[ci];
   pc.c.v[ci] = v;
 }

@@ -58,7 +58,7 @@ void main() {
         uint bi = bo + (panel * pc.kp + k) * NW + n % NW;
         acc = fma(pc.a.v[ai], pc.b.v[bi], acc);
       }
-      mm_store(co + m * uint(pc.c_ms) + n, n, acc);
+      mm_store(co + m * uint(pc.c_ms) + n, m, n, acc);
     }
     return;
   }
@@ -145,7 +145,7 @@ void main() {
     if (m >= pc.M) break;
     [[unroll]] for (int c = 0; c < TC; c++) {
       uint n = n0 + 2u * (lane + S * (c / 2)) + (c & 1);
-      if (n < pc.N) mm_store(co + m * uint(pc.c_ms) + n, n, acc[r][c]);
+      if (n < pc.N) mm_store(co + m * uint(pc.c_ms) + n, m, n, acc[r][c]);
     }
   }
 }

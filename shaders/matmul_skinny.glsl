@@ -143,7 +143,7 @@ void main() {
       uint ci = co + m * uint(pc.c_ms) + n * cns;
       float v = acc[i][j];
       if ((pc.flags & VKP_MM_SCALE) != 0u) v *= pc.alpha;
-      if ((pc.flags & VKP_MM_BIAS) != 0u) v += pc.bias.v[n];
+      if ((pc.flags & VKP_MM_BIAS) != 0u) v += pc.bias.v[(pc.flags & VKP_MM_BIAS_ROW) != 0u ? m : n];
       if ((pc.flags & VKP_MM_ACCUMULATE) != 0u) v += pc.c.v[ci];
       pc.c.v[ci] = v;
     }

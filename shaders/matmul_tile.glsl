@@ -230,7 +230,7 @@ void main() {
       if (m >= m_end) break;
       [[unroll]] for (int c = 0; c < TC; c++) {
         uint n = n0 + mm_col(c, lane, S);
-        if (n < n_end) mm_store(co + m * uint(pc.c_ms) + n, n, acc[r][c]);
+        if (n < n_end) mm_store(co + m * uint(pc.c_ms) + n, m, n, acc[r][c]);
       }
     }
   }

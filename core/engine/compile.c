@@ -43,7 +43,9 @@ static vkp_status schedule(vkp_graph *g, vkp_tensor *root) {
   return st;
 }
 
-// Gives every op with a fold hook its compile-time rewrite (vkp_op_def.fold), in order.
+// Gives every op with a fold hook its compile-time rewrite (vkp_op_def.fold), in order. A fold
+// may place a node that owned storage into another's (it becomes a view): views built on it then
+// point through it, so their chains are flattened to the storage owner afterwards.
 static vkp_status fold_nodes(vkp_graph *g) {
   uint32_t *readers = calloc((size_t)g->next_id + 1, sizeof *readers);
   if (!readers) return vkp_error_set(&g->ctx->err, VKP_ERR_OOM, "out of host memory");
@@ -52,6 +54,16 @@ static vkp_status fold_nodes(vkp_graph *g) {
   for (int32_t i = 0; i < g->order.n; i++)
     if (g->order.v[i]->op->fold) g->order.v[i]->op->fold(g->order.v[i], readers);
   free(readers);
+  for (int32_t i = 0; i < g->order.n; i++) {
+    vkp_tensor *x = g->order.v[i];
+    while (x->view_src && x->view_src->view_src) {   // x's offset is relative to its former owner
+      vkp_tensor *v = x->view_src;
+      x->offset += v->offset;
+      x->view_src = v->view_src;
+      x->buffer = v->buffer;
+      x->buffer_offset = v->buffer_offset;
+    }
+  }
   return VKP_OK;
 }
 

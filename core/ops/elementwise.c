@@ -24,7 +24,9 @@ static void bcast_strides(const vkp_tensor *x, int t_ndim, int64_t st[4]) {
 // One shader per op (binary.glsl): a switch on a push constant would run every case on lavapipe.
 static const char *const binary_shaders[] = {"binary_add", "binary_sub", "binary_mul", "binary_div"};
 
+// params.i[0] op (VKP_EW_*), i[8] = 1 once an add is folded into a product (binary_fold).
 static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
+  if (t->params.i[8]) return VKP_OK;
   vkp_pc_elementwise pc = {0};
   pc.a = vkp_rec_addr(rec, t->src[0]);
   pc.b = vkp_rec_addr(rec, t->src[1]);
@@ -43,8 +45,43 @@ static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
   return vkp_ew_dispatch(rec, binary_shaders[pc.op], &pc);
 }
 
+static const vkp_op_def op_binary;
+
+// A tensor a fold may write into, read by nothing but the add: an intermediate with its own
+// storage, or an add folded before (a view of such storage: sums of three or more products).
+static bool sole_reader(const vkp_tensor *x, const uint32_t *readers, bool folded_ok) {
+  if (x->keep || readers[x->id] != 1 || !vkp_tensor_is_contiguous(x)) return false;
+  if (folded_ok && x->op == &op_binary && x->params.i[8]) return true;
+  return !x->view_src && x->kind == VKP_TENSOR_INTERMEDIATE;
+}
+
+// Compile time: o + p where p is a product (an op that can add into its output) computed after o,
+// and neither is read elsewhere (the sum of gradient contributions, such as dx of the q, k and v
+// projections): p adds itself into o's storage and the add becomes a view of it — one pass and
+// one dispatch fewer.
+static void binary_fold(vkp_tensor *t, const uint32_t *readers) {
+  if (t->params.i[0] != VKP_EW_ADD || !vkp_tensor_is_contiguous(t)) return;
+  for (int pi = 0; pi < 2; pi++) {
+    vkp_tensor *p = t->src[pi], *o = t->src[1 - pi];
+    if (!p->op || !p->op->accumulate_into || !o->op || o->order >= p->order || !sole_reader(p, readers, false) ||
+        !sole_reader(o, readers, true) || !vkp_tensor_same_shape(p, t) || !vkp_tensor_same_shape(o, t))
+      continue;
+    vkp_tensor *storage = o->view_src ? o->view_src : o;
+    p->view_src = storage;
+    p->offset = o->offset;
+    memcpy(p->stride, o->stride, sizeof p->stride);
+    p->op->accumulate_into(p);
+    t->view_src = storage;
+    t->offset = o->offset;
+    memcpy(t->stride, o->stride, sizeof t->stride);
+    t->params.i[8] = 1;
+    return;
+  }
+}
+
 static void binary_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad);
-static const vkp_op_def op_binary = {.name = "binary", .record = binary_record, .backward = binary_backward};
+static const vkp_op_def op_binary = {
+    .name = "binary", .record = binary_record, .backward = binary_backward, .fold = binary_fold};
 
 static vkp_tensor *binary(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, int op) {
   if (!a || !b) return NULL;

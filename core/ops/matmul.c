@@ -45,7 +45,8 @@
 // MM_A_IN when A is read in place: srcs end with A's panel unless MM_A_IN, then B's), i[4] = second
 // product (MM2_*: srcs a2, b2 after the bias),
 // i[5] = its transposes (bit 0: a2, bit 1: b2), f[6] = its scale, i[7] = 1 when the main product
-// is scaled by f[8], i[9] = 1 when C accumulates into what its storage holds (accumulate_into).
+// is scaled by f[8], i[9] = 1 when C accumulates into what its storage holds (accumulate_into),
+// i[10] = 1 when the bias runs along rows (bias[m]: vkp_matmul_bias_rows).
 //
 // Second product: C = alpha·op(A)·op(B) + bias + s·op(A2)·op(B2) with the same output. The record
 // runs the main product (packed or direct), then the second one with a direct kernel that scales
@@ -340,7 +341,7 @@ static vkp_status record_skinny(vkp_recorder *rec, const char *shader, const mm_
   for (int64_t k0 = 0; k0 < g->K; k0 += VKP_MM_K_CHUNK) {
     pc.K = (uint32_t)(g->K - k0 < VKP_MM_K_CHUNK ? g->K - k0 : VKP_MM_K_CHUNK);
     pc.flags = (flags & VKP_MM_SCALE) | (k0 > 0 || (flags & VKP_MM_ACCUMULATE) ? VKP_MM_ACCUMULATE : 0u) |
-               (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+               (k0 == 0 && bias_addr ? VKP_MM_BIAS | (flags & VKP_MM_BIAS_ROW) : 0u);
     pc.b = b_addr + (uint64_t)(k0 * g->b_ks) * 4;
     for (int64_t m0 = 0; m0 < g->M; m0 += m_chunk) {
       pc.M = (uint32_t)(g->M - m0 < m_chunk ? g->M - m0 : m_chunk);
@@ -376,7 +377,7 @@ static vkp_status record_direct(vkp_recorder *rec, const vkp_tensor *a, const vk
   for (int64_t k0 = 0; k0 < g->K; k0 += VKP_MM_K_CHUNK) {
     pc.K = (uint32_t)(g->K - k0 < VKP_MM_K_CHUNK ? g->K - k0 : VKP_MM_K_CHUNK);
     pc.flags = b_dtype | (flags & VKP_MM_SCALE) | (k0 > 0 || (flags & VKP_MM_ACCUMULATE) ? VKP_MM_ACCUMULATE : 0u) |
-               (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+               (k0 == 0 && bias_addr ? VKP_MM_BIAS | (flags & VKP_MM_BIAS_ROW) : 0u);
     for (int64_t m0 = 0; m0 < g->M; m0 += m_chunk) {
       pc.M = (uint32_t)(g->M - m0 < m_chunk ? g->M - m0 : m_chunk);
       pc.a = a_addr + (uint64_t)(m0 * g->a_ms + k0 * g->a_ks) * 4;
@@ -403,6 +404,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
   uint64_t c_addr = vkp_rec_addr(rec, t);
   uint64_t bias_addr = t->params.i[2] ? vkp_rec_addr(rec, t->src[2]) : 0;
   uint32_t scale = t->params.i[7] ? VKP_MM_SCALE : 0u, into = t->params.i[9] ? VKP_MM_ACCUMULATE : 0u;
+  uint32_t bias_row = t->params.i[10] ? VKP_MM_BIAS_ROW : 0u;
 
   if (t->params.i[3]) {   // packed: srcs end with the A and B panels
     vkp_pc_matmul pc = mm_pc_out(&g, bias_addr);
@@ -431,7 +433,8 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
     for (int64_t k0 = 0; k0 < p.Kp; k0 += VKP_MM_K_CHUNK) {
       pc.k_begin = (uint32_t)k0;
       pc.K = (uint32_t)(p.Kp - k0 < VKP_MM_K_CHUNK ? p.Kp - k0 : VKP_MM_K_CHUNK);
-      pc.flags = in_flags | scale | into | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) | (k0 == 0 && bias_addr ? VKP_MM_BIAS : 0u);
+      pc.flags = in_flags | scale | into | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) |
+                 (k0 == 0 && bias_addr ? VKP_MM_BIAS | bias_row : 0u);
       for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
         pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
         pc.a = a_addr + (uint64_t)(m0 * (a_in ? g.a_ms : p.Kp)) * 4;   // m0: a multiple of TM (whole panels)
@@ -441,7 +444,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
       }
     }
   } else {
-    VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale | into, mm_alpha(t)));
+    VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale | into | bias_row, mm_alpha(t)));
   }
   if (t->params.i[4] != MM2_NONE) {   // + s·op(A2)·op(B2), accumulated into C
     const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
@@ -464,8 +467,9 @@ typedef struct mm_extra {
   vkp_tensor *a2, *b2;     // second product (mode != MM2_NONE)
   bool ta2, tb2;
   float s;                 // its scale
+  bool bias_rows;          // the bias has one value per row (M) instead of per column (N)
 } mm_extra;
-static const mm_extra mm_plain = {1.0f, MM2_NONE, NULL, NULL, false, false, 0.0f};
+static const mm_extra mm_plain = {1.0f, MM2_NONE, NULL, NULL, false, false, 0.0f, false};
 
 static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias,
                                bool ta, bool tb, const mm_extra *ex);
@@ -530,7 +534,7 @@ static void matmul_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     bool tA = a2->params.i[1] != 0;
     vkp_tensor *v = A->requires_grad || xd->requires_grad ? grad_a(g, b2, grad, false, tb2, 1.0f) : NULL;
     if (a->requires_grad && xd == a && !ta) {
-      mm_extra ex = {alpha, MM2_DUAL, v, A, false, !tA, s};
+      mm_extra ex = {alpha, MM2_DUAL, v, A, false, !tA, s, false};
       give(g, a, matmul_node(g, "matmul", grad, b, NULL, false, !tb, &ex));
     } else {
       if (a->requires_grad) give(g, a, grad_a(g, b, grad, ta, tb, alpha));
@@ -548,6 +552,10 @@ static void matmul_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   if (b->requires_grad && !frozen_16bit(g, b)) give(g, b, grad_b(g, a, b, grad, ta, tb, t->ndim, alpha));
   if (t->params.i[2] && t->src[2]->requires_grad) {
     vkp_tensor *bias = t->src[2];
+    if (t->params.i[10]) {   // vkp_matmul_bias_rows: its callers (conv2d) own the backward
+      vkp_graph_fail(g, VKP_ERR_UNSUPPORTED, "matmul: the per-row bias '%s' has no gradient here", bias->name);
+      return;
+    }
     vkp_grad_accumulate(g, bias, vkp_sum_to(g, grad, bias->ndim, bias->shape));
   }
 }
@@ -610,7 +618,7 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
   int64_t shape[VKP_MAX_DIMS];
   int nd = mm_out_shape(g, opname, a, b, ta, tb, shape);
   if (!nd || !mm_check_operands(g, opname, a, b)) return NULL;
-  int64_t N = shape[nd - 1];
+  int64_t N = ex->bias_rows ? shape[nd - 2] : shape[nd - 1];   // bias length
   int64_t batch = 1;
   for (int d = 0; d < nd - 2; d++) batch *= shape[d];
   if (batch > 65535) {
@@ -644,6 +652,7 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
   t->params.i[0] = ta;
   t->params.i[1] = tb;
   t->params.i[2] = bias != NULL;
+  t->params.i[10] = bias && ex->bias_rows;
   t->params.i[4] = ex->mode;
   t->params.i[5] = (ex->ta2 ? 1 : 0) | (ex->tb2 ? 2 : 0);
   t->params.f[6] = ex->s;
@@ -673,6 +682,12 @@ vkp_tensor *vkp_matmul(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, bool trans_a,
   return matmul_node(g, "matmul", a, b, NULL, trans_a, trans_b, &mm_plain);
 }
 
+vkp_tensor *vkp_matmul_bias_rows(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias) {
+  mm_extra ex = mm_plain;
+  ex.bias_rows = true;
+  return matmul_node(g, "matmul", a, b, bias, false, false, &ex);
+}
+
 vkp_tensor *vkp_linear(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *bias) {
   if (!x || !w) return NULL;
   if (w->ndim != 2) {
@@ -699,6 +714,6 @@ vkp_tensor *vkp_linear_add_lora(vkp_graph *g, vkp_tensor *y, vkp_tensor *xd, vkp
   if (!fuse) return vkp_add(g, y, vkp_scale(g, vkp_linear(g, vkp_linear(g, xd, A, NULL), B, NULL), scale));
   vkp_tensor *u = matmul_node(g, "lora_down", xd, A, NULL, false, true, &mm_plain);   // (..., r)
   if (!u) return NULL;
-  mm_extra ex = {1.0f, MM2_LORA, u, B, false, true, scale};
+  mm_extra ex = {1.0f, MM2_LORA, u, B, false, true, scale, false};
   return matmul_node(g, "linear_lora", x, y->src[1], y->params.i[2] ? y->src[2] : NULL, false, true, &ex);
 }

@@ -30,5 +30,9 @@ bool vkp_tensor_is_view(const vkp_tensor *t);
 // A view of x that the scheduler places after `dep` (activation checkpointing: a segment's
 // recomputation starts only once the gradient reaching the segment is computed).
 vkp_tensor *vkp_order_after(vkp_graph *g, vkp_tensor *x, vkp_tensor *dep);
+// a·b + bias[m] (one bias value per row of the product, added by the product's own kernels:
+// a convolution's per-channel bias on (Cout, L) outputs). The bias gets no gradient through this
+// node: conv2d's node owns the backward (conv.c).
+vkp_tensor *vkp_matmul_bias_rows(vkp_graph *g, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias);
 
 #endif

@@ -52,3 +52,4 @@ VKP_PUSH_CHECK(vkp_pc_matmul, 128)
 #define VKP_MM_PAIRS 16u         // pack kernels: the source can be read as aligned 64-bit pairs
 #define VKP_MM_SCALE 32u         // multiply the product by alpha before bias / accumulation
 #define VKP_MM_A_INPLACE 64u     // matmul_packed: read op(A) in place (a, a_ms, a_bs), not a panel
+#define VKP_MM_BIAS_ROW 128u     // with VKP_MM_BIAS: bias[m] (one per row: a convolution's channels)

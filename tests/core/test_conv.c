@@ -146,6 +146,30 @@ static void test_conv_patch_embed(void **state) {
   run_conv(&c, 6);
 }
 
+// The per-channel bias is added by the product's own kernels (one bias per output row): each of
+// the product paths that can take a convolution's (Cout, K) x (K, L) per image — the generic
+// kernel (odd K), the direct one, the skinny one (L <= 16) and the packed one — with a bias.
+static void test_conv_bias_paths(void **state) {
+  (void)state;
+  static const struct {
+    conv_case c;
+    const char *shader;   // taken by the forward product at subgroup size 8
+  } cases[] = {
+      {{"conv bias, generic product (K 27)", 2, 3, 6, 7, 5, 3, 3, 1, 0, true, 0}, "matmul_generic"},
+      {{"conv bias, direct product (6x64x18)", 2, 2, 8, 8, 6, 3, 3, 1, 1, true, 0}, "matmul_nn"},
+      {{"conv bias, skinny product (40x16x18)", 2, 2, 4, 4, 40, 3, 3, 1, 1, true, 0}, "matmul_skinny_ak_bn"},
+      {{"conv bias, packed product (64x256x144)", 2, 16, 16, 16, 64, 3, 3, 1, 1, true, 0}, "matmul_packed"},
+  };
+  vkp_ctx *ctx = vkp_test_ctx();
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    uint64_t before = vkp_ctx_shader_dispatches(ctx, cases[i].shader);
+    conv_case c = cases[i].c;
+    run_conv(&c, 20 + (int)i);
+    if (vkp_ctx_info(ctx)->subgroup_size == 8 && vkp_ctx_shader_dispatches(ctx, cases[i].shader) == before)
+      fail_msg("%s: no %s dispatch", c.name, cases[i].shader);
+  }
+}
+
 // A chain of convs whose weights are frozen 16-bit tensors (base_dtype f16) and whose input is
 // trained: the kernels read a conv's weight as f32, through a cast. Each cast must exist only
 // around the product that reads it — forward and, cast again, backward — not from the start of
@@ -242,7 +266,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_im2col),       cmocka_unit_test(test_conv_3x3),         cmocka_unit_test(test_conv_stride2),
       cmocka_unit_test(test_conv_1x1),     cmocka_unit_test(test_conv_patch_embed), cmocka_unit_test(test_conv_errors),
-      cmocka_unit_test(test_conv_f16_weight_casts_short_lived),
+      cmocka_unit_test(test_conv_f16_weight_casts_short_lived), cmocka_unit_test(test_conv_bias_paths),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }

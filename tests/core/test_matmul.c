@@ -353,6 +353,60 @@ static void test_skinny(void **state) {
   assert_int_equal(forward_skinny((int64_t[]){100, 63}, (int64_t[]){8, 63}, false, true), 0);
 }
 
+// ---- sums of products -----------------------------------------------------------------------
+// (x1 W1^T + x2 W2^T) + x3 W3^T: the later products add themselves into the first one's storage
+// (elementwise.c binary_fold) — no add pass, so no binary_add dispatch — against float64, with the
+// gradients of every input through the folded adds. Products on the direct and packed paths (a
+// folded product's kernels accumulate into C).
+
+static const int64_t sum_k[3] = {20, 96, 128}, sum_rows = 130, sum_n = 96;
+
+static vkp_tensor *build_sum(vkp_graph *g, vkp_tensor **in, void *user) {
+  (void)user;
+  vkp_tensor *s = NULL;
+  for (int i = 0; i < 3; i++) {
+    vkp_tensor *p = vkp_matmul(g, in[2 * i], in[2 * i + 1], false, true);
+    s = s ? vkp_add(g, s, p) : p;
+  }
+  return s;
+}
+
+static void ref_sum(const double *const *in, double *out, void *user) {
+  (void)user;
+  for (int64_t m = 0; m < sum_rows; m++)
+    for (int64_t n = 0; n < sum_n; n++) {
+      double s = 0;
+      for (int i = 0; i < 3; i++)
+        for (int64_t k = 0; k < sum_k[i]; k++) s += in[2 * i][m * sum_k[i] + k] * in[2 * i + 1][n * sum_k[i] + k];
+      out[m * sum_n + n] = s;
+    }
+}
+
+static void test_sum_of_products(void **state) {
+  (void)state;
+  vkp_op_check chk = {.name = "sum of three products", .n_inputs = 6, .build = build_sum, .ref = ref_sum,
+                      .fwd_rtol = 1e-5, .fwd_atol = 1e-4, .grad_rtol = 1e-4, .grad_atol = 1e-4, .fd_samples = 8,
+                      .fd_step = 1e-2, .seed = 900};
+  for (int i = 0; i < 3; i++) {
+    chk.in[2 * i] = (vkp_check_input){.ndim = 2, .shape = {sum_rows, sum_k[i]}, .dtype = VKP_DTYPE_F32,
+                                      .trainable = true, .lo = -1, .hi = 1};
+    chk.in[2 * i + 1] = (vkp_check_input){.ndim = 2, .shape = {sum_n, sum_k[i]}, .dtype = VKP_DTYPE_F32,
+                                          .trainable = true, .lo = -1, .hi = 1};
+  }
+  vkp_op_check_run(&chk);
+  // The forward alone: three products, no add.
+  vkp_ctx *ctx = vkp_test_ctx();
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *in[6];
+  for (int i = 0; i < 6; i++) in[i] = vkp_tensor_input(g, "in", VKP_DTYPE_F32, 2, chk.in[i].shape);
+  vkp_graph_output(g, build_sum(g, in, NULL));
+  uint64_t adds = vkp_ctx_shader_dispatches(ctx, "binary_add");
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  assert_int_equal(vkp_ctx_shader_dispatches(ctx, "binary_add") - adds, 0);
+  vkp_graph_free(g);
+}
+
 // ---- 16-bit weights -------------------------------------------------------------------------
 // b stored as f16/bf16 (frozen): forward of matmul (NN/NT, tiled and generic) and linear, plus
 // the gradient of x through the 16-bit weight, against float64 products of the rounded values.
@@ -496,7 +550,8 @@ int main(void) {
       cmocka_unit_test(test_layouts),       cmocka_unit_test(test_batched),
       cmocka_unit_test(test_linear),        cmocka_unit_test(test_split),
       cmocka_unit_test(test_packed),        cmocka_unit_test(test_packed_in_place),
-      cmocka_unit_test(test_skinny),        cmocka_unit_test(test_weights_16bit),
+      cmocka_unit_test(test_skinny),        cmocka_unit_test(test_sum_of_products),
+      cmocka_unit_test(test_weights_16bit),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
