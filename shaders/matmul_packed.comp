@@ -23,6 +23,7 @@
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#define VKP_MM_PACKED_KERNEL 1   // push/matmul.h: this kernel's own block
 #include "push/matmul.h"
 #include "matmul_load.glsl"
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer U64Buf { uint64_t v[]; };
@@ -58,6 +59,9 @@ void main() {
         uint bi = bo + (panel * pc.kp + k) * NW + n % NW;
         acc = fma(pc.a.v[ai], pc.b.v[bi], acc);
       }
+      if ((pc.flags & VKP_MM_K2) != 0u)   // the appended product: panel rows after this dispatch's
+        for (uint k = 0u; k < pc.k2; k++)
+          acc = fma(pc.a2.v[m * uint(pc.a2_ms) + k], pc.b.v[bo + (panel * pc.kp + pc.k_begin + pc.K + k) * NW + n % NW], acc);
       mm_store(co + m * uint(pc.c_ms) + n, m, n, acc);
     }
     return;
@@ -96,27 +100,39 @@ void main() {
     // turn each shuffle by a constant lane into two instructions (vpshufd + vpbroadcastq or
     // vpermq) instead of one vpermd (measured 20-25 % slower).
     uint sel = pc.k_begin % KC;
+    // One step: 4 k (2 pairs per row gathered at words A_ + ro[q] + j, + 1) against 4 B rows.
+#define PK_STEP(A_, RO_)                                                                             \
+    {                                                                                                \
+      vec2 ag[2][TM / 8];                                                                            \
+      [[unroll]] for (int h = 0; h < 2; h++)                                                         \
+        [[unroll]] for (int q = 0; q < TM / 8; q++) ag[h][q] = pair(A_, RO_[q] + j + uint(h));       \
+      vec2 bp[4][TP];                                                                                \
+      [[unroll]] for (int u = 0; u < 4; u++) {                                                       \
+        [[unroll]] for (int t = 0; t < TP; t++) bp[u][t] = pair(pb, bw + t * 8u);                    \
+        bw += NW / 2u;                                                                               \
+      }                                                                                              \
+      [[unroll]] for (int r = 0; r < TM; r++) {                                                      \
+        [[unroll]] for (int u = 0; u < 4; u++) {                                                     \
+          float av = subgroupShuffle(ag[u / 2][r / 8][u & 1], uint(r % 8) + sel);                    \
+          [[unroll]] for (int t = 0; t < TP; t++) {                                                  \
+            acc[r][2 * t] = fma(av, bp[u][t].x, acc[r][2 * t]);                                      \
+            acc[r][2 * t + 1] = fma(av, bp[u][t].y, acc[r][2 * t + 1]);                              \
+          }                                                                                          \
+        }                                                                                            \
+      }                                                                                              \
+    }
     for (uint c = c0; c < c1; c++) {
-      for (uint j = 0; j < 8u; j += 2u) {
-        vec2 ag[2][TM / 8];
-        [[unroll]] for (int h = 0; h < 2; h++)
-          [[unroll]] for (int q = 0; q < TM / 8; q++) ag[h][q] = pair(pa, aw + ro[q] + j + uint(h));
-        vec2 bp[4][TP];
-        [[unroll]] for (int u = 0; u < 4; u++) {
-          [[unroll]] for (int t = 0; t < TP; t++) bp[u][t] = pair(pb, bw + t * 8u);
-          bw += NW / 2u;
-        }
-        [[unroll]] for (int r = 0; r < TM; r++) {
-          [[unroll]] for (int u = 0; u < 4; u++) {
-            float av = subgroupShuffle(ag[u / 2][r / 8][u & 1], uint(r % 8) + sel);
-            [[unroll]] for (int t = 0; t < TP; t++) {
-              acc[r][2 * t] = fma(av, bp[u][t].x, acc[r][2 * t]);
-              acc[r][2 * t + 1] = fma(av, bp[u][t].y, acc[r][2 * t + 1]);
-            }
-          }
-        }
-      }
+      uint rw[TM / 8];
+      [[unroll]] for (int q = 0; q < TM / 8; q++) rw[q] = aw + ro[q];
+      for (uint j = 0; j < 8u; j += 2u) PK_STEP(pa, rw)
       aw += a_step;
+    }
+    if ((pc.flags & VKP_MM_K2) != 0u) {
+      // The appended product (k2 a multiple of 4): A2 rows in place, the B panel's next rows.
+      uint rw[TM / 8];
+      [[unroll]] for (int q = 0; q < TM / 8; q++) rw[q] = ((m0 + min(uint(8 * q) + lane, r_last)) * uint(pc.a2_ms)) / 2u;
+      uint64_t pa2 = uint64_t(pc.a2);
+      for (uint j = 0; j < pc.k2 / 2u; j += 2u) PK_STEP(pa2, rw)
     }
   } else {
     for (uint c = c0; c < c1; c++) {

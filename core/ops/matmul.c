@@ -56,7 +56,7 @@
 //             u->src[1] = A): backward gives xd, A and B their gradients directly (u gets none),
 //             so dx = dY·W + s·v·A with v = dY·B is one node and no add joins two gradients of x.
 enum { MM2_NONE = 0, MM2_DUAL = 1, MM2_LORA = 2 };
-enum { MM_PACKED = 1, MM_A_IN = 2 };   // params.i[3]
+enum { MM_PACKED = 1, MM_A_IN = 2, MM_K2 = 4 };   // params.i[3]; MM_K2: the second product appended
 
 typedef struct mm_geom {
   int64_t M, N, K;
@@ -202,6 +202,13 @@ static const vkp_tensor *pack_owner(const vkp_tensor *t) {
   return mm;
 }
 
+// k of the second product when node t appends it to its packed product (MM_K2), else 0.
+static int64_t mm_k2(const vkp_tensor *t) {
+  if (!(t->params.i[3] & MM_K2)) return 0;
+  const vkp_tensor *a2 = mm_a2(t);
+  return a2->shape[a2->ndim - ((t->params.i[5] & 1) ? 2 : 1)];
+}
+
 static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
   const vkp_tensor *mm = pack_owner(t);
   mm_geom g;
@@ -226,19 +233,6 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
     pc.a_ks = (int32_t)g.a_ks;
     pc.a_bs[0] = (int32_t)g.a_bs[0];
     pc.a_bs[1] = (int32_t)g.a_bs[1];
-  } else {
-    const vkp_tensor *b = t->src[0];
-    uint64_t addr = vkp_rec_addr(rec, b);
-    pc.flags = b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
-    pc.b = pc.flags == VKP_MM_B_F32 ? addr : addr & ~(uint64_t)3;
-    pc.b_off = pc.flags == VKP_MM_B_F32 ? 0 : (uint32_t)((addr & 3) / 2);
-    pc.b_ks = (int32_t)g.b_ks;
-    pc.b_ns = (int32_t)g.b_ns;
-    pc.b_bs[0] = (int32_t)g.b_bs[0];
-    pc.b_bs[1] = (int32_t)g.b_bs[1];
-    if (pc.flags == VKP_MM_B_F32 && g.b_ns == 1 && even(g.b_ks) && even(g.N) && even(g.b_bs[0]) &&
-        even(g.b_bs[1]) && (pc.b & 7) == 0)
-      pc.flags |= VKP_MM_PAIRS;
   }
   // pack_a: a workgroup per (VKP_MM_PK_CHUNKS k chunks, row tile); pack_b: per (VKP_MM_PK_ROWS
   // rows, column panel).
@@ -246,9 +240,33 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
     return vkp_rec_dispatch(rec, "matmul_pack_a", &pc, sizeof pc,
                             (uint32_t)((p.Kp / (2 * p.S) + VKP_MM_PK_CHUNKS - 1) / VKP_MM_PK_CHUNKS),
                             (uint32_t)(p.Mp / VKP_MM_PK_TM), (uint32_t)p.nz);
-  return vkp_rec_dispatch(rec, "matmul_pack_b", &pc, sizeof pc,
-                          (uint32_t)((p.Kp + VKP_MM_PK_ROWS - 1) / VKP_MM_PK_ROWS),
-                          (uint32_t)(p.Np / (VKP_MM_PK_TC * p.S)), (uint32_t)p.nz);
+  // B's panel rows [0, Kp), then (MM_K2) the second product's B scaled by s in rows [Kp, Kp + k2).
+  int64_t k2 = mm_k2(mm);
+  pc.kp = (uint32_t)(p.Kp + k2);
+  for (int part = 0; part < (k2 ? 2 : 1); part++) {
+    mm_geom gb = g;
+    if (part) mm_geometry_of(mm, mm_a2(mm), mm_b2(mm), mm->params.i[5] & 1, (mm->params.i[5] & 2) != 0, &gb);
+    const vkp_tensor *b = t->src[part];
+    uint64_t addr = vkp_rec_addr(rec, b);
+    pc.flags = b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
+    pc.b = pc.flags == VKP_MM_B_F32 ? addr : addr & ~(uint64_t)3;
+    pc.b_off = pc.flags == VKP_MM_B_F32 ? 0 : (uint32_t)((addr & 3) / 2);
+    pc.b_ks = (int32_t)gb.b_ks;
+    pc.b_ns = (int32_t)gb.b_ns;
+    pc.b_bs[0] = (int32_t)gb.b_bs[0];
+    pc.b_bs[1] = (int32_t)gb.b_bs[1];
+    if (pc.flags == VKP_MM_B_F32 && gb.b_ns == 1 && even(gb.b_ks) && even(gb.N) && even(gb.b_bs[0]) &&
+        even(gb.b_bs[1]) && (pc.b & 7) == 0)
+      pc.flags |= VKP_MM_PAIRS;
+    pc.K = (uint32_t)gb.K;
+    pc.k_begin = part ? (uint32_t)p.Kp : 0u;
+    pc.tile_m = (uint32_t)(part ? k2 : p.Kp);   // panel rows this dispatch writes
+    if (part) pc.flags |= VKP_MM_K2, pc.alpha = mm->params.f[6];
+    VKP_TRY(vkp_rec_dispatch(rec, "matmul_pack_b", &pc, sizeof pc,
+                             (uint32_t)((pc.tile_m + VKP_MM_PK_ROWS - 1) / VKP_MM_PK_ROWS),
+                             (uint32_t)(p.Np / (VKP_MM_PK_TC * p.S)), (uint32_t)p.nz));
+  }
+  return VKP_OK;
 }
 static const vkp_op_def op_pack_a = {.name = "matmul_pack_a", .record = pack_record, .backward = NULL};
 static const vkp_op_def op_pack_b = {.name = "matmul_pack_b", .record = pack_record, .backward = NULL};
@@ -406,38 +424,50 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
   uint32_t scale = t->params.i[7] ? VKP_MM_SCALE : 0u, into = t->params.i[9] ? VKP_MM_ACCUMULATE : 0u;
   uint32_t bias_row = t->params.i[10] ? VKP_MM_BIAS_ROW : 0u;
 
+  int64_t k2 = mm_k2(t);
   if (t->params.i[3]) {   // packed: srcs end with the A and B panels
-    vkp_pc_matmul pc = mm_pc_out(&g, bias_addr);
+    vkp_pc_matmul_packed pc = {0};
+    pc.N = (uint32_t)g.N;
+    pc.c_ms = (int32_t)g.c_ms;
+    pc.batch1 = (uint32_t)g.batch1;
+    pc.c_bs[0] = (int32_t)g.c_bs[0];
+    pc.c_bs[1] = (int32_t)g.c_bs[1];
+    pc.bias = bias_addr;
     pc.alpha = mm_alpha(t);
     uint32_t max_gy = mm_max_gy(ctx), gz = (uint32_t)(g.batch0 * g.batch1);
     mm_packing p = mm_pack_dims(&g, S);
     bool a_in = t->params.i[3] & MM_A_IN;   // srcs end with A's panel (unless a_in), then B's
     uint64_t a_addr = vkp_rec_addr(rec, a_in ? t->src[0] : t->src[t->nsrc - 2]);
+    uint64_t a2_addr = k2 ? vkp_rec_addr(rec, mm_a2(t)) : 0;
     pc.b = vkp_rec_addr(rec, t->src[t->nsrc - 1]);
-    if (a_addr & 7)
+    if ((a_addr | a2_addr) & 7)
       return vkp_error_set(vkp_ctx_err(ctx), VKP_ERR_INVALID, "matmul '%s': A read in place is not 8-byte aligned",
                            t->name);
     pc.sg = S;
-    pc.kp = (uint32_t)p.Kp;
+    pc.kp = (uint32_t)(p.Kp + k2);   // B panel rows (the appended ones after Kp)
     pc.tile_m = VKP_MM_PK_TM * (64 / S);
-    pc.tile_n = VKP_MM_PK_TC * S;
+    uint32_t tile_n = VKP_MM_PK_TC * S;
     pc.a_ms = (int32_t)g.a_ms;
-    uint64_t per_a = (uint64_t)(p.Mp * p.Kp), per_b = (uint64_t)(p.Kp * p.Np);
+    pc.a2_ms = (int32_t)(k2 ? mm_a2(t)->stride[mm_a2(t)->ndim - 2] : 0);
+    uint64_t per_a = (uint64_t)(p.Mp * p.Kp), per_b = (uint64_t)((p.Kp + k2) * p.Np);
     pc.a_bs[0] = a_in ? (int32_t)g.a_bs[0] : (int32_t)(uint32_t)(per_a * g.batch1);
     pc.a_bs[1] = a_in ? (int32_t)g.a_bs[1] : (int32_t)(uint32_t)per_a;
     pc.b_bs[0] = (int32_t)(uint32_t)(per_b * g.batch1);
     pc.b_bs[1] = (int32_t)(uint32_t)per_b;
     uint32_t in_flags = a_in ? VKP_MM_A_INPLACE : 0u;
     int64_t m_chunk = (int64_t)max_gy * pc.tile_m;
-    uint32_t gx = (uint32_t)(p.Np / pc.tile_n);
+    uint32_t gx = (uint32_t)(p.Np / tile_n);
     for (int64_t k0 = 0; k0 < p.Kp; k0 += VKP_MM_K_CHUNK) {
       pc.k_begin = (uint32_t)k0;
       pc.K = (uint32_t)(p.Kp - k0 < VKP_MM_K_CHUNK ? p.Kp - k0 : VKP_MM_K_CHUNK);
+      bool last = k0 + pc.K == p.Kp;
+      pc.k2 = last ? (uint32_t)k2 : 0u;   // the appended product runs with the last k chunk
       pc.flags = in_flags | scale | into | (k0 > 0 ? VKP_MM_ACCUMULATE : 0u) |
-                 (k0 == 0 && bias_addr ? VKP_MM_BIAS | bias_row : 0u);
+                 (k0 == 0 && bias_addr ? VKP_MM_BIAS | bias_row : 0u) | (pc.k2 ? VKP_MM_K2 : 0u);
       for (int64_t m0 = 0; m0 < g.M; m0 += m_chunk) {
         pc.M = (uint32_t)(g.M - m0 < m_chunk ? g.M - m0 : m_chunk);
         pc.a = a_addr + (uint64_t)(m0 * (a_in ? g.a_ms : p.Kp)) * 4;   // m0: a multiple of TM (whole panels)
+        pc.a2 = a2_addr + (uint64_t)(m0 * pc.a2_ms) * 4;
         pc.c = c_addr + (uint64_t)(m0 * g.c_ms) * 4;
         uint32_t gy = (pc.M + pc.tile_m - 1) / pc.tile_m;
         VKP_TRY(vkp_rec_dispatch(rec, "matmul_packed", &pc, sizeof pc, gx, gy, gz));
@@ -446,7 +476,7 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
   } else {
     VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale | into | bias_row, mm_alpha(t)));
   }
-  if (t->params.i[4] != MM2_NONE) {   // + s·op(A2)·op(B2), accumulated into C
+  if (t->params.i[4] != MM2_NONE && !k2) {   // + s·op(A2)·op(B2), accumulated into C
     const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
     mm_geom g2;
     mm_geometry_of(t, a2, b2, t->params.i[5] & 1, (t->params.i[5] & 2) != 0, &g2);
@@ -610,6 +640,22 @@ static bool mm_check_operands(vkp_graph *g, const char *opname, const vkp_tensor
   return true;
 }
 
+// k of the second product of ex (its op(A2) columns).
+static int64_t mm_k2_of(const mm_extra *ex) { return ex->a2->shape[ex->a2->ndim - (ex->ta2 ? 2 : 1)]; }
+
+// Whether node t (packed, A read in place) appends its second product to the main one (MM_K2):
+// subgroups of 8 (matmul_packed.comp's 4-k steps), batches folded into rows, k2 a multiple of 4,
+// op(A2) rows contiguous along k, 8-byte aligned, and f32 operands.
+static bool mm_appends(vkp_graph *g, const vkp_tensor *t, const mm_geom *geom) {
+  if (t->params.i[4] == MM2_NONE || subgroup_size(vkp_graph_ctx(g)) != 8 || geom->batch0 * geom->batch1 != 1)
+    return false;
+  const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
+  mm_geom g2;
+  mm_geometry_of(t, a2, b2, t->params.i[5] & 1, (t->params.i[5] & 2) != 0, &g2);
+  return g2.K % 4 == 0 && g2.K > 0 && g2.a_ks == 1 && even(g2.a_ms) && g2.batch0 * g2.batch1 == 1 &&
+         a2->dtype == VKP_DTYPE_F32 && b2->dtype == VKP_DTYPE_F32 && starts_8_aligned(a2);
+}
+
 static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias,
                                bool ta, bool tb, const mm_extra *ex) {
   if (!a || !b) return NULL;
@@ -664,16 +710,18 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
   if (mm_use_packed(g, &geom)) {
     mm_packing p = mm_pack_dims(&geom, subgroup_size(vkp_graph_ctx(g)));
     bool a_in = mm_a_in_place(g, &geom, a);
+    int64_t k2 = a_in && mm_appends(g, t, &geom) ? mm_k2_of(ex) : 0;
     for (int is_b = a_in; is_b < 2; is_b++) {   // A's panel unless A is read in place, then B's
-      int64_t n = is_b ? p.nz * p.Kp * p.Np : p.nz * p.Mp * p.Kp;
-      vkp_tensor *pk = vkp_node_new(g, is_b ? &op_pack_b : &op_pack_a, VKP_DTYPE_F32, 1, &n, is_b ? &b : &a, 1);
+      int64_t n = is_b ? p.nz * (p.Kp + k2) * p.Np : p.nz * p.Mp * p.Kp;
+      vkp_tensor *psrc[2] = {is_b ? b : a, ex->b2};   // B2: the appended rows of B's panel
+      vkp_tensor *pk = vkp_node_new(g, is_b ? &op_pack_b : &op_pack_a, VKP_DTYPE_F32, 1, &n, psrc, is_b && k2 ? 2 : 1);
       if (!pk) return NULL;
       pk->params.i[0] = is_b;
       memcpy(&pk->params.bytes[8], &t, sizeof t);
       snprintf(pk->name, sizeof pk->name, "%s.pack_%c", opname, is_b ? 'b' : 'a');
       t->src[t->nsrc++] = pk;
     }
-    t->params.i[3] = MM_PACKED | (a_in ? MM_A_IN : 0);
+    t->params.i[3] = MM_PACKED | (a_in ? MM_A_IN : 0) | (k2 ? MM_K2 : 0);
   }
   return t;
 }

@@ -9,6 +9,7 @@
 // i0 * x_bs[0] + i1 * x_bs[1] (0 on broadcast dims).
 // A 16-bit b is read as packed 32-bit words: element e lives in word (b_off + e) >> 1, so b holds
 // the 4-byte-aligned address below element 0 and b_off (0 or 1) the element offset from it.
+#if !defined(VKP_GLSL) || !defined(VKP_MM_PACKED_KERNEL)
 VKP_PUSH(vkp_pc_matmul) {
   VKP_PTR(F32Buf) a;
   VKP_PTR(F32Buf) b;       // f32, or f16/bf16 read as U32Buf
@@ -32,6 +33,40 @@ VKP_PUSH(vkp_pc_matmul) {
   int32_t c_ns;             // matmul_skinny: C[m][n] = c[m * c_ms + n * c_ns] (the others: c_ns = 1)
 } VKP_PUSH_END(vkp_pc_matmul);
 VKP_PUSH_CHECK(vkp_pc_matmul, 128)
+#endif
+
+// matmul_packed.comp's block (it defines VKP_MM_PACKED_KERNEL): the fields it shares with the
+// block above keep their names and meaning (matmul_load.glsl reads them); B is a panel, so its
+// strides give way to an appended product (VKP_MM_K2): k in [kp_main, kp_main + k2) reads
+// A2 in place (rows a2_ms apart) and the panel rows after the main ones (the second product's B,
+// scaled, packed there by matmul_pack_b). The LoRA term s·u·B^T of a fused LoRA linear (and
+// s·v·A of its dx) then costs K + r multiply-adds per output in the same kernel instead of a
+// second pass over C.
+#if !defined(VKP_GLSL) || defined(VKP_MM_PACKED_KERNEL)
+VKP_PUSH(vkp_pc_matmul_packed) {
+  VKP_PTR(F32Buf) a;
+  VKP_PTR(F32Buf) b;        // the B panel
+  VKP_PTR(F32Buf) c;
+  VKP_PTR(F32Buf) bias;
+  VKP_PTR(F32Buf) a2;       // with VKP_MM_K2: A2 (M, k2), rows a2_ms apart, 8-byte aligned
+  uint32_t M, N, K;
+  uint32_t flags;
+  int32_t a_ms, a2_ms;
+  int32_t c_ms;
+  uint32_t batch1;
+  int32_t a_bs[2];
+  int32_t b_bs[2];
+  int32_t c_bs[2];
+  uint32_t b_off;           // unused (matmul_load.glsl's mm_load_b reads it)
+  uint32_t tile_m;
+  uint32_t sg;
+  uint32_t k_begin;
+  uint32_t kp;              // panel rows per B panel (main rows padded to 2S, then the appended ones)
+  float alpha;
+  uint32_t k2;              // appended k (a multiple of 4), 0 for none
+} VKP_PUSH_END(vkp_pc_matmul_packed);
+VKP_PUSH_CHECK(vkp_pc_matmul_packed, 128)
+#endif
 
 // Packed path (matmul_pack_a/b.comp, matmul_packed.comp): op(A) and op(B) are first copied
 // into zero-padded panels so the main kernel reads only contiguous 64-byte lines:
@@ -53,3 +88,4 @@ VKP_PUSH_CHECK(vkp_pc_matmul, 128)
 #define VKP_MM_SCALE 32u         // multiply the product by alpha before bias / accumulation
 #define VKP_MM_A_INPLACE 64u     // matmul_packed: read op(A) in place (a, a_ms, a_bs), not a panel
 #define VKP_MM_BIAS_ROW 128u     // with VKP_MM_BIAS: bias[m] (one per row: a convolution's channels)
+#define VKP_MM_K2 256u           // matmul_packed: an appended product (a2, k2); pack_b: scale by alpha

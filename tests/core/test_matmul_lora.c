@@ -94,13 +94,40 @@ static void test_lora_linear(void **state) {
       {"3x11x15 -> 13, r 5, xd != x, no bias (generic)", 3, 11, 15, 13, 5, false, true, true, 0.75f, false},
       {"4x50x96 -> 128, r 8 (packed base)", 4, 50, 96, 128, 8, true, false, false, 2.0f, false},
       {"3x70x80 -> 96, r 16, xd != x (packed)", 3, 70, 80, 96, 16, false, false, true, 1.0f, false},
+      {"2x40x64 -> 64, r 4, W trains (packed, appended)", 2, 40, 64, 64, 4, true, true, false, 3.0f, false},
+      {"80x64 -> 64, r 6 (packed, r not a multiple of 4)", 80, 0, 64, 64, 6, true, false, false, 2.0f, false},
       {"2x9x20 -> 30, r 8, unfused (bench --unfused-lora)", 2, 9, 20, 30, 8, true, false, false, 2.0f, true},
       {"3x10x16 -> 24, r 6, xd != x, unfused", 3, 10, 16, 24, 6, true, true, true, 2.0f, true},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], 40 + i);
 }
 
+// The packed path appends the low-rank term to the base product (matmul_packed's VKP_MM_K2: r
+// more k reading u in place, s·B packed after W's panel rows) when r is a multiple of 4 and the
+// subgroups have 8 lanes: then the only rank-r product of the forward pass is u = x·A^T.
+static void test_lora_appended(void **state) {
+  (void)state;
+  vkp_ctx *ctx = vkp_test_ctx();
+  static const char *const skinny[] = {"matmul_skinny_ak_bk", "matmul_skinny_ak_bn", "matmul_skinny_am_bk",
+                                       "matmul_skinny_am_bn", "matmul_nt", "matmul_nn"};
+  for (int r = 4; r <= 6; r += 2) {
+    vkp_graph *g;
+    VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+    vkp_tensor *x = vkp_tensor_input(g, "x", VKP_DTYPE_F32, 2, (int64_t[]){200, 96});
+    vkp_tensor *W = vkp_tensor_input(g, "W", VKP_DTYPE_F32, 2, (int64_t[]){128, 96});
+    vkp_tensor *A = vkp_tensor_input(g, "A", VKP_DTYPE_F32, 2, (int64_t[]){r, 96});
+    vkp_tensor *B = vkp_tensor_input(g, "B", VKP_DTYPE_F32, 2, (int64_t[]){128, r});
+    vkp_graph_output(g, vkp_linear_add_lora(g, vkp_linear(g, x, W, NULL), x, A, B, 2.0f));
+    uint64_t before = 0, after = 0;
+    for (int i = 0; i < 6; i++) before += vkp_ctx_shader_dispatches(ctx, skinny[i]);
+    VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+    for (int i = 0; i < 6; i++) after += vkp_ctx_shader_dispatches(ctx, skinny[i]);
+    if (vkp_ctx_info(ctx)->subgroup_size == 8) assert_int_equal(after - before, r % 4 == 0 ? 1 : 2);
+    vkp_graph_free(g);
+  }
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_lora_linear)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_lora_linear), cmocka_unit_test(test_lora_appended)};
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);
 }
