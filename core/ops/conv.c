@@ -25,7 +25,8 @@
 #include "vkp_ops.h"
 #include "../../shaders/push/conv.h"
 
-// params.i: 0 KH, 1 KW, 2 stride, 3 pad, 4 OH, 5 OW. The image geometry (C, H, W) comes from x
+// params.i: 0 KH, 1 KW, 2 stride, 3 pad, 4 OH, 5 OW, 6 zero row (im2col and conv2d: the columns
+// have one more row, of zeros: an odd K padded to even). The image geometry (C, H, W) comes from x
 // (im2col node: src x) or from the node itself (col2im node: output dx).
 static void fill_pc(const vkp_tensor *params, const vkp_tensor *image, vkp_pc_conv *pc) {
   pc->C = (int32_t)image->shape[1];
@@ -48,6 +49,7 @@ static vkp_status im2col_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.src = vkp_rec_addr(rec, t->src[0]);
   pc.dst = vkp_rec_addr(rec, t);
   pc.n = (uint32_t)vkp_tensor_numel(t);
+  pc.zero_row = (uint32_t)t->params.i[6];
   return vkp_rec_dispatch(rec, "im2col", &pc, sizeof pc, groups((int64_t)pc.OH * pc.OW, 64), (uint32_t)pc.C,
                           (uint32_t)t->shape[0]);
 }
@@ -76,7 +78,12 @@ static void im2col_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
 
 // x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW). Not in vkp_ops.h: used by vkp_conv2d and the tests.
 vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, int padding);
+static vkp_tensor *im2col_node(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, int padding, bool zero_row);
 vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, int padding) {
+  return im2col_node(g, x, kh, kw, stride, padding, false);
+}
+
+static vkp_tensor *im2col_node(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, int padding, bool zero_row) {
   if (!x) return NULL;
   if (x->ndim != 4) {
     vkp_graph_fail(g, VKP_ERR_SHAPE, "im2col: '%s' must be (N, C, H, W), has %d dims", x->name, x->ndim);
@@ -101,10 +108,10 @@ vkp_tensor *vkp_im2col(vkp_graph *g, vkp_tensor *x, int kh, int kw, int stride, 
   }
   x = vkp_contiguous(g, vkp_cast_f32(g, x));
   if (!x) return NULL;
-  int64_t shape[3] = {x->shape[0], x->shape[1] * kh * kw, oh * ow};
+  int64_t shape[3] = {x->shape[0], x->shape[1] * kh * kw + zero_row, oh * ow};
   vkp_tensor *t = vkp_node_new(g, &op_im2col, VKP_DTYPE_F32, 3, shape, &x, 1);
   if (!t) return NULL;
-  int32_t p[6] = {kh, kw, stride, padding, (int32_t)oh, (int32_t)ow};
+  int32_t p[7] = {kh, kw, stride, padding, (int32_t)oh, (int32_t)ow, zero_row};
   memcpy(t->params.i, p, sizeof p);
   return t;
 }
@@ -147,7 +154,9 @@ static const vkp_op_def op_conv_batch_sum = {
 
 static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
   vkp_tensor *x = t->src[1], *w = t->src[2], *cols = t->src[3], *bias = t->nsrc > 4 ? t->src[4] : NULL;
-  int64_t N = t->shape[0], Cout = t->shape[1], L = t->shape[2] * t->shape[3], K = cols->shape[1];
+  int64_t N = t->shape[0], Cout = t->shape[1], L = t->shape[2] * t->shape[3];
+  int64_t K = cols->shape[1] - t->params.i[6];   // without the zero row
+  vkp_tensor *cols_k = t->params.i[6] ? vkp_slice(g, cols, 1, 0, K) : cols;
   vkp_tensor *dy = vkp_contiguous(g, grad);
   if (bias && bias->requires_grad) {
     vkp_tensor *db = vkp_node_new(g, &op_conv_bias_grad, VKP_DTYPE_F32, 1, bias->shape, &dy, 1);
@@ -158,9 +167,9 @@ static void conv_backward(vkp_graph *g, vkp_tensor *t, vkp_tensor *grad) {
     vkp_tensor *dw;
     if (N == 1) {
       int64_t two[2] = {Cout, L}, ktwo[2] = {K, L};
-      dw = vkp_matmul(g, vkp_reshape(g, dy3, 2, two), vkp_reshape(g, cols, 2, ktwo), false, true);
+      dw = vkp_matmul(g, vkp_reshape(g, dy3, 2, two), vkp_reshape(g, cols_k, 2, ktwo), false, true);
     } else {
-      vkp_tensor *parts = vkp_matmul(g, dy3, cols, false, true);   // (N, Cout, K)
+      vkp_tensor *parts = vkp_matmul(g, dy3, cols_k, false, true);   // (N, Cout, K)
       dw = vkp_node_new(g, &op_conv_batch_sum, VKP_DTYPE_F32, 2, (int64_t[]){Cout, K}, &parts, 1);
     }
     vkp_grad_accumulate(g, w, vkp_reshape(g, dw, 4, w->shape));
@@ -215,18 +224,24 @@ vkp_tensor *vkp_conv2d(vkp_graph *g, vkp_tensor *x, vkp_tensor *w, vkp_tensor *b
   bias = vkp_cast_f32(g, bias);
   if (!x || !w) return NULL;
   vkp_tensor *cols;
-  int32_t p[6] = {kh, kw, stride, padding, 0, 0};
+  int32_t p[7] = {kh, kw, stride, padding, 0, 0, 0};
   if (kh == 1 && kw == 1 && stride == 1 && padding == 0) {
     p[4] = (int32_t)x->shape[2];
     p[5] = (int32_t)x->shape[3];
     cols = vkp_reshape(g, x, 3, (int64_t[]){N, x->shape[1], x->shape[2] * x->shape[3]});
   } else {
-    cols = vkp_im2col(g, x, kh, kw, stride, padding);
+    // An odd K gets a zero row in the columns and a zero column in the weight: the product's pair
+    // loads then take it (the generic kernel otherwise: the demo's 7x7 one-channel patches, 3.3
+    // ms per step on lavapipe).
+    p[6] = K & 1;
+    cols = im2col_node(g, x, kh, kw, stride, padding, p[6]);
     if (!cols) return NULL;
     p[4] = cols->params.i[4];
     p[5] = cols->params.i[5];
   }
-  vkp_tensor *ymm = vkp_matmul_bias_rows(g, vkp_reshape(g, w, 2, (int64_t[]){Cout, K}), cols, bias);
+  vkp_tensor *w2 = vkp_reshape(g, w, 2, (int64_t[]){Cout, K});
+  if (p[6]) w2 = vkp_concat(g, w2, vkp_fill(g, VKP_DTYPE_F32, 2, (int64_t[]){Cout, 1}, 0.0f), 1);
+  vkp_tensor *ymm = vkp_matmul_bias_rows(g, w2, cols, bias);
   vkp_tensor *srcs[5] = {ymm, x, w_kept, cols, bias};
   vkp_tensor *y = vkp_node_new(g, &op_conv2d, VKP_DTYPE_F32, 4, (int64_t[]){N, Cout, p[4], p[5]}, srcs, bias ? 5 : 4);
   if (!y) return NULL;

@@ -1,5 +1,5 @@
 // Push constants of the convolution family:
-//   im2col.comp          x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW), row (c*KH + kh)*KW + kw
+//   im2col.comp          x (N, C, H, W) -> cols (N, C*KH*KW [+ 1 zero row], OH*OW), row (c*KH + kh)*KW + kw
 //   col2im.comp          dcols -> dx, a gather: each input pixel sums the columns that read it
 //   conv_bias_grad.comp  dbias[c] = sum over n, oh, ow of dy (one workgroup per channel)
 //   conv_batch_sum.comp  dst[i] = sum over b < batch of src[b * n + i] (per-image dW partials)
@@ -14,6 +14,6 @@ VKP_PUSH(vkp_pc_conv) {
   int32_t KH, KW;          // kernel size
   int32_t OH, OW;          // output spatial size
   int32_t stride, pad;
-  uint32_t pad_;
+  uint32_t zero_row;        // im2col: 1 = each image's columns get one more row, of zeros (odd K padded)
 } VKP_PUSH_END(vkp_pc_conv);
 VKP_PUSH_CHECK(vkp_pc_conv, 64)
