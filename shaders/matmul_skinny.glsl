@@ -22,6 +22,7 @@
 // product with few rows as the transposed one with c_ms = 1).
 #include "common.glsl"
 #include "push/matmul.h"
+#include "matmul_load.glsl"
 layout(buffer_reference, std430, buffer_reference_align = 8) buffer U64Buf { uint64_t v[]; };
 layout(local_size_x = WG) in;
 #if !(defined(SK_AK) || defined(SK_AM)) || !(defined(SK_BK) || defined(SK_BN)) || !defined(TR) || !defined(NB) || !defined(WG) || !defined(UK)
@@ -33,19 +34,14 @@ layout(local_size_x = WG) in;
 #error "matmul_skinny.glsl: the B pair layout assumes NB = 8"
 #endif
 
-// z / pc.batch1 exact in float (see matmul_load.glsl).
-uint sk_div_batch(uint z) { return uint(int((float(z) + 0.5) / float(pc.batch1))); }
-
 vec2 sk_pair(uint64_t addr, uint w) {
   uint64_t x = U64Buf(addr).v[w];
   return vec2(uintBitsToFloat(uint(x)), uintBitsToFloat(uint(x >> 32)));
 }
 
 void main() {
-  uint z = gl_WorkGroupID.z, i0 = sk_div_batch(z), i1 = z - i0 * pc.batch1;
-  uint ao = i0 * uint(pc.a_bs[0]) + i1 * uint(pc.a_bs[1]);
-  uint bo = i0 * uint(pc.b_bs[0]) + i1 * uint(pc.b_bs[1]);
-  uint co = i0 * uint(pc.c_bs[0]) + i1 * uint(pc.c_bs[1]);
+  uint ao, bo, co;
+  mm_batch_offsets(gl_WorkGroupID.z, ao, bo, co);
   uint n0 = gl_WorkGroupID.x * NB;
   uint inv = gl_LocalInvocationID.x, q = gl_SubgroupInvocationID % NB;
   // A runtime zero: shuffle indices j + zero stay runtime values (a literal index costs LLVM two
@@ -140,12 +136,7 @@ void main() {
     [[unroll]] for (int j = 0; j < NB; j++) {
       uint n = n0 + j;
       if (n >= pc.N) break;
-      uint ci = co + m * uint(pc.c_ms) + n * cns;
-      float v = acc[i][j];
-      if ((pc.flags & VKP_MM_SCALE) != 0u) v *= pc.alpha;
-      if ((pc.flags & VKP_MM_BIAS) != 0u) v += pc.bias.v[(pc.flags & VKP_MM_BIAS_ROW) != 0u ? m : n];
-      if ((pc.flags & VKP_MM_ACCUMULATE) != 0u) v += pc.c.v[ci];
-      pc.c.v[ci] = v;
+      mm_store(co + m * uint(pc.c_ms) + n * cns, m, n, acc[i][j]);
     }
   }
 }

@@ -47,8 +47,18 @@ static vkp_status binary_record(vkp_recorder *rec, const vkp_tensor *t) {
 
 static const vkp_op_def op_binary;
 
-// A tensor a fold may write into, read by nothing but the add: an intermediate with its own
-// storage, or an add folded before (a view of such storage: sums of three or more products).
+// Makes v a view of x's storage at x's offset and strides (the folds below; v shaped like x).
+static void share_storage(vkp_tensor *v, const vkp_tensor *x) {
+  v->view_src = x->view_src ? x->view_src : (vkp_tensor *)x;
+  v->buffer = x->buffer;
+  v->buffer_offset = x->buffer_offset;
+  v->offset = x->offset;
+  memcpy(v->stride, x->stride, sizeof v->stride);
+}
+
+// A tensor a fold may write into or from, read by nothing but the folded node: an intermediate
+// with its own storage, or (folded_ok) an add folded before, a view of such storage (sums of
+// three or more products).
 static bool sole_reader(const vkp_tensor *x, const uint32_t *readers, bool folded_ok) {
   if (x->keep || readers[x->id] != 1 || !vkp_tensor_is_contiguous(x)) return false;
   if (folded_ok && x->op == &op_binary && x->params.i[8]) return true;
@@ -66,14 +76,9 @@ static void binary_fold(vkp_tensor *t, const uint32_t *readers) {
     if (!p->op || !p->op->accumulate_into || !o->op || o->order >= p->order || !sole_reader(p, readers, false) ||
         !sole_reader(o, readers, true) || !vkp_tensor_same_shape(p, t) || !vkp_tensor_same_shape(o, t))
       continue;
-    vkp_tensor *storage = o->view_src ? o->view_src : o;
-    p->view_src = storage;
-    p->offset = o->offset;
-    memcpy(p->stride, o->stride, sizeof p->stride);
+    share_storage(p, o);
     p->op->accumulate_into(p);
-    t->view_src = storage;
-    t->offset = o->offset;
-    memcpy(t->stride, o->stride, sizeof t->stride);
+    share_storage(t, o);
     t->params.i[8] = 1;
     return;
   }
@@ -281,14 +286,8 @@ static vkp_status accumulate_record(vkp_recorder *rec, const vkp_tensor *t) {
 // one pass over the gradient and one dispatch fewer per parameter.
 static void accumulate_fold(vkp_tensor *t, const uint32_t *readers) {
   vkp_tensor *src = t->src[1];
-  if (!src->op || !src->op->accumulate_into || src->view_src || src->keep || src->kind != VKP_TENSOR_INTERMEDIATE ||
-      readers[src->id] != 1 || !vkp_tensor_is_contiguous(src))
-    return;
-  src->view_src = t->view_src;   // dst's external storage
-  src->buffer = t->buffer;
-  src->buffer_offset = t->buffer_offset;
-  src->offset = t->offset;
-  memcpy(src->stride, t->stride, sizeof src->stride);
+  if (!src->op || !src->op->accumulate_into || !sole_reader(src, readers, false)) return;
+  share_storage(src, t);   // t is a view of dst's external storage
   src->op->accumulate_into(src);
   t->params.i[0] = 1;
 }

@@ -48,9 +48,11 @@
 // is scaled by f[8], i[9] = 1 when C accumulates into what its storage holds (accumulate_into),
 // i[10] = 1 when the bias runs along rows (bias[m]: vkp_matmul_bias_rows).
 //
-// Second product: C = alpha·op(A)·op(B) + bias + s·op(A2)·op(B2) with the same output. The record
-// runs the main product (packed or direct), then the second one with a direct kernel that scales
-// and accumulates into C (VKP_MM_SCALE | VKP_MM_ACCUMULATE): no separate scale and add passes.
+// Second product: C = alpha·op(A)·op(B) + bias + s·op(A2)·op(B2) with the same output. On the
+// packed path with A read in place it is appended to the main product (MM_K2: s·op(B2) packed
+// after op(B)'s panel rows, op(A2) read in place for k2 more k); otherwise the record runs the main
+// product, then the second one with a skinny or direct kernel that scales and accumulates into C
+// (VKP_MM_SCALE | VKP_MM_ACCUMULATE): no separate scale and add passes.
 //   MM2_DUAL  a plain sum of two products (LoRA's dx = dY·W + s·(dY·B)·A);
 //   MM2_LORA  A2 = u = xd·A^T is a matmul node built by vkp_linear_add_lora (u->src[0] = xd,
 //             u->src[1] = A): backward gives xd, A and B their gradients directly (u gets none),
@@ -107,9 +109,12 @@ static void mm_geometry(const vkp_tensor *t, mm_geom *g) {
   mm_geometry_of(t, t->src[0], t->src[1], t->params.i[0] != 0, t->params.i[1] != 0, g);
 }
 
-// The second product's operands (MM2_*), after a and b and the bias.
+// The second product's operands (MM2_*), after a and b and the bias, and its geometry.
 static vkp_tensor *mm_a2(const vkp_tensor *t) { return t->src[2 + (t->params.i[2] != 0)]; }
 static vkp_tensor *mm_b2(const vkp_tensor *t) { return t->src[3 + (t->params.i[2] != 0)]; }
+static void mm_geometry2(const vkp_tensor *t, mm_geom *g2) {
+  mm_geometry_of(t, mm_a2(t), mm_b2(t), t->params.i[5] & 1, (t->params.i[5] & 2) != 0, g2);
+}
 static float mm_alpha(const vkp_tensor *t) { return t->params.i[7] ? t->params.f[8] : 1.0f; }
 
 typedef struct mm_kernel {
@@ -205,8 +210,9 @@ static const vkp_tensor *pack_owner(const vkp_tensor *t) {
 // k of the second product when node t appends it to its packed product (MM_K2), else 0.
 static int64_t mm_k2(const vkp_tensor *t) {
   if (!(t->params.i[3] & MM_K2)) return 0;
-  const vkp_tensor *a2 = mm_a2(t);
-  return a2->shape[a2->ndim - ((t->params.i[5] & 1) ? 2 : 1)];
+  mm_geom g2;
+  mm_geometry2(t, &g2);
+  return g2.K;
 }
 
 static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
@@ -245,7 +251,7 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
   pc.kp = (uint32_t)(p.Kp + k2);
   for (int part = 0; part < (k2 ? 2 : 1); part++) {
     mm_geom gb = g;
-    if (part) mm_geometry_of(mm, mm_a2(mm), mm_b2(mm), mm->params.i[5] & 1, (mm->params.i[5] & 2) != 0, &gb);
+    if (part) mm_geometry2(mm, &gb);
     const vkp_tensor *b = t->src[part];
     uint64_t addr = vkp_rec_addr(rec, b);
     pc.flags = b->dtype == VKP_DTYPE_F16 ? VKP_MM_B_F16 : b->dtype == VKP_DTYPE_BF16 ? VKP_MM_B_BF16 : VKP_MM_B_F32;
@@ -477,10 +483,9 @@ static vkp_status matmul_record(vkp_recorder *rec, const vkp_tensor *t) {
     VKP_TRY(record_direct(rec, t->src[0], t->src[1], &g, c_addr, bias_addr, scale | into | bias_row, mm_alpha(t)));
   }
   if (t->params.i[4] != MM2_NONE && !k2) {   // + s·op(A2)·op(B2), accumulated into C
-    const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
     mm_geom g2;
-    mm_geometry_of(t, a2, b2, t->params.i[5] & 1, (t->params.i[5] & 2) != 0, &g2);
-    VKP_TRY(record_direct(rec, a2, b2, &g2, c_addr, 0, VKP_MM_SCALE | VKP_MM_ACCUMULATE, t->params.f[6]));
+    mm_geometry2(t, &g2);
+    VKP_TRY(record_direct(rec, mm_a2(t), mm_b2(t), &g2, c_addr, 0, VKP_MM_SCALE | VKP_MM_ACCUMULATE, t->params.f[6]));
   }
   return VKP_OK;
 }
@@ -640,20 +645,18 @@ static bool mm_check_operands(vkp_graph *g, const char *opname, const vkp_tensor
   return true;
 }
 
-// k of the second product of ex (its op(A2) columns).
-static int64_t mm_k2_of(const mm_extra *ex) { return ex->a2->shape[ex->a2->ndim - (ex->ta2 ? 2 : 1)]; }
-
-// Whether node t (packed, A read in place) appends its second product to the main one (MM_K2):
-// subgroups of 8 (matmul_packed.comp's 4-k steps), batches folded into rows, k2 a multiple of 4,
-// op(A2) rows contiguous along k, 8-byte aligned, and f32 operands.
-static bool mm_appends(vkp_graph *g, const vkp_tensor *t, const mm_geom *geom) {
+// k2 when node t (packed, A read in place) can append its second product to the main one
+// (MM_K2), else 0: subgroups of 8 (matmul_packed.comp's 4-k steps), batches folded into rows, k2 a
+// multiple of 4, op(A2) rows contiguous along k, 8-byte aligned, and f32 operands.
+static int64_t mm_appends(vkp_graph *g, const vkp_tensor *t, const mm_geom *geom) {
   if (t->params.i[4] == MM2_NONE || subgroup_size(vkp_graph_ctx(g)) != 8 || geom->batch0 * geom->batch1 != 1)
-    return false;
+    return 0;
   const vkp_tensor *a2 = mm_a2(t), *b2 = mm_b2(t);
   mm_geom g2;
-  mm_geometry_of(t, a2, b2, t->params.i[5] & 1, (t->params.i[5] & 2) != 0, &g2);
-  return g2.K % 4 == 0 && g2.K > 0 && g2.a_ks == 1 && even(g2.a_ms) && g2.batch0 * g2.batch1 == 1 &&
-         a2->dtype == VKP_DTYPE_F32 && b2->dtype == VKP_DTYPE_F32 && starts_8_aligned(a2);
+  mm_geometry2(t, &g2);
+  bool ok = g2.K % 4 == 0 && g2.K > 0 && g2.a_ks == 1 && even(g2.a_ms) && g2.batch0 * g2.batch1 == 1 &&
+            a2->dtype == VKP_DTYPE_F32 && b2->dtype == VKP_DTYPE_F32 && starts_8_aligned(a2);
+  return ok ? g2.K : 0;
 }
 
 static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, vkp_tensor *b, vkp_tensor *bias,
@@ -710,7 +713,7 @@ static vkp_tensor *matmul_node(vkp_graph *g, const char *opname, vkp_tensor *a, 
   if (mm_use_packed(g, &geom)) {
     mm_packing p = mm_pack_dims(&geom, subgroup_size(vkp_graph_ctx(g)));
     bool a_in = mm_a_in_place(g, &geom, a);
-    int64_t k2 = a_in && mm_appends(g, t, &geom) ? mm_k2_of(ex) : 0;
+    int64_t k2 = a_in ? mm_appends(g, t, &geom) : 0;
     for (int is_b = a_in; is_b < 2; is_b++) {   // A's panel unless A is read in place, then B's
       int64_t n = is_b ? p.nz * (p.Kp + k2) * p.Np : p.nz * p.Mp * p.Kp;
       vkp_tensor *psrc[2] = {is_b ? b : a, ex->b2};   // B2: the appended rows of B's panel
