@@ -77,6 +77,14 @@ vkp_shader_variant(matmul_skinny_ak_bn  matmul_skinny.glsl  SK_AK SK_BN  TR=4 NB
 vkp_shader_variant(matmul_skinny_am_bk  matmul_skinny.glsl  SK_AM SK_BK  TR=4 NB=8 WG=8 UK=2)
 vkp_shader_variant(matmul_skinny_am_bn  matmul_skinny.glsl  SK_AM SK_BN  TR=4 NB=8 WG=8 UK=2)
 
+# ---- matmul_gpu.glsl: shared-memory tiles, the matmul of the GPU kernel family (vkp_ctx_kernels);
+# BM x BN outputs per workgroup, BK k per stage, TM x TN per invocation ((BM/TM)*(BN/TN) invocations,
+# 4 * BK * (BM + BN + 2) bytes of shared memory). core/ops/matmul.c (mm_gpu_pick)
+# takes the largest tile the device's limits allow that still gives the product enough workgroups.
+vkp_shader_variant(matmul_gpu_128  matmul_gpu.glsl  BM=128 BN=128 BK=8  TM=8 TN=8)   # 256 invocations, 8.1 KiB
+vkp_shader_variant(matmul_gpu_64   matmul_gpu.glsl  BM=64  BN=64  BK=16 TM=4 TN=4)   # 256 invocations, 8.1 KiB
+vkp_shader_variant(matmul_gpu_32   matmul_gpu.glsl  BM=32  BN=32  BK=16 TM=4 TN=4)   # 64 invocations, 4.1 KiB
+
 # ---- group norm fused with SiLU (core/ops/norm.c, vkp_group_norm_silu): the group norm kernels
 # themselves as bodies, with -DGN_SILU (forward y = silu(norm), backward through SiLU's derivative
 # at the recomputed pre-SiLU value). The plain kernels stay shaders/group_norm*.comp.

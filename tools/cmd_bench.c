@@ -76,8 +76,9 @@ static int new_ctx(const char *cmd, vkp_ctx **ctx, bool profiling) {
 static void print_device(vkp_ctx *ctx) {
   const vkp_device_info *d = vkp_ctx_info(ctx);
   char n[256], dn[256], di[256];
-  printf("\"device\": \"%s\", \"driver\": \"%s %s\", \"subgroup_size\": %u", json_str(d->name, n, sizeof n),
-         json_str(d->driver_name, dn, sizeof dn), json_str(d->driver_info, di, sizeof di), d->subgroup_size);
+  printf("\"device\": \"%s\", \"driver\": \"%s %s\", \"subgroup_size\": %u, \"kernels\": \"%s\"",
+         json_str(d->name, n, sizeof n), json_str(d->driver_name, dn, sizeof dn), json_str(d->driver_info, di, sizeof di),
+         d->subgroup_size, vkp_kernel_family_name(vkp_ctx_kernels(ctx)));
 }
 
 // Runs g `iters` times (after one warm-up run) and returns the median seconds per run, or < 0;

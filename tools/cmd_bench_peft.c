@@ -88,15 +88,16 @@ static double median(double *v, int n) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vkpeft bench peft [--config vit-s|demo] [--batch N] [--steps S] [--methods a,b,...] [--json]\n"
+          "usage: vkpeft bench peft [--config vit-b|vit-s|demo] [--batch N] [--steps S] [--methods a,b,...] [--json]\n"
           "         [--base-dtype f32|f16|bf16] [--optimizer adamw|adamw8bit] [--checkpointing]\n"
-          "         [--unfused-lora]\n"
+          "         [--unfused-lora] [--rank R]\n"
           "For each PEFT method, on a randomly initialised ViT in a fresh device context: trainable and\n"
           "total parameters, planned peak device memory of a training step (parameters + gradient and\n"
           "AdamW state + graph arena + rest), dispatches per step and, with --steps S > 0, the median\n"
           "time (wall and process CPU) of S training steps after one warm-up step (0 = compile only;\n"
           "default 3).\n"
-          "  --config  vit-s: 224/16, hidden 384, 12 layers, 6 heads, MLP 1536, 3 channels, 1000 labels, batch 32\n"
+          "  --config  vit-b: 224/16, hidden 768, 12 layers, 12 heads, MLP 3072, 3 channels, 1000 labels, batch 64\n"
+          "            vit-s: 224/16, hidden 384, 12 layers, 6 heads, MLP 1536, 3 channels, 1000 labels, batch 32\n"
           "            demo:  28/7, hidden 64, 4 layers, 4 heads, MLP 128, 1 channel, 10 labels, batch 64 (default)\n"
           "  --methods default: every method but the extra presets (lora_all); known:");
   for (int i = 0; i < N_METHODS; i++) fprintf(f, " %s", vkp_compare_method_name(i));
@@ -105,6 +106,8 @@ static void usage(FILE *f) {
           "  --optimizer   adamw (f32 state, default) or adamw8bit (block-wise 8-bit state)\n"
           "  --checkpointing  activation checkpointing: every layer recomputed in backward\n"
           "  --unfused-lora   LoRA linears as separate matmul, scale and add ops (before/after of the fused form)\n"
+          "  --rank R  rank of the low-rank methods (their \"r\", with lora_alpha = 2R where they have one;\n"
+          "            default: each method's own, LoRA r 4 alpha 8)\n"
           "  --json    one JSON object on stdout (the table then goes to stderr)\n"
           "Progress lines go to stderr.\n");
 }
@@ -120,12 +123,19 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 }
 
 
-static void vit_config(bool vit_s, vkp_vit_config *c, int *batch) {
+enum { CONFIG_DEMO, CONFIG_VIT_S, CONFIG_VIT_B };
+static const char *const config_names[] = {"demo", "vit-s", "vit-b"};
+
+static void vit_config(int config, vkp_vit_config *c, int *batch) {
   vkp_vit_config_default(c);
   c->layer_norm_eps = 1e-6f;
   c->qkv_bias = true;
   c->gelu_tanh = false;
-  if (vit_s) {   // ViT-S/16 (DeiT-S shape)
+  if (config == CONFIG_VIT_B) {   // ViT-B/16 (google/vit-base-patch16-224)
+    c->image_size = 224, c->patch_size = 16, c->num_channels = 3, c->hidden_size = 768;
+    c->num_hidden_layers = 12, c->num_attention_heads = 12, c->intermediate_size = 3072, c->num_labels = 1000;
+    *batch = 64;
+  } else if (config == CONFIG_VIT_S) {   // ViT-S/16 (DeiT-S shape)
     c->image_size = 224, c->patch_size = 16, c->num_channels = 3, c->hidden_size = 384;
     c->num_hidden_layers = 12, c->num_attention_heads = 6, c->intermediate_size = 1536, c->num_labels = 1000;
     *batch = 32;
@@ -144,7 +154,18 @@ typedef struct bench_memory_opts {
   const char *optimizer;   // "adamw" or "adamw8bit"
   bool checkpointing;      // every ViT layer an activation-checkpoint segment
   bool unfused_lora;       // LoRA linears as separate matmul, scale and add ops (vkp_graph_set_lora_fusion)
+  long rank;               // > 0: the "r" of every method entry that has one (lora_alpha = 2r)
 } bench_memory_opts;
+
+// Sets "r" (and "lora_alpha" = 2r where present) of every entry of a method's PEFT list.
+static void set_rank(cJSON *peft, long rank) {
+  cJSON *e;
+  cJSON_ArrayForEach(e, peft) {
+    if (cJSON_GetObjectItem(e, "r")) cJSON_ReplaceItemInObject(e, "r", cJSON_CreateNumber((double)rank));
+    if (cJSON_GetObjectItem(e, "lora_alpha"))
+      cJSON_ReplaceItemInObject(e, "lora_alpha", cJSON_CreateNumber(2.0 * (double)rank));
+  }
+}
 
 static void bench_method(int method, const vkp_vit_config *vc, int batch, int steps, const bench_memory_opts *mo,
                          row *r) {
@@ -178,6 +199,7 @@ static void bench_method(int method, const vkp_vit_config *vc, int batch, int st
     fail = err.msg;
     goto done;
   }
+  if (mo->rank > 0) set_rank(peft, mo->rank);
   if (vkp_classify_attach(v, peft, 7, &err)) {
     fail = err.msg;
     goto done;
@@ -406,10 +428,11 @@ static cJSON *rows_json(const row *rows, int n, int batch) {
 }
 
 int vkp_bench_peft(int argc, char **argv) {
-  bool vit_s = false, json = false;
+  int config = CONFIG_DEMO;
+  bool json = false;
   long batch = 0, steps = 3;
   const char *list = NULL;
-  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw", false, false};
+  bench_memory_opts mo = {VKP_DTYPE_F32, "adamw", false, false, 0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool ok = true;
@@ -426,8 +449,11 @@ int vkp_bench_peft(int argc, char **argv) {
       mo.unfused_lora = true;
       continue;
     } else if (!strcmp(a, "--config")) {
-      ok = v && (!strcmp(v, "vit-s") || !strcmp(v, "demo"));
-      vit_s = ok && !strcmp(v, "vit-s");
+      ok = false;
+      for (int c = 0; c < 3 && v; c++)
+        if (!strcmp(v, config_names[c])) config = c, ok = true;
+    } else if (!strcmp(a, "--rank")) {
+      ok = parse_int(v, 1, 4096, &mo.rank);
     } else if (!strcmp(a, "--batch")) {
       ok = parse_int(v, 1, 1 << 16, &batch);
     } else if (!strcmp(a, "--steps")) {
@@ -473,7 +499,7 @@ int vkp_bench_peft(int argc, char **argv) {
   }
   vkp_vit_config vc;
   int def_batch;
-  vit_config(vit_s, &vc, &def_batch);
+  vit_config(config, &vc, &def_batch);
   if (!batch) batch = def_batch;
 
   // Device description (a context only for its info).
@@ -482,6 +508,7 @@ int vkp_bench_peft(int argc, char **argv) {
   vkp_ctx_options o = {0};
   if (vkp_ctx_new(&o, &ctx, &err)) return vkp_cli_fail("bench", err.status, err.msg);
   vkp_device_info info = *vkp_ctx_info(ctx);
+  const char *kernels = vkp_kernel_family_name(vkp_ctx_kernels(ctx));
   vkp_ctx_free(ctx);
   double load[3] = {0};
   if (getloadavg(load, 3) < 0) load[0] = load[1] = load[2] = -1;
@@ -489,10 +516,10 @@ int vkp_bench_peft(int argc, char **argv) {
   long threads = lp && *lp ? strtol(lp, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
   fprintf(stderr,
           "bench peft: %s, %d layers, hidden %d, image %d/%d, batch %ld, %d method(s), %ld timed step(s), base %s, "
-          "%s; %s (%s %s), %ld CPU threads, load average %.2f\n",
-          vit_s ? "vit-s" : "demo", vc.num_hidden_layers, vc.hidden_size, vc.image_size, vc.patch_size, batch, nsel, steps,
+          "%s; %s (%s %s), %s kernels, %ld CPU threads, load average %.2f\n",
+          config_names[config], vc.num_hidden_layers, vc.hidden_size, vc.image_size, vc.patch_size, batch, nsel, steps,
           vkp_dtype_name(mo.base_dtype), mo.optimizer,
-          info.name, info.driver_name, info.driver_info, threads, load[0]);
+          info.name, info.driver_name, info.driver_info, kernels, threads, load[0]);
 
   row *rows = calloc((size_t)nsel, sizeof *rows);
   if (!rows) return vkp_cli_fail("bench", VKP_ERR_OOM, "out of host memory");
@@ -524,7 +551,7 @@ int vkp_bench_peft(int argc, char **argv) {
   if (json) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "bench", "peft");
-    cJSON_AddStringToObject(j, "config", vit_s ? "vit-s" : "demo");
+    cJSON_AddStringToObject(j, "config", config_names[config]);
     cJSON *m = cJSON_AddObjectToObject(j, "model");
     cJSON_AddNumberToObject(m, "image_size", vc.image_size);
     cJSON_AddNumberToObject(m, "patch_size", vc.patch_size);
@@ -538,6 +565,7 @@ int vkp_bench_peft(int argc, char **argv) {
     cJSON_AddNumberToObject(j, "steps", (double)steps);
     cJSON_AddStringToObject(j, "optimizer", "adamw (weight decay 0.01, max_grad_norm 1.0)");
     cJSON_AddStringToObject(j, "device", info.name);
+    cJSON_AddStringToObject(j, "kernels", kernels);
     char drv[600];
     snprintf(drv, sizeof drv, "%s %s", info.driver_name, info.driver_info);
     cJSON_AddStringToObject(j, "driver", drv);

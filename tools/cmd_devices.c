@@ -22,11 +22,12 @@ int cmd_devices(int argc, char **argv) {
     if (json) {
       printf("  {\"index\": %u, \"name\": \"%s\", \"type\": \"%s\", \"driver\": \"%s\", \"driver_info\": \"%s\", "
              "\"vulkan\": \"%u.%u.%u\", \"memory_bytes\": %llu, \"subgroup_size\": %u, \"shared_memory\": %u, "
-             "\"f16\": %s, \"bf16\": %s, \"cooperative_matrix\": %s, \"float_atomics\": %s}%s\n",
+             "\"f16\": %s, \"bf16\": %s, \"cooperative_matrix\": %s, \"float_atomics\": %s, \"kernels\": \"%s\"}%s\n",
              i, d->name, vkp_device_type_name(d->type), d->driver_name, d->driver_info, major, minor, patch,
              (unsigned long long)d->device_local_bytes, d->subgroup_size, d->max_shared_memory,
              d->shader_f16 ? "true" : "false", d->shader_bf16 ? "true" : "false",
-             d->cooperative_matrix ? "true" : "false", d->float_atomics ? "true" : "false", i + 1 < n ? "," : "");
+             d->cooperative_matrix ? "true" : "false", d->float_atomics ? "true" : "false",
+             vkp_kernel_family_name(vkp_device_kernels(d)), i + 1 < n ? "," : "");
       continue;
     }
     printf("[%u] %s (%s)\n", i, d->name, vkp_device_type_name(d->type));
@@ -39,6 +40,7 @@ int cmd_devices(int argc, char **argv) {
     printf("    features: f16 %s, bf16 %s, cooperative matrix %s, float atomics %s, timestamps %s\n",
            d->shader_f16 ? "yes" : "no", d->shader_bf16 ? "yes" : "no", d->cooperative_matrix ? "yes" : "no",
            d->float_atomics ? "yes" : "no", d->timestamps ? "yes" : "no");
+    printf("    kernels: %s family (VKPEFT_KERNELS=cpu|gpu overrides)\n", vkp_kernel_family_name(vkp_device_kernels(d)));
   }
   if (json) printf("]\n");
   return VKP_EXIT_OK;

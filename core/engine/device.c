@@ -39,6 +39,26 @@ const char *vkp_device_type_name(vkp_device_type t) {
   }
 }
 
+const char *vkp_kernel_family_name(vkp_kernel_family f) { return f == VKP_KERNELS_GPU ? "gpu" : "cpu"; }
+
+vkp_kernel_family vkp_device_kernels(const vkp_device_info *info) {
+  return info->type == VKP_DEVICE_CPU ? VKP_KERNELS_CPU : VKP_KERNELS_GPU;
+}
+
+// The kernel family: `want` ("cpu" / "gpu", else NULL for the device type's own).
+static vkp_status choose_kernels(const char *want, const char *source, const vkp_device_info *info,
+                                 vkp_kernel_family *out, vkp_error *err) {
+  if (!want || !*want) {
+    *out = vkp_device_kernels(info);
+    return VKP_OK;
+  }
+  if (strcmp(want, "cpu") == 0 || strcmp(want, "gpu") == 0) {
+    *out = want[0] == 'g' ? VKP_KERNELS_GPU : VKP_KERNELS_CPU;
+    return VKP_OK;
+  }
+  return vkp_error_set(err, VKP_ERR_INVALID, "%s=%s: the kernel family must be cpu or gpu", source, want);
+}
+
 static VKAPI_ATTR VkBool32 VKAPI_CALL validation_callback(
     VkDebugUtilsMessageSeverityFlagBitsEXT severity, VkDebugUtilsMessageTypeFlagsEXT types,
     const VkDebugUtilsMessengerCallbackDataEXT *data, void *user) {
@@ -411,8 +431,10 @@ vkp_status vkp_ctx_new(const vkp_ctx_options *opts, vkp_ctx **out, vkp_error *er
   if (st == VKP_OK) {
     ctx->phys = pds[chosen];
     describe_device(ctx->phys, &ctx->info);
-    st = create_device(ctx);
+    st = choose_kernels(opts->kernels ? opts->kernels : getenv("VKPEFT_KERNELS"),
+                        opts->kernels ? "kernels" : "VKPEFT_KERNELS", &ctx->info, &ctx->kernels, &ctx->err);
   }
+  if (st == VKP_OK) st = create_device(ctx);
   free(pds);
   if (st == VKP_OK) st = choose_memory_types(ctx);
   if (st == VKP_OK && (opts->profiling || env_flag("VKPEFT_PROFILE"))) st = create_query_pool(ctx);
@@ -450,6 +472,7 @@ void vkp_ctx_free(vkp_ctx *ctx) {
 }
 
 const vkp_device_info *vkp_ctx_info(const vkp_ctx *ctx) { return &ctx->info; }
+vkp_kernel_family vkp_ctx_kernels(const vkp_ctx *ctx) { return ctx->kernels; }
 const char *vkp_ctx_error(const vkp_ctx *ctx) { return ctx->err.msg; }
 vkp_error *vkp_ctx_err(vkp_ctx *ctx) { return &ctx->err; }
 uint32_t vkp_ctx_validation_messages(const vkp_ctx *ctx) { return ctx->validation_messages; }

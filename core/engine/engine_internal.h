@@ -54,6 +54,7 @@ struct vkp_ctx {
   uint32_t pipeline_count, pipeline_cap;
 
   vkp_device_info info;
+  vkp_kernel_family kernels;
   VkPhysicalDeviceMemoryProperties mem_props;
   uint32_t mem_type_device;      // device-local type for blocks
   bool device_host_visible;      // blocks are mappable (UMA)

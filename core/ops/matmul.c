@@ -2,7 +2,10 @@
 //
 // One node computes C = op(A)·op(B) (+ bias) for up to two broadcast batch dims. Transposes are
 // strides: the kernels read op(A)[m][k] = a[m*a_ms + k*a_ks] and op(B)[k][n] = b[k*b_ks + n*b_ns],
-// so a transposed view (or a row-strided slice) never costs a copy. Four ways to run it:
+// so a transposed view (or a row-strided slice) never costs a copy. On the GPU kernel family
+// (vkp_ctx_kernels: any device but a CPU, or VKPEFT_KERNELS=gpu) every product runs
+// matmul_gpu_* (shared-memory tiles read in place, any layout, sized from the device's limits by
+// mm_gpu_pick). On the CPU family (lavapipe) there are four ways to run it:
 //   packed      (products from about 2^20 multiply-adds, any layout and dtype) two pack nodes
 //               copy op(A) and op(B) into zero-padded panels (matmul_pack_a/b.comp) and
 //               matmul_packed.comp runs a 32 x 4S register tile per subgroup over contiguous
@@ -147,6 +150,43 @@ static mm_kernel mm_pick(uint32_t S, const mm_geom *g, uint32_t b_dtype, uint64_
   return (mm_kernel){name, 8 * (64 / S), 2 * S};
 }
 
+// ---- GPU family -------------------------------------------------------------------------------
+
+// matmul_gpu_* (shaders/matmul_gpu.glsl, shared-memory tiles): BM x BN outputs per workgroup.
+typedef struct mm_gpu_tile {
+  const char *shader;
+  uint32_t bm, bn, bk, invocations;
+} mm_gpu_tile;
+static const mm_gpu_tile mm_gpu_tiles[] = {   // largest first (variants.cmake)
+    {"matmul_gpu_128", 128, 128, 8, 256},
+    {"matmul_gpu_64", 64, 64, 16, 256},
+    {"matmul_gpu_32", 32, 32, 16, 64},
+};
+// Workgroups a product should have before it takes a larger tile: about one per compute unit of
+// a large discrete GPU (an H100/H200 has 132), so the tile grows only once the device is filled.
+#define VKP_MM_GPU_MIN_GROUPS 128
+
+// The largest tile the device's limits allow (invocations per workgroup, shared memory) that still
+// gives the product VKP_MM_GPU_MIN_GROUPS workgroups; the smallest that fits otherwise. The
+// 32 x 32 tile (64 invocations, 4.1 KiB) is within every conformant device's limits.
+static mm_kernel mm_gpu_pick(const vkp_device_info *info, const mm_geom *g) {
+  size_t n = sizeof mm_gpu_tiles / sizeof mm_gpu_tiles[0];
+  const mm_gpu_tile *pick = &mm_gpu_tiles[n - 1];
+  for (size_t i = 0; i < n; i++) {
+    const mm_gpu_tile *t = &mm_gpu_tiles[i];
+    uint64_t shared = 4ull * t->bk * (t->bm + t->bn + 2);
+    if (t->invocations > info->max_workgroup_invocations || shared > info->max_shared_memory) continue;
+    int64_t groups = (g->M + t->bm - 1) / t->bm * ((g->N + t->bn - 1) / t->bn) * g->batch0 * g->batch1;
+    if (groups >= VKP_MM_GPU_MIN_GROUPS) {
+      pick = t;
+      break;
+    }
+  }
+  return (mm_kernel){pick->shader, pick->bm, pick->bn};
+}
+
+static bool gpu_kernels(vkp_ctx *ctx) { return vkp_ctx_kernels(ctx) == VKP_KERNELS_GPU; }
+
 // ---- packed path ----------------------------------------------------------------------------
 
 typedef struct mm_packing {
@@ -164,6 +204,7 @@ static mm_packing mm_pack_dims(const mm_geom *g, uint32_t S) {
 // load of the main kernel contiguous; measured on lavapipe it wins from about a million
 // multiply-adds per batch, unless the padding to whole tiles adds more than half the work.
 static bool mm_use_packed(vkp_graph *gr, const mm_geom *g) {
+  if (gpu_kernels(vkp_graph_ctx(gr))) return false;   // the GPU family's tiles load in place
   uint32_t S = subgroup_size(vkp_graph_ctx(gr));
   if (S < 2 || S > 64 || (S & (S - 1))) return false;
   if (g->M < 16 || g->N < 16 || g->K < 16 || g->M * g->N * g->K < (1 << 20)) return false;
@@ -390,9 +431,10 @@ static vkp_status record_direct(vkp_recorder *rec, const vkp_tensor *a, const vk
   uint64_t a_addr = vkp_rec_addr(rec, a), b_addr = vkp_rec_addr(rec, b);
   mm_geom sg = *g;
   int64_t c_ns = 1;
-  const char *sk = mm_skinny(subgroup_size(ctx), &sg, b_dtype, bias_addr != 0, &a_addr, &b_addr, &c_ns);
+  bool gpu = gpu_kernels(ctx);
+  const char *sk = gpu ? NULL : mm_skinny(subgroup_size(ctx), &sg, b_dtype, bias_addr != 0, &a_addr, &b_addr, &c_ns);
   if (sk) return record_skinny(rec, sk, &sg, a_addr, b_addr, c_ns, c_addr, bias_addr, flags, alpha);
-  mm_kernel kern = mm_pick(subgroup_size(ctx), g, b_dtype, a_addr, b_addr);
+  mm_kernel kern = gpu ? mm_gpu_pick(vkp_ctx_info(ctx), g) : mm_pick(subgroup_size(ctx), g, b_dtype, a_addr, b_addr);
   mm_pc_operands(&pc, g);
   pc.tile_m = kern.tile_m;
   pc.tile_n = kern.tile_n;

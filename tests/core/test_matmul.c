@@ -279,15 +279,18 @@ static void test_packed_in_place(void **state) {
   // The path is taken: pack B + product (A in place, any B); pack A too when A is transposed or
   // K is not a multiple of 2S. Shapes whose padding keeps them on the packed path at subgroup
   // sizes 4, 8 and 16 (N a multiple of 64, K of 32).
+  // (The GPU kernel family has no packs: one dispatch each.)
   const vkp_dtype f32 = VKP_DTYPE_F32;
-  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 128}, false, false, f32), 2);
-  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){128, 96}, false, true, f32), 2);
-  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 128}, false, false, VKP_DTYPE_F16), 2);
-  assert_int_equal(forward_dispatches((int64_t[]){144, 96}, (int64_t[]){144, 128}, true, false, f32), 3);
-  assert_int_equal(forward_dispatches((int64_t[]){128, 100}, (int64_t[]){100, 128}, false, false, f32), 3);
+  bool gpu = vkp_test_gpu_kernels();
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 128}, false, false, f32), gpu ? 1 : 2);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){128, 96}, false, true, f32), gpu ? 1 : 2);
+  assert_int_equal(forward_dispatches((int64_t[]){130, 96}, (int64_t[]){96, 128}, false, false, VKP_DTYPE_F16),
+                   gpu ? 1 : 2);
+  assert_int_equal(forward_dispatches((int64_t[]){144, 96}, (int64_t[]){144, 128}, true, false, f32), gpu ? 1 : 3);
+  assert_int_equal(forward_dispatches((int64_t[]){128, 100}, (int64_t[]){100, 128}, false, false, f32), gpu ? 1 : 3);
   // Subgroups of 8 gather a k pair of 8 rows at a time: rows a multiple of 4 KiB apart (a_ms
   // 1,024 floats) would share one L1 set, so A is packed for them (core/ops/matmul.c).
-  if (vkp_ctx_info(vkp_test_ctx())->subgroup_size == 8) {
+  if (vkp_ctx_info(vkp_test_ctx())->subgroup_size == 8 && !gpu) {
     assert_int_equal(forward_dispatches((int64_t[]){64, 1024}, (int64_t[]){1024, 64}, false, false, f32), 3);
     assert_int_equal(forward_dispatches((int64_t[]){64, 1040}, (int64_t[]){1040, 64}, false, false, f32), 2);
   }
@@ -343,8 +346,9 @@ static void test_skinny(void **state) {
       CASE("skinny linear + bias 3x20x24 -> 8", BUILD_LINEAR, false, true, 3, 2, SH(3, 20, 24), SH(8, 24)),
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case_n(&cases[i], 800 + i, 12);
-  // The path is taken at subgroup sizes of 8 and more (one dispatch), and refused for odd K.
-  uint64_t want = vkp_ctx_info(vkp_test_ctx())->subgroup_size >= 8 ? 1 : 0;
+  // The path is taken at subgroup sizes of 8 and more (one dispatch), and refused for odd K; the
+  // GPU kernel family runs these products in its shared-memory tiles.
+  uint64_t want = vkp_ctx_info(vkp_test_ctx())->subgroup_size >= 8 && !vkp_test_gpu_kernels() ? 1 : 0;
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const mm_case *c = &cases[i];
     if (c->build != BUILD_FLAGS || c->a_nd != 2 || c->b_nd != 2) continue;
@@ -503,6 +507,85 @@ static void test_weights_16bit(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_w16(&cases[i], 500 + i);
 }
 
+// ---- GPU kernel family ----------------------------------------------------------------------
+// matmul_gpu_* (shared-memory tiles) on a context of its own that records the GPU family on any
+// device: each tile size taken where core/ops/matmul.c (mm_gpu_pick) should take it, with edges
+// in M, N and K (no multiple of the tile or of BK), each layout and a 16-bit B, against float64.
+// The whole suite also runs on the GPU family (ctest's "[gpu kernels]" entries), gradients
+// included.
+
+typedef struct gpu_case {
+  const char *name, *shader;
+  bool ta, tb;
+  vkp_dtype bdt;
+  int64_t M, N, K;
+} gpu_case;
+
+static void check_gpu_tile(vkp_ctx *ctx, const gpu_case *c, uint64_t seed) {
+  int64_t M = c->M, N = c->N, K = c->K;
+  size_t na = (size_t)(M * K), nb = (size_t)(K * N), nc = (size_t)(M * N);
+  float *a = malloc(na * 4), *b = malloc(nb * 4), *got = malloc(nc * 4);
+  uint16_t *b16 = malloc(nb * 2);
+  double *want = malloc(nc * 8);
+  vkp_rng rng = vkp_rng_new(seed);
+  vkp_rng_uniform_fill(&rng, a, na, -1, 1);
+  vkp_rng_uniform_fill(&rng, b, nb, -1, 1);
+  if (c->bdt != VKP_DTYPE_F32) {
+    vkp_convert_from_f32(c->bdt, b, b16, nb);
+    vkp_convert_to_f32(c->bdt, b16, b, nb);   // the reference uses the rounded values
+  }
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double s = 0;
+      for (int64_t k = 0; k < K; k++)
+        s += (double)a[c->ta ? k * M + m : m * K + k] * (double)b[c->tb ? n * K + k : k * N + n];
+      want[m * N + n] = s;
+    }
+  vkp_graph *g;
+  VKP_ASSERT_OK(ctx, vkp_graph_new(ctx, &g));
+  vkp_tensor *ta = vkp_tensor_input(g, "a", VKP_DTYPE_F32, 2, c->ta ? (int64_t[]){K, M} : (int64_t[]){M, K});
+  vkp_tensor *tb = vkp_tensor_input(g, "b", c->bdt, 2, c->tb ? (int64_t[]){N, K} : (int64_t[]){K, N});
+  vkp_tensor *y = vkp_matmul(g, ta, tb, c->ta, c->tb);
+  vkp_graph_output(g, y);
+  uint64_t before = vkp_ctx_shader_dispatches(ctx, c->shader);
+  VKP_ASSERT_OK(ctx, vkp_graph_compile(g));
+  if (vkp_ctx_shader_dispatches(ctx, c->shader) - before != 1) fail_msg("%s: not one %s dispatch", c->name, c->shader);
+  VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, ta, a, na * 4));
+  VKP_ASSERT_OK(ctx, vkp_graph_set_input(g, tb, c->bdt == VKP_DTYPE_F32 ? (void *)b : (void *)b16,
+                                         nb * vkp_dtype_size(c->bdt)));
+  VKP_ASSERT_OK(ctx, vkp_graph_run(g));
+  VKP_ASSERT_OK(ctx, vkp_graph_read(g, y, got, nc * 4));
+  vkp_assert_close(c->name, got, want, nc, 1e-5, 1e-6 + 2e-7 * (double)K);
+  vkp_graph_free(g);
+  free(a), free(b), free(got), free(b16), free(want);
+}
+
+static void test_gpu_tiles(void **state) {
+  (void)state;
+  vkp_ctx *ctx;
+  vkp_error err = {0};
+  vkp_ctx_options o = {.validation = true, .kernels = "gpu"};
+  if (vkp_ctx_new(&o, &ctx, &err) != VKP_OK) fail_msg("vkp_ctx_new: %s", err.msg);
+  assert_int_equal(vkp_ctx_kernels(ctx), VKP_KERNELS_GPU);
+  // mm_gpu_pick: the largest tile giving at least 128 workgroups, else the smallest.
+  const gpu_case cases[] = {
+      {"gpu 128 nn 2100x1100x37", "matmul_gpu_128", false, false, VKP_DTYPE_F32, 2100, 1100, 37},
+      {"gpu 128 nt bf16 2050x1030x20", "matmul_gpu_128", false, true, VKP_DTYPE_BF16, 2050, 1030, 20},
+      {"gpu 64 nt 800x790x45", "matmul_gpu_64", false, true, VKP_DTYPE_F32, 800, 790, 45},
+      {"gpu 64 tn f16 780x800x33", "matmul_gpu_64", true, false, VKP_DTYPE_F16, 780, 800, 33},
+      {"gpu 32 tt 70x45x131", "matmul_gpu_32", true, true, VKP_DTYPE_F32, 70, 45, 131},
+      {"gpu 32 nn 1x1x1", "matmul_gpu_32", false, false, VKP_DTYPE_F32, 1, 1, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_gpu_tile(ctx, &cases[i], 1000 + i);
+  assert_int_equal(vkp_ctx_validation_messages(ctx), 0);
+  vkp_ctx_free(ctx);
+  // A family other than cpu or gpu is an error naming the value.
+  o.kernels = "tpu";
+  assert_int_equal(vkp_ctx_new(&o, &ctx, &err), VKP_ERR_INVALID);
+  assert_null(ctx);
+  assert_non_null(strstr(err.msg, "tpu"));
+}
+
 // ---- errors ---------------------------------------------------------------------------------
 
 static void test_errors(void **state) {
@@ -551,7 +634,7 @@ int main(void) {
       cmocka_unit_test(test_linear),        cmocka_unit_test(test_split),
       cmocka_unit_test(test_packed),        cmocka_unit_test(test_packed_in_place),
       cmocka_unit_test(test_skinny),        cmocka_unit_test(test_sum_of_products),
-      cmocka_unit_test(test_weights_16bit),
+      cmocka_unit_test(test_weights_16bit), cmocka_unit_test(test_gpu_tiles),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, vkp_test_teardown);

@@ -22,6 +22,8 @@ vkp_ctx *vkp_test_ctx(void) {
   return g_ctx;
 }
 
+bool vkp_test_gpu_kernels(void) { return vkp_ctx_kernels(vkp_test_ctx()) == VKP_KERNELS_GPU; }
+
 int vkp_test_teardown(void **state) {
   (void)state;
   if (!g_ctx) return 0;

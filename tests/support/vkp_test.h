@@ -20,6 +20,9 @@
 
 // The context shared by a test binary (created on first use, validation layer on).
 vkp_ctx *vkp_test_ctx(void);
+// Whether the shared context records the GPU kernel family (VKPEFT_KERNELS=gpu on lavapipe, or a
+// GPU): tests that check which kernel a shape takes check the family's own choice.
+bool vkp_test_gpu_kernels(void);
 // CMocka group teardown: fails if the validation layer reported anything; frees the context.
 int vkp_test_teardown(void **state);
 

@@ -17,6 +17,8 @@ typedef struct vkp_buffer vkp_buffer;
 
 typedef struct vkp_ctx_options {
   const char *device;      // index or name substring; NULL = $VKPEFT_DEVICE, then default order
+  const char *kernels;     // "cpu" or "gpu": the kernel family ops record (vkp_ctx_kernels);
+                           // NULL = $VKPEFT_KERNELS, else by device type
   bool validation;         // enable VK_LAYER_KHRONOS_validation (also on if $VKPEFT_VALIDATION=1)
   bool profiling;          // timestamp queries around every dispatch
   const char *cache_dir;   // pipeline cache dir; NULL = $XDG_CACHE_HOME/vkpeft or ~/.cache/vkpeft
@@ -53,6 +55,17 @@ typedef struct vkp_device_info {
 
 const char *vkp_device_type_name(vkp_device_type t);
 
+// Which kernels the ops record. The CPU family is tuned for lavapipe (every per-lane load a
+// gather: pair loads, subgroup shuffles, packed panels, register tiles); the GPU family for
+// devices with fast shared memory and coalesced loads (shared-memory tiles sized from the
+// device's limits). A CPU device gets the CPU family, every other device the GPU family, unless
+// vkp_ctx_options.kernels or $VKPEFT_KERNELS says otherwise (the test suite runs the GPU family on
+// lavapipe that way, for correctness). Where the families differ: docs/ARCHITECTURE.md.
+typedef enum vkp_kernel_family { VKP_KERNELS_CPU = 0, VKP_KERNELS_GPU } vkp_kernel_family;
+const char *vkp_kernel_family_name(vkp_kernel_family f);
+// The family a device gets by its type (before vkp_ctx_options.kernels / $VKPEFT_KERNELS).
+vkp_kernel_family vkp_device_kernels(const vkp_device_info *info);
+
 // Lists the physical devices (fills up to `cap` entries; *count = number found).
 vkp_status vkp_devices_list(vkp_device_info *infos, uint32_t cap, uint32_t *count, vkp_error *err);
 
@@ -61,6 +74,7 @@ vkp_status vkp_ctx_new(const vkp_ctx_options *opts, vkp_ctx **out, vkp_error *er
 void vkp_ctx_free(vkp_ctx *ctx);
 
 const vkp_device_info *vkp_ctx_info(const vkp_ctx *ctx);
+vkp_kernel_family vkp_ctx_kernels(const vkp_ctx *ctx);
 // Last error recorded on this context.
 const char *vkp_ctx_error(const vkp_ctx *ctx);
 vkp_error *vkp_ctx_err(vkp_ctx *ctx);
