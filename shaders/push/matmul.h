@@ -89,3 +89,4 @@ VKP_PUSH_CHECK(vkp_pc_matmul_packed, 128)
 #define VKP_MM_A_INPLACE 64u     // matmul_packed: read op(A) in place (a, a_ms, a_bs), not a panel
 #define VKP_MM_BIAS_ROW 128u     // with VKP_MM_BIAS: bias[m] (one per row: a convolution's channels)
 #define VKP_MM_K2 256u           // matmul_packed: an appended product (a2, k2); pack_b: scale by alpha
+#define VKP_MM_GRID_SWAP 512u    // pack kernels: workgroup x and y swapped (see matmul_pack_a/b.comp)
