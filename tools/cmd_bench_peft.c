@@ -450,7 +450,7 @@ int vkp_bench_peft(int argc, char **argv) {
       continue;
     } else if (!strcmp(a, "--config")) {
       ok = false;
-      for (int c = 0; c < 3 && v; c++)
+      for (int c = 0; c < (int)(sizeof config_names / sizeof *config_names) && v; c++)
         if (!strcmp(v, config_names[c])) config = c, ok = true;
     } else if (!strcmp(a, "--rank")) {
       ok = parse_int(v, 1, 4096, &mo.rank);

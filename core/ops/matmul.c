@@ -256,6 +256,16 @@ static int64_t mm_k2(const vkp_tensor *t) {
   return g2.K;
 }
 
+// Dispatches a pack kernel over (`along` blocks along k, `across` row tiles or column panels, nz
+// batches). lavapipe runs workgroups x first, so x walks the dimension that is contiguous in the
+// source: k, unless the source's rows run across (`swap`: a transposed A, or B rows that are
+// source rows), then the grid is swapped and the kernel told so (VKP_MM_GRID_SWAP).
+static vkp_status pack_dispatch(vkp_recorder *rec, const char *shader, vkp_pc_matmul *pc, uint32_t along,
+                                uint32_t across, bool swap, uint32_t nz) {
+  if (swap) pc->flags |= VKP_MM_GRID_SWAP;
+  return vkp_rec_dispatch(rec, shader, pc, sizeof *pc, swap ? across : along, swap ? along : across, nz);
+}
+
 static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
   const vkp_tensor *mm = pack_owner(t);
   mm_geom g;
@@ -283,15 +293,10 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
   }
   // pack_a: a workgroup per (VKP_MM_PK_CHUNKS k chunks, row tile); pack_b: per (VKP_MM_PK_ROWS
   // rows, column panel).
-  // The grid's x walks the source's contiguous dimension (VKP_MM_GRID_SWAP: see the pack shaders).
-  if (!is_b) {
-    uint32_t chunks = (uint32_t)((p.Kp / (2 * p.S) + VKP_MM_PK_CHUNKS - 1) / VKP_MM_PK_CHUNKS);
-    uint32_t tiles = (uint32_t)(p.Mp / VKP_MM_PK_TM);
-    bool swap = g.a_ks != 1 && g.a_ms == 1;
-    if (swap) pc.flags |= VKP_MM_GRID_SWAP;
-    return vkp_rec_dispatch(rec, "matmul_pack_a", &pc, sizeof pc, swap ? tiles : chunks, swap ? chunks : tiles,
-                            (uint32_t)p.nz);
-  }
+  if (!is_b)
+    return pack_dispatch(rec, "matmul_pack_a", &pc,
+                         (uint32_t)((p.Kp / (2 * p.S) + VKP_MM_PK_CHUNKS - 1) / VKP_MM_PK_CHUNKS),
+                         (uint32_t)(p.Mp / VKP_MM_PK_TM), g.a_ks != 1 && g.a_ms == 1, (uint32_t)p.nz);
   // B's panel rows [0, Kp), then (MM_K2) the second product's B scaled by s in rows [Kp, Kp + k2).
   int64_t k2 = mm_k2(mm);
   pc.kp = (uint32_t)(p.Kp + k2);
@@ -314,12 +319,8 @@ static vkp_status pack_record(vkp_recorder *rec, const vkp_tensor *t) {
     pc.k_begin = part ? (uint32_t)p.Kp : 0u;
     pc.tile_m = (uint32_t)(part ? k2 : p.Kp);   // panel rows this dispatch writes
     if (part) pc.flags |= VKP_MM_K2, pc.alpha = mm->params.f[6];
-    uint32_t blocks = (uint32_t)((pc.tile_m + VKP_MM_PK_ROWS - 1) / VKP_MM_PK_ROWS);
-    uint32_t panels = (uint32_t)(p.Np / (VKP_MM_PK_TC * p.S));
-    bool swap = gb.b_ns == 1 && gb.b_ks != 1;
-    if (swap) pc.flags |= VKP_MM_GRID_SWAP;
-    VKP_TRY(vkp_rec_dispatch(rec, "matmul_pack_b", &pc, sizeof pc, swap ? panels : blocks, swap ? blocks : panels,
-                             (uint32_t)p.nz));
+    VKP_TRY(pack_dispatch(rec, "matmul_pack_b", &pc, (uint32_t)((pc.tile_m + VKP_MM_PK_ROWS - 1) / VKP_MM_PK_ROWS),
+                          (uint32_t)(p.Np / (VKP_MM_PK_TC * p.S)), gb.b_ns == 1 && gb.b_ks != 1, (uint32_t)p.nz));
   }
   return VKP_OK;
 }
